@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# demo.sh - the main job, end to end, on a throwaway etcd.
+#
+# Starts etcd 3.6 (from the peer cache) on free loopback ports in a temp dir,
+# loads it with Kubernetes-like keys, takes a snapshot with kontinuity,
+# prints kontinuity's status beside etcdutl's, verifies the file, says where
+# it is, and stops the etcd it started (also on error or Ctrl-C).
+# Usage: scripts/demo.sh PATH/TO/kontinuity
+set -euo pipefail
+
+kt=$(realpath "$1")
+eval "$(scripts/peers.sh --print-env)"
+work=$(mktemp -d /tmp/kontinuity-demo.XXXXXX)
+etcd_pid=
+
+stop() {
+	if [ -n "$etcd_pid" ] && kill -0 "$etcd_pid" 2>/dev/null; then
+		kill "$etcd_pid" 2>/dev/null || true
+		wait "$etcd_pid" 2>/dev/null || true
+		echo "demo: stopped etcd (pid $etcd_pid)"
+	fi
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+client_port=$(free_port)
+peer_port=$(free_port)
+endpoint="http://127.0.0.1:$client_port"
+
+echo "demo: starting etcd $("$KT_ETCD_BIN" --version | head -1 | awk '{print $3}') on $endpoint (data in $work/etcd)"
+"$KT_ETCD_BIN" --name demo --data-dir "$work/etcd" \
+	--listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
+	--listen-peer-urls "http://127.0.0.1:$peer_port" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+	--initial-cluster "demo=http://127.0.0.1:$peer_port" \
+	--log-outputs "$work/etcd.log" >/dev/null 2>&1 &
+etcd_pid=$!
+ctl() { "$KT_ETCDCTL_BIN" --endpoints "$endpoint" "$@"; }
+for _ in $(seq 1 100); do
+	ctl endpoint health >/dev/null 2>&1 && break
+	kill -0 "$etcd_pid" 2>/dev/null || { echo "demo: etcd exited; log:"; tail -20 "$work/etcd.log"; exit 1; }
+	sleep 0.1
+done
+
+echo "demo: loading Kubernetes-like keys (namespaces, pods, configmaps, secrets, a custom resource)"
+value=$(head -c 600 /dev/zero | tr '\0' 'x')
+{
+	for ns in default kube-system shop; do
+		echo "put /registry/namespaces/$ns k8s-$value"
+		for i in $(seq 1 40); do echo "put /registry/pods/$ns/pod-$i k8s-$value"; done
+		for i in $(seq 1 15); do echo "put /registry/configmaps/$ns/cm-$i k8s-$value"; done
+		for i in $(seq 1 10); do echo "put /registry/secrets/$ns/secret-$i k8s-$value"; done
+		for i in $(seq 1 5); do echo "put /registry/shop.example.com/carts/$ns/cart-$i {\"kind\":\"Cart\"}"; done
+	done
+} > "$work/keys.txt"
+# etcdctl txn takes many operations per process; batches of 100.
+split -l 100 "$work/keys.txt" "$work/batch."
+for b in "$work"/batch.*; do
+	{ echo; cat "$b"; echo; echo; } | ctl txn >/dev/null
+done
+ctl del /registry/pods/shop/pod-40 >/dev/null
+echo "demo: $(wc -l < "$work/keys.txt") keys written, one pod deleted"
+
+snap="$work/etcd-snapshot.db"
+echo
+echo "\$ kontinuity etcd snapshot save $snap --endpoint $endpoint"
+"$kt" etcd snapshot save "$snap" --endpoint "$endpoint"
+echo
+echo "\$ kontinuity etcd snapshot status $snap -o json"
+"$kt" etcd snapshot status "$snap" -o json | tee "$work/ours.json"
+echo "\$ etcdutl snapshot status $snap -w json"
+"$KT_ETCDUTL_BIN" snapshot status "$snap" -w json 2>/dev/null | tee "$work/theirs.json"
+echo
+if python3 - "$work/ours.json" "$work/theirs.json" <<'PY'
+import json, sys
+ours, theirs = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ["hash", "revision", "totalKey", "totalSize", "version"]
+diff = [k for k in keys if ours.get(k) != theirs.get(k)]
+print("demo: status " + ("EQUAL to etcdutl's on all of " + ", ".join(keys) if not diff
+      else "DIFFERS from etcdutl's on " + ", ".join(diff)))
+sys.exit(1 if diff else 0)
+PY
+then :; else exit 1; fi
+echo
+echo "\$ kontinuity etcd snapshot verify $snap"
+"$kt" etcd snapshot verify "$snap"
+echo
+echo "demo: the snapshot is $snap ($(stat -c '%s bytes, mode %a' "$snap"))"
+echo "demo: restore it with: $KT_ETCDUTL_BIN snapshot restore $snap --data-dir /tmp/restored.etcd"

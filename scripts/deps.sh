@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# deps.sh - install what building and testing kontinuity needs and is missing.
+#
+# Debian/Ubuntu packages through apt-get (only those not yet installed, so a
+# second run does nothing), pytest through pip when no pytest is importable.
+# Go (>= 1.25, to build the test peers) must already be on PATH: Debian's
+# own golang package is too old for etcd 3.6 and Kubernetes 1.35.
+# Usage: scripts/deps.sh [build|test]   (build: compile only; test: + peers)
+set -euo pipefail
+
+mode=${1:-test}
+pkgs=(meson ninja-build pkg-config gcc libc6-dev make
+      libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libzstd-dev
+      openssl ca-certificates)
+if [ "$mode" = test ]; then
+	# clang + its runtimes for the libFuzzer targets; etcd-server is etcd 3.4,
+	# used only to make 3.4-format snapshots; valgrind for leak checks.
+	pkgs+=(clang libclang-rt-14-dev etcd-server python3 python3-pip util-linux)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	sudo_cmd=()
+	[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+	# etcd-server's package scripts would start a system etcd on :2379; keep
+	# services from starting while we install.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+		"${sudo_cmd[@]}" chmod +x "$policy"
+		own_policy=1
+	fi
+	"${sudo_cmd[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	[ $own_policy -eq 0 ] || "${sudo_cmd[@]}" rm -f "$policy"
+fi
+if [ "$mode" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
+	echo "deps: installing pytest"
+	python3 -m pip install --quiet pytest || python3 -m pip install --quiet --break-system-packages pytest
+fi
+if [ "$mode" = test ] && ! command -v go >/dev/null 2>&1; then
+	echo "deps: Go >= 1.25 is needed to build the test peers (etcd, MinIO, kube-apiserver);" >&2
+	echo "      install it and put 'go' on PATH, then run this again." >&2
+	exit 1
+fi
+echo "deps: ok"

@@ -1,0 +1,80 @@
+/*
+ * cli.h - the front end: the command table, option parsing and output.
+ *
+ * Only code under src/cli/ talks to the user: it prints, reads the
+ * terminal and chooses the exit status (0 ok, 1 failure, 2 usage error,
+ * 3 verification failed; see kt_code_exit).  Each command group lives in
+ * cmd_<group>.c and exposes its table entries through cli.h.
+ */
+#ifndef KT_CLI_H
+#define KT_CLI_H
+
+#include <jansson.h>
+#include <signal.h>
+
+#include "core/core.h"
+
+typedef enum kt_out_format { KT_OUT_TABLE = 0, KT_OUT_JSON, KT_OUT_YAML } kt_out_format;
+
+/* Options every command understands. */
+typedef struct kt_globals {
+	kt_out_format output;
+	int verbose;
+	kt_log_format log_format;
+} kt_globals;
+
+/* One flag of a command.  Exactly one of str/count is set. */
+typedef struct kt_opt {
+	const char *name;       /* long name without "--" */
+	char shortname;         /* 0 for none */
+	const char *argname;    /* NULL for a switch */
+	const char *help;
+	const char **str;       /* receives the argument */
+	int *count;             /* incremented per occurrence */
+} kt_opt;
+
+typedef int (*kt_cmd_fn)(int argc, char **argv, const kt_globals *g);
+
+/* One row of the dispatch table: "etcd snapshot save". */
+typedef struct kt_command {
+	const char *path;
+	const char *summary;
+	kt_cmd_fn fn;
+} kt_command;
+
+/* Set by SIGINT/SIGTERM; long operations poll it. */
+extern volatile sig_atomic_t kt_cli_cancel;
+
+/*
+ * Parse argv (argv[0] is the first word after the command path) against
+ * opts plus the global flags.  Positional arguments are collected into
+ * pos[0..*n_pos) (at most max_pos).  On --help prints help and returns 0
+ * with *done set; on error prints one line to stderr and returns 2.
+ */
+int kt_cli_parse(int argc, char **argv, const kt_opt *opts, const char *path,
+                 const char *usage, const char *help, char **pos, int max_pos,
+                 int *n_pos, kt_globals *g, int *done);
+
+/* Print a failure as "kontinuity: <msg>" (redacted) and return its exit code. */
+int kt_cli_fail(const kt_error *err);
+/* Print a usage problem and return 2. */
+int kt_cli_usage(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Output: a table column maps a JSON key of each row to a header. */
+typedef struct kt_column {
+	const char *header;
+	const char *key;
+} kt_column;
+
+/* Print rows (a JSON array of objects, or one object) in the chosen
+ * format; table uses columns.  Takes no reference. */
+void kt_cli_print(json_t *data, kt_out_format fmt, const kt_column *columns, size_t n_columns);
+/* Print any JSON value as YAML. */
+void kt_cli_print_yaml(json_t *data);
+
+/* The etcd group. */
+int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g);
+
+#endif /* KT_CLI_H */

@@ -1,0 +1,145 @@
+/*
+ * main.c - entry point, the one command table and global option parsing.
+ *
+ * Dispatch: the leading words of argv that are not flags name a command
+ * ("etcd snapshot save"); the longest path in commands[] that matches wins.
+ * A prefix of paths ("etcd", "etcd snapshot") prints the commands under it.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+volatile sig_atomic_t kt_cli_cancel;
+
+static const kt_command commands[] = {
+	{ "etcd snapshot save", "stream a snapshot from a live etcd into a file",
+	  kt_cmd_etcd_snapshot_save },
+	{ "etcd snapshot status", "print hash, revision, keys, size and version of a snapshot",
+	  kt_cmd_etcd_snapshot_status },
+	{ "etcd snapshot verify", "check a snapshot page by page and count the objects it holds",
+	  kt_cmd_etcd_snapshot_verify },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char exit_codes[] =
+	"Exit codes:\n"
+	"  0  success\n"
+	"  1  failure (unreachable endpoint, refused credentials, I/O error, ...)\n"
+	"  2  usage error (unknown command or flag, bad flag value)\n"
+	"  3  verification failed (the snapshot is corrupt or incomplete)\n";
+
+static const char global_flags[] =
+	"Global flags (accepted by every command):\n"
+	"  -o, --output FORMAT    table (default), json or yaml, where output is data\n"
+	"      --log-format F     text (default) or json for log lines on stderr\n"
+	"  -v, --verbose          more detail in logs (repeat for debug)\n"
+	"  -h, --help             help for the command\n";
+
+static int starts_with_words(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return !strncmp(path, prefix, n) && (path[n] == ' ' || path[n] == '\0' || n == 0);
+}
+
+static void print_commands(FILE *f, const char *prefix)
+{
+	size_t width = 0;
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (starts_with_words(commands[i].path, prefix) && strlen(commands[i].path) > width)
+			width = strlen(commands[i].path);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (starts_with_words(commands[i].path, prefix))
+			fprintf(f, "  kontinuity %-*s  %s\n", (int)width, commands[i].path,
+			        commands[i].summary);
+}
+
+static void print_top_help(FILE *f)
+{
+	fprintf(f,
+	        "kontinuity %s - keep Kubernetes workloads alive through loss\n\n"
+	        "Usage: kontinuity GROUP COMMAND [flags]\n\n"
+	        "Commands:\n", KT_VERSION);
+	print_commands(f, "");
+	fprintf(f,
+	        "\nExamples:\n"
+	        "  kontinuity etcd snapshot save /var/backups/etcd.db --endpoint https://127.0.0.1:2379 \\\n"
+	        "      --cacert ca.crt --cert client.crt --key client.key\n"
+	        "  kontinuity etcd snapshot status /var/backups/etcd.db -o json\n"
+	        "  kontinuity etcd snapshot verify /var/backups/etcd.db\n\n"
+	        "%s\n%s\n"
+	        "Run 'kontinuity GROUP --help' or 'kontinuity GROUP COMMAND --help' for more.\n",
+	        global_flags, exit_codes);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	kt_cli_cancel = 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Collect the command words. */
+	char path[256] = "";
+	int i = 1;
+	for (; i < argc && argv[i][0] != '-'; i++) {
+		size_t len = strlen(path);
+		if (len + strlen(argv[i]) + 2 > sizeof(path))
+			break;
+		snprintf(path + len, sizeof(path) - len, "%s%s", len ? " " : "", argv[i]);
+		/* Stop once the words name a whole command: the rest are arguments. */
+		int whole = 0;
+		for (size_t c = 0; c < N_COMMANDS; c++)
+			if (!strcmp(commands[c].path, path))
+				whole = 1;
+		if (whole) {
+			i++;
+			break;
+		}
+	}
+	for (size_t c = 0; c < N_COMMANDS; c++)
+		if (!strcmp(commands[c].path, path)) {
+			kt_globals g = { KT_OUT_TABLE, 0, KT_LOG_TEXT };
+			return commands[c].fn(argc - i, argv + i, &g);
+		}
+
+	int want_help = 0;
+	for (int j = 1; j < argc; j++) {
+		if (!strcmp(argv[j], "--version")) {
+			printf("kontinuity %s\n", KT_VERSION);
+			return 0;
+		}
+		if (!strcmp(argv[j], "-h") || !strcmp(argv[j], "--help") || !strcmp(argv[j], "help"))
+			want_help = 1;
+	}
+	if (!path[0]) {
+		print_top_help(want_help ? stdout : stderr);
+		return want_help ? 0 : 2;
+	}
+	int known_prefix = 0;
+	for (size_t c = 0; c < N_COMMANDS; c++)
+		if (starts_with_words(commands[c].path, path))
+			known_prefix = 1;
+	if (known_prefix) {
+		FILE *f = want_help ? stdout : stderr;
+		fprintf(f, "Usage: kontinuity %s COMMAND [flags]\n\nCommands:\n", path);
+		print_commands(f, path);
+		fprintf(f, "\nRun 'kontinuity %s COMMAND --help' for a command's flags and examples.\n",
+		        path);
+		return want_help ? 0 : 2;
+	}
+	fprintf(stderr, "kontinuity: unknown command '%s'\n", path);
+	fprintf(stderr, "Run 'kontinuity --help' for the list of commands.\n");
+	return 2;
+}

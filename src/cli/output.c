@@ -1,0 +1,174 @@
+/*
+ * output.c - data output in the three formats every data command offers:
+ * an aligned table for people, JSON and YAML for programs.
+ *
+ * Data is always built as a jansson value first, so the three formats carry
+ * the same fields.  YAML goes through libyaml's emitter, which handles
+ * quoting.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "cli.h"
+
+static char *cell_text(json_t *v)
+{
+	char tmp[64];
+	if (!v || json_is_null(v))
+		return kt_xstrdup("-");
+	if (json_is_string(v))
+		return kt_xstrdup(json_string_value(v));
+	if (json_is_integer(v)) {
+		snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(v));
+		return kt_xstrdup(tmp);
+	}
+	if (json_is_true(v))
+		return kt_xstrdup("yes");
+	if (json_is_false(v))
+		return kt_xstrdup("no");
+	if (json_is_real(v)) {
+		snprintf(tmp, sizeof(tmp), "%g", json_real_value(v));
+		return kt_xstrdup(tmp);
+	}
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	return s ? s : kt_xstrdup("?");
+}
+
+static void print_table(json_t *rows, const kt_column *cols, size_t n_cols)
+{
+	size_t n_rows = json_array_size(rows);
+	size_t *width = kt_xcalloc(n_cols, sizeof(size_t));
+	char **cells = kt_xcalloc(n_rows * n_cols + 1, sizeof(char *));
+	for (size_t c = 0; c < n_cols; c++)
+		width[c] = strlen(cols[c].header);
+	for (size_t r = 0; r < n_rows; r++)
+		for (size_t c = 0; c < n_cols; c++) {
+			char *s = cell_text(json_object_get(json_array_get(rows, r), cols[c].key));
+			cells[r * n_cols + c] = s;
+			if (strlen(s) > width[c])
+				width[c] = strlen(s);
+		}
+	for (size_t c = 0; c < n_cols; c++)
+		printf("%-*s%s", c + 1 < n_cols ? (int)width[c] : 0, cols[c].header,
+		       c + 1 < n_cols ? "  " : "\n");
+	for (size_t r = 0; r < n_rows; r++)
+		for (size_t c = 0; c < n_cols; c++)
+			printf("%-*s%s", c + 1 < n_cols ? (int)width[c] : 0, cells[r * n_cols + c],
+			       c + 1 < n_cols ? "  " : "\n");
+	for (size_t i = 0; i < n_rows * n_cols; i++)
+		free(cells[i]);
+	free(cells);
+	free(width);
+}
+
+static int emit(yaml_emitter_t *e, yaml_event_t *ev)
+{
+	return yaml_emitter_emit(e, ev);
+}
+
+static int emit_scalar(yaml_emitter_t *e, const char *s, int plain_ok)
+{
+	yaml_event_t ev;
+	yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s),
+	                             plain_ok, !plain_ok,
+	                             plain_ok ? YAML_ANY_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+	return emit(e, &ev);
+}
+
+static int emit_value(yaml_emitter_t *e, json_t *v)
+{
+	yaml_event_t ev;
+	if (json_is_object(v)) {
+		yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+		if (!emit(e, &ev))
+			return 0;
+		const char *k;
+		json_t *child;
+		json_object_foreach(v, k, child) {
+			if (!emit_scalar(e, k, 1) || !emit_value(e, child))
+				return 0;
+		}
+		yaml_mapping_end_event_initialize(&ev);
+		return emit(e, &ev);
+	}
+	if (json_is_array(v)) {
+		yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
+		if (!emit(e, &ev))
+			return 0;
+		size_t i;
+		json_t *child;
+		json_array_foreach(v, i, child) {
+			if (!emit_value(e, child))
+				return 0;
+		}
+		yaml_sequence_end_event_initialize(&ev);
+		return emit(e, &ev);
+	}
+	if (json_is_string(v)) {
+		/* Quote strings that would read back as another type. */
+		const char *s = json_string_value(v);
+		char *end;
+		int looks_other = !*s || strtod(s, &end) != 0 || end != s ||
+		                  !strcmp(s, "true") || !strcmp(s, "false") || !strcmp(s, "null") ||
+		                  !strcmp(s, "yes") || !strcmp(s, "no") || !strcmp(s, "~");
+		return emit_scalar(e, s, !looks_other);
+	}
+	char *s = cell_text(v);
+	if (json_is_null(v)) {
+		free(s);
+		s = kt_xstrdup("null");
+	} else if (json_is_boolean(v)) {
+		free(s);
+		s = kt_xstrdup(json_is_true(v) ? "true" : "false");
+	}
+	int ok = emit_scalar(e, s, 1);
+	free(s);
+	return ok;
+}
+
+void kt_cli_print_yaml(json_t *data)
+{
+	yaml_emitter_t e;
+	yaml_event_t ev;
+	yaml_emitter_initialize(&e);
+	yaml_emitter_set_output_file(&e, stdout);
+	yaml_emitter_set_unicode(&e, 1);
+	yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+	int ok = emit(&e, &ev);
+	yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+	ok = ok && emit(&e, &ev) && emit_value(&e, data);
+	yaml_document_end_event_initialize(&ev, 1);
+	ok = ok && emit(&e, &ev);
+	yaml_stream_end_event_initialize(&ev);
+	ok = ok && emit(&e, &ev);
+	if (!ok)
+		fprintf(stderr, "kontinuity: cannot write YAML: %s\n",
+		        e.problem ? e.problem : "emitter error");
+	yaml_emitter_delete(&e);
+	fflush(stdout);
+}
+
+void kt_cli_print(json_t *data, kt_out_format fmt, const kt_column *columns, size_t n_columns)
+{
+	if (fmt == KT_OUT_JSON) {
+		char *s = json_dumps(data, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+		if (s) {
+			printf("%s\n", s);
+			free(s);
+		}
+		return;
+	}
+	if (fmt == KT_OUT_YAML) {
+		kt_cli_print_yaml(data);
+		return;
+	}
+	if (json_is_array(data)) {
+		print_table(data, columns, n_columns);
+	} else {
+		json_t *rows = json_array();
+		json_array_append(rows, data);
+		print_table(rows, columns, n_columns);
+		json_decref(rows);
+	}
+}

@@ -1,0 +1,192 @@
+/*
+ * core.h - the foundation every other layer builds on.
+ *
+ * Owns: result codes and the error struct, size-limited growable buffers,
+ * logging with secret redaction, atomic "write to .part, fsync, rename"
+ * files, duration parsing, SHA-256 helpers and progress arithmetic.
+ *
+ * Rules that hold for all of kontinuity's library code (everything outside
+ * src/cli/):
+ *   1. It never prints to the terminal and never exits; it reports through
+ *      a caller-supplied kt_error and through the log sink the front end set.
+ *   2. Functions that can fail return a kt_code; KT_OK (0) is success. On
+ *      failure the kt_error passed in holds the code and a message that names
+ *      the object and says what to do; out-parameters are left untouched
+ *      unless documented otherwise.
+ *   3. Every buffer that can be grown by outside bytes has a maximum size.
+ */
+#ifndef KT_CORE_H
+#define KT_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------ */
+/* Result codes.  Append only: values are pinned (they appear in JSON logs). */
+
+typedef enum kt_code {
+	KT_OK = 0,
+	KT_EUSAGE = 1,     /* the caller asked for something malformed */
+	KT_ENOTFOUND = 2,  /* named file/object/endpoint does not exist */
+	KT_ECORRUPT = 3,   /* data failed verification: do not trust it */
+	KT_EIO = 4,        /* local read/write failure */
+	KT_ENOSPC = 5,     /* disk full or quota */
+	KT_EPERM = 6,      /* local permission denied */
+	KT_ETRANSIENT = 7, /* network trouble or timeout: a retry may help */
+	KT_EPROTO = 8,     /* the peer sent something we do not accept */
+	KT_EAUTH = 9,      /* the peer refused our credentials */
+	KT_ETLS = 10,      /* TLS handshake or certificate verification failed */
+	KT_EEXIST = 11,    /* refusing to overwrite */
+	KT_ENOMEM = 12,    /* out of memory */
+	KT_ELIMIT = 13,    /* input exceeds a documented size limit */
+	KT_ECANCELED = 14, /* interrupted by a signal or the caller */
+	KT_EREMOTE = 15,   /* the peer reported a failure of its own */
+} kt_code;
+
+#define KT_ERROR_MSG_MAX 512
+
+typedef struct kt_error {
+	kt_code code;
+	int sys_errno;   /* errno when a system call failed, else 0 */
+	long status;     /* HTTP status or gRPC status when a peer answered */
+	char msg[KT_ERROR_MSG_MAX];
+} kt_error;
+
+/* Reset err to KT_OK with an empty message. */
+void kt_error_clear(kt_error *err);
+
+/*
+ * Fill err (may be NULL) with code and a printf-style message and return
+ * code, so callers can write `return kt_error_set(err, KT_EIO, ...)`.
+ * Never allocates.  The message is truncated to fit.
+ */
+kt_code kt_error_set(kt_error *err, kt_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Like kt_error_set, with sys_errno = errnum and ": strerror(errnum)" appended. */
+kt_code kt_error_sys(kt_error *err, kt_code code, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Prefix err->msg with "prefix: " (keeps code).  Returns err->code. */
+kt_code kt_error_wrap(kt_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Map an errno from a file operation to a code (ENOSPC -> KT_ENOSPC ...). */
+kt_code kt_code_from_errno(int errnum);
+
+/* Stable short name of a code ("corrupt", "transient", ...). */
+const char *kt_code_name(kt_code code);
+
+/* Process exit status for a code: 0 ok, 2 usage, 3 verification, else 1. */
+int kt_code_exit(kt_code code);
+
+/* ------------------------------------------------------------------ */
+/* Buffers (git strbuf + curl dynbuf): data is never NULL and always
+ * NUL-terminated; len never exceeds max. */
+
+typedef struct kt_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;   /* hard ceiling on len; growth past it fails with KT_ELIMIT */
+} kt_buf;
+
+#define KT_BUF_UNLIMITED ((size_t)-1)
+
+void kt_buf_init(kt_buf *b, size_t max);
+/* Free the contents; b is left initialised and empty (same max). */
+void kt_buf_release(kt_buf *b);
+/* Hand the data to the caller (who frees it); b is left empty. */
+char *kt_buf_detach(kt_buf *b, size_t *len_out);
+void kt_buf_reset(kt_buf *b);
+kt_code kt_buf_add(kt_buf *b, const void *data, size_t n, kt_error *err);
+kt_code kt_buf_adds(kt_buf *b, const char *s, kt_error *err);
+kt_code kt_buf_addf(kt_buf *b, kt_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Drop the first n bytes (n <= len). */
+void kt_buf_consume(kt_buf *b, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Logging.  The front end installs the format and level once at start;
+ * library code calls kt_log().  Every registered secret is replaced by
+ * "[REDACTED]" in every line before it reaches the sink. */
+
+typedef enum kt_log_level {
+	KT_LOG_ERROR = 0,
+	KT_LOG_WARN = 1,
+	KT_LOG_INFO = 2,
+	KT_LOG_DEBUG = 3,
+} kt_log_level;
+
+typedef enum kt_log_format { KT_LOG_TEXT = 0, KT_LOG_JSON = 1 } kt_log_format;
+
+/* Configure the process-wide logger (stream NULL means stderr). */
+void kt_log_setup(FILE *stream, kt_log_format format, kt_log_level level);
+/* Never let s (e.g. a password or token) appear in a log line.  Copies s. */
+void kt_log_add_secret(const char *s);
+/* Forget all secrets (tests). */
+void kt_log_clear_secrets(void);
+/* Write s to out with every registered secret replaced.  For error lines. */
+void kt_redact(kt_buf *out, const char *s);
+int kt_log_enabled(kt_log_level level);
+void kt_log(kt_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ */
+/* Atomic output files.  kt_outfile_open creates PATH.part exclusively with
+ * mode 0600 (refusing if PATH or PATH.part exist); kt_outfile_commit
+ * fsyncs, renames to PATH without ever replacing an existing file, and
+ * fsyncs the directory; kt_outfile_abort removes the .part.  After a
+ * failed commit the .part is removed too: a failure leaves nothing. */
+
+typedef struct kt_outfile {
+	int fd;
+	char *path;       /* final name */
+	char *part_path;  /* PATH.part */
+	uint64_t written;
+} kt_outfile;
+
+kt_code kt_outfile_open(kt_outfile *f, const char *path, kt_error *err);
+kt_code kt_outfile_write(kt_outfile *f, const void *data, size_t n, kt_error *err);
+kt_code kt_outfile_sync(kt_outfile *f, kt_error *err);  /* fsync data so far */
+kt_code kt_outfile_commit(kt_outfile *f, kt_error *err);
+/* Remove the .part and free.  Safe after commit or on a zeroed struct. */
+void kt_outfile_abort(kt_outfile *f);
+
+/* ------------------------------------------------------------------ */
+/* Small helpers. */
+
+/* Parse a Go-style duration ("30s", "1m30s", "2h", "500ms"; a bare number
+ * means seconds) into milliseconds.  KT_EUSAGE on anything else. */
+kt_code kt_parse_duration_ms(const char *s, int64_t *ms_out, kt_error *err);
+
+/* Human size: "1.5 MiB".  buf must hold 32 bytes. */
+const char *kt_human_bytes(uint64_t n, char buf[32]);
+
+/* Monotonic milliseconds. */
+int64_t kt_now_ms(void);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void kt_hex(char *out, const uint8_t *data, size_t n);
+
+/* Allocation that never returns NULL: prints nothing, aborts on OOM. */
+void *kt_xmalloc(size_t n);
+void *kt_xcalloc(size_t n, size_t size);
+char *kt_xstrdup(const char *s);
+
+/* ------------------------------------------------------------------ */
+/* Progress arithmetic for long transfers; the front end renders it. */
+
+typedef struct kt_progress {
+	int64_t start_ms;
+	uint64_t done;       /* bytes so far */
+	uint64_t remaining;  /* as last reported by the peer; 0 = unknown */
+} kt_progress;
+
+void kt_progress_init(kt_progress *p);
+/* Render "12.0 MiB  34.5 MiB/s  ETA 3s" style text (no newline). */
+void kt_progress_format(const kt_progress *p, char *out, size_t outlen);
+
+#endif /* KT_CORE_H */

@@ -1,0 +1,126 @@
+/*
+ * test_core.c - unit tests for src/core: buffers and their limits, error
+ * formatting, redaction, durations, atomic output files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "unit.h"
+
+static void test_buf_limit(void)
+{
+	kt_buf b;
+	kt_error err;
+	kt_buf_init(&b, 8);
+	CHECK(b.data != NULL && b.len == 0 && b.data[0] == '\0');
+	CHECK(kt_buf_adds(&b, "abcd", &err) == KT_OK);
+	CHECK(kt_buf_addf(&b, &err, "%d", 1234) == KT_OK);
+	CHECK_STR(b.data, "abcd1234");
+	CHECK(kt_buf_adds(&b, "x", &err) == KT_ELIMIT);
+	CHECK_CONTAINS(err.msg, "limit of 8 bytes");
+	CHECK_EQ_U(b.len, 8);
+	kt_buf_consume(&b, 3);
+	CHECK_STR(b.data, "d1234");
+	size_t len;
+	char *p = kt_buf_detach(&b, &len);
+	CHECK_EQ_U(len, 5);
+	CHECK_STR(p, "d1234");
+	free(p);
+	CHECK(b.len == 0 && b.data[0] == '\0');
+	kt_buf_release(&b);
+}
+
+static void test_errors(void)
+{
+	kt_error err;
+	kt_error_clear(&err);
+	CHECK(kt_error_sys(&err, KT_ENOSPC, ENOSPC, "cannot write '%s'", "x.db") == KT_ENOSPC);
+	CHECK_CONTAINS(err.msg, "cannot write 'x.db': No space left on device");
+	kt_error_wrap(&err, "save");
+	CHECK_CONTAINS(err.msg, "save: cannot write");
+	CHECK_EQ_U(kt_code_exit(KT_OK), 0);
+	CHECK_EQ_U(kt_code_exit(KT_EUSAGE), 2);
+	CHECK_EQ_U(kt_code_exit(KT_ECORRUPT), 3);
+	CHECK_EQ_U(kt_code_exit(KT_ETRANSIENT), 1);
+	CHECK_EQ_U(kt_code_from_errno(EACCES), KT_EPERM);
+	CHECK_STR(kt_code_name(KT_ECORRUPT), "corrupt");
+}
+
+static void test_redaction(void)
+{
+	kt_buf b;
+	kt_buf_init(&b, 1024);
+	kt_log_add_secret("hunter22");
+	kt_redact(&b, "user root:hunter22 refused (hunter22)");
+	CHECK_STR(b.data, "user root:[REDACTED] refused ([REDACTED])");
+	kt_buf_release(&b);
+	kt_log_clear_secrets();
+}
+
+static void test_duration(void)
+{
+	int64_t ms = 0;
+	kt_error err;
+	CHECK(kt_parse_duration_ms("30s", &ms, &err) == KT_OK && ms == 30000);
+	CHECK(kt_parse_duration_ms("1h30m", &ms, &err) == KT_OK && ms == 5400000);
+	CHECK(kt_parse_duration_ms("500ms", &ms, &err) == KT_OK && ms == 500);
+	CHECK(kt_parse_duration_ms("2m5s", &ms, &err) == KT_OK && ms == 125000);
+	CHECK(kt_parse_duration_ms("7", &ms, &err) == KT_OK && ms == 7000);
+	CHECK(kt_parse_duration_ms("", &ms, &err) == KT_EUSAGE);
+	CHECK(kt_parse_duration_ms("5x", &ms, &err) == KT_EUSAGE);
+	CHECK(kt_parse_duration_ms("-5s", &ms, &err) == KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "invalid duration '-5s'");
+}
+
+static void test_outfile(void)
+{
+	char dir[] = "/tmp/kt-unit-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char path[256], part[256];
+	snprintf(path, sizeof(path), "%s/a.db", dir);
+	snprintf(part, sizeof(part), "%s/a.db.part", dir);
+	kt_outfile f;
+	kt_error err;
+	mode_t old = umask(0);
+	CHECK(kt_outfile_open(&f, path, &err) == KT_OK);
+	umask(old);
+	struct stat st;
+	CHECK(stat(part, &st) == 0 && (st.st_mode & 0777) == 0600);
+	CHECK(kt_outfile_write(&f, "hello", 5, &err) == KT_OK);
+	CHECK(kt_outfile_commit(&f, &err) == KT_OK);
+	CHECK(stat(path, &st) == 0 && st.st_size == 5 && (st.st_mode & 0777) == 0600);
+	CHECK(access(part, F_OK) != 0);
+	/* An existing file is never overwritten. */
+	CHECK(kt_outfile_open(&f, path, &err) == KT_EEXIST);
+	CHECK_CONTAINS(err.msg, "already exists");
+	/* Abort leaves nothing. */
+	char path2[256];
+	snprintf(path2, sizeof(path2), "%s/b.db", dir);
+	CHECK(kt_outfile_open(&f, path2, &err) == KT_OK);
+	kt_outfile_write(&f, "x", 1, &err);
+	kt_outfile_abort(&f);
+	CHECK(access(path2, F_OK) != 0);
+	snprintf(part, sizeof(part), "%s/b.db.part", dir);
+	CHECK(access(part, F_OK) != 0);
+	/* Missing directory: a clear not-found error. */
+	char path3[300];
+	snprintf(path3, sizeof(path3), "%s/nodir/c.db", dir);
+	CHECK(kt_outfile_open(&f, path3, &err) == KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "cannot create");
+	unlink(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	RUN(test_buf_limit);
+	RUN(test_errors);
+	RUN(test_redaction);
+	RUN(test_duration);
+	RUN(test_outfile);
+	return unit_done();
+}
