@@ -15,7 +15,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev make
 if [ "$mode" = test ]; then
 	# clang + its runtimes for the libFuzzer targets; etcd-server is etcd 3.4,
 	# used only to make 3.4-format snapshots; valgrind for leak checks.
-	pkgs+=(clang libclang-rt-14-dev etcd-server python3 python3-pip util-linux)
+	pkgs+=(clang libclang-rt-14-dev etcd-server python3 python3-pip util-linux valgrind)
 fi
 
 missing=()

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdio.h>
 
 #include "cli.h"
 
@@ -90,29 +91,44 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* Collect the command words. */
+	/* Collect the command words; global flags may come before them and are
+	 * handed to the command after its own arguments. */
 	char path[256] = "";
-	int i = 1;
-	for (; i < argc && argv[i][0] != '-'; i++) {
+	char **pre = kt_xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_pre = 0, i = 1;
+	const kt_command *cmd = NULL;
+	for (; i < argc && !cmd; i++) {
+		const char *a = argv[i];
+		if (a[0] == '-') {
+			int takes_value = !strcmp(a, "-o") || !strcmp(a, "--output") ||
+			                  !strcmp(a, "--log-format");
+			pre[n_pre++] = argv[i];
+			if (takes_value && i + 1 < argc)
+				pre[n_pre++] = argv[++i];
+			continue;
+		}
 		size_t len = strlen(path);
-		if (len + strlen(argv[i]) + 2 > sizeof(path))
+		if (len + strlen(a) + 2 > sizeof(path))
 			break;
-		snprintf(path + len, sizeof(path) - len, "%s%s", len ? " " : "", argv[i]);
-		/* Stop once the words name a whole command: the rest are arguments. */
-		int whole = 0;
+		snprintf(path + len, sizeof(path) - len, "%s%s", len ? " " : "", a);
 		for (size_t c = 0; c < N_COMMANDS; c++)
 			if (!strcmp(commands[c].path, path))
-				whole = 1;
-		if (whole) {
-			i++;
-			break;
-		}
+				cmd = &commands[c];
 	}
-	for (size_t c = 0; c < N_COMMANDS; c++)
-		if (!strcmp(commands[c].path, path)) {
-			kt_globals g = { KT_OUT_TABLE, 0, KT_LOG_TEXT };
-			return commands[c].fn(argc - i, argv + i, &g);
-		}
+	if (cmd) {
+		char **args = kt_xcalloc((size_t)argc + 1, sizeof(char *));
+		int n = 0;
+		for (int j = i; j < argc; j++)
+			args[n++] = argv[j];
+		for (int j = 0; j < n_pre; j++)
+			args[n++] = pre[j];
+		kt_globals g = { KT_OUT_TABLE, 0, KT_LOG_TEXT };
+		int rc = cmd->fn(n, args, &g);
+		free(args);
+		free(pre);
+		return rc;
+	}
+	free(pre);
 
 	int want_help = 0;
 	for (int j = 1; j < argc; j++) {

@@ -6,6 +6,12 @@
  */
 #ifndef KT_BANNED_H
 #define KT_BANNED_H
+/* Pull in the system headers first: glibc defines some banned names inline
+ * (atoi at -O2), which must not see our macros. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #define KT_BANNED(func) sorry_##func##_is_banned_in_kontinuity
 #undef strcpy
 #define strcpy(x, y) KT_BANNED(strcpy)
