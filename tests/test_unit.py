@@ -5,6 +5,7 @@ Build directories come from KT_BUILD / KT_ASAN_BUILD (set by the Makefile).
 """
 import os
 import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -48,3 +49,19 @@ def test_fuzz_corpus_replay(build, target):
     r = subprocess.run([exe, *map(str, corpus)], capture_output=True, text=True,
                        timeout=600, env={**os.environ, **SAN_ENV})
     assert r.returncode == 0, f"replay of {target} corpus crashed:\n{r.stdout}\n{r.stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("target", CORPORA)
+def test_libfuzzer_target_runs(target, tmp_path):
+    """The libFuzzer build replays its corpus and fuzzes briefly without a crash
+    (a short fixed number of runs: a smoke check, not a campaign)."""
+    exe = ROOT / os.environ.get("KT_FUZZ_BUILD", "build-fuzz") / "fuzz" / f"fuzz_{target}"
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: run 'make build-fuzz' first")
+    work = tmp_path / "corpus"
+    shutil.copytree(ROOT / "fuzz" / "corpus" / target, work)
+    r = subprocess.run([exe, "-runs=3000", "-max_len=65536", "-seed=1", str(work)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env={**os.environ, **SAN_ENV})
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Done 3000 runs" in r.stderr
