@@ -56,7 +56,7 @@ unit: build build-asan
 	meson test -C $(ASAN_BUILD) --print-errorlogs
 
 demo: deps build
-	@scripts/deps.sh test >/dev/null
+	@scripts/deps.sh demo
 	@scripts/peers.sh etcd
 	@scripts/demo.sh $(BUILD)/src/cli/kontinuity
 

@@ -5,13 +5,17 @@
 # second run does nothing), pytest through pip when no pytest is importable.
 # Go (>= 1.25, to build the test peers) must already be on PATH: Debian's
 # own golang package is too old for etcd 3.6 and Kubernetes 1.35.
-# Usage: scripts/deps.sh [build|test]   (build: compile only; test: + peers)
+# Usage: scripts/deps.sh [build|demo|test]
+#   build: compile only; demo: + what the demo runs; test: + every test tool
 set -euo pipefail
 
 mode=${1:-test}
 pkgs=(meson ninja-build pkg-config gcc libc6-dev make
       libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libzstd-dev
       openssl ca-certificates)
+if [ "$mode" = demo ]; then
+	pkgs+=(python3)
+fi
 if [ "$mode" = test ]; then
 	# clang + its runtimes for the libFuzzer targets; etcd-server is etcd 3.4,
 	# used only to make 3.4-format snapshots; valgrind for leak checks.
@@ -43,7 +47,7 @@ if [ "$mode" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
 	echo "deps: installing pytest"
 	python3 -m pip install --quiet pytest || python3 -m pip install --quiet --break-system-packages pytest
 fi
-if [ "$mode" = test ] && ! command -v go >/dev/null 2>&1; then
+if [ "$mode" != build ] && ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go >= 1.25 is needed to build the test peers (etcd, MinIO, kube-apiserver);" >&2
 	echo "      install it and put 'go' on PATH, then run this again." >&2
 	exit 1

@@ -15,6 +15,8 @@
  *   2. levels[d] holds the page run being processed at recursion depth d;
  *      a child at d + 1 never overwrites an ancestor's buffer, so keys used
  *      as bounds and bucket names in path[] stay valid while descending.
+ *      A buffer above KEEP_BUF is freed when its page is done, so memory is
+ *      the runs on the current path plus at most KEEP_BUF per level.
  *   3. reach[] gets a page's bit when the page is read; a bit already set
  *      means the page is referenced twice (cycle or sharing) and stops the
  *      walk before any recursion into it.
@@ -40,6 +42,7 @@
 #define FLAG_META 0x04u
 #define FLAG_FREELIST 0x10u
 #define LEAF_BUCKET 0x01u
+#define KEEP_BUF (4u << 20)      /* level buffers above this are freed after use */
 
 typedef struct level_buf {
 	uint8_t *data;
@@ -689,7 +692,15 @@ static kt_code walk_page(kt_bbolt *db, uint64_t pgid, unsigned level, size_t bde
 	kt_code c = load_run(db, pgid, level, FLAG_BRANCH | FLAG_LEAF, from, &r, err);
 	if (c)
 		return c;
-	return walk_region(db, &r, level, bdepth, lo, hi, err);
+	c = walk_region(db, &r, level, bdepth, lo, hi, err);
+	/* Give back a large overflow buffer: only the current path keeps one. */
+	level_buf *lb = &db->levels[level];
+	if (lb->cap > KEEP_BUF) {
+		free(lb->data);
+		lb->data = NULL;
+		lb->cap = 0;
+	}
+	return c;
 }
 
 static kt_code read_freelist(kt_bbolt *db, kt_error *err)

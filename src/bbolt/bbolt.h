@@ -8,7 +8,8 @@
  * layout it reads is documented in docs/snapshot-format.md.
  *
  * Invariants the walker guarantees to its callers:
- *   1. Memory is bounded by the tree depth times the largest page run, plus
+ *   1. Memory is bounded by the page runs on the current root-to-leaf path
+ *      (plus a 4 MiB buffer kept per level), plus
  *      two bitmaps of n_pages bits; a declared size, count or overflow is
  *      checked against the file before anything is allocated or read.
  *   2. Nothing is read past db_size; a file shorter than its meta page
