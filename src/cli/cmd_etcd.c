@@ -181,6 +181,21 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 /* ------------------------------------------------------------------ */
 /* status */
 
+/* Commands that take one snapshot FILE and only the global flags. */
+static int parse_file_arg(int argc, char **argv, const char *path_cmd, const char *help,
+                          kt_globals *g, char **file, int *done)
+{
+	const kt_opt opts[] = { { NULL, 0, NULL, NULL, NULL, NULL } };
+	int n_pos;
+	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "FILE [flags]", help, file, 1, &n_pos,
+	                      g, done);
+	if (rc || *done)
+		return rc;
+	if (n_pos != 1)
+		return kt_cli_usage(path_cmd, "expected the snapshot FILE");
+	return 0;
+}
+
 static const char status_help[] =
 	"Print the hash, revision, total keys, total size and storage version of an\n"
 	"etcd snapshot file (or a raw member/snap/db), the same numbers that\n"
@@ -199,17 +214,11 @@ static json_t *status_json(const kt_snapshot_stat *st)
 
 int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g0)
 {
-	const char *path_cmd = "etcd snapshot status";
 	kt_globals g = *g0;
-	const kt_opt opts[] = { { NULL, 0, NULL, NULL, NULL, NULL } };
 	char *pos[1];
-	int n_pos, done;
-	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "FILE [flags]", status_help, pos, 1,
-	                      &n_pos, &g, &done);
+	int done, rc = parse_file_arg(argc, argv, "etcd snapshot status", status_help, &g, pos, &done);
 	if (rc || done)
 		return rc;
-	if (n_pos != 1)
-		return kt_cli_usage(path_cmd, "expected the snapshot FILE");
 	kt_error err;
 	kt_error_clear(&err);
 	kt_snapshot_stat st;
@@ -282,17 +291,11 @@ static json_t *report_json(const kt_snapshot_report *r, const char *file, const 
 
 int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g0)
 {
-	const char *path_cmd = "etcd snapshot verify";
 	kt_globals g = *g0;
-	const kt_opt opts[] = { { NULL, 0, NULL, NULL, NULL, NULL } };
 	char *pos[1];
-	int n_pos, done;
-	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "FILE [flags]", verify_help, pos, 1,
-	                      &n_pos, &g, &done);
+	int done, rc = parse_file_arg(argc, argv, "etcd snapshot verify", verify_help, &g, pos, &done);
 	if (rc || done)
 		return rc;
-	if (n_pos != 1)
-		return kt_cli_usage(path_cmd, "expected the snapshot FILE");
 	kt_error err;
 	kt_error_clear(&err);
 	kt_snapshot_report r;
@@ -310,7 +313,6 @@ int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g0)
 			kt_cli_fail(&err);
 	} else if (c) {
 		kt_cli_fail(&err);
-		fprintf(stderr, "snapshot '%s' FAILED verification\n", pos[0]);
 	} else {
 		char size[32];
 		printf("snapshot '%s': OK\n", pos[0]);
