@@ -145,7 +145,7 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 	kt_snapshot_stat st;
 	memset(&st, 0, sizeof(st));
 	if (c == KT_OK) {
-		c = kt_snapshot_status(s.out.part_path, &st, &err);
+		c = kt_snapshot_check(s.out.part_path, &st, &err);
 		if (c)
 			kt_error_wrap(&err, "the snapshot received from %s fails verification; nothing was saved",
 			              endpoint);
@@ -167,10 +167,10 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 	if (g.output == KT_OUT_TABLE) {
 		char human[32];
 		printf("Snapshot saved to %s\n  size      %s (%llu bytes)\n  revision  %lld\n"
-		       "  sha256    %s\n  verified  yes (%llu keys)\n"
+		       "  sha256    %s\n  verified  yes (SHA-256 trailer and every bbolt page)\n"
 		       "  took      %.1fs\n",
 		       file, kt_human_bytes(size, human), (unsigned long long)size,
-		       (long long)st.revision, hex, (unsigned long long)st.total_key, secs);
+		       (long long)st.revision, hex, secs);
 	} else {
 		kt_cli_print(o, g.output, NULL, 0);
 	}

@@ -66,6 +66,14 @@ typedef struct kt_snapshot_report {
 kt_code kt_snapshot_status(const char *path, kt_snapshot_stat *out, kt_error *err);
 
 /*
+ * The same checks as kt_snapshot_status (every page, every revision key and
+ * KeyValue) without the live-key set, so memory does not grow with the
+ * number of keys: out->total_key is left 0, the other fields are filled.
+ * Used by save on the .part file before it gets its name.
+ */
+kt_code kt_snapshot_check(const char *path, kt_snapshot_stat *out, kt_error *err);
+
+/*
  * Full verification: trailer, every bbolt page (meta checksums, bounds,
  * overflow, cycles, freelist against reachable pages, key order), etcd
  * buckets (revision keys parse, meta holds consistent_index), and the

@@ -97,6 +97,7 @@ typedef struct kt_status_acc {
 	kt_keyset keys;
 	kt_mvcc_kv last_kv;      /* decoded value of the last "key" entry */
 	int last_tomb;           /* ... and whether its key marks a tombstone */
+	int skip_keyset;         /* kt_snapshot_check: no live-key set, total_key 0 */
 } kt_status_acc;
 
 /* census = 1 also groups live /registry/ keys by resource (verify). */

@@ -156,6 +156,7 @@ void kt_status_acc_init(kt_status_acc *a, kt_snapshot_stat *out, int census)
 	kt_keyset_init(&a->keys, census);
 	memset(&a->last_kv, 0, sizeof(a->last_kv));
 	a->last_tomb = 0;
+	a->skip_keyset = 0;
 }
 
 void kt_status_acc_release(kt_status_acc *a)
@@ -186,6 +187,8 @@ static kt_code key_entry(kt_status_acc *a, const kt_bbolt_entry *e, kt_error *er
 		                    "page %llu: the value of the revision at byte %llu in bucket 'key' "
 		                    "is not an mvccpb.KeyValue: %s", (ull)e->pgid, (ull)e->offset, why);
 	a->last_tomb = n == 18 && k[17] == 't';
+	if (a->skip_keyset)
+		return KT_OK;
 	return kt_keyset_event(&a->keys, a->last_kv.key, a->last_kv.key_len, !a->last_tomb, err);
 }
 
@@ -230,8 +233,8 @@ void kt_status_acc_finish(kt_status_acc *a, const kt_bbolt_info *info)
 	a->out->total_size = info->n_pages * info->page_size;
 }
 
-kt_code kt_snapshot_status_fd(int fd, uint64_t size, const char *name, kt_snapshot_stat *out,
-                              kt_error *err)
+static kt_code status_fd(int fd, uint64_t size, const char *name, kt_snapshot_stat *out,
+                         int count_keys, kt_error *err)
 {
 	kt_bbolt *db = NULL;
 	kt_code c = kt_bbolt_open(&db, fd, kt_snapshot_db_size(size), err);
@@ -244,6 +247,7 @@ kt_code kt_snapshot_status_fd(int fd, uint64_t size, const char *name, kt_snapsh
 	}
 	kt_snapshot_stat st;
 	kt_status_acc_init(acc, &st, 0);
+	acc->skip_keyset = !count_keys;
 	c = kt_bbolt_walk(db, kt_status_acc_visit, acc, NULL, err);
 	if (!c) {
 		kt_status_acc_finish(acc, kt_bbolt_get_info(db));
@@ -254,6 +258,24 @@ kt_code kt_snapshot_status_fd(int fd, uint64_t size, const char *name, kt_snapsh
 	kt_status_acc_release(acc);
 	free(acc);
 	kt_bbolt_free(db);
+	return c;
+}
+
+kt_code kt_snapshot_status_fd(int fd, uint64_t size, const char *name, kt_snapshot_stat *out,
+                              kt_error *err)
+{
+	return status_fd(fd, size, name, out, 1, err);
+}
+
+kt_code kt_snapshot_check(const char *path, kt_snapshot_stat *out, kt_error *err)
+{
+	int fd;
+	uint64_t size;
+	kt_code c = kt_snapshot_open_file(path, &fd, &size, err);
+	if (c)
+		return c;
+	c = status_fd(fd, size, path, out, 0, err);
+	close(fd);
 	return c;
 }
 
