@@ -17,9 +17,10 @@ if [ "$mode" = demo ]; then
 	pkgs+=(python3)
 fi
 if [ "$mode" = test ]; then
-	# clang + its runtimes for the libFuzzer targets; etcd-server is etcd 3.4,
-	# used only to make 3.4-format snapshots; valgrind for leak checks.
-	pkgs+=(clang libclang-rt-14-dev etcd-server python3 python3-pip util-linux valgrind)
+	# clang + its runtimes for the libFuzzer targets; valgrind for leak
+	# checks.  (etcd 3.4 from Debian is a test peer: scripts/peers.sh
+	# installs it with its service kept off.)
+	pkgs+=(clang libclang-rt-14-dev python3 python3-pip util-linux valgrind)
 fi
 
 missing=()
@@ -30,18 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps: installing ${missing[*]}"
 	sudo_cmd=()
 	[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-	# etcd-server's package scripts would start a system etcd on :2379; keep
-	# services from starting while we install.
-	policy=/usr/sbin/policy-rc.d
-	own_policy=0
-	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
-		"${sudo_cmd[@]}" chmod +x "$policy"
-		own_policy=1
-	fi
 	"${sudo_cmd[@]}" apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	[ $own_policy -eq 0 ] || "${sudo_cmd[@]}" rm -f "$policy"
 fi
 if [ "$mode" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
 	echo "deps: installing pytest"

@@ -465,10 +465,11 @@ static kt_code load_run(kt_bbolt *db, uint64_t pgid, unsigned level, unsigned wa
 		                    overflow, (ull)in->n_pages);
 	uint64_t run = ((uint64_t)overflow + 1) * ps;
 	if (run > KT_BBOLT_MAX_RUN)
-		return kt_error_set(err, KT_ELIMIT,
+		return kt_error_set(err, KT_ECORRUPT,
 		                    "page %llu at byte %llu (%s): a run of %u overflow pages (%llu "
-		                    "bytes) is above the limit of %u bytes", (ull)pgid, (ull)off, WHAT,
-		                    overflow, (ull)run, KT_BBOLT_MAX_RUN);
+		                    "bytes) is above the limit of %u bytes (etcd never writes a value "
+		                    "that large: the page header is probably damaged)", (ull)pgid,
+		                    (ull)off, WHAT, overflow, (ull)run, KT_BBOLT_MAX_RUN);
 	/* Claim the run before reading it: a second reference is a cycle or a shared page. */
 	for (uint64_t i = 0; i <= overflow; i++) {
 		uint64_t q = pgid + i;

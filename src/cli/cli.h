@@ -42,8 +42,14 @@ typedef struct kt_command {
 	kt_cmd_fn fn;
 } kt_command;
 
-/* Set by SIGINT/SIGTERM; long operations poll it. */
+/* Set by SIGINT/SIGTERM once kt_cli_catch_signals ran; long operations poll
+ * it.  Commands that do not poll it leave the default (die on the signal). */
 extern volatile sig_atomic_t kt_cli_cancel;
+void kt_cli_catch_signals(void);
+
+/* A JSON string for text from outside (file names, keys): invalid UTF-8 and
+ * control bytes become \xNN, so output never breaks or drives the terminal. */
+json_t *kt_cli_json_text(const char *s);
 
 /*
  * Parse argv (argv[0] is the first word after the command path) against

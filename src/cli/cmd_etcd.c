@@ -99,6 +99,10 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 		return kt_cli_usage(path_cmd, "expected the output FILE");
 	if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8))
 		return kt_cli_usage(path_cmd, "endpoint '%s' must start with http:// or https://", endpoint);
+	const char *authority = strstr(endpoint, "://") + 3;
+	if (memchr(authority, '@', strcspn(authority, "/")))
+		return kt_cli_usage(path_cmd, "the endpoint must not carry credentials; "
+		                    "give them with --user NAME:PASSWORD");
 	if ((conn.cert != NULL) != (conn.key != NULL))
 		return kt_cli_usage(path_cmd, "--cert and --key go together");
 	if (conn.user) {
@@ -117,6 +121,7 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 	conn.cancel = &kt_cli_cancel;
 
 	const char *file = pos[0];
+	kt_cli_catch_signals();
 	save_ctx s;
 	memset(&s, 0, sizeof(s));
 	if (kt_outfile_open(&s.out, file, &err))
@@ -129,8 +134,9 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 	memset(&info, 0, sizeof(info));
 	kt_code c = kt_etcd_snapshot(&conn, on_chunk, &s, &info, &err);
 	draw_progress(&s, 1);
-	if (c == KT_OK && kt_cli_cancel)
-		c = kt_error_set(&err, KT_ECANCELED, "interrupted; no snapshot was written");
+	if (kt_cli_cancel)
+		c = kt_error_set(&err, KT_ECANCELED, "interrupted after %llu bytes; no snapshot was written",
+		                 (unsigned long long)s.out.written);
 
 	/* kt_etcd_snapshot checked the trailer against the bytes as they came;
 	 * a stream without one is not a snapshot. */
@@ -145,11 +151,14 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 	kt_snapshot_stat st;
 	memset(&st, 0, sizeof(st));
 	if (c == KT_OK) {
-		c = kt_snapshot_check(s.out.part_path, &st, &err);
+		/* Check the very file descriptor we wrote, not a path someone could swap. */
+		c = kt_snapshot_check_fd(s.out.fd, s.out.written, s.out.part_path, &st, &err);
 		if (c)
 			kt_error_wrap(&err, "the snapshot received from %s fails verification; nothing was saved",
 			              endpoint);
 	}
+	if (c == KT_OK && kt_cli_cancel)
+		c = kt_error_set(&err, KT_ECANCELED, "interrupted; no snapshot was written");
 	uint64_t size = s.out.written;
 	if (c == KT_OK)
 		c = kt_outfile_commit(&s.out, &err);
@@ -159,8 +168,8 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 		return kt_cli_fail(&err);
 
 	double secs = (double)(kt_now_ms() - s.progress.start_ms) / 1000.0;
-	json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:f, s:b}",
-	                      "file", file, "size", (json_int_t)size,
+	json_t *o = json_pack("{s:o, s:I, s:I, s:s, s:s, s:f, s:b}",
+	                      "file", kt_cli_json_text(file), "size", (json_int_t)size,
 	                      "revision", (json_int_t)st.revision, "sha256", hex,
 	                      "version", info.version[0] ? info.version : st.version,
 	                      "seconds", secs, "verified", 1);
@@ -207,9 +216,10 @@ static const char status_help[] =
 
 static json_t *status_json(const kt_snapshot_stat *st)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:s}", "hash", (json_int_t)st->hash,
+	return json_pack("{s:I, s:I, s:I, s:I, s:o}", "hash", (json_int_t)st->hash,
 	                 "revision", (json_int_t)st->revision, "totalKey", (json_int_t)st->total_key,
-	                 "totalSize", (json_int_t)st->total_size, "version", st->version);
+	                 "totalSize", (json_int_t)st->total_size,
+	                 "version", kt_cli_json_text(st->version));
 }
 
 int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g0)
@@ -230,10 +240,11 @@ int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g0)
 		char hash[16], size[32];
 		snprintf(hash, sizeof(hash), "%x", st.hash);
 		kt_human_bytes(st.total_size, size);
+		json_t *ver = json_object_get(o, "version");
 		json_t *row = json_pack("{s:s, s:I, s:I, s:s, s:s}", "hash", hash,
 		                        "revision", (json_int_t)st.revision,
 		                        "totalKey", (json_int_t)st.total_key, "totalSize", size,
-		                        "version", st.version[0] ? st.version : "-");
+		                        "version", st.version[0] ? json_string_value(ver) : "-");
 		static const kt_column cols[] = {
 			{ "HASH", "hash" }, { "REVISION", "revision" }, { "TOTAL KEYS", "totalKey" },
 			{ "TOTAL SIZE", "totalSize" }, { "VERSION", "version" },
@@ -268,13 +279,16 @@ static const char *trailer_name(kt_trailer t)
 static json_t *report_json(const kt_snapshot_report *r, const char *file, const kt_error *err)
 {
 	json_t *res = json_object();
-	for (size_t i = 0; i < r->n_resources; i++)
-		json_object_set_new(res, r->resources[i].resource,
+	for (size_t i = 0; i < r->n_resources; i++) {
+		json_t *name = kt_cli_json_text(r->resources[i].resource);
+		json_object_set_new(res, json_string_value(name),
 		                    json_integer((json_int_t)r->resources[i].count));
-	json_t *o = json_pack("{s:s, s:b, s:s?, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:b, s:I, s:I}, "
+		json_decref(name);
+	}
+	json_t *o = json_pack("{s:o, s:b, s:o, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:b, s:I, s:I}, "
 	                      "s:{s:I, s:I}, s:I, s:o}",
-	                      "file", file, "ok", err->code == KT_OK,
-	                      "fault", err->code ? err->msg : NULL,
+	                      "file", kt_cli_json_text(file), "ok", err->code == KT_OK,
+	                      "fault", err->code ? kt_cli_json_text(err->msg) : json_null(),
 	                      "trailer", trailer_name(r->trailer),
 	                      "fileSize", (json_int_t)r->file_size,
 	                      "status", status_json(&r->status),
@@ -335,8 +349,8 @@ int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g0)
 		if (r.n_resources) {
 			json_t *rows = json_array();
 			for (size_t i = 0; i < r.n_resources; i++)
-				json_array_append_new(rows, json_pack("{s:s, s:I}", "resource",
-				                                      r.resources[i].resource, "count",
+				json_array_append_new(rows, json_pack("{s:o, s:I}", "resource",
+				                                      kt_cli_json_text(r.resources[i].resource), "count",
 				                                      (json_int_t)r.resources[i].count));
 			static const kt_column cols[] = { { "RESOURCE", "resource" }, { "COUNT", "count" } };
 			kt_cli_print(rows, KT_OUT_TABLE, cols, 2);

@@ -5,6 +5,7 @@
  * ("etcd snapshot save"); the longest path in commands[] that matches wins.
  * A prefix of paths ("etcd", "etcd snapshot") prints the commands under it.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -82,13 +83,30 @@ static void on_signal(int sig)
 	kt_cli_cancel = 1;
 }
 
-int main(int argc, char **argv)
+void kt_cli_catch_signals(void)
 {
+	/* The first SIGINT/SIGTERM asks the running command to stop cleanly; the
+	 * handler then resets, so a second one ends the process at once. */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Output that could not be written is a failure, not a silent success. */
+static int finish(int rc)
+{
+	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
+		fprintf(stderr, "kontinuity: cannot write the output: %s\n", strerror(errno));
+		return 1;
+	}
+	return rc;
+}
+
+static int run(int argc, char **argv)
+{
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Collect the command words; global flags may come before them and are
@@ -102,6 +120,18 @@ int main(int argc, char **argv)
 		if (a[0] == '-') {
 			int takes_value = !strcmp(a, "-o") || !strcmp(a, "--output") ||
 			                  !strcmp(a, "--log-format");
+			int is_global = takes_value || !strcmp(a, "-v") || !strcmp(a, "--verbose") ||
+			                !strncmp(a, "--output=", 9) || !strncmp(a, "--log-format=", 13) ||
+			                !strcmp(a, "-h") || !strcmp(a, "--help") ||
+			                !strcmp(a, "--version");
+			if (!is_global) {
+				/* Do not echo what follows: it may be a flag's secret value. */
+				fprintf(stderr, "kontinuity: flag '%.*s' must come after the command "
+				        "(kontinuity GROUP COMMAND [flags])\n",
+				        (int)strcspn(a, "="), a);
+				free(pre);
+				return 2;
+			}
 			pre[n_pre++] = argv[i];
 			if (takes_value && i + 1 < argc)
 				pre[n_pre++] = argv[++i];
@@ -158,4 +188,9 @@ int main(int argc, char **argv)
 	fprintf(stderr, "kontinuity: unknown command '%s'\n", path);
 	fprintf(stderr, "Run 'kontinuity --help' for the list of commands.\n");
 	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	return finish(run(argc, argv));
 }

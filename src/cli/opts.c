@@ -39,12 +39,17 @@ static void print_help(const kt_opt *opts, const char *path, const char *usage, 
 
 int kt_cli_usage(const char *path, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "kontinuity %s: ", path);
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\nRun 'kontinuity %s --help' for usage.\n", path);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	kt_buf clean;
+	kt_buf_init(&clean, 1 << 16);
+	kt_redact(&clean, msg);
+	fprintf(stderr, "kontinuity %s: %s\nRun 'kontinuity %s --help' for usage.\n", path,
+	        clean.data, path);
+	kt_buf_release(&clean);
 	return 2;
 }
 

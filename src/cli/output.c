@@ -172,3 +172,39 @@ void kt_cli_print(json_t *data, kt_out_format fmt, const kt_column *columns, siz
 		json_decref(rows);
 	}
 }
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+	if (!n || (n == 2 && p[0] < 0xC2) || p[0] > 0xF4)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	return n;
+}
+
+json_t *kt_cli_json_text(const char *s)
+{
+	kt_buf b;
+	kt_buf_init(&b, KT_BUF_UNLIMITED);
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t n = utf8_len(p);
+		if (n == 1 && (*p < 0x20 || *p == 0x7f))
+			n = 0;
+		if (n) {
+			kt_buf_add(&b, p, n, NULL);
+			p += n;
+		} else {
+			kt_buf_addf(&b, NULL, "\\x%02x", *p);
+			p++;
+		}
+	}
+	json_t *j = json_stringn(b.data, b.len);
+	kt_buf_release(&b);
+	return j ? j : json_string("?");
+}

@@ -7,6 +7,9 @@
  *      rename uses RENAME_NOREPLACE (falling back to link+unlink).
  *   2. The .part is created with O_EXCL and mode 0600 whatever the umask.
  *   3. Data and the directory entry are fsynced before commit returns.
+ *   4. The writer holds flock(LOCK_EX) on its .part until the rename.  A
+ *      .part that nobody holds was left by a killed process: open removes it
+ *      and starts over, so a crash never blocks a file name for good.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,13 +46,32 @@ kt_code kt_outfile_open(kt_outfile *f, const char *path, kt_error *err)
 		                    "'%s' already exists; refusing to overwrite it (choose another name or remove it first)",
 		                    path);
 	char *part = concat(path, ".part");
-	int fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		int old = open(part, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (old >= 0 && flock(old, LOCK_EX | LOCK_NB) == 0) {
+			kt_log(KT_LOG_WARN, "removing '%s' left behind by an interrupted save", part);
+			unlink(part);
+			close(old);
+			fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		} else {
+			if (old >= 0)
+				close(old);
+			errno = EEXIST;
+		}
+	}
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);   /* someone reclaimed and locked it between our calls */
+		fd = -1;
+		errno = EEXIST;
+	}
 	if (fd < 0) {
 		int e = errno;
 		kt_code rc = kt_code_from_errno(e);
 		if (e == EEXIST)
 			kt_error_set(err, KT_EEXIST,
-			             "'%s' exists: another save may be running into it; remove it if not", part);
+			             "'%s' is being written by another save right now; wait for it or "
+			             "choose another name", part);
 		else
 			kt_error_sys(err, rc, e, "cannot create '%s'", part);
 		free(part);
@@ -97,15 +120,17 @@ kt_code kt_outfile_sync(kt_outfile *f, kt_error *err)
 	return KT_OK;
 }
 
-static void sync_dir(const char *path)
+static int sync_dir(const char *path)
 {
 	char *copy = kt_xstrdup(path);
+	int rc = -1;
 	int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
-		fsync(dfd);
+		rc = fsync(dfd);
 		close(dfd);
 	}
 	free(copy);
+	return rc;
 }
 
 static int rename_noreplace(const char *from, const char *to)
@@ -123,12 +148,9 @@ static int rename_noreplace(const char *from, const char *to)
 
 kt_code kt_outfile_commit(kt_outfile *f, kt_error *err)
 {
+	/* Rename while the fd (and its lock) is still held: nobody can mistake
+	 * the .part for an abandoned one in between. */
 	kt_code rc = kt_outfile_sync(f, err);
-	if (!rc && close(f->fd) != 0) {
-		int e = errno;
-		rc = kt_error_sys(err, kt_code_from_errno(e), e, "cannot close '%s'", f->part_path);
-	}
-	f->fd = -1;
 	if (!rc && rename_noreplace(f->part_path, f->path) != 0) {
 		int e = errno;
 		if (e == EEXIST)
@@ -143,12 +165,24 @@ kt_code kt_outfile_commit(kt_outfile *f, kt_error *err)
 		kt_outfile_abort(f);
 		return rc;
 	}
-	sync_dir(f->path);
+	/* From here the file is in place under its name: never remove it. */
+	if (close(f->fd) != 0) {
+		int e = errno;
+		rc = kt_error_sys(err, kt_code_from_errno(e), e, "'%s' is saved but closing it failed",
+		                  f->path);
+	}
+	f->fd = -1;
+	if (!rc && sync_dir(f->path) != 0) {
+		int e = errno;
+		rc = kt_error_sys(err, KT_EIO, e,
+		                  "'%s' is in place but its directory could not be flushed to disk "
+		                  "(it may be lost on a power failure)", f->path);
+	}
 	free(f->part_path);
 	free(f->path);
 	f->part_path = NULL;
 	f->path = NULL;
-	return KT_OK;
+	return rc;
 }
 
 void kt_outfile_abort(kt_outfile *f)

@@ -69,9 +69,11 @@ kt_code kt_snapshot_status(const char *path, kt_snapshot_stat *out, kt_error *er
  * The same checks as kt_snapshot_status (every page, every revision key and
  * KeyValue) without the live-key set, so memory does not grow with the
  * number of keys: out->total_key is left 0, the other fields are filled.
- * Used by save on the .part file before it gets its name.
+ * Used by save on the .part file before it gets its name (fd must be
+ * readable; size is the file size, trailer included; name is for messages).
  */
-kt_code kt_snapshot_check(const char *path, kt_snapshot_stat *out, kt_error *err);
+kt_code kt_snapshot_check_fd(int fd, uint64_t size, const char *name, kt_snapshot_stat *out,
+                             kt_error *err);
 
 /*
  * Full verification: trailer, every bbolt page (meta checksums, bounds,

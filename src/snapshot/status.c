@@ -267,16 +267,10 @@ kt_code kt_snapshot_status_fd(int fd, uint64_t size, const char *name, kt_snapsh
 	return status_fd(fd, size, name, out, 1, err);
 }
 
-kt_code kt_snapshot_check(const char *path, kt_snapshot_stat *out, kt_error *err)
+kt_code kt_snapshot_check_fd(int fd, uint64_t size, const char *name, kt_snapshot_stat *out,
+                             kt_error *err)
 {
-	int fd;
-	uint64_t size;
-	kt_code c = kt_snapshot_open_file(path, &fd, &size, err);
-	if (c)
-		return c;
-	c = status_fd(fd, size, path, out, 0, err);
-	close(fd);
-	return c;
+	return status_fd(fd, size, name, out, 0, err);
 }
 
 kt_code kt_snapshot_status(const char *path, kt_snapshot_stat *out, kt_error *err)

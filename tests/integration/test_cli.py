@@ -63,3 +63,33 @@ def test_bad_output_format():
 def test_global_flags_before_the_command(tmp_path):
     r = kt("-o", "json", "etcd", "snapshot", "status", tmp_path / "missing.db")
     assert r.returncode == 1 and "missing.db" in r.stderr
+
+
+def test_flag_before_the_command_never_echoes_its_value():
+    r = kt("--user", "root:Sup3rSecret", "etcd", "snapshot", "save", "x.db")
+    assert r.returncode == 2
+    assert "Sup3rSecret" not in r.stdout + r.stderr
+    assert "'--user' must come after the command" in r.stderr
+
+
+def test_endpoint_with_credentials_is_refused_without_echo(tmp_path):
+    r = kt("etcd", "snapshot", "save", tmp_path / "x.db", "-v", "-v",
+           "--endpoint", "http://root:hunter22@127.0.0.1:1")
+    assert r.returncode == 2
+    assert "hunter22" not in r.stdout + r.stderr
+    assert "--user" in r.stderr
+
+
+def test_output_to_a_full_device_fails(tmp_path):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([str(KT), "--help"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=30)
+    assert r.returncode == 1 and "cannot write the output" in r.stderr
+
+
+def test_file_names_that_are_not_utf8_still_give_json(tmp_path):
+    name = os.fsencode(tmp_path) + b"/\xff\x1b.db"
+    r = subprocess.run([os.fsencode(KT), b"-o", b"json", b"etcd", b"snapshot", b"verify", name],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 1  # missing file: one clear line, not silence
+    assert r.stderr.startswith(b"kontinuity: ")

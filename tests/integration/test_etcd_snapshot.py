@@ -421,3 +421,48 @@ def test_no_permission(good_snapshot, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stderr
     assert "Permission denied" in r.stderr and "private.db" in r.stderr
+
+
+# ---------------------------------------------------------------- interruption
+
+
+def test_interrupted_save_is_all_or_nothing(loaded_etcd, tmp_path):
+    """SIGINT/SIGTERM at any moment: either a complete, verified FILE (the
+    signal came after the rename) or nothing at all, never a .part."""
+    import signal
+    import time
+    put_keys(loaded_etcd, "/registry/secrets/big/s-", 600, 30000)  # ~18 MiB
+    outcomes = set()
+    for i, delay in enumerate([0.0, 0.02, 0.05, 0.1, 0.2, 0.4]):
+        out = tmp_path / f"s{i}.db"
+        p = subprocess.Popen([str(KT), "etcd", "snapshot", "save", str(out), "--endpoint",
+                              loaded_etcd.endpoint], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT if i % 2 else signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+        assert not (tmp_path / f"s{i}.db.part").exists()
+        if p.returncode == 0:
+            assert our_status(out) == etcdutl_status(out)
+            outcomes.add("saved")
+        elif p.returncode < 0:
+            # The signal came before save set up its handler: it had not
+            # created anything yet.
+            assert not out.exists()
+        else:
+            assert p.returncode == 1 and "interrupted" in err, err
+            assert not out.exists()
+            outcomes.add("interrupted")
+    assert "interrupted" in outcomes
+
+
+def test_killed_save_does_not_block_the_name(loaded_etcd, tmp_path):
+    """A save killed outright leaves FILE.part; the next save reclaims it."""
+    out = tmp_path / "s.db"
+    part = tmp_path / "s.db.part"
+    part.write_bytes(b"left by a save that was killed -9")
+    r = kt("etcd", "snapshot", "save", out, "--endpoint", loaded_etcd.endpoint)
+    assert r.returncode == 0, r.stderr
+    assert "left behind by an interrupted save" in r.stderr
+    assert not part.exists()
+    assert our_status(out) == etcdutl_status(out)

@@ -115,6 +115,32 @@ static void test_outfile(void)
 	rmdir(dir);
 }
 
+static void test_outfile_stale_and_busy_part(void)
+{
+	char dir[] = "/tmp/kt-unit-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char path[256], part[256];
+	snprintf(path, sizeof(path), "%s/c.db", dir);
+	snprintf(part, sizeof(part), "%s/c.db.part", dir);
+	/* A .part nobody holds (a killed save) is replaced, not a dead end. */
+	int fd = open(part, O_WRONLY | O_CREAT, 0600);
+	CHECK(fd >= 0 && write(fd, "stale", 5) == 5);
+	close(fd);
+	kt_outfile f, g;
+	kt_error err;
+	CHECK(kt_outfile_open(&f, path, &err) == KT_OK);
+	/* A .part another writer holds is refused, and left alone. */
+	CHECK(kt_outfile_open(&g, path, &err) == KT_EEXIST);
+	CHECK_CONTAINS(err.msg, "being written by another save");
+	CHECK(kt_outfile_write(&f, "fresh", 5, &err) == KT_OK);
+	CHECK(kt_outfile_commit(&f, &err) == KT_OK);
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && st.st_size == 5);
+	CHECK(access(part, F_OK) != 0);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	RUN(test_buf_limit);
@@ -122,5 +148,6 @@ int main(void)
 	RUN(test_redaction);
 	RUN(test_duration);
 	RUN(test_outfile);
+	RUN(test_outfile_stale_and_busy_part);
 	return unit_done();
 }
