@@ -6,6 +6,7 @@
  * failure removes the .part; FILE is never replaced.
  */
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,7 +71,7 @@ static const char save_help[] =
 	"      --cacert /etc/kubernetes/pki/etcd/ca.crt \\\n"
 	"      --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \\\n"
 	"      --key /etc/kubernetes/pki/etcd/healthcheck-client.key\n"
-	"  kontinuity etcd snapshot save snap.db --user root:secret --timeout 10m -o json\n";
+	"  KONTINUITY_ETCD_USER=root:secret kontinuity etcd snapshot save snap.db --timeout 10m -o json\n";
 
 int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 {
@@ -84,7 +85,8 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 		{ "cacert", 0, "FILE", "CA bundle that signed the server certificate", &conn.cacert, NULL },
 		{ "cert", 0, "FILE", "client certificate (PEM) for client-cert-auth", &conn.cert, NULL },
 		{ "key", 0, "FILE", "client private key (PEM)", &conn.key, NULL },
-		{ "user", 0, "NAME:PASSWORD", "etcd user when auth is enabled (needs root role)", &conn.user, NULL },
+		{ "user", 0, "NAME:PASSWORD", "etcd user when auth is enabled (needs the root role); "
+		  "or set KONTINUITY_ETCD_USER, which other users cannot read in ps", &conn.user, NULL },
 		{ "timeout", 0, "DURATION", "give up after this long, e.g. 10m (default: no limit)", &timeout, NULL },
 		{ "connect-timeout", 0, "DURATION", "time allowed to connect (default 10s)", &connect_timeout, NULL },
 		{ NULL, 0, NULL, NULL, NULL, NULL },
@@ -105,6 +107,8 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 		                    "give them with --user NAME:PASSWORD");
 	if ((conn.cert != NULL) != (conn.key != NULL))
 		return kt_cli_usage(path_cmd, "--cert and --key go together");
+	if (!conn.user && getenv("KONTINUITY_ETCD_USER") && *getenv("KONTINUITY_ETCD_USER"))
+		conn.user = getenv("KONTINUITY_ETCD_USER");  /* keeps the password out of ps */
 	if (conn.user) {
 		const char *colon = strchr(conn.user, ':');
 		if (!colon || colon == conn.user)

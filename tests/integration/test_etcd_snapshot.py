@@ -235,6 +235,12 @@ def test_save_auth(etcd, tmp_path):
     assert r.returncode == 0, r.stderr
     assert password not in r.stderr + r.stdout
     assert our_status(out) == etcdutl_status(out)
+    # The same through the environment, so the password is not in ps output.
+    out2 = tmp_path / "env.db"
+    r = kt("etcd", "snapshot", "save", out2, "--endpoint", etcd.endpoint,
+           env={**os.environ, "KONTINUITY_ETCD_USER": f"root:{password}"})
+    assert r.returncode == 0, r.stderr
+    assert password not in r.stderr + r.stdout
 
 
 def test_save_shows_progress_on_a_tty(loaded_etcd, tmp_path):
