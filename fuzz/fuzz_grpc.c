@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "etcd/etcd.h"
+#include "http/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -101,5 +102,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc_whole != rc_split || whole.n_messages != split.n_messages ||
 	    whole.digest != split.digest)
 		abort();
+
+	/* The same bytes as header-borne text: grpc-message percent-decoding and
+	 * the status mapping that quotes it.  Output must stay printable. */
+	char text[1024], out[256];
+	size_t n = size - 1 < sizeof(text) - 1 ? size - 1 : sizeof(text) - 1;
+	memcpy(text, data + 1, n);
+	text[n] = '\0';
+	kt_http_unescape(text, out, (size_t)(mode % sizeof(out)) + 1);
+	for (const char *c = out; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			abort();
+	kt_error err;
+	kt_etcd_map_status(mode, out, "snapshot", "http://127.0.0.1:2379", &err);
 	return 0;
 }

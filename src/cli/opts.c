@@ -55,6 +55,11 @@ int kt_cli_usage(const char *path, const char *fmt, ...)
 
 int kt_cli_fail(const kt_error *err)
 {
+	if (kt_log_get_format() == KT_LOG_JSON) {
+		/* One JSON line like every other line on stderr (redacted by kt_log). */
+		kt_log(KT_LOG_ERROR, "%s", err->msg);
+		return kt_code_exit(err->code);
+	}
 	kt_buf clean;
 	kt_buf_init(&clean, 1 << 16);
 	kt_redact(&clean, err->msg);

@@ -131,6 +131,8 @@ void kt_log_clear_secrets(void);
 /* Write s to out with every registered secret replaced.  For error lines. */
 void kt_redact(kt_buf *out, const char *s);
 int kt_log_enabled(kt_log_level level);
+/* The format configured by kt_log_setup. */
+kt_log_format kt_log_get_format(void);
 void kt_log(kt_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

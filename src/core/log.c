@@ -78,6 +78,11 @@ void kt_redact(kt_buf *out, const char *s)
 	}
 }
 
+kt_log_format kt_log_get_format(void)
+{
+	return logger.format;
+}
+
 int kt_log_enabled(kt_log_level level)
 {
 	return level <= logger.level;

@@ -93,3 +93,11 @@ def test_file_names_that_are_not_utf8_still_give_json(tmp_path):
                        capture_output=True, timeout=30)
     assert r.returncode == 1  # missing file: one clear line, not silence
     assert r.stderr.startswith(b"kontinuity: ")
+
+
+def test_errors_are_json_lines_with_log_format_json(tmp_path):
+    import json
+    r = kt("etcd", "snapshot", "status", tmp_path / "missing.db", "--log-format", "json")
+    assert r.returncode == 1
+    line = json.loads(r.stderr.strip())
+    assert line["level"] == "error" and "missing.db" in line["msg"]
