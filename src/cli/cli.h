@@ -78,9 +78,26 @@ void kt_cli_print(json_t *data, kt_out_format fmt, const kt_column *columns, siz
 /* Print any JSON value as YAML. */
 void kt_cli_print_yaml(json_t *data);
 
+/* The etcd connection flags shared by save, backup and agent. */
+#include "etcd/etcd.h"
+typedef struct kt_cli_etcd_flags {
+	kt_etcd_conn conn;
+	const char *endpoint;
+	const char *timeout;
+	const char *connect_timeout;
+} kt_cli_etcd_flags;
+void kt_cli_etcd_flags_init(kt_cli_etcd_flags *f, const char *endpoint, const char *cacert,
+                            const char *cert, const char *key);
+/* Append the etcd flags to o (7 entries); returns the next free slot. */
+kt_opt *kt_cli_etcd_opts(kt_cli_etcd_flags *f, kt_opt *o);
+/* Validate after parsing and fill f->conn; returns 0 or 2 (usage printed). */
+int kt_cli_etcd_finish(kt_cli_etcd_flags *f, const char *path_cmd);
+
 /* The etcd group. */
 int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g);
 
 #endif /* KT_CLI_H */

@@ -1,9 +1,8 @@
 /*
  * cmd_etcd.c - the `etcd` command group: snapshot save, status, verify.
  *
- * save: gRPC stream (trailer checked as bytes arrive) -> FILE.part (0600)
- * -> fsync -> bbolt walk of the .part -> rename to FILE.  Any
- * failure removes the .part; FILE is never replaced.
+ * save is kt_etcdbackup_save (src/etcdbackup/save.c) with a progress bar;
+ * the etcd connection flags here are shared with `etcd backup`.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -12,47 +11,92 @@
 
 #include "cli.h"
 #include "etcd/etcd.h"
+#include "etcdbackup/etcdbackup.h"
 #include "snapshot/snapshot.h"
+
+/* ------------------------------------------------------------------ */
+/* etcd connection flags, shared by save, backup and agent */
+
+void kt_cli_etcd_flags_init(kt_cli_etcd_flags *f, const char *endpoint, const char *cacert,
+                            const char *cert, const char *key)
+{
+	memset(f, 0, sizeof(*f));
+	f->endpoint = endpoint;
+	f->conn.cacert = cacert;
+	f->conn.cert = cert;
+	f->conn.key = key;
+}
+
+kt_opt *kt_cli_etcd_opts(kt_cli_etcd_flags *f, kt_opt *o)
+{
+	const kt_opt list[] = {
+		{ "endpoint", 0, "URL", "etcd client URL", &f->endpoint, NULL },
+		{ "cacert", 0, "FILE", "CA bundle that signed the server certificate", &f->conn.cacert, NULL },
+		{ "cert", 0, "FILE", "client certificate (PEM) for client-cert-auth", &f->conn.cert, NULL },
+		{ "key", 0, "FILE", "client private key (PEM)", &f->conn.key, NULL },
+		{ "user", 0, "NAME:PASSWORD", "etcd user when auth is enabled (needs the root role); "
+		  "or set KONTINUITY_ETCD_USER, which other users cannot read in ps", &f->conn.user, NULL },
+		{ "timeout", 0, "DURATION", "give up after this long, e.g. 10m (default: no limit)",
+		  &f->timeout, NULL },
+		{ "connect-timeout", 0, "DURATION", "time allowed to connect (default 10s)",
+		  &f->connect_timeout, NULL },
+	};
+	memcpy(o, list, sizeof(list));
+	return o + sizeof(list) / sizeof(list[0]);
+}
+
+int kt_cli_etcd_finish(kt_cli_etcd_flags *f, const char *path_cmd)
+{
+	const char *endpoint = f->endpoint;
+	if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8))
+		return kt_cli_usage(path_cmd, "endpoint '%s' must start with http:// or https://", endpoint);
+	const char *authority = strstr(endpoint, "://") + 3;
+	if (memchr(authority, '@', strcspn(authority, "/")))
+		return kt_cli_usage(path_cmd, "the endpoint must not carry credentials; "
+		                    "give them with --user NAME:PASSWORD");
+	if ((f->conn.cert != NULL) != (f->conn.key != NULL))
+		return kt_cli_usage(path_cmd, "--cert and --key go together");
+	if (!f->conn.user && getenv("KONTINUITY_ETCD_USER") && *getenv("KONTINUITY_ETCD_USER"))
+		f->conn.user = getenv("KONTINUITY_ETCD_USER");  /* keeps the password out of ps */
+	if (f->conn.user) {
+		const char *colon = strchr(f->conn.user, ':');
+		if (!colon || colon == f->conn.user)
+			return kt_cli_usage(path_cmd, "--user must be NAME:PASSWORD");
+		kt_log_add_secret(colon + 1);
+	}
+	kt_error err;
+	kt_error_clear(&err);
+	if (f->timeout && kt_parse_duration_ms(f->timeout, &f->conn.timeout_ms, &err))
+		return kt_cli_usage(path_cmd, "--timeout: %s", err.msg);
+	if (f->connect_timeout &&
+	    kt_parse_duration_ms(f->connect_timeout, &f->conn.connect_timeout_ms, &err))
+		return kt_cli_usage(path_cmd, "--connect-timeout: %s", err.msg);
+	f->conn.endpoint = endpoint;
+	f->conn.cancel = &kt_cli_cancel;
+	return 0;
+}
 
 /* ------------------------------------------------------------------ */
 /* save */
 
-typedef struct save_ctx {
-	kt_outfile out;
+typedef struct progress_ctx {
 	kt_progress progress;
-	int show_progress;
 	int64_t last_draw_ms;
-} save_ctx;
+} progress_ctx;
 
-static void draw_progress(save_ctx *s, int final)
+static void draw_progress(void *ctx, uint64_t done, uint64_t remaining)
 {
-	if (!s->show_progress)
-		return;
+	progress_ctx *p = ctx;
+	p->progress.done = done;
+	p->progress.remaining = remaining;
 	int64_t now = kt_now_ms();
-	if (!final && now - s->last_draw_ms < 100)
+	if (now - p->last_draw_ms < 100)
 		return;
-	s->last_draw_ms = now;
+	p->last_draw_ms = now;
 	char line[160];
-	kt_progress_format(&s->progress, line, sizeof(line));
+	kt_progress_format(&p->progress, line, sizeof(line));
 	fprintf(stderr, "\r\033[Ksaving snapshot %s", line);
-	if (final)
-		fprintf(stderr, "\r\033[K");
 	fflush(stderr);
-}
-
-static kt_code on_chunk(void *ctx, const uint8_t *data, size_t n, uint64_t remaining,
-                        kt_error *err)
-{
-	save_ctx *s = ctx;
-	if (kt_cli_cancel)
-		return kt_error_set(err, KT_ECANCELED, "interrupted; no snapshot was written");
-	kt_code rc = kt_outfile_write(&s->out, data, n, err);
-	if (rc)
-		return rc;
-	s->progress.done += n;
-	s->progress.remaining = remaining;
-	draw_progress(s, 0);
-	return KT_OK;
 }
 
 static const char save_help[] =
@@ -77,20 +121,11 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "etcd snapshot save";
 	kt_globals g = *g0;
-	kt_etcd_conn conn;
-	memset(&conn, 0, sizeof(conn));
-	const char *endpoint = "http://127.0.0.1:2379", *timeout = NULL, *connect_timeout = NULL;
-	const kt_opt opts[] = {
-		{ "endpoint", 0, "URL", "etcd client URL (default http://127.0.0.1:2379)", &endpoint, NULL },
-		{ "cacert", 0, "FILE", "CA bundle that signed the server certificate", &conn.cacert, NULL },
-		{ "cert", 0, "FILE", "client certificate (PEM) for client-cert-auth", &conn.cert, NULL },
-		{ "key", 0, "FILE", "client private key (PEM)", &conn.key, NULL },
-		{ "user", 0, "NAME:PASSWORD", "etcd user when auth is enabled (needs the root role); "
-		  "or set KONTINUITY_ETCD_USER, which other users cannot read in ps", &conn.user, NULL },
-		{ "timeout", 0, "DURATION", "give up after this long, e.g. 10m (default: no limit)", &timeout, NULL },
-		{ "connect-timeout", 0, "DURATION", "time allowed to connect (default 10s)", &connect_timeout, NULL },
-		{ NULL, 0, NULL, NULL, NULL, NULL },
-	};
+	kt_cli_etcd_flags ef;
+	kt_cli_etcd_flags_init(&ef, "http://127.0.0.1:2379", NULL, NULL, NULL);
+	kt_opt opts[16];
+	memset(kt_cli_etcd_opts(&ef, opts), 0, sizeof(kt_opt));
+	opts[0].help = "etcd client URL (default http://127.0.0.1:2379)";
 	char *pos[1];
 	int n_pos, done;
 	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "FILE [flags]", save_help, pos, 1,
@@ -99,91 +134,39 @@ int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g0)
 		return rc;
 	if (n_pos != 1)
 		return kt_cli_usage(path_cmd, "expected the output FILE");
-	if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8))
-		return kt_cli_usage(path_cmd, "endpoint '%s' must start with http:// or https://", endpoint);
-	const char *authority = strstr(endpoint, "://") + 3;
-	if (memchr(authority, '@', strcspn(authority, "/")))
-		return kt_cli_usage(path_cmd, "the endpoint must not carry credentials; "
-		                    "give them with --user NAME:PASSWORD");
-	if ((conn.cert != NULL) != (conn.key != NULL))
-		return kt_cli_usage(path_cmd, "--cert and --key go together");
-	if (!conn.user && getenv("KONTINUITY_ETCD_USER") && *getenv("KONTINUITY_ETCD_USER"))
-		conn.user = getenv("KONTINUITY_ETCD_USER");  /* keeps the password out of ps */
-	if (conn.user) {
-		const char *colon = strchr(conn.user, ':');
-		if (!colon || colon == conn.user)
-			return kt_cli_usage(path_cmd, "--user must be NAME:PASSWORD");
-		kt_log_add_secret(colon + 1);
-	}
-	kt_error err;
-	kt_error_clear(&err);
-	if (timeout && kt_parse_duration_ms(timeout, &conn.timeout_ms, &err))
-		return kt_cli_usage(path_cmd, "--timeout: %s", err.msg);
-	if (connect_timeout && kt_parse_duration_ms(connect_timeout, &conn.connect_timeout_ms, &err))
-		return kt_cli_usage(path_cmd, "--connect-timeout: %s", err.msg);
-	conn.endpoint = endpoint;
-	conn.cancel = &kt_cli_cancel;
+	if ((rc = kt_cli_etcd_finish(&ef, path_cmd)))
+		return rc;
 
 	const char *file = pos[0];
 	kt_cli_catch_signals();
-	save_ctx s;
-	memset(&s, 0, sizeof(s));
-	if (kt_outfile_open(&s.out, file, &err))
-		return kt_cli_fail(&err);
-	kt_progress_init(&s.progress);
-	s.show_progress = isatty(STDERR_FILENO) && g.output == KT_OUT_TABLE;
-	kt_log(KT_LOG_INFO, "saving snapshot from %s into '%s'", endpoint, file);
-
-	kt_etcd_snapshot_info info;
-	memset(&info, 0, sizeof(info));
-	kt_code c = kt_etcd_snapshot(&conn, on_chunk, &s, &info, &err);
-	draw_progress(&s, 1);
-	if (kt_cli_cancel)
-		c = kt_error_set(&err, KT_ECANCELED, "interrupted after %llu bytes; no snapshot was written",
-		                 (unsigned long long)s.out.written);
-
-	/* kt_etcd_snapshot checked the trailer against the bytes as they came;
-	 * a stream without one is not a snapshot. */
-	if (c == KT_OK && !info.trailer_ok)
-		c = kt_error_set(&err, KT_ECORRUPT,
-		                 "etcd sent %llu bytes without a valid SHA-256 trailer; nothing was saved",
-		                 (unsigned long long)s.out.written);
-	char hex[65];
-	kt_hex(hex, info.sha256, 32);
-	if (c == KT_OK)
-		c = kt_outfile_sync(&s.out, &err);
-	kt_snapshot_stat st;
-	memset(&st, 0, sizeof(st));
-	if (c == KT_OK) {
-		/* Check the very file descriptor we wrote, not a path someone could swap. */
-		c = kt_snapshot_check_fd(s.out.fd, s.out.written, s.out.part_path, &st, &err);
-		if (c)
-			kt_error_wrap(&err, "the snapshot received from %s fails verification; nothing was saved",
-			              endpoint);
+	kt_error err;
+	kt_error_clear(&err);
+	progress_ctx pc;
+	memset(&pc, 0, sizeof(pc));
+	kt_progress_init(&pc.progress);
+	int show = isatty(STDERR_FILENO) && g.output == KT_OUT_TABLE;
+	kt_log(KT_LOG_INFO, "saving snapshot from %s into '%s'", ef.endpoint, file);
+	kt_save_result res;
+	kt_code c = kt_etcdbackup_save(&ef.conn, file, show ? draw_progress : NULL, &pc, &res, &err);
+	if (show) {
+		fprintf(stderr, "\r\033[K");
+		fflush(stderr);
 	}
-	if (c == KT_OK && kt_cli_cancel)
-		c = kt_error_set(&err, KT_ECANCELED, "interrupted; no snapshot was written");
-	uint64_t size = s.out.written;
-	if (c == KT_OK)
-		c = kt_outfile_commit(&s.out, &err);
-	else
-		kt_outfile_abort(&s.out);
 	if (c)
 		return kt_cli_fail(&err);
 
-	double secs = (double)(kt_now_ms() - s.progress.start_ms) / 1000.0;
+	double secs = (double)res.duration_ms / 1000.0;
 	json_t *o = json_pack("{s:o, s:I, s:I, s:s, s:s, s:f, s:b}",
-	                      "file", kt_cli_json_text(file), "size", (json_int_t)size,
-	                      "revision", (json_int_t)st.revision, "sha256", hex,
-	                      "version", info.version[0] ? info.version : st.version,
-	                      "seconds", secs, "verified", 1);
+	                      "file", kt_cli_json_text(file), "size", (json_int_t)res.size,
+	                      "revision", (json_int_t)res.revision, "sha256", res.sha256,
+	                      "version", res.version, "seconds", secs, "verified", 1);
 	if (g.output == KT_OUT_TABLE) {
 		char human[32];
 		printf("Snapshot saved to %s\n  size      %s (%llu bytes)\n  revision  %lld\n"
 		       "  sha256    %s\n  verified  yes (SHA-256 trailer and every bbolt page)\n"
 		       "  took      %.1fs\n",
-		       file, kt_human_bytes(size, human), (unsigned long long)size,
-		       (long long)st.revision, hex, secs);
+		       file, kt_human_bytes(res.size, human), (unsigned long long)res.size,
+		       (long long)res.revision, res.sha256, secs);
 	} else {
 		kt_cli_print(o, g.output, NULL, 0);
 	}

@@ -24,6 +24,10 @@ static const kt_command commands[] = {
 	  kt_cmd_etcd_snapshot_status },
 	{ "etcd snapshot verify", "check a snapshot page by page and count the objects it holds",
 	  kt_cmd_etcd_snapshot_verify },
+	{ "etcd backup", "one backup cycle of this control-plane node (save, log, retention)",
+	  kt_cmd_etcd_backup },
+	{ "etcd backups list", "list the backups in the backup directory",
+	  kt_cmd_etcd_backups_list },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -1,0 +1,169 @@
+/*
+ * cmd_backup.c - `etcd backup` (one cycle of the control-plane backup) and
+ * `etcd backups list`.  The cycle itself is kt_etcdbackup_cycle
+ * (src/etcdbackup/cycle.c); this file maps flags to its config and prints.
+ */
+#include <jansson.h>
+#include <string.h>
+
+#include "cli.h"
+#include "etcdbackup/etcdbackup.h"
+
+#define DEFAULT_DIR "/etc/kubernetes/zadara"
+#define DEFAULT_IMDS "http://169.254.169.254"
+
+static const char backup_help[] =
+	"Take one backup of this control-plane node's etcd, as the agent does every\n"
+	"cycle (for cron or a systemd timer): stream a snapshot, verify it, save it\n"
+	"in --dir as etcd_backup_<hostname>_<instance-id>_<UTC time>.db (mode 0600),\n"
+	"append a line to <dir>/etcd-backup.log and stderr, record it in\n"
+	"<dir>/etcd-backups.json, then keep only the newest --keep files of this node.\n"
+	"A failed cycle is logged and exits 1; earlier backups are never touched.\n"
+	"The instance id comes from --instance-id, else the EC2-compatible metadata\n"
+	"service (IMDSv2, then v1; 1 s timeout), else /etc/machine-id.\n"
+	"Defaults follow the kubeadm layout.\n\n"
+	"Examples:\n"
+	"  kontinuity etcd backup\n"
+	"  kontinuity etcd backup --dir /var/backups/etcd --keep 24 --log-format json\n"
+	"  kontinuity etcd backup --endpoint http://127.0.0.1:2379 --instance-id i-0abc --dir /tmp/b\n";
+
+int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "etcd backup";
+	kt_globals g = *g0;
+	kt_cli_etcd_flags ef;
+	kt_cli_etcd_flags_init(&ef, "https://127.0.0.1:2379", "/etc/kubernetes/pki/etcd/ca.crt",
+	                       "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+	                       "/etc/kubernetes/pki/etcd/healthcheck-client.key");
+	const char *dir = DEFAULT_DIR, *keep_s = "100", *hostname = NULL, *instance_id = NULL;
+	const char *imds = DEFAULT_IMDS, *machine_id = "/etc/machine-id";
+	int no_client_cert = 0;
+	kt_opt opts[24];
+	kt_opt *o = kt_cli_etcd_opts(&ef, opts);
+	opts[0].help = "etcd client URL (default https://127.0.0.1:2379)";
+	opts[1].help = "CA bundle (default /etc/kubernetes/pki/etcd/ca.crt)";
+	opts[2].help = "client certificate (default .../pki/etcd/healthcheck-client.crt)";
+	opts[3].help = "client key (default .../pki/etcd/healthcheck-client.key)";
+	const kt_opt more[] = {
+		{ "no-client-cert", 0, NULL, "do not send the default client certificate", NULL,
+		  &no_client_cert },
+		{ "dir", 0, "DIR", "backup directory (default " DEFAULT_DIR ")", &dir, NULL },
+		{ "keep", 0, "N", "local backups of this node to keep (default 100, at least 1)",
+		  &keep_s, NULL },
+		{ "hostname", 0, "NAME", "node name in file names (default: this host's name)",
+		  &hostname, NULL },
+		{ "instance-id", 0, "ID", "cloud instance id (default: metadata service, machine id)",
+		  &instance_id, NULL },
+		{ "imds-url", 0, "URL", "metadata service address (default " DEFAULT_IMDS "; "
+		  "empty to skip it)", &imds, NULL },
+		{ "machine-id-file", 0, "FILE", "fallback identity (default /etc/machine-id)",
+		  &machine_id, NULL },
+		{ NULL, 0, NULL, NULL, NULL, NULL },
+	};
+	memcpy(o, more, sizeof(more));
+	char *pos[1];
+	int n_pos, done;
+	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "[flags]", backup_help, pos, 0, &n_pos,
+	                      &g, &done);
+	if (rc || done)
+		return rc;
+	if (no_client_cert)
+		ef.conn.cert = ef.conn.key = NULL;
+	if (!strncmp(ef.endpoint, "http://", 7))
+		ef.conn.cacert = ef.conn.cert = ef.conn.key = NULL;   /* no TLS: no certs */
+	if ((rc = kt_cli_etcd_finish(&ef, path_cmd)))
+		return rc;
+	char *end;
+	unsigned long keep = strtoul(keep_s, &end, 10);
+	if (*end || keep < 1 || keep > 1000000)
+		return kt_cli_usage(path_cmd, "--keep must be a number of files, at least 1 (got '%s')",
+		                    keep_s);
+
+	kt_backup_config cfg = { .etcd = ef.conn, .dir = dir, .hostname = hostname,
+	                         .instance_id = instance_id, .imds_url = imds,
+	                         .machine_id_path = machine_id, .keep = (unsigned)keep,
+	                         .log_format = g.log_format };
+	/* The cycle's own line goes to stderr whatever -v says. */
+	if (!kt_log_enabled(KT_LOG_INFO))
+		kt_log_setup(stderr, g.log_format, KT_LOG_INFO);
+	kt_cli_catch_signals();
+	kt_error err;
+	kt_error_clear(&err);
+	kt_backup_result res;
+	kt_code c = kt_etcdbackup_cycle(&cfg, &res, &err);
+	if (c)
+		return kt_cli_fail(&err);
+	if (g.output != KT_OUT_TABLE) {
+		json_t *j = json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:i}",
+		                      "file", kt_cli_json_text(res.file), "node", res.node,
+		                      "instance", res.instance_id, "instanceSource",
+		                      res.instance_source, "size", (json_int_t)res.save.size,
+		                      "revision", (json_int_t)res.save.revision,
+		                      "sha256", res.save.sha256,
+		                      "seconds", (double)res.save.duration_ms / 1000.0,
+		                      "deleted", (int)res.n_deleted);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	} else {
+		printf("backup saved: %s (revision %lld)%s\n", res.file, (long long)res.save.revision,
+		       res.n_deleted ? "; retention removed older files" : "");
+	}
+	return 0;
+}
+
+static const char list_help[] =
+	"List the etcd backups in the backup directory, of every node that writes\n"
+	"there, oldest first: node, instance, time, revision, size, verified, exported.\n"
+	"Revision and the verified/exported marks come from <dir>/etcd-backups.json.\n\n"
+	"Examples:\n"
+	"  kontinuity etcd backups list\n"
+	"  kontinuity etcd backups list --dir /var/backups/etcd -o json\n";
+
+int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "etcd backups list";
+	kt_globals g = *g0;
+	const char *dir = DEFAULT_DIR;
+	const kt_opt opts[] = {
+		{ "dir", 0, "DIR", "backup directory (default " DEFAULT_DIR ")", &dir, NULL },
+		{ NULL, 0, NULL, NULL, NULL, NULL },
+	};
+	char *pos[1];
+	int n_pos, done;
+	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "[flags]", list_help, pos, 0, &n_pos, &g,
+	                      &done);
+	if (rc || done)
+		return rc;
+	kt_error err;
+	kt_error_clear(&err);
+	kt_backup_entry *v;
+	size_t n;
+	if (kt_etcdbackup_list(dir, &v, &n, &err))
+		return kt_cli_fail(&err);
+	json_t *rows = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *row = json_pack("{s:o, s:o, s:s, s:o, s:I, s:b, s:b, s:o}",
+		                        "node", kt_cli_json_text(v[i].node),
+		                        "instance", kt_cli_json_text(v[i].instance_id),
+		                        "time", v[i].time,
+		                        "revision", v[i].revision >= 0 ? json_integer(v[i].revision)
+		                                                       : json_null(),
+		                        "size", (json_int_t)v[i].size, "verified", v[i].verified,
+		                        "exported", v[i].exported,
+		                        "file", kt_cli_json_text(v[i].file));
+		if (row)
+			json_array_append_new(rows, row);
+	}
+	kt_backup_entries_free(v, n);
+	static const kt_column cols[] = {
+		{ "NODE", "node" }, { "INSTANCE", "instance" }, { "TIME", "time" },
+		{ "REVISION", "revision" }, { "SIZE", "size" }, { "VERIFIED", "verified" },
+		{ "EXPORTED", "exported" },
+	};
+	if (g.output == KT_OUT_TABLE && json_array_size(rows) == 0)
+		printf("no backups in '%s'\n", dir);
+	else
+		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(rows);
+	return 0;
+}

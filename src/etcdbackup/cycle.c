@@ -1,0 +1,207 @@
+/*
+ * cycle.c - one backup cycle of a control-plane node.
+ *
+ * lock dir -> identity -> name -> kt_etcdbackup_save -> log line -> index
+ * -> retention (only after a successful save: a failing etcd never shrinks
+ * the set of backups).  Invariants:
+ *   1. One cycle at a time per directory (flock on .kontinuity.lock); a
+ *      second agent sharing the directory is refused, not interleaved.
+ *   2. Retention touches only complete backup files of this node, keeps at
+ *      least the newest one (which this cycle just verified), never a .part.
+ *   3. Every attempt, good or bad, appends exactly one line to the log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "etcdbackup.h"
+#include "etcdbackup_int.h"
+
+static void utc_now(char iso[32], char compact[20])
+{
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(iso, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	strftime(compact, 20, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+static kt_code lock_dir(const char *dir, int *fd_out, kt_error *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, KT_BACKUP_LOCK);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		return kt_error_sys(err, kt_code_from_errno(e), e,
+		                    "cannot use backup directory '%s' (lock file)", dir);
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return kt_error_set(err, KT_EEXIST, "another kontinuity backup is running in '%s' "
+		                    "(it holds %s); one agent per directory", dir, path);
+	}
+	*fd_out = fd;
+	return KT_OK;
+}
+
+/* Append one line to <dir>/etcd-backup.log (JSON or "<time> <summary>");
+ * summary receives the text form, for stderr. */
+static void log_line(const kt_backup_config *cfg, const kt_backup_result *res, const char *iso,
+                     const char *name, kt_code outcome, const kt_error *err, kt_buf *summary)
+{
+	kt_buf line;
+	kt_buf_init(&line, 1 << 16);
+	kt_buf_reset(summary);
+	double secs = (double)res->save.duration_ms / 1000.0;
+	kt_buf clean;
+	kt_buf_init(&clean, 1 << 16);
+	if (outcome)
+		kt_redact(&clean, err->msg);
+	kt_buf_addf(summary, NULL, "backup node=%s instance=%s file=%s size=%llu revision=%lld "
+	            "sha256=%s duration=%.2fs outcome=%s", res->node, res->instance_id,
+	            name ? name : "-", (unsigned long long)res->save.size,
+	            (long long)res->save.revision, res->save.sha256[0] ? res->save.sha256 : "-",
+	            secs, outcome ? "failed" : "ok");
+	if (outcome)
+		kt_buf_addf(summary, NULL, " error=\"%s\"", clean.data);
+	if (cfg->log_format == KT_LOG_JSON) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:s}",
+		                      "time", iso, "event", "backup", "node", res->node,
+		                      "instance", res->instance_id, "file", name ? name : "",
+		                      "size", (json_int_t)res->save.size,
+		                      "revision", (json_int_t)res->save.revision,
+		                      "sha256", res->save.sha256, "duration", secs,
+		                      "outcome", outcome ? "failed" : "ok");
+		if (o && outcome)
+			json_object_set_new(o, "error", json_string(clean.data));
+		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		if (s)
+			kt_buf_adds(&line, s, NULL);
+		free(s);
+		json_decref(o);
+	} else {
+		kt_buf_addf(&line, NULL, "%s %s", iso, summary->data);
+	}
+	kt_buf_release(&clean);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", cfg->dir, KT_BACKUP_LOG);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		kt_buf_adds(&line, "\n", NULL);
+		if (write(fd, line.data, line.len) != (ssize_t)line.len)
+			kt_log(KT_LOG_WARN, "cannot append to '%s': %s", path, strerror(errno));
+		close(fd);
+	} else {
+		kt_log(KT_LOG_WARN, "cannot open '%s': %s", path, strerror(errno));
+	}
+	kt_buf_release(&line);
+}
+
+static unsigned retention(const kt_backup_config *cfg, const char *node, json_t *backups)
+{
+	kt_backup_entry *v = NULL;
+	size_t n = 0;
+	kt_error err;
+	if (kt_etcdbackup_list(cfg->dir, &v, &n, &err)) {
+		kt_log(KT_LOG_WARN, "retention skipped: %s", err.msg);
+		return 0;
+	}
+	size_t mine = 0;
+	for (size_t i = 0; i < n; i++)
+		mine += !strcmp(v[i].node, node);
+	unsigned keep = cfg->keep ? cfg->keep : 1, deleted = 0;
+	/* v is oldest first: drop this node's oldest until `keep` remain. */
+	for (size_t i = 0; i < n && mine > keep; i++) {
+		if (strcmp(v[i].node, node))
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", cfg->dir, v[i].file);
+		if (unlink(path) == 0) {
+			json_object_del(backups, v[i].file);
+			deleted++;
+			kt_log(KT_LOG_INFO, "retention: removed '%s' (keeping the newest %u)", path, keep);
+		} else {
+			kt_log(KT_LOG_WARN, "retention: cannot remove '%s': %s", path, strerror(errno));
+		}
+		mine--;
+	}
+	kt_backup_entries_free(v, n);
+	return deleted;
+}
+
+kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, kt_error *err)
+{
+	memset(res, 0, sizeof(*res));
+	struct stat st;
+	if (stat(cfg->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (mkdir(cfg->dir, 0700) != 0 && errno != EEXIST) {
+			int e = errno;
+			return kt_error_sys(err, kt_code_from_errno(e), e,
+			                    "cannot create backup directory '%s'", cfg->dir);
+		}
+	}
+	int lock_fd = -1;
+	kt_code c = lock_dir(cfg->dir, &lock_fd, err);
+	if (c)
+		return c;
+
+	if (cfg->hostname && *cfg->hostname)
+		snprintf(res->node, sizeof(res->node), "%s", cfg->hostname);
+	else if (gethostname(res->node, sizeof(res->node) - 1) != 0)
+		snprintf(res->node, sizeof(res->node), "unknown");
+	for (char *p = res->node; *p; p++)   /* keep the name a plain file name */
+		if (*p == '/' || *p < 0x21 || *p > 0x7e)
+			*p = '-';
+	c = kt_etcdbackup_instance_id(cfg->instance_id, cfg->imds_url, cfg->machine_id_path,
+	                              res->instance_id, &res->instance_source, err);
+	char iso[32], compact[20], name[512];
+	utc_now(iso, compact);
+	snprintf(name, sizeof(name), "etcd_backup_%s_%s_%s.db", res->node,
+	         c ? "unknown" : res->instance_id, compact);
+	kt_buf line;
+	kt_buf_init(&line, 1 << 16);
+	if (c == KT_OK) {
+		if ((size_t)snprintf(res->file, sizeof(res->file), "%s/%s", cfg->dir, name) >=
+		    sizeof(res->file))
+			c = kt_error_set(err, KT_EUSAGE, "backup directory path '%s' is too long", cfg->dir);
+	}
+	if (c == KT_OK) {
+		int64_t start = kt_now_ms();
+		c = kt_etcdbackup_save(&cfg->etcd, res->file, NULL, NULL, &res->save, err);
+		if (c) {
+			res->save.duration_ms = kt_now_ms() - start;
+			res->file[0] = '\0';
+		}
+	}
+	log_line(cfg, res, iso, c ? NULL : name, c, err, &line);
+	kt_log(c ? KT_LOG_ERROR : KT_LOG_INFO, "%s", line.data);
+	kt_buf_release(&line);
+	if (c == KT_OK) {
+		json_t *idx = kt_backup_index_load(cfg->dir);
+		json_t *backups = json_object_get(idx, "backups");
+		json_object_set_new(backups, name,
+		                    json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:b}",
+		                              "time", iso, "node", res->node,
+		                              "instance", res->instance_id,
+		                              "size", (json_int_t)res->save.size,
+		                              "revision", (json_int_t)res->save.revision,
+		                              "sha256", res->save.sha256,
+		                              "version", res->save.version, "verified", 1,
+		                              "exported", 0));
+		res->n_deleted = retention(cfg, res->node, backups);
+		kt_error ierr;
+		if (kt_backup_index_save(cfg->dir, idx, &ierr))
+			kt_log(KT_LOG_WARN, "%s (the backup itself is saved)", ierr.msg);
+		json_decref(idx);
+	}
+	close(lock_fd);
+	return c;
+}

@@ -1,0 +1,21 @@
+/*
+ * etcdbackup_int.h - shared inside src/etcdbackup only.
+ */
+#ifndef KT_ETCDBACKUP_INT_H
+#define KT_ETCDBACKUP_INT_H
+
+#include <jansson.h>
+
+#define KT_BACKUP_LOG "etcd-backup.log"
+#define KT_BACKUP_INDEX "etcd-backups.json"
+#define KT_BACKUP_LOCK ".kontinuity.lock"
+
+/* Split a backup file name; 0 when it is not one.  node/instance (may be
+ * NULL) receive malloc'ed strings; time_out gets "YYYY-MM-DDTHH:MM:SSZ". */
+int kt_backup_parse_name(const char *name, char **node, char **instance, char time_out[32]);
+
+/* The index as JSON ({"version":1,"backups":{name:{...}}}); never NULL. */
+json_t *kt_backup_index_load(const char *dir);
+kt_code kt_backup_index_save(const char *dir, json_t *idx, kt_error *err);
+
+#endif

@@ -1,0 +1,198 @@
+"""`kontinuity etcd backup` (one cycle) and `etcd backups list` against a real
+etcd.  The EC2 instance metadata service is stood in for by a tiny local HTTP
+server (imds fixture): it cannot run here, and the real address must never be
+contacted from tests, so every case passes --imds-url or --instance-id."""
+import fcntl
+import http.server
+import json
+import os
+import re
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+import peers
+from test_etcd_snapshot import KT, etcdutl_status, load_cluster_like
+
+NAME_RE = re.compile(r"^etcd_backup_(?P<node>.+)_(?P<inst>[A-Za-z0-9-]+)_(?P<ts>\d{8}T\d{6}Z)\.db$")
+
+
+class FakeIMDS(http.server.ThreadingHTTPServer):
+    """The instance metadata service: IMDSv2 (token) and/or v1."""
+
+    def __init__(self, instance_id="i-0123456789abcdef0", v2=True, v1=True):
+        self.instance_id, self.v2, self.v1 = instance_id, v2, v1
+        self.token = "imds-token-Zx81kq"
+        self.calls = []
+        imds = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, body=b""):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                imds.calls.append(("PUT", self.path))
+                if imds.v2 and self.path == "/latest/api/token" and \
+                        self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    return self._send(200, imds.token.encode())
+                self._send(403)
+
+            def do_GET(self):
+                tok = self.headers.get("X-aws-ec2-metadata-token")
+                imds.calls.append(("GET", self.path, tok))
+                if self.path != "/latest/meta-data/instance-id":
+                    return self._send(404)
+                if (tok == imds.token and imds.v2) or (tok is None and imds.v1):
+                    return self._send(200, imds.instance_id.encode())
+                self._send(401)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def imds():
+    s = FakeIMDS()
+    yield s
+    s.shutdown()
+
+
+def backup(etcd, d, *extra, env=None):
+    return subprocess.run([str(KT), "etcd", "backup", "--endpoint", etcd.endpoint, "--dir", str(d),
+                           "--hostname", "cp-1", *map(str, extra)],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def backups_in(d):
+    return sorted(p.name for p in d.iterdir() if NAME_RE.match(p.name))
+
+
+def test_cycle_names_logs_and_indexes(etcd, imds, tmp_path):
+    load_cluster_like(etcd)
+    d = tmp_path / "zadara"
+    r = backup(etcd, d, "--imds-url", imds.url)
+    assert r.returncode == 0, r.stderr
+    [name] = backups_in(d)
+    m = NAME_RE.match(name)
+    assert m["node"] == "cp-1" and m["inst"] == "i-0123456789abcdef0"
+    assert ("GET", "/latest/meta-data/instance-id", imds.token) in imds.calls  # IMDSv2 used
+    f = d / name
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    st = etcdutl_status(f)
+    log = (d / "etcd-backup.log").read_text().splitlines()
+    assert len(log) == 1
+    assert f"file={name}" in log[0] and "outcome=ok" in log[0]
+    assert f"revision={st['revision']}" in log[0] and f"size={f.stat().st_size}" in log[0]
+    assert "sha256=" in log[0] and "backup node=cp-1" in r.stderr
+    idx = json.loads((d / "etcd-backups.json").read_text())["backups"][name]
+    assert idx["revision"] == st["revision"] and idx["verified"] is True
+    assert idx["exported"] is False
+    assert imds.token not in r.stderr + r.stdout
+
+
+def test_imdsv1_and_machine_id_fallbacks(etcd, tmp_path):
+    v1 = FakeIMDS(instance_id="i-v1only", v2=False)
+    try:
+        r = backup(etcd, tmp_path / "a", "--imds-url", v1.url, "-o", "json")
+    finally:
+        v1.shutdown()
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["instance"] == "i-v1only" and out["instanceSource"] == "imds-v1"
+    mid = tmp_path / "machine-id"
+    mid.write_text("0123456789abcdef0123456789abcdef\n")
+    r = backup(etcd, tmp_path / "b", "--imds-url", f"http://127.0.0.1:{peers.free_port()}",
+               "--machine-id-file", mid, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["instance"] == "0123456789ab" and out["instanceSource"] == "machine-id"
+
+
+def test_retention_keeps_the_newest(etcd, tmp_path):
+    d = tmp_path / "b"
+    names = []
+    for _ in range(4):
+        r = backup(etcd, d, "--instance-id", "i-1", "--keep", "2")
+        assert r.returncode == 0, r.stderr
+        names += [n for n in backups_in(d) if n not in names]
+        time.sleep(1.05)  # names carry the second
+    assert backups_in(d) == names[-2:]
+    (d / "etcd_backup_cp-2_i-2_20200101T000000Z.db").write_bytes(b"another node's file")
+    assert backup(etcd, d, "--instance-id", "i-1", "--keep", "1").returncode == 0
+    left = backups_in(d)
+    assert "etcd_backup_cp-2_i-2_20200101T000000Z.db" in left  # other nodes are not ours
+    assert len([n for n in left if "_cp-1_" in n]) == 1
+    idx = json.loads((d / "etcd-backups.json").read_text())["backups"]
+    assert set(idx) == {n for n in left if "_cp-1_" in n}
+
+
+def test_failed_cycle_is_logged_and_keeps_earlier_backups(etcd, tmp_path):
+    d = tmp_path / "b"
+    assert backup(etcd, d, "--instance-id", "i-1").returncode == 0
+    before = backups_in(d)
+    etcd.stop()
+    time.sleep(1.05)
+    r = backup(etcd, d, "--instance-id", "i-1", "--log-format", "json")
+    assert r.returncode == 1
+    assert backups_in(d) == before
+    assert not [p for p in d.iterdir() if p.name.endswith(".part")]
+    last = json.loads((d / "etcd-backup.log").read_text().splitlines()[-1])
+    assert last["outcome"] == "failed" and "127.0.0.1" in last["error"]
+
+
+def test_json_log_lines(etcd, tmp_path):
+    d = tmp_path / "b"
+    r = backup(etcd, d, "--instance-id", "i-1", "--log-format", "json")
+    assert r.returncode == 0, r.stderr
+    line = json.loads((d / "etcd-backup.log").read_text().splitlines()[0])
+    assert line["event"] == "backup" and line["outcome"] == "ok"
+    assert set(line) >= {"time", "node", "file", "size", "revision", "sha256", "duration"}
+    for l in r.stderr.splitlines():
+        json.loads(l)  # stderr is JSON lines too
+
+
+def test_one_cycle_per_directory(etcd, tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    with open(d / ".kontinuity.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = backup(etcd, d, "--instance-id", "i-1")
+    assert r.returncode == 1 and "another kontinuity backup is running" in r.stderr
+    assert backups_in(d) == []
+
+
+def test_unwritable_directory(etcd, tmp_path):
+    r = backup(etcd, "/proc/kontinuity-cannot-be-here", "--instance-id", "i-1")
+    assert r.returncode == 1
+    assert "kontinuity-cannot-be-here" in r.stderr
+
+
+def test_backups_list(etcd, tmp_path):
+    load_cluster_like(etcd)
+    d = tmp_path / "b"
+    assert backup(etcd, d, "--instance-id", "i-1").returncode == 0
+    (d / "etcd_backup_cp-2_i-2_20200101T000000Z.db").write_bytes(b"x" * 512)
+    r = subprocess.run([str(KT), "etcd", "backups", "list", "--dir", str(d), "-o", "json"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["node"] for x in rows] == ["cp-2", "cp-1"]  # oldest first
+    assert rows[0]["revision"] is None and rows[0]["verified"] is False
+    assert rows[1]["verified"] is True and rows[1]["revision"] > 0
+    r = subprocess.run([str(KT), "etcd", "backups", "list", "--dir", str(d)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.split("\n")[0].split() == ["NODE", "INSTANCE", "TIME", "REVISION", "SIZE",
+                                               "VERIFIED", "EXPORTED"]
