@@ -46,6 +46,10 @@ typedef struct kt_command {
  * it.  Commands that do not poll it leave the default (die on the signal). */
 extern volatile sig_atomic_t kt_cli_cancel;
 void kt_cli_catch_signals(void);
+/* For daemons: SIGINT/SIGTERM set kt_cli_cancel (no reset), SIGHUP sets
+ * kt_cli_reload. */
+extern volatile sig_atomic_t kt_cli_reload;
+void kt_cli_catch_signals_agent(void);
 
 /* A JSON string for text from outside (file names, keys): invalid UTF-8 and
  * control bytes become \xNN, so output never breaks or drives the terminal. */
@@ -60,6 +64,16 @@ json_t *kt_cli_json_text(const char *s);
 int kt_cli_parse(int argc, char **argv, const kt_opt *opts, const char *path,
                  const char *usage, const char *help, char **pos, int max_pos,
                  int *n_pos, kt_globals *g, int *done);
+
+/*
+ * Commands with --config FILE: build the argument list as the file's
+ * settings ("flag: value", see kt_config_parse) followed by argv, so the
+ * command line wins.  Unknown settings are usage errors naming the file.
+ * *argv_out (free it) points into argv and into cfg (release it after
+ * parsing is done with the values).  Returns 0, or 2 after printing.
+ */
+int kt_cli_with_config(int argc, char **argv, const kt_opt *opts, const char *path_cmd,
+                       int *argc_out, char ***argv_out, kt_config *cfg);
 
 /* Print a failure as "kontinuity: <msg>" (redacted) and return its exit code. */
 int kt_cli_fail(const kt_error *err);
@@ -99,5 +113,6 @@ int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g);
 
 #endif /* KT_CLI_H */

@@ -4,7 +4,9 @@
  * (src/etcdbackup/cycle.c); this file maps flags to its config and prints.
  */
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "etcdbackup/etcdbackup.h"
@@ -27,72 +29,129 @@ static const char backup_help[] =
 	"  kontinuity etcd backup --dir /var/backups/etcd --keep 24 --log-format json\n"
 	"  kontinuity etcd backup --endpoint http://127.0.0.1:2379 --instance-id i-0abc --dir /tmp/b\n";
 
+/* Flags of `etcd backup` and `etcd agent` (the agent adds its schedule). */
+typedef struct backup_flags {
+	kt_cli_etcd_flags ef;
+	const char *dir, *keep_s, *hostname, *instance_id, *imds, *machine_id, *config;
+	const char *interval;
+	int no_client_cert, no_initial;
+	kt_opt opts[32];
+} backup_flags;
+
+static void backup_flags_init(backup_flags *f, int agent)
+{
+	memset(f, 0, sizeof(*f));
+	kt_cli_etcd_flags_init(&f->ef, "https://127.0.0.1:2379", "/etc/kubernetes/pki/etcd/ca.crt",
+	                       "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+	                       "/etc/kubernetes/pki/etcd/healthcheck-client.key");
+	f->dir = DEFAULT_DIR;
+	f->keep_s = "100";
+	f->imds = DEFAULT_IMDS;
+	f->machine_id = "/etc/machine-id";
+	f->interval = "2h";
+	kt_opt *o = kt_cli_etcd_opts(&f->ef, f->opts);
+	f->opts[0].help = "etcd client URL (default https://127.0.0.1:2379)";
+	f->opts[1].help = "CA bundle (default /etc/kubernetes/pki/etcd/ca.crt)";
+	f->opts[2].help = "client certificate (default .../pki/etcd/healthcheck-client.crt)";
+	f->opts[3].help = "client key (default .../pki/etcd/healthcheck-client.key)";
+	const kt_opt more[] = {
+		{ "no-client-cert", 0, NULL, "do not send the default client certificate", NULL,
+		  &f->no_client_cert },
+		{ "dir", 0, "DIR", "backup directory (default " DEFAULT_DIR ")", &f->dir, NULL },
+		{ "keep", 0, "N", "local backups of this node to keep (default 100, at least 1)",
+		  &f->keep_s, NULL },
+		{ "hostname", 0, "NAME", "node name in file names (default: this host's name)",
+		  &f->hostname, NULL },
+		{ "instance-id", 0, "ID", "cloud instance id (default: metadata service, machine id)",
+		  &f->instance_id, NULL },
+		{ "imds-url", 0, "URL", "metadata service address (default " DEFAULT_IMDS "; "
+		  "empty to skip it)", &f->imds, NULL },
+		{ "machine-id-file", 0, "FILE", "fallback identity (default /etc/machine-id)",
+		  &f->machine_id, NULL },
+		{ "config", 0, "FILE", "YAML file of 'flag: value' settings; flags given on the "
+		  "command line win", &f->config, NULL },
+	};
+	memcpy(o, more, sizeof(more));
+	o += sizeof(more) / sizeof(more[0]);
+	if (agent) {
+		const kt_opt sched[] = {
+			{ "interval", 0, "DURATION", "time between cycles (default 2h)", &f->interval,
+			  NULL },
+			{ "no-initial-backup", 0, NULL, "wait one interval before the first cycle", NULL,
+			  &f->no_initial },
+		};
+		memcpy(o, sched, sizeof(sched));
+		o += sizeof(sched) / sizeof(sched[0]);
+	}
+	memset(o, 0, sizeof(*o));
+}
+
+/* Parse (config file, then argv) into f and cfg.  Returns 0, or an exit
+ * code after printing; *done is set for --help. */
+static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const char *path_cmd,
+                        const char *help, kt_globals *g, kt_config *conf,
+                        kt_backup_config *cfg, int *done)
+{
+	backup_flags_init(f, agent);
+	int n;
+	char **v;
+	int rc = kt_cli_with_config(argc, argv, f->opts, path_cmd, &n, &v, conf);
+	if (rc)
+		return rc;
+	char *pos[1];
+	int n_pos;
+	rc = kt_cli_parse(n, v, f->opts, path_cmd, "[flags]", help, pos, 0, &n_pos, g, done);
+	free(v);
+	if (rc || *done)
+		return rc;
+	if (f->no_client_cert)
+		f->ef.conn.cert = f->ef.conn.key = NULL;
+	if (!strncmp(f->ef.endpoint, "http://", 7))
+		f->ef.conn.cacert = f->ef.conn.cert = f->ef.conn.key = NULL;   /* no TLS: no certs */
+	if ((rc = kt_cli_etcd_finish(&f->ef, path_cmd)))
+		return rc;
+	char *end;
+	unsigned long keep = strtoul(f->keep_s, &end, 10);
+	if (*end || keep < 1 || keep > 1000000)
+		return kt_cli_usage(path_cmd, "--keep must be a number of files, at least 1 (got '%s')",
+		                    f->keep_s);
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->etcd = f->ef.conn;
+	cfg->dir = f->dir;
+	cfg->hostname = f->hostname;
+	cfg->instance_id = f->instance_id;
+	cfg->imds_url = f->imds;
+	cfg->machine_id_path = f->machine_id;
+	cfg->keep = (unsigned)keep;
+	cfg->log_format = g->log_format;
+	/* The cycle's own line goes to stderr whatever -v says. */
+	if (!kt_log_enabled(KT_LOG_INFO))
+		kt_log_setup(stderr, g->log_format, KT_LOG_INFO);
+	return 0;
+}
+
 int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "etcd backup";
 	kt_globals g = *g0;
-	kt_cli_etcd_flags ef;
-	kt_cli_etcd_flags_init(&ef, "https://127.0.0.1:2379", "/etc/kubernetes/pki/etcd/ca.crt",
-	                       "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-	                       "/etc/kubernetes/pki/etcd/healthcheck-client.key");
-	const char *dir = DEFAULT_DIR, *keep_s = "100", *hostname = NULL, *instance_id = NULL;
-	const char *imds = DEFAULT_IMDS, *machine_id = "/etc/machine-id";
-	int no_client_cert = 0;
-	kt_opt opts[24];
-	kt_opt *o = kt_cli_etcd_opts(&ef, opts);
-	opts[0].help = "etcd client URL (default https://127.0.0.1:2379)";
-	opts[1].help = "CA bundle (default /etc/kubernetes/pki/etcd/ca.crt)";
-	opts[2].help = "client certificate (default .../pki/etcd/healthcheck-client.crt)";
-	opts[3].help = "client key (default .../pki/etcd/healthcheck-client.key)";
-	const kt_opt more[] = {
-		{ "no-client-cert", 0, NULL, "do not send the default client certificate", NULL,
-		  &no_client_cert },
-		{ "dir", 0, "DIR", "backup directory (default " DEFAULT_DIR ")", &dir, NULL },
-		{ "keep", 0, "N", "local backups of this node to keep (default 100, at least 1)",
-		  &keep_s, NULL },
-		{ "hostname", 0, "NAME", "node name in file names (default: this host's name)",
-		  &hostname, NULL },
-		{ "instance-id", 0, "ID", "cloud instance id (default: metadata service, machine id)",
-		  &instance_id, NULL },
-		{ "imds-url", 0, "URL", "metadata service address (default " DEFAULT_IMDS "; "
-		  "empty to skip it)", &imds, NULL },
-		{ "machine-id-file", 0, "FILE", "fallback identity (default /etc/machine-id)",
-		  &machine_id, NULL },
-		{ NULL, 0, NULL, NULL, NULL, NULL },
-	};
-	memcpy(o, more, sizeof(more));
-	char *pos[1];
-	int n_pos, done;
-	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "[flags]", backup_help, pos, 0, &n_pos,
-	                      &g, &done);
-	if (rc || done)
+	backup_flags f;
+	kt_config conf;
+	kt_backup_config cfg;
+	int done;
+	int rc = backup_parse(&f, 0, argc, argv, path_cmd, backup_help, &g, &conf, &cfg, &done);
+	if (rc || done) {
+		kt_config_release(&conf);
 		return rc;
-	if (no_client_cert)
-		ef.conn.cert = ef.conn.key = NULL;
-	if (!strncmp(ef.endpoint, "http://", 7))
-		ef.conn.cacert = ef.conn.cert = ef.conn.key = NULL;   /* no TLS: no certs */
-	if ((rc = kt_cli_etcd_finish(&ef, path_cmd)))
-		return rc;
-	char *end;
-	unsigned long keep = strtoul(keep_s, &end, 10);
-	if (*end || keep < 1 || keep > 1000000)
-		return kt_cli_usage(path_cmd, "--keep must be a number of files, at least 1 (got '%s')",
-		                    keep_s);
-
-	kt_backup_config cfg = { .etcd = ef.conn, .dir = dir, .hostname = hostname,
-	                         .instance_id = instance_id, .imds_url = imds,
-	                         .machine_id_path = machine_id, .keep = (unsigned)keep,
-	                         .log_format = g.log_format };
-	/* The cycle's own line goes to stderr whatever -v says. */
-	if (!kt_log_enabled(KT_LOG_INFO))
-		kt_log_setup(stderr, g.log_format, KT_LOG_INFO);
+	}
 	kt_cli_catch_signals();
 	kt_error err;
 	kt_error_clear(&err);
 	kt_backup_result res;
 	kt_code c = kt_etcdbackup_cycle(&cfg, &res, &err);
-	if (c)
+	if (c) {
+		kt_config_release(&conf);
 		return kt_cli_fail(&err);
+	}
 	if (g.output != KT_OUT_TABLE) {
 		json_t *j = json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:i}",
 		                      "file", kt_cli_json_text(res.file), "node", res.node,
@@ -108,7 +167,68 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		printf("backup saved: %s (revision %lld)%s\n", res.file, (long long)res.save.revision,
 		       res.n_deleted ? "; retention removed older files" : "");
 	}
+	kt_config_release(&conf);
 	return 0;
+}
+
+static const char agent_help[] =
+	"Run the control-plane backup agent: one cycle at start (unless\n"
+	"--no-initial-backup), then one every --interval (default 2h), each cycle\n"
+	"exactly what `kontinuity etcd backup` does.  A failed cycle is logged and\n"
+	"retried at the next one; the agent keeps running.\n"
+	"SIGTERM or SIGINT ends it (a save in progress is abandoned and leaves no\n"
+	".part); SIGHUP re-reads --config before the next cycle.\n\n"
+	"Examples:\n"
+	"  kontinuity etcd agent --config /etc/kontinuity/agent.yaml\n"
+	"  kontinuity etcd agent --interval 30m --keep 48 --log-format json\n";
+
+
+int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "etcd agent";
+	kt_cli_catch_signals_agent();
+	for (;;) {
+		kt_globals g = *g0;
+		backup_flags f;
+		kt_config conf;
+		kt_backup_config cfg;
+		int done;
+		int rc = backup_parse(&f, 1, argc, argv, path_cmd, agent_help, &g, &conf, &cfg, &done);
+		int64_t interval_ms = 0;
+		kt_error err;
+		kt_error_clear(&err);
+		if (!rc && !done && (kt_parse_duration_ms(f.interval, &interval_ms, &err) ||
+		                     interval_ms < 1000))
+			rc = kt_cli_usage(path_cmd, "--interval must be a duration of at least 1s (got '%s')",
+			                  f.interval);
+		if (rc || done) {
+			kt_config_release(&conf);
+			return rc;
+		}
+		kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' every %s, keeping %u", f.ef.endpoint,
+		       cfg.dir, f.interval, cfg.keep);
+		int64_t next = f.no_initial ? kt_now_ms() + interval_ms : kt_now_ms();
+		kt_cli_reload = 0;
+		while (!kt_cli_cancel && !kt_cli_reload) {
+			if (kt_now_ms() < next) {
+				struct timespec ts = { 0, 100 * 1000 * 1000 };
+				nanosleep(&ts, NULL);
+				continue;
+			}
+			next = kt_now_ms() + interval_ms;
+			kt_backup_result res;
+			kt_error_clear(&err);
+			kt_code c = kt_etcdbackup_cycle(&cfg, &res, &err);
+			if (c && c != KT_ECANCELED)
+				kt_log(KT_LOG_ERROR, "agent: cycle failed (next in %s): %s", f.interval, err.msg);
+		}
+		kt_config_release(&conf);
+		if (kt_cli_cancel) {
+			kt_log(KT_LOG_INFO, "agent: stopping on signal");
+			return 0;
+		}
+		kt_log(KT_LOG_INFO, "agent: SIGHUP, reloading configuration");
+	}
 }
 
 static const char list_help[] =

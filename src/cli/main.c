@@ -16,6 +16,7 @@
 #include "cli.h"
 
 volatile sig_atomic_t kt_cli_cancel;
+volatile sig_atomic_t kt_cli_reload;
 
 static const kt_command commands[] = {
 	{ "etcd snapshot save", "stream a snapshot from a live etcd into a file",
@@ -26,6 +27,8 @@ static const kt_command commands[] = {
 	  kt_cmd_etcd_snapshot_verify },
 	{ "etcd backup", "one backup cycle of this control-plane node (save, log, retention)",
 	  kt_cmd_etcd_backup },
+	{ "etcd agent", "the backup agent: a cycle at start, then every --interval",
+	  kt_cmd_etcd_agent },
 	{ "etcd backups list", "list the backups in the backup directory",
 	  kt_cmd_etcd_backups_list },
 };
@@ -97,6 +100,25 @@ void kt_cli_catch_signals(void)
 	sa.sa_flags = SA_RESETHAND;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	kt_cli_reload = 1;
+}
+
+void kt_cli_catch_signals_agent(void)
+{
+	/* A daemon: SIGTERM/SIGINT stop it after the current step (no reset: a
+	 * cycle in progress is canceled cleanly); SIGHUP asks for a reload. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 }
 
 /* Output that could not be written is a failure, not a silent success. */

@@ -177,3 +177,71 @@ int kt_cli_parse(int argc, char **argv, const kt_opt *opts, const char *path,
 	             g->verbose >= 2 ? KT_LOG_DEBUG : g->verbose == 1 ? KT_LOG_INFO : KT_LOG_WARN);
 	return 0;
 }
+
+static const kt_opt *find_opt(const kt_opt *opts, const char *name)
+{
+	for (const kt_opt *o = opts; o && o->name; o++)
+		if (!strcmp(o->name, name))
+			return o;
+	return NULL;
+}
+
+int kt_cli_with_config(int argc, char **argv, const kt_opt *opts, const char *path_cmd,
+                       int *argc_out, char ***argv_out, kt_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	const char *file = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			file = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			file = argv[i] + 9;
+		else if (!strcmp(argv[i], "--"))
+			break;
+	}
+	kt_error err;
+	if (file && kt_config_load(cfg, file, &err)) {
+		fprintf(stderr, "kontinuity %s: ", path_cmd);
+		kt_cli_fail(&err);
+		return 2;
+	}
+	/* Settings from the file first: flags on the command line override. */
+	char **v = kt_xcalloc(2 * cfg->n + (size_t)argc + 1, sizeof(char *));
+	int n = 0;
+	for (size_t i = 0; i < cfg->n; i++) {
+		const char *k = cfg->keys[i];
+		const kt_opt *o = find_opt(opts, k);
+		int global = !strcmp(k, "output") || !strcmp(k, "log-format") || !strcmp(k, "verbose");
+		if ((!o && !global) || !strcmp(k, "config")) {
+			kt_cli_usage(path_cmd, "config '%s': unknown setting '%s'", file, k);
+			free(v);
+			kt_config_release(cfg);
+			return 2;
+		}
+		size_t klen = strlen(k);
+		char *flag = kt_xmalloc(klen + 3);
+		flag[0] = flag[1] = '-';
+		memcpy(flag + 2, k, klen + 1);
+		free(cfg->keys[i]);
+		cfg->keys[i] = flag;   /* owned by cfg, released with it */
+		if ((o && !o->argname) || !strcmp(k, "verbose")) {
+			if (!strcmp(cfg->values[i], "true") || !strcmp(cfg->values[i], "yes"))
+				v[n++] = flag;
+			else if (strcmp(cfg->values[i], "false") && strcmp(cfg->values[i], "no")) {
+				kt_cli_usage(path_cmd, "config '%s': '%s' is a switch: true or false", file,
+				             flag + 2);
+				free(v);
+				kt_config_release(cfg);
+				return 2;
+			}
+			continue;
+		}
+		v[n++] = flag;
+		v[n++] = cfg->values[i];
+	}
+	for (int i = 0; i < argc; i++)
+		v[n++] = argv[i];
+	*argc_out = n;
+	*argv_out = v;
+	return 0;
+}

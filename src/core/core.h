@@ -179,6 +179,27 @@ void *kt_xcalloc(size_t n, size_t size);
 char *kt_xstrdup(const char *s);
 
 /* ------------------------------------------------------------------ */
+/* Configuration files: a YAML map of flag names to scalar values. */
+
+#define KT_CONFIG_MAX (1u << 20)
+#define KT_CONFIG_MAX_KEYS 256
+
+typedef struct kt_config {
+	char **keys;    /* flag names, without "--" */
+	char **values;
+	size_t n;
+} kt_config;
+
+/* Parse data (len bytes, need not be NUL-terminated) as a flat YAML map.
+ * name is used in messages.  On failure c is empty.  Release with
+ * kt_config_release. */
+kt_code kt_config_parse(kt_config *c, const char *data, size_t len, const char *name,
+                        kt_error *err);
+/* Read and parse the file at path (at most KT_CONFIG_MAX bytes). */
+kt_code kt_config_load(kt_config *c, const char *path, kt_error *err);
+void kt_config_release(kt_config *c);
+
+/* ------------------------------------------------------------------ */
 /* Progress arithmetic for long transfers; the front end renders it. */
 
 typedef struct kt_progress {

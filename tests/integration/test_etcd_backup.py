@@ -77,6 +77,8 @@ def backup(etcd, d, *extra, env=None):
 
 
 def backups_in(d):
+    if not d.exists():
+        return []
     return sorted(p.name for p in d.iterdir() if NAME_RE.match(p.name))
 
 
@@ -196,3 +198,59 @@ def test_backups_list(etcd, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.stdout.split("\n")[0].split() == ["NODE", "INSTANCE", "TIME", "REVISION", "SIZE",
                                                "VERIFIED", "EXPORTED"]
+
+
+def wait_for(pred, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_agent_cycles_reloads_and_stops_cleanly(etcd, tmp_path):
+    import signal
+    load_cluster_like(etcd)
+    d = tmp_path / "b"
+    conf = tmp_path / "agent.yaml"
+    conf.write_text(f"endpoint: {etcd.endpoint}\ndir: {d}\ninstance-id: i-agent\n"
+                    "hostname: cp-1\ninterval: 1s\nkeep: 2\n")
+    p = subprocess.Popen([str(KT), "etcd", "agent", "--config", str(conf)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: len(backups_in(d)) >= 2), "no cycles"
+        time.sleep(2.5)
+        assert len(backups_in(d)) == 2  # retention with --keep 2 from the file
+        # SIGHUP re-reads the file: a new instance id shows up in new names.
+        conf.write_text(conf.read_text().replace("i-agent", "i-reloaded"))
+        p.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: any("_i-reloaded_" in n for n in backups_in(d)))
+        # etcd down: cycles fail and are logged, the agent keeps running.
+        etcd.stop()
+        time.sleep(2.5)
+        assert p.poll() is None
+        assert "outcome=failed" in (d / "etcd-backup.log").read_text()
+        etcd.start()
+        n_ok = (d / "etcd-backup.log").read_text().count("outcome=ok")
+        assert wait_for(lambda: (d / "etcd-backup.log").read_text().count("outcome=ok") > n_ok)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "stopping on signal" in err
+    assert not [x for x in d.iterdir() if x.name.endswith(".part")]
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("dir: /tmp/x\nbogus: 1\n")
+    r = subprocess.run([str(KT), "etcd", "backup", "--config", str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "unknown setting 'bogus'" in r.stderr and "bad.yaml" in r.stderr
+    conf.write_text("dir: [a, b]\n")
+    r = subprocess.run([str(KT), "etcd", "backup", "--config", str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "line 1" in r.stderr

@@ -141,6 +141,38 @@ static void test_outfile_stale_and_busy_part(void)
 	rmdir(dir);
 }
 
+static void test_config(void)
+{
+	kt_config c;
+	kt_error err;
+	const char good[] = "# agent\nendpoint: https://127.0.0.1:2379\nkeep: 100\nno-client-cert: true\n";
+	CHECK(kt_config_parse(&c, good, sizeof(good) - 1, "a.yaml", &err) == KT_OK);
+	CHECK_EQ_U(c.n, 3);
+	CHECK_STR(c.keys[0], "endpoint");
+	CHECK_STR(c.values[0], "https://127.0.0.1:2379");
+	CHECK_STR(c.values[1], "100");
+	kt_config_release(&c);
+	CHECK(kt_config_parse(&c, "", 0, "empty.yaml", &err) == KT_OK && c.n == 0);
+	static const struct { const char *text; const char *msg; } bad[] = {
+		{ "dir: [a, b]\n", "found a list" },
+		{ "dir:\n  nested: 1\n", "nested map" },
+		{ "keep: 1\nkeep: 2\n", "set twice" },
+		{ "a: &x 1\nb: *x\n", "aliases" },
+		{ "- a\n- b\n", "found a list" },
+		{ "key: \"unterminated\n", "line" },
+		{ "just a scalar\n", "expected a map" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(kt_config_parse(&c, bad[i].text, strlen(bad[i].text), "b.yaml", &err) ==
+		      KT_EUSAGE);
+		CHECK_CONTAINS(err.msg, bad[i].msg);
+		CHECK_CONTAINS(err.msg, "config 'b.yaml'");
+		CHECK(c.n == 0);
+	}
+	CHECK(kt_config_load(&c, "/nonexistent/agent.yaml", &err) == KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "/nonexistent/agent.yaml");
+}
+
 int main(void)
 {
 	RUN(test_buf_limit);
@@ -149,5 +181,6 @@ int main(void)
 	RUN(test_duration);
 	RUN(test_outfile);
 	RUN(test_outfile_stale_and_busy_part);
+	RUN(test_config);
 	return unit_done();
 }
