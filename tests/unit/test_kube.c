@@ -1,0 +1,965 @@
+/*
+ * test_kube.c - src/kube without a cluster: kubeconfig parsing (each auth
+ * form, context selection, missing and refused fields, bad base64, hostile
+ * YAML), the in-cluster config, the base64 decoder, and the client's status
+ * mapping and Secret decoding against a one-shot HTTP/1.1 server on
+ * loopback (plain http:// without credentials, which the client allows).
+ * TLS, tokens and client certificates against a real kube-apiserver are
+ * in tests/integration/test_kube.py.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kube/kube.h"
+#include "kube/kube_int.h"
+#include "unit.h"
+
+/* ---- helpers ---- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* base64 of s into a static buffer (one at a time per slot). */
+static const char *b64(int slot, const char *s)
+{
+	static char out[4][1024];
+	size_t n = strlen(s), o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned char)s[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned char)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (unsigned char)s[i + 2];
+		out[slot][o++] = B64[v >> 18 & 63];
+		out[slot][o++] = B64[v >> 12 & 63];
+		out[slot][o++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
+		out[slot][o++] = i + 2 < n ? B64[v & 63] : '=';
+	}
+	out[slot][o] = '\0';
+	return out[slot];
+}
+
+#define PEM_CERT "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+#define PEM_KEY "-----BEGIN PRIVATE KEY-----\nMIGHfake\n-----END PRIVATE KEY-----\n"
+#define TOKEN "s3cr3t-t0ken-abcdef0123456789"
+
+static char cfgbuf[16384];
+
+/* A kubeconfig with two clusters/users/contexts; user_a's lines given. */
+static const char *kubeconfig(const char *cluster_extra, const char *user_a)
+{
+	snprintf(cfgbuf, sizeof(cfgbuf),
+	         "apiVersion: v1\n"
+	         "kind: Config\n"
+	         "clusters:\n"
+	         "- name: ca\n"
+	         "  cluster:\n"
+	         "    server: https://10.0.0.1:6443/\n"
+	         "    certificate-authority-data: %s\n"
+	         "%s"
+	         "- name: cb\n"
+	         "  cluster:\n"
+	         "    server: https://b.example:443\n"
+	         "    certificate-authority: pki/ca.crt\n"
+	         "users:\n"
+	         "- name: ua\n"
+	         "  user:\n"
+	         "%s"
+	         "- name: ub\n"
+	         "  user:\n"
+	         "    tokenFile: secrets/token\n"
+	         "contexts:\n"
+	         "- name: a\n"
+	         "  context:\n"
+	         "    cluster: ca\n"
+	         "    user: ua\n"
+	         "    namespace: team-a\n"
+	         "- name: b\n"
+	         "  context: {cluster: cb, user: ub}\n"
+	         "current-context: a\n",
+	         b64(0, PEM_CERT), cluster_extra, user_a);
+	return cfgbuf;
+}
+
+static kt_code parse(kt_kube_config *cfg, const char *text, const char *context, kt_error *err)
+{
+	kt_error_clear(err);
+	return kt_kube_config_parse(cfg, text, strlen(text), "admin.conf", "/etc/k", context, err);
+}
+
+/* Parse text expecting failure with code and a message containing want. */
+static void expect_fail(const char *text, const char *context, kt_code code, const char *want)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	kt_code rc = parse(&cfg, text, context, &err);
+	CHECK_EQ_U(rc, code);
+	CHECK_EQ_U(err.code, code);
+	CHECK_CONTAINS(err.msg, "kubeconfig 'admin.conf': ");
+	CHECK_CONTAINS(err.msg, want);
+	CHECK(cfg.server == NULL && cfg.token == NULL && cfg.source == NULL);
+	if (rc == KT_OK)
+		kt_kube_config_release(&cfg);
+}
+
+/* ---- base64 ---- */
+
+static void test_b64_decoder(void)
+{
+	static const struct { const char *in, *out; } good[] = {
+		{ "", "" }, { "Zg==", "f" }, { "Zm8=", "fo" }, { "Zm9v", "foo" }, { "Zg", "f" },
+		{ "Zm8", "fo" }, { "Zm9v\nYmFy\r\n", "foobar" }, { " Zm9v YmE= ", "fooba" },
+	};
+	static const char *const bad[] = { "Z", "Zg=a", "Zm9v=", "Zg===", "Zh==", "Zm9=", "Zm9v!",
+	                                   "=Zg", "Zm-v", "Zm_v" };
+	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
+		char *out = NULL;
+		size_t n = 0;
+		CHECK(kube_b64_decode(good[i].in, strlen(good[i].in), &out, &n) == 0);
+		CHECK_STR(out, good[i].out);
+		CHECK_EQ_U(n, strlen(good[i].out));
+		free(out);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char *out = NULL;
+		size_t n = 0;
+		int r = kube_b64_decode(bad[i], strlen(bad[i]), &out, &n);
+		if (r == 0)
+			fprintf(stderr, "  accepted bad base64 '%s'\n", bad[i]);
+		CHECK(r == -1 && out == NULL);
+	}
+	/* Binary bytes, including NUL, survive. */
+	char *out = NULL;
+	size_t n = 0;
+	CHECK(kube_b64_decode("AP8A", 4, &out, &n) == 0);
+	CHECK_EQ_U(n, 3);
+	CHECK(out && out[0] == 0 && (unsigned char)out[1] == 0xff && out[2] == 0);
+	free(out);
+}
+
+/* ---- good kubeconfigs, one per auth form ---- */
+
+static void test_token_inline(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", "    token: " TOKEN "\n"), NULL, &err), KT_OK);
+	CHECK_STR(cfg.source, "kubeconfig 'admin.conf'");
+	CHECK_STR(cfg.server, "https://10.0.0.1:6443"); /* trailing slash dropped */
+	CHECK_STR(cfg.context, "a");
+	CHECK_STR(cfg.cluster, "ca");
+	CHECK_STR(cfg.user, "ua");
+	CHECK_STR(cfg.namespace, "team-a");
+	CHECK_STR(cfg.token, TOKEN);
+	CHECK(cfg.token_file == NULL && cfg.ca_file == NULL);
+	CHECK(cfg.ca_pem && cfg.ca_pem_len == strlen(PEM_CERT) && !strcmp(cfg.ca_pem, PEM_CERT));
+	CHECK(!cfg.cert_pem && !cfg.cert_file && !cfg.key_pem && !cfg.key_file);
+	/* The token is registered for redaction as soon as it is parsed. */
+	kt_buf b;
+	kt_buf_init(&b, 4096);
+	kt_redact(&b, "Bearer " TOKEN);
+	CHECK_STR(b.data, "Bearer [REDACTED]");
+	kt_buf_release(&b);
+	kt_kube_config_release(&cfg);
+	CHECK(cfg.token == NULL && cfg.server == NULL);
+}
+
+static void test_client_cert_data(void)
+{
+	char user[4096];
+	kt_kube_config cfg;
+	kt_error err;
+	snprintf(user, sizeof(user), "    client-certificate-data: %s\n    client-key-data: %s\n",
+	         b64(1, PEM_CERT), b64(2, PEM_KEY));
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", user), NULL, &err), KT_OK);
+	CHECK_STR(cfg.cert_pem, PEM_CERT);
+	CHECK_EQ_U(cfg.cert_pem_len, strlen(PEM_CERT));
+	CHECK_STR(cfg.key_pem, PEM_KEY);
+	CHECK(cfg.token == NULL && cfg.token_file == NULL);
+	kt_kube_config_release(&cfg);
+}
+
+static void test_cert_files_and_token_file_relative(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	const char *user = "    client-certificate: pki/admin.crt\n"
+	                   "    client-key: /abs/admin.key\n"
+	                   "    tokenFile: tok\n";
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", user), NULL, &err), KT_OK);
+	CHECK_STR(cfg.cert_file, "/etc/k/pki/admin.crt");
+	CHECK_STR(cfg.key_file, "/abs/admin.key");
+	CHECK_STR(cfg.token_file, "/etc/k/tok");
+	kt_kube_config_release(&cfg);
+
+	/* Context b: CA file and tokenFile relative to the kubeconfig's dir. */
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", "    token: " TOKEN "\n"), "b", &err), KT_OK);
+	CHECK_STR(cfg.context, "b");
+	CHECK_STR(cfg.server, "https://b.example:443");
+	CHECK_STR(cfg.ca_file, "/etc/k/pki/ca.crt");
+	CHECK(cfg.ca_pem == NULL && cfg.token == NULL);
+	CHECK_STR(cfg.token_file, "/etc/k/secrets/token");
+	CHECK_STR(cfg.namespace, "default");
+	kt_kube_config_release(&cfg);
+
+	/* Without a base dir, relative paths stay relative. */
+	const char *t = kubeconfig("", "    token: x12\n");
+	CHECK_EQ_U(kt_kube_config_parse(&cfg, t, strlen(t), "m", NULL, "b", &err), KT_OK);
+	CHECK_STR(cfg.ca_file, "pki/ca.crt");
+	kt_kube_config_release(&cfg);
+}
+
+static void test_token_wins_over_token_file(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", "    token: " TOKEN "\n    tokenFile: /t\n"), NULL,
+	                 &err), KT_OK);
+	CHECK_STR(cfg.token, TOKEN);
+	CHECK(cfg.token_file == NULL);
+	kt_kube_config_release(&cfg);
+}
+
+static void test_token_and_cert_together(void)
+{
+	char user[4096];
+	kt_kube_config cfg;
+	kt_error err;
+	snprintf(user, sizeof(user), "    client-certificate-data: %s\n    client-key-data: %s\n"
+	         "    token: " TOKEN "\n", b64(1, PEM_CERT), b64(2, PEM_KEY));
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", user), NULL, &err), KT_OK);
+	CHECK(cfg.cert_pem && cfg.key_pem && cfg.token);
+	kt_kube_config_release(&cfg);
+}
+
+static void test_anonymous_and_quoting(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	const char *t = "clusters:\n- name: \"c\"\n  cluster:\n    server: 'https://h:1'\n"
+	                "    insecure-skip-tls-verify: false\n"
+	                "contexts:\n- name: x\n  context:\n    cluster: c\n    user: null\n"
+	                "current-context: x\n";
+	CHECK_EQ_U(parse(&cfg, t, NULL, &err), KT_OK);
+	CHECK_STR(cfg.server, "https://h:1");
+	CHECK(cfg.user == NULL && cfg.token == NULL && cfg.ca_pem == NULL);
+	kt_kube_config_release(&cfg);
+
+	/* JSON is YAML: a kubeconfig written as JSON parses too. */
+	t = "{\"kind\":\"Config\",\"clusters\":[{\"name\":\"c\",\"cluster\":{\"server\":"
+	    "\"https://h:2\"}}],\"contexts\":[{\"name\":\"x\",\"context\":{\"cluster\":\"c\"}}],"
+	    "\"current-context\":\"x\"}";
+	CHECK_EQ_U(parse(&cfg, t, NULL, &err), KT_OK);
+	CHECK_STR(cfg.server, "https://h:2");
+	kt_kube_config_release(&cfg);
+
+	/* http:// is allowed without credentials (kubectl proxy). */
+	t = "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:8001'}}]\n"
+	    "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n";
+	CHECK_EQ_U(parse(&cfg, t, NULL, &err), KT_OK);
+	kt_kube_config_release(&cfg);
+}
+
+/* ---- context selection ---- */
+
+static void test_context_selection(void)
+{
+	const char *t = kubeconfig("", "    token: " TOKEN "\n");
+	expect_fail(t, "nope", KT_ENOTFOUND, "context 'nope' is not defined in contexts");
+
+	char text[16384];
+	snprintf(text, sizeof(text), "%s", t);
+	*strstr(text, "current-context: a") = '#';
+	expect_fail(text, NULL, KT_EUSAGE, "current-context is not set");
+	*strstr(text, "#urrent-context: a") = 'c';
+	memcpy(strstr(text, "current-context: a") + 17, "z", 1);
+	expect_fail(text, NULL, KT_ENOTFOUND, "current-context names context 'z', which is not "
+	            "defined in contexts");
+
+	expect_fail("clusters: []\ncontexts: [{name: x, context: {cluster: gone}}]\n"
+	            "current-context: x\n", NULL, KT_ENOTFOUND,
+	            "contexts[0].context.cluster names cluster 'gone', which is not defined in "
+	            "clusters");
+	expect_fail("clusters: [{name: c, cluster: {server: 'https://h'}}]\n"
+	            "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+	            NULL, KT_ENOTFOUND, "contexts[0].context.user names user 'u', which is not "
+	            "defined in users");
+	expect_fail("contexts: [{name: x, context: {cluster: c}}, {name: x, context: {cluster: d}}]\n"
+	            "current-context: x\n", NULL, KT_EUSAGE,
+	            "contexts[0] and contexts[1] are both named 'x'");
+	expect_fail("contexts: [{name: x}]\ncurrent-context: x\n", NULL, KT_EUSAGE,
+	            "contexts[0].context is missing");
+	expect_fail("contexts: [{name: x, context: {user: u}}]\ncurrent-context: x\n", NULL,
+	            KT_EUSAGE, "contexts[0].context.cluster is missing");
+	expect_fail("contexts: [{name: x, context: {cluster: c, namespace: Bad_NS}}]\n"
+	            "current-context: x\n", NULL, KT_EUSAGE, "namespace 'Bad_NS' is not a valid");
+}
+
+/* ---- missing, malformed and refused fields ---- */
+
+static void test_missing_and_malformed_fields(void)
+{
+	expect_fail("clusters: [{name: c, cluster: {certificate-authority: x}}]\n"
+	            "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n", NULL,
+	            KT_EUSAGE, "clusters[0].cluster.server is missing");
+	expect_fail("clusters: [{name: c, cluster: {server: 'ftp://h'}}]\n"
+	            "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n", NULL,
+	            KT_EUSAGE, "clusters[0].cluster.server 'ftp://h' must start with https://");
+	expect_fail("clusters: [{name: c, cluster: {server: 'https://u:p@h'}}]\n"
+	            "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n", NULL,
+	            KT_EUSAGE, "must not carry user information");
+	expect_fail("clusters: [{name: c, cluster: {server: 'https://h/?q'}}]\n"
+	            "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n", NULL,
+	            KT_EUSAGE, "is not a plain https:// URL");
+	expect_fail("clusters: [{name: c, cluster: {server: [a]}}]\n"
+	            "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n", NULL,
+	            KT_EUSAGE, "clusters[0].cluster.server must be a string, not a list");
+	expect_fail("clusters: {c: 1}\ncontexts: [{name: x, context: {cluster: c}}]\n"
+	            "current-context: x\n", NULL, KT_EUSAGE, "clusters must be a list, not a mapping");
+	expect_fail("clusters: [oops]\ncontexts: [{name: x, context: {cluster: c}}]\n"
+	            "current-context: x\n", NULL, KT_EUSAGE, "clusters[0] must be a mapping, not a "
+	            "scalar");
+	expect_fail("kind: Pod\n", NULL, KT_EUSAGE, "kind is 'Pod', expected 'Config'");
+	expect_fail("current-context: a\ncurrent-context: b\n", NULL, KT_EUSAGE,
+	            "current-context is given 2 times");
+	expect_fail(kubeconfig("", "    client-certificate-data: AAAA\n"), NULL, KT_EUSAGE,
+	            "users[0].user.client-certificate-data does not hold PEM data");
+	expect_fail(kubeconfig("", "    client-certificate: a.crt\n"), NULL, KT_EUSAGE,
+	            "users[0].user has a client certificate but no client-key");
+	expect_fail(kubeconfig("", "    client-key: a.key\n"), NULL, KT_EUSAGE,
+	            "users[0].user has a client key but no client-certificate");
+	expect_fail(kubeconfig("", "    client-certificate: a.crt\n    client-certificate-data: AAAA\n"),
+	            NULL, KT_EUSAGE, "users[0].user sets both client-certificate and "
+	            "client-certificate-data (keep one)");
+	expect_fail(kubeconfig("    certificate-authority: /ca.crt\n", "    token: t0k\n"), NULL,
+	            KT_EUSAGE, "clusters[0].cluster sets both certificate-authority and "
+	            "certificate-authority-data");
+}
+
+static void test_bad_base64_names_the_field(void)
+{
+	char user[4096];
+	kt_kube_config cfg;
+	kt_error err;
+	snprintf(user, sizeof(user), "    client-certificate-data: %s\n    client-key-data: %s\n",
+	         b64(1, PEM_CERT), "not*base64");
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", user), NULL, &err), KT_EUSAGE);
+	CHECK_STR(err.msg, "kubeconfig 'admin.conf': users[0].user.client-key-data is not valid "
+	          "base64");
+	/* The CA of the cluster too. */
+	char text[16384];
+	snprintf(text, sizeof(text), "%s", kubeconfig("", "    token: t0k\n"));
+	char *ca = strstr(text, "certificate-authority-data: ") + 28;
+	ca[0] = '.';
+	expect_fail(text, NULL, KT_EUSAGE, "clusters[0].cluster.certificate-authority-data is not "
+	            "valid base64");
+}
+
+static void test_refused_and_unsupported(void)
+{
+	expect_fail(kubeconfig("    insecure-skip-tls-verify: true\n", "    token: t0k\n"), NULL,
+	            KT_EUSAGE, "clusters[0].cluster.insecure-skip-tls-verify is true: kontinuity "
+	            "never turns off TLS verification");
+	expect_fail(kubeconfig("    insecure-skip-tls-verify: maybe\n", "    token: t0k\n"), NULL,
+	            KT_EUSAGE, "insecure-skip-tls-verify must be true or false");
+	expect_fail(kubeconfig("    tls-server-name: k\n", "    token: t0k\n"), NULL, KT_EUSAGE,
+	            "clusters[0].cluster.tls-server-name is not supported");
+	expect_fail(kubeconfig("    proxy-url: http://p:3128\n", "    token: t0k\n"), NULL,
+	            KT_EUSAGE, "clusters[0].cluster.proxy-url is not supported");
+	expect_fail(kubeconfig("", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	                           "      command: aws\n"), NULL, KT_EUSAGE,
+	            "users[0].user.exec: exec credential plugins are not supported");
+	expect_fail(kubeconfig("", "    auth-provider:\n      name: oidc\n"), NULL, KT_EUSAGE,
+	            "users[0].user.auth-provider: auth-provider plugins are not supported");
+	expect_fail(kubeconfig("", "    username: admin\n    password: hunter2\n"), NULL, KT_EUSAGE,
+	            "basic authentication was removed");
+	expect_fail(kubeconfig("", "    as: someone\n    token: t0k\n"), NULL, KT_EUSAGE,
+	            "users[0].user.as: impersonation is not supported");
+	/* A token over http:// would travel in clear text. */
+	expect_fail("clusters: [{name: c, cluster: {server: 'http://h:8080'}}]\n"
+	            "users: [{name: u, user: {token: t0k3n}}]\n"
+	            "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+	            NULL, KT_EUSAGE, "refusing to send the token of user 'u' in clear text");
+}
+
+static void test_token_never_in_messages(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	/* A token with a blank inside is refused without quoting it. */
+	const char *t = kubeconfig("", "    token: \"" TOKEN " tail\"\n");
+	CHECK_EQ_U(parse(&cfg, t, NULL, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "users[0].user.token is not a usable bearer token");
+	CHECK(strstr(err.msg, TOKEN) == NULL);
+	/* Nor does an error elsewhere in a file with a token quote it. */
+	t = kubeconfig("    insecure-skip-tls-verify: yes\n", "    token: " TOKEN "\n");
+	CHECK_EQ_U(parse(&cfg, t, NULL, &err), KT_EUSAGE);
+	CHECK(strstr(err.msg, TOKEN) == NULL);
+}
+
+/* ---- hostile YAML ---- */
+
+static void test_hostile_yaml(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+
+	expect_fail("", NULL, KT_EUSAGE, "is empty");
+	expect_fail("# only a comment\n", NULL, KT_EUSAGE, "is empty");
+	expect_fail("- a\n- b\n", NULL, KT_EUSAGE, "the top level is a list, not a mapping");
+	expect_fail("just text", NULL, KT_EUSAGE, "the top level is a scalar");
+	expect_fail("clusters: [\n", NULL, KT_EUSAGE, "not valid YAML: ");
+	expect_fail("a: b\n  c: d\n", NULL, KT_EUSAGE, "at line 2");
+	expect_fail("a: *nothing\n", NULL, KT_EUSAGE, "not valid YAML");
+	expect_fail("kind: Config\n---\nkind: Config\n", NULL, KT_EUSAGE,
+	            "holds more than one YAML document");
+
+	/* Deep nesting stops at the depth limit, before a document is built. */
+	char *deep = kt_xmalloc(20001);
+	memset(deep, '[', 10000);
+	memset(deep + 10000, ']', 10000);
+	deep[20000] = '\0';
+	expect_fail(deep, NULL, KT_ELIMIT, "nests deeper than 64 levels");
+	memset(deep, '{', 10000);
+	deep[10000] = '\0';
+	expect_fail(deep, NULL, KT_ELIMIT, "nests deeper than 64 levels");
+	free(deep);
+
+	/* Size limit. */
+	size_t big = KT_KUBE_MAX_CONFIG + 1;
+	char *huge = kt_xmalloc(big + 1);
+	memset(huge, '#', big);
+	huge[big] = '\0';
+	CHECK_EQ_U(kt_kube_config_parse(&cfg, huge, big, "admin.conf", NULL, NULL, &err),
+	           KT_ELIMIT);
+	CHECK_CONTAINS(err.msg, "more than the 4194304 allowed");
+	free(huge);
+
+	/* A cyclic alias: users[0] is the list itself, which is not a mapping. */
+	expect_fail("clusters: [{name: c, cluster: {server: 'https://h'}}]\n"
+	            "users: &u [*u]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+	            "current-context: x\n", NULL, KT_EUSAGE, "users[0] must be a mapping, not a list");
+	/* Billion laughs: aliases are references, never expanded. */
+	const char *laughs =
+		"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+		"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+		"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e]\n"
+		"clusters: *f\ncontexts: [{name: x, context: {cluster: x}}]\ncurrent-context: x\n";
+	expect_fail(laughs, NULL, KT_EUSAGE, "clusters[0] must be a mapping, not a list");
+	/* Aliases used sensibly work. */
+	const char *anchors = "clusters: [{name: c, cluster: &cl {server: 'https://h:9'}}]\n"
+	                      "contexts: [{name: x, context: {cluster: c}}, "
+	                      "{name: y, context: {cluster: c}}]\ncurrent-context: y\n"
+	                      "extra: *cl\n";
+	CHECK_EQ_U(parse(&cfg, anchors, NULL, &err), KT_OK);
+	CHECK_STR(cfg.server, "https://h:9");
+	kt_kube_config_release(&cfg);
+
+	/* A NUL byte inside a scalar (libyaml rejects raw NULs; escaped too). */
+	expect_fail("current-context: \"a\\0b\"\n", NULL, KT_EUSAGE, "current-context holds a NUL");
+	const char raw[] = "current-context: a\0b\n";
+	CHECK(kt_kube_config_parse(&cfg, raw, sizeof(raw) - 1, "admin.conf", NULL, NULL, &err)
+	      != KT_OK);
+	/* Non-scalar keys and odd tags do not confuse lookups. */
+	expect_fail("? [a]\n: b\n!!str current-context: !!binary eA==\n", NULL, KT_ENOTFOUND,
+	            "current-context names context 'eA=='");
+}
+
+/* ---- files ---- */
+
+static char tmpdir[256];
+
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		CHECK(!"cannot write temp file");
+		return;
+	}
+	fputs(text, f);
+	fclose(f);
+	chmod(path, mode);
+}
+
+static void test_load_file(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/kubeconfig", tmpdir);
+	write_file("kubeconfig", kubeconfig("", "    token: " TOKEN "\n"), 0600);
+	CHECK_EQ_U(kt_kube_config_load(&cfg, path, "b", &err), KT_OK);
+	char want[600];
+	snprintf(want, sizeof(want), "%s/pki/ca.crt", tmpdir);
+	CHECK_STR(cfg.ca_file, want);
+	snprintf(want, sizeof(want), "kubeconfig '%s'", path);
+	CHECK_STR(cfg.source, want);
+
+	/* A client checks referenced files up front, naming the field. */
+	kt_kube *c = NULL;
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "cannot read certificate-authority '");
+	CHECK_CONTAINS(err.msg, "/pki/ca.crt' of cluster 'cb'");
+	CHECK(c == NULL);
+	kt_kube_config_release(&cfg);
+
+	/* tokenFile: read at client creation, trimmed, registered for redaction. */
+	char d[512];
+	snprintf(d, sizeof(d), "%s/pki", tmpdir);
+	mkdir(d, 0700);
+	snprintf(d, sizeof(d), "%s/secrets", tmpdir);
+	mkdir(d, 0700);
+	write_file("pki/ca.crt", PEM_CERT, 0600);
+	write_file("secrets/token", "\n  file-t0ken-0123456789abcdef \n", 0600);
+	CHECK_EQ_U(kt_kube_config_load(&cfg, path, "b", &err), KT_OK);
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_OK);
+	CHECK_STR(kt_kube_client_config(c)->server, "https://b.example:443");
+	kt_kube_client_free(c);
+	c = NULL;
+	kt_buf b;
+	kt_buf_init(&b, 4096);
+	kt_redact(&b, "x file-t0ken-0123456789abcdef y");
+	CHECK_STR(b.data, "x [REDACTED] y");
+	kt_buf_release(&b);
+
+	write_file("secrets/token", "two words-0123456789\n", 0600);
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "/secrets/token' of user 'ub' is empty or holds blanks");
+	CHECK(strstr(err.msg, "words-0123456789") == NULL);
+	write_file("secrets/token", "\n", 0600);
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_EUSAGE);
+	snprintf(d, sizeof(d), "%s/secrets/token", tmpdir);
+	unlink(d);
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "cannot open token file '");
+	CHECK(c == NULL);
+	kt_kube_config_release(&cfg);
+
+	/* Inline PEM goes to memory files: the client builds. */
+	char user[4096];
+	snprintf(user, sizeof(user), "    client-certificate-data: %s\n    client-key-data: %s\n",
+	         b64(1, PEM_CERT), b64(2, PEM_KEY));
+	write_file("kubeconfig", kubeconfig("", user), 0600);
+	CHECK_EQ_U(kt_kube_config_load(&cfg, path, NULL, &err), KT_OK);
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_OK);
+	kt_kube_client_free(c);
+	kt_kube_config_release(&cfg);
+
+	/* Missing file, directory, oversized file. */
+	snprintf(path, sizeof(path), "%s/nope.conf", tmpdir);
+	CHECK_EQ_U(kt_kube_config_load(&cfg, path, NULL, &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "cannot open kubeconfig '");
+	CHECK_CONTAINS(err.msg, "nope.conf'");
+	CHECK_EQ_U(kt_kube_config_load(&cfg, tmpdir, NULL, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "is not a regular file");
+	CHECK_EQ_U(kt_kube_config_load(&cfg, "/dev/zero", NULL, &err), KT_EUSAGE);
+}
+
+static void test_in_cluster(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/sa", tmpdir);
+	mkdir(dir, 0700);
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	CHECK_EQ_U(kt_kube_config_in_cluster(&cfg, dir, &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set");
+
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+	CHECK_EQ_U(kt_kube_config_in_cluster(&cfg, dir, &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "no service-account token '");
+
+	write_file("sa/token", "sa-t0ken-0123456789\n", 0600);
+	write_file("sa/namespace", "kube-system", 0600);
+	CHECK_EQ_U(kt_kube_config_in_cluster(&cfg, dir, &err), KT_OK);
+	CHECK_STR(cfg.server, "https://10.96.0.1:443");
+	CHECK_STR(cfg.namespace, "kube-system");
+	CHECK_STR(cfg.source, "in-cluster config");
+	char want[600];
+	snprintf(want, sizeof(want), "%s/token", dir);
+	CHECK_STR(cfg.token_file, want);
+	snprintf(want, sizeof(want), "%s/ca.crt", dir);
+	CHECK_STR(cfg.ca_file, want);
+	CHECK(cfg.token == NULL);
+	kt_kube_config_release(&cfg);
+
+	setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
+	CHECK_EQ_U(kt_kube_config_in_cluster(&cfg, dir, &err), KT_OK);
+	CHECK_STR(cfg.server, "https://[fd00::1]:443");
+	kt_kube_config_release(&cfg);
+
+	setenv("KUBERNETES_SERVICE_HOST", "evil/host", 1);
+	CHECK_EQ_U(kt_kube_config_in_cluster(&cfg, dir, &err), KT_EUSAGE);
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "99999", 1);
+	CHECK_EQ_U(kt_kube_config_in_cluster(&cfg, dir, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "KUBERNETES_SERVICE_PORT '99999' is not a port number");
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
+static void test_names(void)
+{
+	CHECK(kt_kube_valid_label("kube-system"));
+	CHECK(kt_kube_valid_label("a"));
+	CHECK(!kt_kube_valid_label(""));
+	CHECK(!kt_kube_valid_label("-a"));
+	CHECK(!kt_kube_valid_label("a-"));
+	CHECK(!kt_kube_valid_label("A"));
+	CHECK(!kt_kube_valid_label("a.b"));
+	CHECK(!kt_kube_valid_label("../x"));
+	CHECK(kt_kube_valid_name("zadara-backup-export"));
+	CHECK(kt_kube_valid_name("a.b-c.d"));
+	CHECK(!kt_kube_valid_name("a..b"));
+	CHECK(!kt_kube_valid_name(".a"));
+	CHECK(!kt_kube_valid_name("a/b"));
+	CHECK(!kt_kube_valid_name("a%2Fb"));
+}
+
+/* ---- the client against a one-shot HTTP/1.1 server ---- */
+
+typedef struct mini_server {
+	int fd;
+	int port;
+	const char *reply;
+	char request[4096];
+	size_t request_len;
+	pthread_t thread;
+} mini_server;
+
+static void *mini_serve(void *arg)
+{
+	mini_server *m = arg;
+	int c = accept(m->fd, NULL, NULL);
+	if (c < 0)
+		return NULL;
+	for (;;) {
+		ssize_t k = read(c, m->request + m->request_len, sizeof(m->request) - 1 - m->request_len);
+		if (k <= 0)
+			break;
+		m->request_len += (size_t)k;
+		m->request[m->request_len] = '\0';
+		if (strstr(m->request, "\r\n\r\n"))
+			break;
+	}
+	size_t n = strlen(m->reply);
+	if (write(c, m->reply, n) != (ssize_t)n)
+		m->reply = "";
+	close(c);
+	return NULL;
+}
+
+static int mini_start(mini_server *m, const char *reply)
+{
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	memset(m, 0, sizeof(*m));
+	m->reply = reply;
+	m->fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (m->fd < 0 || bind(m->fd, (struct sockaddr *)&a, sizeof(a)) || listen(m->fd, 1) ||
+	    getsockname(m->fd, (struct sockaddr *)&a, &alen))
+		return -1;
+	m->port = ntohs(a.sin_port);
+	return pthread_create(&m->thread, NULL, mini_serve, m);
+}
+
+static void mini_stop(mini_server *m)
+{
+	pthread_join(m->thread, NULL);
+	close(m->fd);
+}
+
+static char replybuf[1 << 17];
+
+static const char *reply(long status, const char *body)
+{
+	snprintf(replybuf, sizeof(replybuf), "HTTP/1.1 %ld X\r\nContent-Type: application/json\r\n"
+	         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status, strlen(body), body);
+	return replybuf;
+}
+
+/* Run one call against a server answering with r; the call is picked by
+ * what: "get" (path), "uid" (namespace), "secret" (ns/name). */
+typedef struct call_result {
+	kt_code rc;
+	kt_error err;
+	json_t *json;
+	char *uid;
+	kt_kube_secret *secret;
+	char request[4096];
+} call_result;
+
+static void call(call_result *out, const char *r, const char *what, const char *a,
+                 const char *b, size_t max_response)
+{
+	mini_server m;
+	kt_kube_config cfg;
+	kt_kube *c = NULL;
+	char server[64];
+	memset(out, 0, sizeof(*out));
+	if (mini_start(&m, r) != 0) {
+		CHECK(!"cannot start the mini server");
+		return;
+	}
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", m.port);
+	kt_kube_config_init(&cfg);
+	cfg.server = server;
+	kt_kube_opts opts = { .timeout_ms = 10000, .max_response = max_response };
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, &opts, &out->err), KT_OK);
+	if (!strcmp(what, "get"))
+		out->rc = kt_kube_get(c, a, &out->json, &out->err);
+	else if (!strcmp(what, "uid"))
+		out->rc = kt_kube_namespace_uid(c, a, &out->uid, &out->err);
+	else
+		out->rc = kt_kube_get_secret(c, a, b, &out->secret, &out->err);
+	kt_kube_client_free(c);
+	if (out->rc == KT_EUSAGE) {
+		/* No request was made: connect once so the server thread ends. */
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)m.port),
+		                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			CHECK(write(s, "\r\n\r\n", 4) == 4);
+		if (s >= 0)
+			close(s);
+	}
+	mini_stop(&m);
+	memcpy(out->request, m.request, sizeof(out->request));
+}
+
+static void call_release(call_result *r)
+{
+	json_decref(r->json);
+	free(r->uid);
+	kt_kube_secret_free(r->secret);
+}
+
+static void test_client_get_and_status_mapping(void)
+{
+	call_result r;
+
+	call(&r, reply(200, "{\"kind\":\"Namespace\",\"metadata\":{\"name\":\"kube-system\","
+	                    "\"uid\":\"6f1e-uid\"}}"), "uid", "kube-system", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_OK);
+	CHECK_STR(r.uid, "6f1e-uid");
+	CHECK_CONTAINS(r.request, "GET /api/v1/namespaces/kube-system HTTP/1.1\r\n");
+	CHECK_CONTAINS(r.request, "Accept: application/json\r\n");
+	CHECK(strcasestr(r.request, "authorization") == NULL);
+	call_release(&r);
+
+	call(&r, reply(200, "{\"kind\":\"ConfigMap\",\"data\":{\"a\":\"b\"}}"), "get",
+	     "/api/v1/namespaces/x/configmaps/y", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_OK);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(r.json, "data"), "a")), "b");
+	call_release(&r);
+
+	call(&r, reply(404, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+	                    "\"message\":\"namespaces \\\"nope\\\" not found\",\"reason\":"
+	                    "\"NotFound\",\"code\":404}"), "uid", "nope", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_ENOTFOUND);
+	CHECK_EQ_U(r.err.status, 404);
+	CHECK_CONTAINS(r.err.msg, "kube-apiserver http://127.0.0.1:");
+	CHECK_CONTAINS(r.err.msg, ": GET /api/v1/namespaces/nope: 404 (NotFound): namespaces "
+	               "\"nope\" not found");
+	CHECK(r.uid == NULL);
+	call_release(&r);
+
+	call(&r, reply(403, "{\"kind\":\"Status\",\"message\":\"secrets is forbidden: User "
+	                    "\\\"x\\\" cannot get\\nresource\",\"reason\":\"Forbidden\"}"),
+	     "secret", "kube-system", "s", 0);
+	CHECK_EQ_U(r.rc, KT_EAUTH);
+	CHECK_EQ_U(r.err.status, 403);
+	CHECK_CONTAINS(r.err.msg, "403 (Forbidden): secrets is forbidden: User \"x\" cannot get "
+	               "resource");
+	CHECK_CONTAINS(r.err.msg, "lacks RBAC permission");
+	call_release(&r);
+
+	call(&r, reply(401, "{\"kind\":\"Status\",\"message\":\"Unauthorized\"}"), "get", "/api",
+	     NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EAUTH);
+	CHECK_CONTAINS(r.err.msg, "401: Unauthorized (the server did not accept the credentials");
+	call_release(&r);
+
+	call(&r, reply(503, "service unavailable"), "get", "/api/v1/x?labelSelector=a", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_ETRANSIENT);
+	CHECK_CONTAINS(r.err.msg, "GET /api/v1/x: 503: no Status message");
+	call_release(&r);
+
+	call(&r, reply(429, "{}"), "get", "/api", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_ETRANSIENT);
+	call_release(&r);
+
+	call(&r, reply(409, "{\"kind\":\"Status\",\"message\":\"conflict\"}"), "get", "/api", NULL,
+	     0);
+	CHECK_EQ_U(r.rc, KT_EREMOTE);
+	call_release(&r);
+
+	call(&r, reply(200, "<html>proxy login</html>"), "get", "/api", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EPROTO);
+	CHECK_CONTAINS(r.err.msg, "answer is not a JSON object");
+	call_release(&r);
+
+	call(&r, reply(200, "[1,2]"), "get", "/api", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EPROTO);
+	call_release(&r);
+
+	call(&r, reply(200, "{\"kind\":\"Namespace\",\"metadata\":{}}"), "uid", "x", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EPROTO);
+	CHECK_CONTAINS(r.err.msg, "namespace 'x' has no metadata.uid");
+	call_release(&r);
+
+	/* The response size limit. */
+	char big[3000];
+	memset(big, ' ', sizeof(big) - 3);
+	big[0] = '{';
+	big[sizeof(big) - 3] = '}';
+	big[sizeof(big) - 2] = '\0';
+	call(&r, reply(200, big), "get", "/api", NULL, 1024);
+	CHECK_EQ_U(r.rc, KT_ELIMIT);
+	CHECK_CONTAINS(r.err.msg, "the response to GET /api is larger than 1024 bytes");
+	call_release(&r);
+
+	/* Bad input is refused before any request. */
+	call(&r, reply(200, "{}"), "get", "api/v1", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EUSAGE);
+	call_release(&r);
+	call(&r, reply(200, "{}"), "get", "/api/v1/a b", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EUSAGE);
+	call_release(&r);
+	call(&r, reply(200, "{}"), "uid", "../etc", NULL, 0);
+	CHECK_EQ_U(r.rc, KT_EUSAGE);
+	CHECK_CONTAINS(r.err.msg, "'../etc' is not a valid namespace name");
+	call_release(&r);
+	call(&r, reply(200, "{}"), "secret", "ns", "a/b", 0);
+	CHECK_EQ_U(r.rc, KT_EUSAGE);
+	CHECK_CONTAINS(r.err.msg, "'a/b' is not a valid Secret name");
+	call_release(&r);
+}
+
+static void test_client_secret(void)
+{
+	call_result r;
+	char body[2048];
+	snprintf(body, sizeof(body),
+	         "{\"kind\":\"Secret\",\"type\":\"Opaque\",\"metadata\":{\"name\":\"s\"},"
+	         "\"data\":{\"backup_bucket\":\"%s\",\"backup_region\":\"%s\",\"bin\":\"AP8A\","
+	         "\"empty\":\"\"}}", b64(0, "my-bucket"), b64(1, "us-east-1"));
+	call(&r, reply(200, body), "secret", "kube-system", "zadara-backup-export", 0);
+	CHECK_EQ_U(r.rc, KT_OK);
+	CHECK_CONTAINS(r.request, "GET /api/v1/namespaces/kube-system/secrets/zadara-backup-export ");
+	if (r.secret) {
+		CHECK_EQ_U(r.secret->n_items, 4);
+		CHECK_STR(r.secret->type, "Opaque");
+		CHECK_STR(r.secret->name, "zadara-backup-export");
+		CHECK_STR(kt_kube_secret_find(r.secret, "backup_bucket")->value, "my-bucket");
+		CHECK_STR(kt_kube_secret_find(r.secret, "backup_region")->value, "us-east-1");
+		const kt_kube_secret_item *bin = kt_kube_secret_find(r.secret, "bin");
+		CHECK(bin && bin->len == 3 && bin->value[0] == 0 && bin->value[2] == 0);
+		CHECK_EQ_U(kt_kube_secret_find(r.secret, "empty")->len, 0);
+		CHECK(kt_kube_secret_find(r.secret, "missing") == NULL);
+	}
+	call_release(&r);
+
+	/* A Secret without data is an empty map, not an error. */
+	call(&r, reply(200, "{\"kind\":\"Secret\",\"type\":\"Opaque\"}"), "secret", "a", "b", 0);
+	CHECK_EQ_U(r.rc, KT_OK);
+	CHECK(r.secret && r.secret->n_items == 0);
+	call_release(&r);
+
+	call(&r, reply(200, "{\"kind\":\"Secret\",\"data\":{\"k\":\"!!\"}}"), "secret", "a", "b", 0);
+	CHECK_EQ_U(r.rc, KT_EPROTO);
+	CHECK_STR(r.err.msg, "Secret a/b: data.k is not valid base64");
+	CHECK(r.secret == NULL);
+	call_release(&r);
+
+	call(&r, reply(200, "{\"kind\":\"Secret\",\"data\":{\"k\":1}}"), "secret", "a", "b", 0);
+	CHECK_EQ_U(r.rc, KT_EPROTO);
+	call_release(&r);
+
+	call(&r, reply(200, "{\"kind\":\"ConfigMap\",\"data\":{}}"), "secret", "a", "b", 0);
+	CHECK_EQ_U(r.rc, KT_EPROTO);
+	CHECK_CONTAINS(r.err.msg, "answered a ConfigMap, not a Secret");
+	call_release(&r);
+}
+
+static void test_client_transport_errors_name_the_source(void)
+{
+	kt_kube_config cfg;
+	kt_kube *c = NULL;
+	kt_error err;
+	json_t *j = NULL;
+	/* A port that is bound but never listened on. */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	CHECK(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	      getsockname(s, (struct sockaddr *)&a, &alen) == 0);
+	char server[64];
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", ntohs(a.sin_port));
+	kt_kube_config_init(&cfg);
+	cfg.server = server;
+	cfg.source = "kubeconfig 'x.conf'";
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_OK);
+	CHECK_EQ_U(kt_kube_get(c, "/api", &j, &err), KT_ETRANSIENT);
+	CHECK_CONTAINS(err.msg, "kubeconfig 'x.conf': cannot connect to http://127.0.0.1:");
+	CHECK(j == NULL);
+	kt_kube_client_free(c);
+	close(s);
+
+	/* A token over http:// is refused by the client too. */
+	cfg.token = TOKEN;
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, NULL, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "refusing to send a token in clear text");
+	CHECK(strstr(err.msg, TOKEN) == NULL);
+	CHECK_EQ_U(kt_kube_client_new(&c, NULL, NULL, &err), KT_EUSAGE);
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "%s/kt-test-kube-XXXXXX",
+	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	RUN(test_b64_decoder);
+	RUN(test_token_inline);
+	RUN(test_client_cert_data);
+	RUN(test_cert_files_and_token_file_relative);
+	RUN(test_token_wins_over_token_file);
+	RUN(test_token_and_cert_together);
+	RUN(test_anonymous_and_quoting);
+	RUN(test_context_selection);
+	RUN(test_missing_and_malformed_fields);
+	RUN(test_bad_base64_names_the_field);
+	RUN(test_refused_and_unsupported);
+	RUN(test_token_never_in_messages);
+	RUN(test_hostile_yaml);
+	RUN(test_load_file);
+	RUN(test_in_cluster);
+	RUN(test_names);
+	RUN(test_client_get_and_status_mapping);
+	RUN(test_client_secret);
+	RUN(test_client_transport_errors_name_the_source);
+	kt_log_clear_secrets();
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	return unit_done();
+}
