@@ -34,6 +34,9 @@ typedef struct backup_flags {
 	kt_cli_etcd_flags ef;
 	const char *dir, *keep_s, *hostname, *instance_id, *imds, *machine_id, *config;
 	const char *interval;
+	const char *kubeconfig, *export_config, *cluster_name, *cluster_id, *keep_remote_s;
+	const char *export_secret;
+	char secret_ns[254], secret_name[254];
 	int no_client_cert, no_initial;
 	kt_opt opts[32];
 } backup_flags;
@@ -49,6 +52,10 @@ static void backup_flags_init(backup_flags *f, int agent)
 	f->imds = DEFAULT_IMDS;
 	f->machine_id = "/etc/machine-id";
 	f->interval = "2h";
+	f->kubeconfig = "/etc/kubernetes/admin.conf";
+	f->cluster_name = "kubernetes";
+	f->keep_remote_s = "100";
+	f->export_secret = "kube-system/zadara-backup-export";
 	kt_opt *o = kt_cli_etcd_opts(&f->ef, f->opts);
 	f->opts[0].help = "etcd client URL (default https://127.0.0.1:2379)";
 	f->opts[1].help = "CA bundle (default /etc/kubernetes/pki/etcd/ca.crt)";
@@ -70,6 +77,18 @@ static void backup_flags_init(backup_flags *f, int agent)
 		  &f->machine_id, NULL },
 		{ "config", 0, "FILE", "YAML file of 'flag: value' settings; flags given on the "
 		  "command line win", &f->config, NULL },
+		{ "kubeconfig", 0, "FILE", "kubeconfig to read the export Secret and cluster id "
+		  "(default /etc/kubernetes/admin.conf; empty: none)", &f->kubeconfig, NULL },
+		{ "export-secret", 0, "NS/NAME", "Secret holding the export settings (default "
+		  "kube-system/zadara-backup-export)", &f->export_secret, NULL },
+		{ "export-config", 0, "FILE", "YAML map of backup_* export keys, instead of the "
+		  "Secret (BACKUP_* environment variables work too)", &f->export_config, NULL },
+		{ "cluster-name", 0, "NAME", "bucket folder is <cluster-id>-<cluster-name> (default "
+		  "kubernetes)", &f->cluster_name, NULL },
+		{ "cluster-id", 0, "ID", "cluster id (default: the kube-system namespace UID)",
+		  &f->cluster_id, NULL },
+		{ "keep-remote", 0, "N", "exported backups of this node to keep (default 100)",
+		  &f->keep_remote_s, NULL },
 	};
 	memcpy(o, more, sizeof(more));
 	o += sizeof(more) / sizeof(more[0]);
@@ -115,7 +134,26 @@ static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const
 	if (*end || keep < 1 || keep > 1000000)
 		return kt_cli_usage(path_cmd, "--keep must be a number of files, at least 1 (got '%s')",
 		                    f->keep_s);
+	unsigned long keep_remote = strtoul(f->keep_remote_s, &end, 10);
+	if (*end || keep_remote < 1 || keep_remote > 1000000)
+		return kt_cli_usage(path_cmd, "--keep-remote must be a number of objects, at least 1 "
+		                    "(got '%s')", f->keep_remote_s);
+	const char *slash = strchr(f->export_secret, '/');
+	if (!slash || slash == f->export_secret || !slash[1] ||
+	    (size_t)(slash - f->export_secret) >= sizeof(f->secret_ns) ||
+	    strlen(slash + 1) >= sizeof(f->secret_name))
+		return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
+	snprintf(f->secret_ns, sizeof(f->secret_ns), "%.*s", (int)(slash - f->export_secret),
+	         f->export_secret);
+	snprintf(f->secret_name, sizeof(f->secret_name), "%s", slash + 1);
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->kubeconfig = f->kubeconfig;
+	cfg->export_config = f->export_config;
+	cfg->secret_namespace = f->secret_ns;
+	cfg->secret_name = f->secret_name;
+	cfg->cluster_name = f->cluster_name;
+	cfg->cluster_id = f->cluster_id;
+	cfg->keep_remote = (unsigned)keep_remote;
 	cfg->etcd = f->ef.conn;
 	cfg->dir = f->dir;
 	cfg->hostname = f->hostname;
@@ -152,20 +190,35 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		kt_config_release(&conf);
 		return kt_cli_fail(&err);
 	}
+	const kt_export_result *x = &res.export;
 	if (g.output != KT_OUT_TABLE) {
-		json_t *j = json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:i}",
+		json_t *j = json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:i, "
+		                      "s:{s:b, s:s, s:i, s:i, s:i, s:s?}}",
 		                      "file", kt_cli_json_text(res.file), "node", res.node,
 		                      "instance", res.instance_id, "instanceSource",
 		                      res.instance_source, "size", (json_int_t)res.save.size,
 		                      "revision", (json_int_t)res.save.revision,
 		                      "sha256", res.save.sha256,
 		                      "seconds", (double)res.save.duration_ms / 1000.0,
-		                      "deleted", (int)res.n_deleted);
+		                      "deleted", (int)res.n_deleted,
+		                      "export", "configured", x->configured, "target", x->target,
+		                      "exported", (int)x->n_exported, "failed", (int)x->n_failed,
+		                      "remoteDeleted", (int)x->n_remote_deleted,
+		                      "error", x->code ? x->error : NULL);
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	} else {
 		printf("backup saved: %s (revision %lld)%s\n", res.file, (long long)res.save.revision,
 		       res.n_deleted ? "; retention removed older files" : "");
+		if (x->configured && !x->code)
+			printf("exported %u backup%s to %s\n", x->n_exported,
+			       x->n_exported == 1 ? "" : "s", x->target);
+	}
+	if (x->code) {
+		fprintf(stderr, "kontinuity: saved locally, but the export failed (it will be "
+		        "retried at the next cycle): %s\n", x->error);
+		kt_config_release(&conf);
+		return 1;
 	}
 	kt_config_release(&conf);
 	return 0;

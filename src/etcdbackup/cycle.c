@@ -184,9 +184,9 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 	log_line(cfg, res, iso, c ? NULL : name, c, err, &line);
 	kt_log(c ? KT_LOG_ERROR : KT_LOG_INFO, "%s", line.data);
 	kt_buf_release(&line);
+	json_t *idx = kt_backup_index_load(cfg->dir);
+	json_t *backups = json_object_get(idx, "backups");
 	if (c == KT_OK) {
-		json_t *idx = kt_backup_index_load(cfg->dir);
-		json_t *backups = json_object_get(idx, "backups");
 		json_object_set_new(backups, name,
 		                    json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:b}",
 		                              "time", iso, "node", res->node,
@@ -197,11 +197,24 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 		                              "version", res->save.version, "verified", 1,
 		                              "exported", 0));
 		res->n_deleted = retention(cfg, res->node, backups);
-		kt_error ierr;
-		if (kt_backup_index_save(cfg->dir, idx, &ierr))
-			kt_log(KT_LOG_WARN, "%s (the backup itself is saved)", ierr.msg);
-		json_decref(idx);
 	}
+	/* Export even when this save failed: the backlog still goes out. */
+	kt_error xerr;
+	kt_error_clear(&xerr);
+	res->export.code = kt_etcdbackup_export(cfg, res->node, idx, &res->export, &xerr);
+	if (res->export.code) {
+		kt_buf clean;
+		kt_buf_init(&clean, sizeof(res->export.error) - 1);
+		kt_redact(&clean, xerr.msg);
+		snprintf(res->export.error, sizeof(res->export.error), "%s", clean.data);
+		kt_buf_release(&clean);
+		kt_log(KT_LOG_ERROR, "export failed (the backups stay local and go out at the next "
+		       "cycle): %s", res->export.error);
+	}
+	kt_error ierr;
+	if (kt_backup_index_save(cfg->dir, idx, &ierr))
+		kt_log(KT_LOG_WARN, "%s (the backup itself is saved)", ierr.msg);
+	json_decref(idx);
 	close(lock_fd);
 	return c;
 }

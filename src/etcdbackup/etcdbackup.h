@@ -67,7 +67,25 @@ typedef struct kt_backup_config {
 	const char *machine_id_path; /* usually /etc/machine-id */
 	unsigned keep;               /* newest local files of this node to keep (>= 1) */
 	kt_log_format log_format;    /* of the lines in etcd-backup.log */
+	/* Export (see export.c for where the target comes from). */
+	const char *kubeconfig;      /* the node's kubeconfig; NULL/"" = no API server */
+	const char *export_config;   /* YAML file of backup_* keys, or NULL */
+	const char *secret_namespace;/* "kube-system" */
+	const char *secret_name;     /* "zadara-backup-export" */
+	const char *cluster_name;    /* bucket folder <cluster-id>-<cluster-name> */
+	const char *cluster_id;      /* NULL: the kube-system namespace UID */
+	unsigned keep_remote;        /* objects of this node to keep (>= 1) */
 } kt_backup_config;
+
+typedef struct kt_export_result {
+	int configured;              /* a target was found this cycle */
+	char target[640];            /* "s3://bucket/<cluster-id>-<name>/" */
+	unsigned n_exported;         /* objects uploaded and confirmed */
+	unsigned n_failed;
+	unsigned n_remote_deleted;
+	kt_code code;                /* KT_OK, or why the export stage failed */
+	char error[KT_ERROR_MSG_MAX];
+} kt_export_result;
 
 typedef struct kt_backup_result {
 	char file[4096];             /* full path of the new backup ("" if none) */
@@ -76,12 +94,15 @@ typedef struct kt_backup_result {
 	const char *instance_source;
 	kt_save_result save;
 	unsigned n_deleted;          /* removed by retention */
+	kt_export_result export;     /* the export stage (runs even when the save failed) */
 } kt_backup_result;
 
 /*
  * One cycle: lock the directory, name, save, append the log line, update the
- * index, apply retention.  A failed save is logged too (outcome "failed")
- * and returned; earlier backups are never touched by a failure.
+ * index, apply retention, export what is not exported yet (res->export; an
+ * export failure does not fail the cycle: the files stay un-exported for the
+ * next one).  A failed save is logged too (outcome "failed") and returned;
+ * earlier backups are never touched by a failure.
  */
 kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, kt_error *err);
 

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "etcdbackup.h"
+
 #define KT_BACKUP_LOG "etcd-backup.log"
 #define KT_BACKUP_INDEX "etcd-backups.json"
 #define KT_BACKUP_LOCK ".kontinuity.lock"
@@ -17,5 +19,10 @@ int kt_backup_parse_name(const char *name, char **node, char **instance, char ti
 /* The index as JSON ({"version":1,"backups":{name:{...}}}); never NULL. */
 json_t *kt_backup_index_load(const char *dir);
 kt_code kt_backup_index_save(const char *dir, json_t *idx, kt_error *err);
+
+/* The export stage (export.c): uploads this node's verified, un-exported
+ * backups recorded in idx (marking them), then remote retention. */
+kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json_t *idx,
+                             kt_export_result *res, kt_error *err);
 
 #endif

@@ -72,7 +72,7 @@ def imds():
 
 def backup(etcd, d, *extra, env=None):
     return subprocess.run([str(KT), "etcd", "backup", "--endpoint", etcd.endpoint, "--dir", str(d),
-                           "--hostname", "cp-1", *map(str, extra)],
+                           "--hostname", "cp-1", "--kubeconfig", "", *map(str, extra)],
                           capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -215,7 +215,7 @@ def test_agent_cycles_reloads_and_stops_cleanly(etcd, tmp_path):
     d = tmp_path / "b"
     conf = tmp_path / "agent.yaml"
     conf.write_text(f"endpoint: {etcd.endpoint}\ndir: {d}\ninstance-id: i-agent\n"
-                    "hostname: cp-1\ninterval: 1s\nkeep: 2\n")
+                    "hostname: cp-1\ninterval: 1s\nkeep: 2\nkubeconfig: ''\n")
     p = subprocess.Popen([str(KT), "etcd", "agent", "--config", str(conf)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,0 +1,403 @@
+/*
+ * export.c - the export stage of a backup cycle: every verified local
+ * backup of this node that is not yet in object storage goes out, oldest
+ * first, then remote retention.
+ *
+ * Where to export is re-read every cycle, first found wins:
+ *   1. --export-config FILE (a YAML map of the keys below),
+ *   2. environment variables BACKUP_ENDPOINT, BACKUP_BUCKET, ... (upper case),
+ *   3. the Secret kube-system/zadara-backup-export read with the node's
+ *      kubeconfig,
+ * with keys backup_access_key_id, backup_secret_access_key, backup_region,
+ * backup_endpoint, backup_bucket and optionally backup_ca_bundle (PEM).  No
+ * target is not an error: exports start at the first cycle that finds one.
+ *
+ * Objects: <bucket>/<cluster-id>-<cluster-name>/<backup file name>, with
+ * x-amz-meta-{node,instance,revision,sha256}.  After the upload a HEAD
+ * must show the same size and sha256 before the index marks the file
+ * exported; an upload that fails leaves it un-exported for the next cycle.
+ * A backup that could not be exported never blocks the next local backup.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "etcdbackup.h"
+#include "etcdbackup_int.h"
+#include "kube/kube.h"
+#include "s3/s3.h"
+
+static const char *const keys[] = {
+	"backup_access_key_id", "backup_secret_access_key", "backup_region",
+	"backup_endpoint", "backup_bucket", "backup_ca_bundle",
+};
+enum { K_ACCESS, K_SECRET, K_REGION, K_ENDPOINT, K_BUCKET, K_CA, N_KEYS };
+
+typedef struct target {
+	char *v[N_KEYS];
+	char source[160];
+} target;
+
+static void target_release(target *t)
+{
+	for (int i = 0; i < N_KEYS; i++) {
+		if (t->v[i])
+			memset(t->v[i], 0, strlen(t->v[i]));
+		free(t->v[i]);
+		t->v[i] = NULL;
+	}
+}
+
+static int key_index(const char *k)
+{
+	for (int i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i], k))
+			return i;
+	return -1;
+}
+
+static kt_code target_check(target *t, kt_error *err)
+{
+	for (int i = K_ACCESS; i <= K_BUCKET; i++)
+		if (i != K_REGION && (!t->v[i] || !*t->v[i]))
+			return kt_error_set(err, KT_EUSAGE, "export configuration from %s lacks '%s'",
+			                    t->source, keys[i]);
+	if (t->v[K_SECRET])
+		kt_log_add_secret(t->v[K_SECRET]);
+	return KT_OK;
+}
+
+/* 1 when a target was found (t filled), 0 when none is configured. */
+static int find_target(const kt_backup_config *cfg, kt_kube **kube, target *t, kt_error *err,
+                       kt_code *rc)
+{
+	*rc = KT_OK;
+	memset(t, 0, sizeof(*t));
+	if (cfg->export_config && *cfg->export_config) {
+		kt_config c;
+		if ((*rc = kt_config_load(&c, cfg->export_config, err)))
+			return 0;
+		for (size_t i = 0; i < c.n; i++) {
+			int k = key_index(c.keys[i]);
+			if (k < 0) {
+				*rc = kt_error_set(err, KT_EUSAGE, "export config '%s': unknown key '%s'",
+				                   cfg->export_config, c.keys[i]);
+				kt_config_release(&c);
+				target_release(t);
+				return 0;
+			}
+			t->v[k] = kt_xstrdup(c.values[i]);
+		}
+		kt_config_release(&c);
+		snprintf(t->source, sizeof(t->source), "file '%s'", cfg->export_config);
+		*rc = target_check(t, err);
+		return *rc == KT_OK;
+	}
+	if (getenv("BACKUP_BUCKET") && *getenv("BACKUP_BUCKET")) {
+		for (int k = 0; k < N_KEYS; k++) {
+			char name[64];
+			size_t n = strlen(keys[k]);
+			for (size_t j = 0; j <= n; j++)
+				name[j] = (char)(keys[k][j] >= 'a' && keys[k][j] <= 'z' ? keys[k][j] - 32
+				                                                     : keys[k][j]);
+			const char *v = getenv(name);
+			if (v && *v)
+				t->v[k] = kt_xstrdup(v);
+		}
+		snprintf(t->source, sizeof(t->source), "the environment (BACKUP_*)");
+		*rc = target_check(t, err);
+		return *rc == KT_OK;
+	}
+	if (!*kube)
+		return 0;
+	kt_kube_secret *s = NULL;
+	kt_error kerr;
+	kt_code c = kt_kube_get_secret(*kube, cfg->secret_namespace, cfg->secret_name, &s, &kerr);
+	if (c == KT_ENOTFOUND) {
+		kt_log(KT_LOG_INFO, "export not configured: no Secret %s/%s yet",
+		       cfg->secret_namespace, cfg->secret_name);
+		return 0;
+	}
+	if (c) {
+		*rc = kt_error_set(err, c, "cannot read the export Secret %s/%s: %s",
+		                   cfg->secret_namespace, cfg->secret_name, kerr.msg);
+		return 0;
+	}
+	for (size_t i = 0; i < s->n_items; i++) {
+		int k = key_index(s->items[i].key);
+		if (k >= 0 && strlen(s->items[i].value) == s->items[i].len)
+			t->v[k] = kt_xstrdup(s->items[i].value);
+	}
+	kt_kube_secret_free(s);
+	snprintf(t->source, sizeof(t->source), "Secret %s/%s", cfg->secret_namespace,
+	         cfg->secret_name);
+	*rc = target_check(t, err);
+	return *rc == KT_OK;
+}
+
+/* The bucket folder: <cluster-id>-<cluster-name>.  The id is cached in the
+ * index so exports go on while the API server is down. */
+static kt_code cluster_prefix(const kt_backup_config *cfg, kt_kube *kube, json_t *idx,
+                              char *out, size_t outlen, kt_error *err)
+{
+	const char *id = cfg->cluster_id && *cfg->cluster_id ? cfg->cluster_id : NULL;
+	char *uid = NULL;
+	if (!id && kube) {
+		kt_error kerr;
+		if (kt_kube_namespace_uid(kube, "kube-system", &uid, &kerr) == KT_OK) {
+			json_object_set_new(idx, "clusterId", json_string(uid));
+			id = uid;
+		} else {
+			kt_log(KT_LOG_INFO, "cannot read the kube-system namespace UID: %s", kerr.msg);
+		}
+	}
+	if (!id)
+		id = json_string_value(json_object_get(idx, "clusterId"));
+	if (!id) {
+		free(uid);
+		return kt_error_set(err, KT_EUSAGE, "cannot tell the cluster id for the bucket folder: "
+		                    "the API server did not answer and none is cached (pass --cluster-id)");
+	}
+	snprintf(out, outlen, "%s-%s", id, cfg->cluster_name && *cfg->cluster_name
+	                                       ? cfg->cluster_name : "kubernetes");
+	free(uid);
+	return KT_OK;
+}
+
+static void export_log(const kt_backup_config *cfg, const char *node, const char *file,
+                       const char *object, uint64_t size, int64_t ms, kt_code c,
+                       const kt_error *err)
+{
+	char iso[32];
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	kt_buf clean, line;
+	kt_buf_init(&clean, 1 << 16);
+	kt_buf_init(&line, 1 << 16);
+	if (c)
+		kt_redact(&clean, err->msg);
+	if (cfg->log_format == KT_LOG_JSON) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:f, s:s}", "time", iso,
+		                      "event", "export", "node", node, "file", file, "object", object,
+		                      "size", (json_int_t)size, "duration", (double)ms / 1000.0,
+		                      "outcome", c ? "failed" : "ok");
+		if (o && c)
+			json_object_set_new(o, "error", json_string(clean.data));
+		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		if (s)
+			kt_buf_adds(&line, s, NULL);
+		free(s);
+		json_decref(o);
+	} else {
+		kt_buf_addf(&line, NULL, "%s export node=%s file=%s object=%s size=%llu duration=%.2fs "
+		            "outcome=%s", iso, node, file, object, (unsigned long long)size,
+		            (double)ms / 1000.0, c ? "failed" : "ok");
+		if (c)
+			kt_buf_addf(&line, NULL, " error=\"%s\"", clean.data);
+	}
+	kt_log(c ? KT_LOG_ERROR : KT_LOG_INFO, "%s", line.data + (cfg->log_format ? 0 : 21));
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", cfg->dir, KT_BACKUP_LOG);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		kt_buf_adds(&line, "\n", NULL);
+		if (write(fd, line.data, line.len) != (ssize_t)line.len)
+			kt_log(KT_LOG_WARN, "cannot append to '%s'", path);
+		close(fd);
+	}
+	kt_buf_release(&clean);
+	kt_buf_release(&line);
+}
+
+typedef struct remote_list {
+	char **keys;
+	size_t n, cap;
+	const char *node_prefix;   /* "<folder>/etcd_backup_<node>_" */
+} remote_list;
+
+static kt_code collect(void *ctx, const kt_s3_entry *e, kt_error *err)
+{
+	remote_list *l = ctx;
+	char *node = NULL;
+	char t[32];
+	const char *base = strrchr(e->key, '/');
+	base = base ? base + 1 : e->key;
+	if (!kt_backup_parse_name(base, &node, NULL, t))
+		return KT_OK;
+	int mine = !strncmp(e->key, l->node_prefix, strlen(l->node_prefix)) &&
+	           !strchr(e->key + strlen(l->node_prefix), '/');
+	free(node);
+	if (!mine)
+		return KT_OK;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **k = realloc(l->keys, cap * sizeof(char *));
+		if (!k)
+			return kt_error_set(err, KT_ENOMEM, "out of memory listing the bucket");
+		l->keys = k;
+		l->cap = cap;
+	}
+	l->keys[l->n++] = kt_xstrdup(e->key);
+	return KT_OK;
+}
+
+static int by_time_suffix(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	size_t lx = strlen(x), ly = strlen(y);
+	/* ..._YYYYMMDDTHHMMSSZ.db: compare the time, then the whole key. */
+	int c = lx >= 19 && ly >= 19 ? strcmp(x + lx - 19, y + ly - 19) : 0;
+	return c ? c : strcmp(x, y);
+}
+
+static unsigned remote_retention(const kt_backup_config *cfg, kt_s3 *s3, const char *folder,
+                                 const char *node)
+{
+	char prefix[1024];
+	snprintf(prefix, sizeof(prefix), "%s/etcd_backup_%s_", folder, node);
+	remote_list l = { NULL, 0, 0, prefix };
+	kt_error err;
+	unsigned deleted = 0;
+	if (kt_s3_list(s3, prefix, 1000, collect, &l, NULL, &err) == KT_OK && l.n) {
+		qsort(l.keys, l.n, sizeof(char *), by_time_suffix);
+		unsigned keep = cfg->keep_remote ? cfg->keep_remote : 1;
+		for (size_t i = 0; i + keep < l.n; i++) {
+			if (kt_s3_delete(s3, l.keys[i], &err) == KT_OK) {
+				deleted++;
+				kt_log(KT_LOG_INFO, "remote retention: removed %s (keeping the newest %u)",
+				       l.keys[i], keep);
+			} else {
+				kt_log(KT_LOG_WARN, "remote retention: %s", err.msg);
+			}
+		}
+	} else if (l.n == 0) {
+		kt_log(KT_LOG_DEBUG, "remote retention: nothing under %s", prefix);
+	}
+	for (size_t i = 0; i < l.n; i++)
+		free(l.keys[i]);
+	free(l.keys);
+	return deleted;
+}
+
+kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json_t *idx,
+                             kt_export_result *res, kt_error *err)
+{
+	memset(res, 0, sizeof(*res));
+	kt_kube *kube = NULL;
+	if (cfg->kubeconfig && *cfg->kubeconfig && access(cfg->kubeconfig, R_OK) == 0) {
+		kt_kube_config kc;
+		kt_error kerr;
+		kt_kube_opts ko = { .timeout_ms = 10000, .connect_timeout_ms = 3000,
+		                    .cancel = cfg->etcd.cancel };
+		if (kt_kube_config_load(&kc, cfg->kubeconfig, NULL, &kerr) == KT_OK) {
+			if (kt_kube_client_new(&kube, &kc, &ko, &kerr))
+				kube = NULL;
+			kt_kube_config_release(&kc);
+		}
+		if (!kube)
+			kt_log(KT_LOG_WARN, "kubeconfig '%s' unusable: %s", cfg->kubeconfig, kerr.msg);
+	}
+	target t;
+	kt_code c;
+	if (!find_target(cfg, &kube, &t, err, &c)) {
+		kt_kube_client_free(kube);
+		return c;   /* KT_OK: not configured (yet) */
+	}
+	res->configured = 1;
+	char folder[512];
+	c = cluster_prefix(cfg, kube, idx, folder, sizeof(folder), err);
+	kt_kube_client_free(kube);
+	char ca_path[4096] = "";
+	if (!c && t.v[K_CA] && *t.v[K_CA]) {
+		snprintf(ca_path, sizeof(ca_path), "%s/.export-ca.pem", cfg->dir);
+		int fd = open(ca_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		size_t n = strlen(t.v[K_CA]);
+		if (fd < 0 || write(fd, t.v[K_CA], n) != (ssize_t)n)
+			c = kt_error_sys(err, KT_EIO, errno, "cannot write '%s'", ca_path);
+		if (fd >= 0)
+			close(fd);
+	}
+	kt_s3 *s3 = NULL;
+	if (!c) {
+		kt_s3_config sc = { .endpoint = t.v[K_ENDPOINT], .region = t.v[K_REGION],
+		                    .bucket = t.v[K_BUCKET], .access_key = t.v[K_ACCESS],
+		                    .secret_key = t.v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
+		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
+		c = kt_s3_new(&s3, &sc, err);
+		if (c)
+			kt_error_wrap(err, "export configuration from %s", t.source);
+	}
+	snprintf(res->target, sizeof(res->target), "s3://%s/%s/", t.v[K_BUCKET] ? t.v[K_BUCKET] : "",
+	         folder);
+	/* Oldest first: every verified, un-exported backup of this node. */
+	kt_backup_entry *v = NULL;
+	size_t n = 0;
+	if (!c)
+		c = kt_etcdbackup_list(cfg->dir, &v, &n, err);
+	json_t *backups = json_object_get(idx, "backups");
+	for (size_t i = 0; !c && i < n; i++) {
+		json_t *rec = json_object_get(backups, v[i].file);
+		/* The in-memory index is the truth here: this cycle's record is not
+		 * on disk yet. */
+		if (strcmp(v[i].node, node) || !rec || !json_is_true(json_object_get(rec, "verified")) ||
+		    json_is_true(json_object_get(rec, "exported")) ||
+		    (uint64_t)json_integer_value(json_object_get(rec, "size")) != v[i].size)
+			continue;
+		char key[1024], path[4096];
+		snprintf(key, sizeof(key), "%s/%s", folder, v[i].file);
+		snprintf(path, sizeof(path), "%s/%s", cfg->dir, v[i].file);
+		int64_t start = kt_now_ms();
+		const char *sha = json_string_value(json_object_get(rec, "sha256"));
+		char rev[32];
+		snprintf(rev, sizeof(rev), "%lld",
+		         (long long)json_integer_value(json_object_get(rec, "revision")));
+		kt_s3_meta meta[] = {
+			{ (char *)"node", v[i].node }, { (char *)"instance", v[i].instance_id },
+			{ (char *)"revision", rev }, { (char *)"sha256", (char *)(sha ? sha : "") },
+		};
+		kt_s3_put_opts po = { .meta = meta, .n_meta = 4 };
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open '%s'", path);
+		} else {
+			c = kt_s3_put(s3, key, fd, &po, NULL, err);
+			close(fd);
+		}
+		kt_s3_object_info hi;
+		memset(&hi, 0, sizeof(hi));
+		if (!c)
+			c = kt_s3_head(s3, key, &hi, err);
+		if (!c && (hi.size != v[i].size || !kt_s3_object_meta(&hi, "sha256") ||
+		           strcmp(kt_s3_object_meta(&hi, "sha256"), sha ? sha : "")))
+			c = kt_error_set(err, KT_ECORRUPT, "s3://%s/%s: the stored object does not match "
+			                 "(size %llu, expected %llu)", t.v[K_BUCKET], key,
+			                 (unsigned long long)hi.size, (unsigned long long)v[i].size);
+		kt_s3_object_info_release(&hi);
+		char object[1200];
+		snprintf(object, sizeof(object), "s3://%s/%s", t.v[K_BUCKET], key);
+		export_log(cfg, node, v[i].file, object, v[i].size, kt_now_ms() - start, c, err);
+		if (!c) {
+			json_object_set_new(rec, "exported", json_true());
+			json_object_set_new(rec, "object", json_string(object));
+			res->n_exported++;
+		} else {
+			res->n_failed++;
+		}
+	}
+	kt_backup_entries_free(v, n);
+	if (!c && s3)
+		res->n_remote_deleted = remote_retention(cfg, s3, folder, node);
+	kt_s3_free(s3);
+	if (ca_path[0])
+		unlink(ca_path);
+	target_release(&t);
+	return c;
+}

@@ -1,0 +1,167 @@
+"""The export stage of the etcd backup cycle against real etcd, MinIO and
+kube-apiserver: the export Secret read through the node's kubeconfig, the
+bucket layout <cluster-id>-<cluster-name>/<file>, the backlog, wrong keys,
+S3 going away and coming back, several nodes sharing one bucket."""
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import peers
+from test_etcd_backup import NAME_RE, backups_in, wait_for
+from test_etcd_snapshot import KT, load_cluster_like
+from test_s3 import fields, make_bucket, s3tool
+
+SECRET_PATH = "/api/v1/namespaces/kube-system/secrets"
+
+
+def secret_body(minio, bucket, secret=None):
+    data = {"backup_access_key_id": minio.access_key,
+            "backup_secret_access_key": secret or minio.secret_key,
+            "backup_region": minio.region, "backup_endpoint": minio.endpoint,
+            "backup_bucket": bucket}
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "zadara-backup-export", "namespace": "kube-system"},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def export_env(minio, bucket, secret=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_")}
+    env.update(BACKUP_ACCESS_KEY_ID=minio.access_key,
+               BACKUP_SECRET_ACCESS_KEY=secret or minio.secret_key,
+               BACKUP_REGION=minio.region, BACKUP_ENDPOINT=minio.endpoint, BACKUP_BUCKET=bucket)
+    return env
+
+
+def run(etcd, d, *extra, env=None, node="cp-1"):
+    return subprocess.run([str(KT), "etcd", "backup", "--endpoint", etcd.endpoint, "--dir", str(d),
+                           "--hostname", node, "--instance-id", f"i-{node}", *map(str, extra)],
+                          capture_output=True, text=True, timeout=300,
+                          env=env or {k: v for k, v in os.environ.items()
+                                      if not k.startswith("BACKUP_")})
+
+
+def objects(minio, bucket, prefix=""):
+    out = s3tool(minio, bucket, "ls", prefix).stdout.splitlines()
+    return sorted(line.split("\t")[0] for line in out if "\t" in line)
+
+
+def test_secret_created_later_starts_exports_with_backlog(etcd, minio, kube_apiserver, tmp_path):
+    load_cluster_like(etcd)
+    bucket = "export-secret-later"
+    make_bucket(minio, bucket)
+    d = tmp_path / "zadara"
+    kcfg = kube_apiserver.kubeconfig
+    kube_apiserver.request("DELETE", f"{SECRET_PATH}/zadara-backup-export")
+    r = run(etcd, d, "--kubeconfig", kcfg, "--cluster-name", "prod")
+    assert r.returncode == 0, r.stderr
+    assert "no Secret kube-system/zadara-backup-export" in r.stderr
+    first = backups_in(d)
+    assert len(first) == 1
+    status, resp = kube_apiserver.request("POST", SECRET_PATH, secret_body(minio, bucket))
+    assert status == 201, resp
+    try:
+        time.sleep(1.05)
+        r = run(etcd, d, "--kubeconfig", kcfg, "--cluster-name", "prod", "-o", "json")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        _, ns = kube_apiserver.request("GET", "/api/v1/namespaces/kube-system")
+        folder = f"{ns['metadata']['uid']}-prod"
+        assert out["export"]["exported"] == 2  # the backlog went out too
+        assert out["export"]["target"] == f"s3://{bucket}/{folder}/"
+        names = backups_in(d)
+        assert objects(minio, bucket) == [f"{folder}/{n}" for n in names]
+        for n in names:  # byte-identical, with the metadata
+            got = tmp_path / "got.db"
+            s3tool(minio, bucket, "get", f"{folder}/{n}", got)
+            assert got.read_bytes() == (d / n).read_bytes()
+            head = fields(s3tool(minio, bucket, "head", f"{folder}/{n}").stdout)
+            assert head["meta.sha256"] == hashlib.sha256(got.read_bytes()).hexdigest()
+            assert head["meta.node"] == "cp-1"
+        idx = json.loads((d / "etcd-backups.json").read_text())["backups"]
+        assert all(v["exported"] for v in idx.values())
+        log = (d / "etcd-backup.log").read_text()
+        assert log.count(" export ") == 2 and "outcome=failed" not in log
+        assert minio.secret_key not in r.stderr + r.stdout + log
+    finally:
+        kube_apiserver.request("DELETE", f"{SECRET_PATH}/zadara-backup-export")
+
+
+def test_wrong_secret_key_then_right_one(etcd, minio, tmp_path):
+    bucket = "export-wrong-key"
+    make_bucket(minio, bucket)
+    d = tmp_path / "b"
+    wrong = "WrongSecretKey-do-not-print-42"
+    r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c1", env=export_env(minio, bucket, wrong))
+    assert r.returncode == 1
+    assert "saved locally, but the export failed" in r.stderr
+    assert "auth" in r.stderr.lower() or "signature" in r.stderr.lower()
+    log = (d / "etcd-backup.log").read_text()
+    assert wrong not in r.stderr + r.stdout + log
+    assert "outcome=failed" in log
+    assert len(backups_in(d)) == 1  # the local backup is there regardless
+    time.sleep(1.05)
+    r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c1", env=export_env(minio, bucket))
+    assert r.returncode == 0, r.stderr
+    assert len(objects(minio, bucket, "c1-kubernetes/")) == 2
+
+
+def test_s3_down_then_back_loses_nothing(etcd, tmp_path):
+    with peers.Minio(tmp_path / "minio") as m:
+        bucket = "export-outage"
+        make_bucket(m, bucket)
+        d = tmp_path / "b"
+        env = export_env(m, bucket)
+        assert run(etcd, d, "--kubeconfig", "", "--cluster-id", "c2", env=env).returncode == 0
+        m.stop()
+        for _ in range(2):
+            time.sleep(1.05)
+            r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c2", env=env)
+            assert r.returncode == 1 and "export failed" in r.stderr
+        assert len(backups_in(d)) == 3
+        m.start()
+        time.sleep(1.05)
+        r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c2", env=env)
+        assert r.returncode == 0, r.stderr
+        assert [o.split("/")[1] for o in objects(m, bucket, "c2-kubernetes/")] == backups_in(d)
+
+
+def test_three_nodes_one_bucket_and_remote_retention(minio, etcd_factory, tmp_path):
+    bucket = "export-three-nodes"
+    make_bucket(minio, bucket)
+    env = export_env(minio, bucket)
+    members = [etcd_factory() for _ in range(3)]
+    for _ in range(3):
+        for i, e in enumerate(members):
+            r = run(e, tmp_path / f"node{i}", "--kubeconfig", "", "--cluster-id", "c3",
+                    "--keep-remote", "2", env=env, node=f"cp-{i}")
+            assert r.returncode == 0, r.stderr
+        time.sleep(1.05)
+    objs = objects(minio, bucket, "c3-kubernetes/")
+    for i in range(3):
+        mine = [o for o in objs if f"/etcd_backup_cp-{i}_" in o]
+        assert len(mine) == 2, objs  # --keep-remote 2 per node, others untouched
+        local = backups_in(tmp_path / f"node{i}")
+        assert [o.split("/")[1] for o in mine] == local[-2:]
+
+
+def test_export_config_file(etcd, minio, tmp_path):
+    bucket = "export-file"
+    make_bucket(minio, bucket)
+    conf = tmp_path / "export.yaml"
+    conf.write_text(f"backup_access_key_id: {minio.access_key}\n"
+                    f"backup_secret_access_key: {minio.secret_key}\n"
+                    f"backup_region: {minio.region}\nbackup_endpoint: {minio.endpoint}\n"
+                    f"backup_bucket: {bucket}\n")
+    d = tmp_path / "b"
+    r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c4", "--export-config", conf)
+    assert r.returncode == 0, r.stderr
+    assert [o.split("/")[1] for o in objects(minio, bucket, "c4-kubernetes/")] == backups_in(d)
+    conf.write_text("backup_bucket: x\n")
+    time.sleep(1.05)
+    r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c4", "--export-config", conf)
+    assert r.returncode == 1 and "lacks 'backup_access_key_id'" in r.stderr
