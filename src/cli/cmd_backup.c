@@ -5,11 +5,13 @@
  */
 #include <jansson.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
 #include "etcdbackup/etcdbackup.h"
+#include "server/server.h"
 
 #define DEFAULT_DIR "/etc/kubernetes/zadara"
 #define DEFAULT_IMDS "http://169.254.169.254"
@@ -35,7 +37,7 @@ typedef struct backup_flags {
 	const char *dir, *keep_s, *hostname, *instance_id, *imds, *machine_id, *config;
 	const char *interval;
 	const char *kubeconfig, *export_config, *cluster_name, *cluster_id, *keep_remote_s;
-	const char *export_secret;
+	const char *export_secret, *metrics_file, *metrics_addr;
 	char secret_ns[254], secret_name[254];
 	int no_client_cert, no_initial;
 	kt_opt opts[32];
@@ -89,6 +91,8 @@ static void backup_flags_init(backup_flags *f, int agent)
 		  &f->cluster_id, NULL },
 		{ "keep-remote", 0, "N", "exported backups of this node to keep (default 100)",
 		  &f->keep_remote_s, NULL },
+		{ "metrics-file", 0, "FILE", "write Prometheus metrics for node exporter's textfile "
+		  "collector after each cycle", &f->metrics_file, NULL },
 	};
 	memcpy(o, more, sizeof(more));
 	o += sizeof(more) / sizeof(more[0]);
@@ -98,6 +102,8 @@ static void backup_flags_init(backup_flags *f, int agent)
 			  NULL },
 			{ "no-initial-backup", 0, NULL, "wait one interval before the first cycle", NULL,
 			  &f->no_initial },
+			{ "metrics-addr", 0, "HOST:PORT", "serve Prometheus metrics on "
+			  "http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)", &f->metrics_addr, NULL },
 		};
 		memcpy(o, sched, sizeof(sched));
 		o += sizeof(sched) / sizeof(sched[0]);
@@ -154,6 +160,7 @@ static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const
 	cfg->cluster_name = f->cluster_name;
 	cfg->cluster_id = f->cluster_id;
 	cfg->keep_remote = (unsigned)keep_remote;
+	cfg->metrics_file = f->metrics_file;
 	cfg->etcd = f->ef.conn;
 	cfg->dir = f->dir;
 	cfg->hostname = f->hostname;
@@ -236,8 +243,22 @@ static const char agent_help[] =
 	"  kontinuity etcd agent --interval 30m --keep 48 --log-format json\n";
 
 
+/* The metrics come from the index, which a cycle replaces by rename: a
+ * request reads the old or the new one, never half, without a lock. */
+typedef struct metrics_ctx {
+	char dir[4096];
+	char node[256];
+} metrics_ctx;
+
+static void render_metrics(void *ctx, kt_buf *out)
+{
+	metrics_ctx *m = ctx;
+	kt_etcdbackup_metrics_text(m->dir, m->node, out);
+}
+
 int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 {
+
 	const char *path_cmd = "etcd agent";
 	kt_cli_catch_signals_agent();
 	for (;;) {
@@ -260,6 +281,18 @@ int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 		}
 		kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' every %s, keeping %u", f.ef.endpoint,
 		       cfg.dir, f.interval, cfg.keep);
+		metrics_ctx mctx;
+		snprintf(mctx.dir, sizeof(mctx.dir), "%s", cfg.dir);
+		if (f.hostname && *f.hostname)
+			snprintf(mctx.node, sizeof(mctx.node), "%s", f.hostname);
+		else if (gethostname(mctx.node, sizeof(mctx.node) - 1) != 0)
+			snprintf(mctx.node, sizeof(mctx.node), "unknown");
+		kt_metrics_server *ms = NULL;
+		if (f.metrics_addr && *f.metrics_addr &&
+		    kt_metrics_server_start(&ms, f.metrics_addr, render_metrics, &mctx, &err)) {
+			kt_config_release(&conf);
+			return kt_cli_fail(&err);
+		}
 		int64_t next = f.no_initial ? kt_now_ms() + interval_ms : kt_now_ms();
 		kt_cli_reload = 0;
 		while (!kt_cli_cancel && !kt_cli_reload) {
@@ -275,6 +308,7 @@ int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 			if (c && c != KT_ECANCELED)
 				kt_log(KT_LOG_ERROR, "agent: cycle failed (next in %s): %s", f.interval, err.msg);
 		}
+		kt_metrics_server_stop(ms);
 		kt_config_release(&conf);
 		if (kt_cli_cancel) {
 			kt_log(KT_LOG_INFO, "agent: stopping on signal");

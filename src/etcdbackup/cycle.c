@@ -211,10 +211,14 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 		kt_log(KT_LOG_ERROR, "export failed (the backups stay local and go out at the next "
 		       "cycle): %s", res->export.error);
 	}
+	kt_backup_metrics_record(idx, res, c);
 	kt_error ierr;
 	if (kt_backup_index_save(cfg->dir, idx, &ierr))
 		kt_log(KT_LOG_WARN, "%s (the backup itself is saved)", ierr.msg);
 	json_decref(idx);
+	if (cfg->metrics_file && *cfg->metrics_file &&
+	    kt_etcdbackup_metrics_file(cfg->dir, res->node, cfg->metrics_file, &ierr))
+		kt_log(KT_LOG_WARN, "%s", ierr.msg);
 	close(lock_fd);
 	return c;
 }

@@ -75,6 +75,7 @@ typedef struct kt_backup_config {
 	const char *cluster_name;    /* bucket folder <cluster-id>-<cluster-name> */
 	const char *cluster_id;      /* NULL: the kube-system namespace UID */
 	unsigned keep_remote;        /* objects of this node to keep (>= 1) */
+	const char *metrics_file;    /* node-exporter textfile to rewrite each cycle, or NULL */
 } kt_backup_config;
 
 typedef struct kt_export_result {
@@ -105,6 +106,14 @@ typedef struct kt_backup_result {
  * earlier backups are never touched by a failure.
  */
 kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, kt_error *err);
+
+/* ---------------- metrics ---------------- */
+
+/* Append the Prometheus text for the backups of node in dir to out. */
+void kt_etcdbackup_metrics_text(const char *dir, const char *node, kt_buf *out);
+/* Write that text to path atomically (path.tmp + rename), mode 0644. */
+kt_code kt_etcdbackup_metrics_file(const char *dir, const char *node, const char *path,
+                                   kt_error *err);
 
 /* ---------------- what the directory holds ---------------- */
 

@@ -25,4 +25,7 @@ kt_code kt_backup_index_save(const char *dir, json_t *idx, kt_error *err);
 kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json_t *idx,
                              kt_export_result *res, kt_error *err);
 
+/* Count this cycle into idx["metrics"] (metrics.c). */
+void kt_backup_metrics_record(json_t *idx, const kt_backup_result *res, kt_code save_code);
+
 #endif

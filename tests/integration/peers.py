@@ -653,7 +653,13 @@ class Minio(_Peer):
             return False, f"live -> {status}"
         status, _ = http_request(self.endpoint, "/minio/health/ready",
                                  ssl_context=self.ssl_context(), timeout=2)
-        return status == 200, f"ready -> {status}"
+        if status != 200:
+            return False, f"ready -> {status}"
+        # "ready" can answer before the object layer is up (an S3 request then
+        # gets 503 XMinioServerNotInitialized); ready means S3 answers too: an
+        # anonymous request is refused with 403, not 503.
+        status, _ = http_request(self.endpoint, "/", ssl_context=self.ssl_context(), timeout=2)
+        return status == 403, f"anonymous GET / -> {status}"
 
 
 # ---------------------------------------------------------------------------

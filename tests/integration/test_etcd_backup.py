@@ -254,3 +254,46 @@ def test_config_file_errors_name_the_file(tmp_path):
     r = subprocess.run([str(KT), "etcd", "backup", "--config", str(conf)], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 2 and "line 1" in r.stderr
+
+
+def test_metrics_file_and_endpoint(etcd, tmp_path):
+    import signal
+    import urllib.request
+    d = tmp_path / "b"
+    prom = tmp_path / "kontinuity.prom"
+    assert backup(etcd, d, "--instance-id", "i-1", "--metrics-file", prom).returncode == 0
+    text = prom.read_text()
+    assert 'kontinuity_etcd_backup_cycles_total{node="cp-1"} 1' in text
+    assert 'kontinuity_etcd_backup_failures_total{node="cp-1",stage="save"} 0' in text
+    size = backups_in(d)
+    assert f'kontinuity_etcd_backup_last_size_bytes{{node="cp-1"}} {(d / size[0]).stat().st_size}' in text
+    etcd.stop()
+    time.sleep(1.05)
+    assert backup(etcd, d, "--instance-id", "i-1", "--metrics-file", prom).returncode == 1
+    text = prom.read_text()
+    assert 'kontinuity_etcd_backup_cycles_total{node="cp-1"} 2' in text
+    assert 'kontinuity_etcd_backup_failures_total{node="cp-1",stage="save"} 1' in text
+    # The agent serves the same numbers over HTTP.
+    etcd.start()
+    port = peers.free_port()
+    p = subprocess.Popen([str(KT), "etcd", "agent", "--endpoint", etcd.endpoint, "--dir", str(d),
+                          "--hostname", "cp-1", "--instance-id", "i-1", "--kubeconfig", "",
+                          "--interval", "1h", "--metrics-addr", f"127.0.0.1:{port}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def scraped():
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+                return b'kontinuity_etcd_backup_cycles_total{node="cp-1"} 3' in body
+            except OSError:
+                return False
+        assert wait_for(scraped), "metrics endpoint never showed the third cycle"
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=2)
+            assert False, "expected 404"
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+    assert p.returncode == 0
