@@ -321,31 +321,68 @@ int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 static const char list_help[] =
 	"List the etcd backups in the backup directory, of every node that writes\n"
 	"there, oldest first: node, instance, time, revision, size, verified, exported.\n"
-	"Revision and the verified/exported marks come from <dir>/etcd-backups.json.\n\n"
+	"Revision and the verified/exported marks come from <dir>/etcd-backups.json.\n"
+	"With --remote, lists the exported objects in the bucket folder of this\n"
+	"cluster instead (the export target is found as `etcd backup` finds it).\n\n"
 	"Examples:\n"
 	"  kontinuity etcd backups list\n"
+	"  kontinuity etcd backups list --remote --export-config /etc/kontinuity/export.yaml\n"
 	"  kontinuity etcd backups list --dir /var/backups/etcd -o json\n";
 
 int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "etcd backups list";
 	kt_globals g = *g0;
-	const char *dir = DEFAULT_DIR;
-	const kt_opt opts[] = {
-		{ "dir", 0, "DIR", "backup directory (default " DEFAULT_DIR ")", &dir, NULL },
-		{ NULL, 0, NULL, NULL, NULL, NULL },
-	};
+	backup_flags f;
+	backup_flags_init(&f, 0);
+	int remote = 0;
+	kt_opt *o = f.opts;
+	while (o->name)
+		o++;
+	o[0] = (kt_opt){ "remote", 0, NULL, "list the exported backups in object storage instead",
+	                 NULL, &remote };
+	memset(&o[1], 0, sizeof(kt_opt));
+	int n_args;
+	char **args;
+	kt_config conf;
+	int rc = kt_cli_with_config(argc, argv, f.opts, path_cmd, &n_args, &args, &conf);
+	if (rc)
+		return rc;
 	char *pos[1];
 	int n_pos, done;
-	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "[flags]", list_help, pos, 0, &n_pos, &g,
-	                      &done);
-	if (rc || done)
+	rc = kt_cli_parse(n_args, args, f.opts, path_cmd, "[flags]", list_help, pos, 0, &n_pos, &g,
+	                  &done);
+	free(args);
+	if (rc || done) {
+		kt_config_release(&conf);
 		return rc;
+	}
+	const char *dir = f.dir;
 	kt_error err;
 	kt_error_clear(&err);
 	kt_backup_entry *v;
 	size_t n;
-	if (kt_etcdbackup_list(dir, &v, &n, &err))
+	kt_code c;
+	char where[700] = "";
+	if (remote) {
+		const char *slash = strchr(f.export_secret, '/');
+		if (!slash || slash == f.export_secret || !slash[1]) {
+			kt_config_release(&conf);
+			return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
+		}
+		snprintf(f.secret_ns, sizeof(f.secret_ns), "%.*s", (int)(slash - f.export_secret),
+		         f.export_secret);
+		snprintf(f.secret_name, sizeof(f.secret_name), "%s", slash + 1);
+		kt_backup_config cfg = { .dir = dir, .kubeconfig = f.kubeconfig,
+		                         .export_config = f.export_config,
+		                         .secret_namespace = f.secret_ns, .secret_name = f.secret_name,
+		                         .cluster_name = f.cluster_name, .cluster_id = f.cluster_id };
+		c = kt_etcdbackup_list_remote(&cfg, &v, &n, where, sizeof(where), &err);
+	} else {
+		c = kt_etcdbackup_list(dir, &v, &n, &err);
+	}
+	kt_config_release(&conf);
+	if (c)
 		return kt_cli_fail(&err);
 	json_t *rows = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -368,7 +405,7 @@ int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
 		{ "EXPORTED", "exported" },
 	};
 	if (g.output == KT_OUT_TABLE && json_array_size(rows) == 0)
-		printf("no backups in '%s'\n", dir);
+		printf("no backups in '%s'\n", remote ? where : dir);
 	else
 		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
 	json_decref(rows);

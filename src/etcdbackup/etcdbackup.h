@@ -134,4 +134,11 @@ kt_code kt_etcdbackup_list(const char *dir, kt_backup_entry **out, size_t *n_out
                            kt_error *err);
 void kt_backup_entries_free(kt_backup_entry *e, size_t n);
 
+/* List the exported backups of every node in the bucket folder of this
+ * cluster (target and folder resolved as the export stage does), oldest
+ * first; entries' file is "s3://bucket/key", revision -1.  where receives
+ * the folder listed.  KT_ENOTFOUND when no export target is configured. */
+kt_code kt_etcdbackup_list_remote(const kt_backup_config *cfg, kt_backup_entry **out,
+                                  size_t *n_out, char *where, size_t where_len, kt_error *err);
+
 #endif /* KT_ETCDBACKUP_H */

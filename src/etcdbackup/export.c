@@ -401,3 +401,112 @@ kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json
 	target_release(&t);
 	return c;
 }
+
+typedef struct remote_all {
+	kt_backup_entry *v;
+	size_t n, cap;
+	const char *bucket;
+} remote_all;
+
+static kt_code collect_all(void *ctx, const kt_s3_entry *e, kt_error *err)
+{
+	remote_all *r = ctx;
+	const char *base = strrchr(e->key, '/');
+	base = base ? base + 1 : e->key;
+	kt_backup_entry x;
+	memset(&x, 0, sizeof(x));
+	if (!kt_backup_parse_name(base, &x.node, &x.instance_id, x.time))
+		return KT_OK;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		kt_backup_entry *nv = realloc(r->v, cap * sizeof(*nv));
+		if (!nv) {
+			free(x.node);
+			free(x.instance_id);
+			return kt_error_set(err, KT_ENOMEM, "out of memory listing the bucket");
+		}
+		r->v = nv;
+		r->cap = cap;
+	}
+	size_t n = strlen(r->bucket) + strlen(e->key) + 8;
+	x.file = kt_xmalloc(n);
+	snprintf(x.file, n, "s3://%s/%s", r->bucket, e->key);
+	x.size = e->size;
+	x.revision = -1;
+	x.exported = 1;
+	r->v[r->n++] = x;
+	return KT_OK;
+}
+
+static int entry_by_time(const void *a, const void *b)
+{
+	const kt_backup_entry *x = a, *y = b;
+	int c = strcmp(x->time, y->time);
+	return c ? c : strcmp(x->file, y->file);
+}
+
+kt_code kt_etcdbackup_list_remote(const kt_backup_config *cfg, kt_backup_entry **out,
+                                  size_t *n_out, char *where, size_t where_len, kt_error *err)
+{
+	kt_kube *kube = NULL;
+	if (cfg->kubeconfig && *cfg->kubeconfig && access(cfg->kubeconfig, R_OK) == 0) {
+		kt_kube_config kc;
+		kt_error kerr;
+		if (kt_kube_config_load(&kc, cfg->kubeconfig, NULL, &kerr) == KT_OK) {
+			if (kt_kube_client_new(&kube, &kc, NULL, &kerr))
+				kube = NULL;
+			kt_kube_config_release(&kc);
+		}
+	}
+	target t;
+	kt_code c;
+	if (!find_target(cfg, &kube, &t, err, &c)) {
+		kt_kube_client_free(kube);
+		return c ? c : kt_error_set(err, KT_ENOTFOUND, "no export target is configured (no "
+		                            "--export-config, BACKUP_* variables or Secret %s/%s)",
+		                            cfg->secret_namespace, cfg->secret_name);
+	}
+	json_t *idx = kt_backup_index_load(cfg->dir);
+	char folder[512];
+	c = cluster_prefix(cfg, kube, idx, folder, sizeof(folder), err);
+	kt_kube_client_free(kube);
+	json_decref(idx);
+	kt_s3 *s3 = NULL;
+	char ca_path[4096] = "";
+	if (!c && t.v[K_CA] && *t.v[K_CA]) {
+		snprintf(ca_path, sizeof(ca_path), "%s/.export-ca-list.pem", cfg->dir);
+		int fd = open(ca_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		size_t n = strlen(t.v[K_CA]);
+		if (fd < 0 || write(fd, t.v[K_CA], n) != (ssize_t)n)
+			c = kt_error_sys(err, KT_EIO, errno, "cannot write '%s'", ca_path);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!c) {
+		kt_s3_config sc = { .endpoint = t.v[K_ENDPOINT], .region = t.v[K_REGION],
+		                    .bucket = t.v[K_BUCKET], .access_key = t.v[K_ACCESS],
+		                    .secret_key = t.v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
+		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
+		c = kt_s3_new(&s3, &sc, err);
+	}
+	remote_all r = { NULL, 0, 0, t.v[K_BUCKET] };
+	if (!c) {
+		char prefix[600];
+		snprintf(prefix, sizeof(prefix), "%s/", folder);
+		snprintf(where, where_len, "s3://%s/%s", t.v[K_BUCKET], prefix);
+		c = kt_s3_list(s3, prefix, 1000, collect_all, &r, NULL, err);
+	}
+	kt_s3_free(s3);
+	if (ca_path[0])
+		unlink(ca_path);
+	target_release(&t);
+	if (c) {
+		kt_backup_entries_free(r.v, r.n);
+		return c;
+	}
+	if (r.n)
+		qsort(r.v, r.n, sizeof(*r.v), entry_by_time);
+	*out = r.v;
+	*n_out = r.n;
+	return KT_OK;
+}

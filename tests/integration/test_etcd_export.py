@@ -161,6 +161,13 @@ def test_export_config_file(etcd, minio, tmp_path):
     r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c4", "--export-config", conf)
     assert r.returncode == 0, r.stderr
     assert [o.split("/")[1] for o in objects(minio, bucket, "c4-kubernetes/")] == backups_in(d)
+    r = subprocess.run([str(KT), "etcd", "backups", "list", "--remote", "--dir", str(d),
+                        "--export-config", str(conf), "--cluster-id", "c4", "--kubeconfig", "",
+                        "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["file"] for x in rows] == [f"s3://{bucket}/c4-kubernetes/{n}" for n in backups_in(d)]
+    assert all(x["node"] == "cp-1" and x["exported"] for x in rows)
     conf.write_text("backup_bucket: x\n")
     time.sleep(1.05)
     r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c4", "--export-config", conf)
