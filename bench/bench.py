@@ -155,14 +155,15 @@ def build_spawn(work):
     _spawn = exe
 
 
-def run_measured(argv, out_path):
+def run_measured(argv, out_path, env=None):
     """Run ARGV through the launcher (bench/spawn.c: fork, exec, wait4), its
     stdout+stderr to OUT_PATH; returns dict(wall, cpu, user, sys, rss_kib, rc).
-    The launcher, not this ~40 MiB Python, is the parent: see spawn.c for why."""
+    The launcher, not this ~40 MiB Python, is the parent: see spawn.c for why.
+    ENV: the child's whole environment (default: ours)."""
     global _current_child
     res_path = Path(str(out_path) + ".res")
     p = subprocess.Popen([str(_spawn), str(out_path), str(res_path), *[str(a) for a in argv]],
-                         stdin=subprocess.DEVNULL)
+                         stdin=subprocess.DEVNULL, env=env)
     _current_child = p
     try:
         rc = p.wait()
@@ -278,6 +279,116 @@ def bench_status(kt, etcdutl, snap, work, rounds):
     if not equal:
         warn("status: kontinuity and etcdutl DISAGREE:\n" + detail)
     return [ours, theirs, verify], equal, detail
+
+
+EXPORT_BUCKET = "kt-bench"
+
+
+def make_payload(path, mib):
+    """MIB MiB of semi-compressible bytes (values like the etcd load's, back to
+    back): the export input when no etcd snapshot was made (BENCH_ONLY=export)."""
+    n = max(1, mib * MIB // VALUE_SIZE)
+    t0 = time.monotonic()
+    with open(path, "wb") as f:
+        for i in range(0, n, 64):
+            f.write(b"".join(k8s_value(j) for j in range(i, min(n, i + 64))))
+    log(f"wrote {n * VALUE_SIZE / MIB:.0f} MiB of test data in {time.monotonic() - t0:.1f}s")
+
+
+def s3tool_env(minio, bucket):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "RCLONE_"))}
+    env.update(S3_ENDPOINT=minio.endpoint, S3_REGION=minio.region, S3_BUCKET=bucket,
+               S3_ACCESS_KEY=minio.access_key, S3_SECRET_KEY=minio.secret_key, S3_STYLE="path")
+    return env
+
+
+def rclone_env(minio, work):
+    """rclone configured by environment only: remote `bench:`; RCLONE_CONFIG
+    points at a file that does not exist, so no user config is read.  AWS_*
+    variables are dropped: the SDK would apply e.g. AWS_CA_BUNDLE to this
+    plain-HTTP endpoint and fail."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("S3_", "RCLONE_", "AWS_"))}
+    env.update(RCLONE_CONFIG=str(work / "no-rclone.conf"),
+               RCLONE_CONFIG_BENCH_TYPE="s3", RCLONE_CONFIG_BENCH_PROVIDER="Minio",
+               RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=minio.access_key,
+               RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=minio.secret_key,
+               RCLONE_CONFIG_BENCH_ENDPOINT=minio.endpoint,
+               RCLONE_CONFIG_BENCH_REGION=minio.region)
+    return env
+
+
+def s3tool_call(s3tool, env, *args):
+    r = subprocess.run([str(s3tool), *args], env=env, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"s3tool {' '.join(args)} exited {r.returncode}: {r.stderr[-2000:]}")
+    return r.stdout
+
+
+def bench_export(s3tool, rclone, minio, src, work, rounds):
+    """`s3tool put KEY FILE` (kt_s3_put, the upload of the export stage) vs
+    `rclone copyto FILE bench:BUCKET/KEY`, interleaved, a fresh key each run;
+    each object's size is checked with `s3tool head` and then deleted."""
+    ours = Series("export", "kontinuity", "s3tool put KEY FILE (kt_s3_put)")
+    theirs = Series("export", "rclone", "rclone copyto FILE bench:BUCKET/KEY")
+    s3env = s3tool_env(minio, EXPORT_BUCKET)
+    rcenv = rclone_env(minio, work)
+    size = src.stat().st_size
+    with open(src, "rb") as f:          # both read the file from the page cache
+        while f.read(8 * MIB):
+            pass
+    for rnd in range(rounds):
+        order = (ours, theirs) if rnd % 2 == 0 else (theirs, ours)
+        for s in order:
+            key = f"bench/{s.tool}-{rnd}-{time.time_ns()}.db"
+            if s is ours:
+                argv, env = [s3tool, "put", key, src], s3env
+            else:
+                argv, env = [rclone, "copyto", src, f"bench:{EXPORT_BUCKET}/{key}"], rcenv
+            outp = work / f"export-{s.tool}-{rnd}.out"
+            r = run_measured(argv, outp, env=env)
+            check_rc(s.command, r, outp)
+            head = s3tool_call(s3tool, s3env, "head", key)
+            got = dict(ln.split("=", 1) for ln in head.splitlines() if "=" in ln)
+            if int(got.get("size", -1)) != size:
+                raise RuntimeError(f"export: {key} has size {got.get('size')}, expected {size}")
+            s3tool_call(s3tool, s3env, "rm", key)
+            s.add(r)
+            log(f"export round {rnd + 1}/{rounds} {s.tool:10s} {r['wall']:7.2f}s "
+                f"cpu {r['cpu']:6.2f}s  rss {r['rss_kib'] / 1024:7.1f} MiB  "
+                f"{size / MIB / r['wall']:.0f} MiB/s")
+            outp.unlink()
+    return [ours, theirs], size
+
+
+def backup_cycle(kt, etcd, minio, work):
+    """One `kontinuity etcd backup --export-config FILE` (snapshot, verify,
+    save, export), for scale; returns (measured dict, export duration string)."""
+    d = work / "cycle"
+    d.mkdir()
+    cfg = work / "export.yaml"
+    cfg.write_text(f"backup_access_key_id: {minio.access_key}\n"
+                   f"backup_secret_access_key: {minio.secret_key}\n"
+                   f"backup_region: {minio.region}\nbackup_endpoint: {minio.endpoint}\n"
+                   f"backup_bucket: {EXPORT_BUCKET}\n")
+    cfg.chmod(0o600)
+    argv = [kt, "etcd", "backup", "--endpoint", etcd.endpoint, "--no-client-cert",
+            "--dir", d, "--instance-id", "i-bench", "--hostname", "bench", "--imds-url", "",
+            "--kubeconfig", "", "--cluster-id", "bench", "--export-config", cfg]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_")}
+    outp = work / "cycle.out"
+    r = run_measured(argv, outp, env=env)
+    check_rc("kontinuity etcd backup", r, outp)
+    export_dur = "?"
+    for line in outp.read_text(errors="replace").splitlines():
+        if " export " in f" {line} " and "outcome=ok" in line:
+            for tok in line.split():
+                if tok.startswith("duration="):
+                    export_dur = tok.split("=", 1)[1]
+    log(f"backup cycle {r['wall']:.2f}s cpu {r['cpu']:.2f}s rss {r['rss_kib'] / 1024:.1f} MiB, "
+        f"export {export_dur}")
+    shutil.rmtree(d, ignore_errors=True)
+    return r, export_dur
 
 
 def _parse_status(text):
@@ -398,10 +509,26 @@ def main():
     db_mib = env_int("BENCH_DB_MIB", 1024)
     rounds = env_int("BENCH_ROUNDS", 3)
     st_rounds = env_int("BENCH_STATUS_ROUNDS", 5)
+    ex_rounds = env_int("BENCH_EXPORT_ROUNDS", 3)
     rss_target = env_int("BENCH_RSS_TARGET_MIB", 10)
     out_md = Path(os.environ.get("BENCH_OUT") or REPO / "bench" / "out" / "latest.md")
-    etcdctl = peers.binary("KT_ETCDCTL_BIN")
-    etcdutl = peers.binary("KT_ETCDUTL_BIN")
+    only = os.environ.get("BENCH_ONLY", "").strip()
+    if only not in ("", "etcd", "export"):
+        sys.exit(f"bench: BENCH_ONLY={only!r}: expected etcd or export (or unset: both)")
+    do_etcd = only in ("", "etcd")
+    do_export = only in ("", "export")
+    if do_etcd:
+        etcdctl = peers.binary("KT_ETCDCTL_BIN")
+        etcdutl = peers.binary("KT_ETCDUTL_BIN")
+    if do_export:
+        # build/src/cli/kontinuity -> build/tests/unit/s3tool
+        s3tool = Path(os.environ.get("BENCH_S3TOOL") or kt.parents[2] / "tests" / "unit" / "s3tool")
+        if not os.access(s3tool, os.X_OK):
+            sys.exit(f"bench: {s3tool} is not an executable (build it: ninja -C build)")
+        rclone = os.environ.get("BENCH_RCLONE") or shutil.which("rclone")
+        if not rclone:
+            sys.exit("bench: rclone not found (Debian: apt-get install rclone; or set BENCH_RCLONE)")
+        peers.binary("KT_MINIO_BIN")
 
     # SIGTERM -> SystemExit so that the finally below removes the scratch dir
     # (peers.py chains its own handler, which stops etcd, in front of this one).
@@ -410,62 +537,105 @@ def main():
     parent = os.environ.get("BENCH_DIR") or "/tmp"
     Path(parent).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="kt-bench-", dir=parent))
-    etcd = None
+    etcd = minio = None
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()[0]
     try:
         build_spawn(work)
         floor = run_measured(["true"], work / "true.out")["rss_kib"] / 1024.0
-        log(f"scratch dir {work}; loading ~{db_mib} MiB into etcd 3.6")
-        etcd = peers.Etcd(work / "etcd", version="3.6", extra_args=[
-            "--quota-backend-bytes", str(max(8 << 30, 4 * db_mib * MIB)),
-            "--max-request-bytes", str(8 * MIB),
-            "--unsafe-no-fsync",          # faster loading; no effect on what is measured
-            "--snapshot-count", "100000", "--log-level", "warn"])
-        etcd.start()
-        nkeys = load(etcd, db_mib)
-        st = etcd.api("/v3/maintenance/status", {})
-        db_size = int(st.get("dbSize", 0))
-        log(f"etcd db size {db_size / MIB:.0f} MiB, revision {st['header']['revision']}")
-
+        series, ratio_to, targets, info_data, info_rate = [], {}, [], [], []
+        equal, detail = True, ""
+        cycle = None
+        if do_export:
+            minio = peers.Minio(work / "minio")
+            minio.start()
+            s3tool_call(s3tool, s3tool_env(minio, EXPORT_BUCKET), "mb")
+            log(f"minio at {minio.endpoint}, bucket {EXPORT_BUCKET}")
         snap = work / "snapshot.db"
-        save_series, snap_size = bench_save(kt, etcdctl, etcd, work, rounds, snap)
-        etcd.stop()           # status/verify run with no etcd beside them
-        status_series, equal, detail = bench_status(kt, etcdutl, snap, work, st_rounds)
+        if do_etcd:
+            log(f"scratch dir {work}; loading ~{db_mib} MiB into etcd 3.6")
+            etcd = peers.Etcd(work / "etcd", version="3.6", extra_args=[
+                "--quota-backend-bytes", str(max(8 << 30, 4 * db_mib * MIB)),
+                "--max-request-bytes", str(8 * MIB),
+                "--unsafe-no-fsync",          # faster loading; no effect on what is measured
+                "--snapshot-count", "100000", "--log-level", "warn"])
+            etcd.start()
+            nkeys = load(etcd, db_mib)
+            st = etcd.api("/v3/maintenance/status", {})
+            db_size = int(st.get("dbSize", 0))
+            log(f"etcd db size {db_size / MIB:.0f} MiB, revision {st['header']['revision']}")
 
-        ours_save, theirs_save = save_series
-        ours_st, theirs_st, verify = status_series
-        ratio_to = {ours_save: theirs_save, ours_st: theirs_st, verify: theirs_st}
-        rws = rows(save_series + status_series, ratio_to)
+            save_series, snap_size = bench_save(kt, etcdctl, etcd, work, rounds, snap)
+            if do_export:
+                cycle = backup_cycle(kt, etcd, minio, work)
+            etcd.stop()           # status/verify run with no etcd beside them
+            status_series, equal, detail = bench_status(kt, etcdutl, snap, work, st_rounds)
 
-        save_ratio = ours_save.wall_med / theirs_save.wall_med
-        status_ratio = ours_st.wall_med / theirs_st.wall_med
-        targets = [
-            ("save: time ours/theirs <= 1.0", f"{save_ratio:.2f}", save_ratio <= 1.0),
-            (f"save: peak RSS a few MiB (<= {rss_target} MiB)", f"{ours_save.rss_mib:.1f} MiB",
-             ours_save.rss_mib <= rss_target),
-            ("status: faster than etcdutl (ratio < 1.0)", f"{status_ratio:.2f}", status_ratio < 1.0),
-            ("status: same answer as etcdutl", "equal" if equal else "DIFFERENT", equal),
-        ]
+            ours_save, theirs_save = save_series
+            ours_st, theirs_st, verify = status_series
+            series += save_series + status_series
+            ratio_to.update({ours_save: theirs_save, ours_st: theirs_st, verify: theirs_st})
+            save_ratio = ours_save.wall_med / theirs_save.wall_med
+            status_ratio = ours_st.wall_med / theirs_st.wall_med
+            targets += [
+                ("save: time ours/theirs <= 1.0", f"{save_ratio:.2f}", save_ratio <= 1.0),
+                (f"save: peak RSS a few MiB (<= {rss_target} MiB)", f"{ours_save.rss_mib:.1f} MiB",
+                 ours_save.rss_mib <= rss_target),
+                ("status: faster than etcdutl (ratio < 1.0)", f"{status_ratio:.2f}", status_ratio < 1.0),
+                ("status: same answer as etcdutl", "equal" if equal else "DIFFERENT", equal),
+            ]
+            info_data.append(f"{nkeys} keys of {VALUE_SIZE} B under /registry/..., etcd db "
+                             f"{db_size / MIB:.0f} MiB, snapshot file {snap_size / MIB:.0f} MiB "
+                             f"({snap_size} B)")
+            info_rate.append(("save rate", f"kontinuity {snap_size / MIB / ours_save.wall_med:.0f} MiB/s, "
+                              f"etcdctl {snap_size / MIB / theirs_save.wall_med:.0f} MiB/s (median)"))
+        if do_export:
+            if not snap.exists():
+                snap = work / "payload.bin"
+                make_payload(snap, db_mib)
+                info_data.append(f"export input: {snap.stat().st_size} B of generated values "
+                                 "(half random hex, half repeated JSON)")
+            else:
+                info_data.append("export input: the etcdctl snapshot file above")
+            export_series, ex_size = bench_export(s3tool, rclone, minio, snap, work, ex_rounds)
+            ours_ex, theirs_ex = export_series
+            series += export_series
+            ratio_to[ours_ex] = theirs_ex
+            ex_ratio = ours_ex.wall_med / theirs_ex.wall_med
+            targets.append(("export: time ours/theirs <= 1.0", f"{ex_ratio:.2f}", ex_ratio <= 1.0))
+            info_rate.append(("export rate", f"kontinuity {ex_size / MIB / ours_ex.wall_med:.0f} MiB/s, "
+                              f"rclone {ex_size / MIB / theirs_ex.wall_med:.0f} MiB/s (median) to "
+                              f"MinIO {version_of([minio.bin, '--version'])} on 127.0.0.1 over HTTP"))
+            if cycle:
+                r, export_dur = cycle
+                info_rate.append(("backup cycle", f"one `kontinuity etcd backup --export-config` "
+                                  f"(save, verify, export): {r['wall']:.2f} s wall, {r['cpu']:.2f} s "
+                                  f"cpu, {r['rss_kib'] / 1024:.1f} MiB peak RSS; export "
+                                  f"duration {export_dur}"))
+        rws = rows(series, ratio_to)
 
         cmdline = os.environ.get("BENCH_INVOKED") or " ".join(shlex.quote(a) for a in sys.argv)
         env_desc = " ".join(f"{k}={os.environ[k]}" for k in
-                            ("BENCH_DB_MIB", "BENCH_ROUNDS", "BENCH_STATUS_ROUNDS")
+                            ("BENCH_ONLY", "BENCH_DB_MIB", "BENCH_ROUNDS", "BENCH_STATUS_ROUNDS",
+                             "BENCH_EXPORT_ROUNDS")
                             if os.environ.get(k))
         info = [
             ("date", started.strftime("%Y-%m-%d %H:%M UTC")),
             ("command", (env_desc + " " if env_desc else "") + cmdline),
             ("machine", machine()),
             ("kontinuity", f"{version_of([kt, '--version'])} ({tree_state()})"),
-            ("etcdctl", version_of([etcdctl, "version"])),
-            ("etcdutl", version_of([etcdutl, "version"])),
-            ("data", f"{nkeys} keys of {VALUE_SIZE} B under /registry/..., etcd db "
-                     f"{db_size / MIB:.0f} MiB, snapshot file {snap_size / MIB:.0f} MiB "
-                     f"({snap_size} B)"),
-            ("save rate", f"kontinuity {snap_size / MIB / ours_save.wall_med:.0f} MiB/s, "
-                          f"etcdctl {snap_size / MIB / theirs_save.wall_med:.0f} MiB/s (median)"),
-            ("rounds", f"save {rounds} x (ours, theirs) interleaved; "
-                       f"status/verify {st_rounds} x"),
+        ]
+        if do_etcd:
+            info += [("etcdctl", version_of([etcdctl, "version"])),
+                     ("etcdutl", version_of([etcdutl, "version"]))]
+        if do_export:
+            info += [("rclone", version_of([rclone, "version"]) + " (s3 backend defaults)")]
+        info += [("data", "; ".join(info_data))] + info_rate
+        info += [
+            ("rounds", "; ".join(
+                ([f"save {rounds} x (ours, theirs) interleaved", f"status/verify {st_rounds} x"]
+                 if do_etcd else []) +
+                ([f"export {ex_rounds} x (ours, theirs) interleaved"] if do_export else []))),
             ("scratch", str(parent)),
             ("load avg", f"{load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after "
                          "(1-minute; other work on the machine skews the times)"),
@@ -477,11 +647,13 @@ def main():
             print(f"{k:11s} {v}")
         print()
         print(plain_table(rws))
-        print("* verify has no peer equivalent: its ratios are against etcdutl snapshot status")
+        if do_etcd:
+            print("* verify has no peer equivalent: its ratios are against etcdutl snapshot status")
         print()
         for name, val, ok in targets:
             print(f"{'met ' if ok else 'MISSED'}  {name}: {val}")
-        print(f"\nstatus answer: {detail}")
+        if do_etcd:
+            print(f"\nstatus answer: {detail}")
         for w in _warnings:
             print(f"WARNING: {w}")
 
@@ -489,13 +661,14 @@ def main():
         md = ["# kontinuity benchmark - latest run", ""]
         md += [f"- **{k}**: `{v}`" if k == "command" else f"- **{k}**: {v}" for k, v in info]
         md += ["", "Wall time: median and minimum over the runs; cpu: median user+sys of "
-               "the child; peak RSS: largest ru_maxrss of the child over the runs.  "
-               "* verify has no peer equivalent: its ratios are against etcdutl snapshot "
-               "status, for scale.", "",
+               "the child; peak RSS: largest ru_maxrss of the child over the runs." +
+               ("  * verify has no peer equivalent: its ratios are against etcdutl snapshot "
+                "status, for scale." if do_etcd else ""), "",
                md_table(rws), "", "| target | value | met |", "|---|---:|---|"]
         md += [f"| {n} | {v} | {'yes' if ok else '**no**'} |" for n, v, ok in targets]
-        md += ["", f"status answer (both tools): `{detail}`" if equal
-               else f"**WARNING: status answers differ**\n\n```\n{detail}\n```"]
+        if do_etcd:
+            md += ["", f"status answer (both tools): `{detail}`" if equal
+                   else f"**WARNING: status answers differ**\n\n```\n{detail}\n```"]
         md += [f"\n**WARNING**: {w}" for w in _warnings if not w.startswith("status:")]
         out_md.write_text("\n".join(md) + "\n")
         log(f"wrote {out_md}")
@@ -505,6 +678,8 @@ def main():
             _current_child.kill()
         if etcd is not None:
             etcd.stop()
+        if minio is not None:
+            minio.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # bench/run.sh KONTINUITY_BINARY: the benchmarks of `make bench` (see
 # docs/benchmarks.md).  kontinuity against etcdctl (snapshot save) and etcdutl
-# (snapshot status) on the same ~1 GiB etcd, side by side in one run.
+# (snapshot status) on the same ~1 GiB etcd, and the export upload (s3tool put,
+# i.e. kt_s3_put) against `rclone copyto` to one local MinIO, side by side in
+# one run.
 #
-# Knobs (environment): BENCH_DB_MIB (default 1024), BENCH_ROUNDS (3),
-# BENCH_STATUS_ROUNDS (5), BENCH_DIR (parent of the scratch dir, /tmp),
-# BENCH_OUT (bench/out/latest.md).  The peers come from scripts/peers.sh.
+# Knobs (environment): BENCH_ONLY (etcd|export; unset: both), BENCH_DB_MIB
+# (default 1024), BENCH_ROUNDS (3), BENCH_STATUS_ROUNDS (5),
+# BENCH_EXPORT_ROUNDS (3), BENCH_DIR (parent of the scratch dir, /tmp),
+# BENCH_OUT (bench/out/latest.md).  The peers come from scripts/peers.sh
+# (MinIO is built here when missing and the export part runs); rclone is the
+# Debian package (apt-get install rclone).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -14,6 +19,9 @@ if [ $# -ne 1 ]; then
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
+if [ "${BENCH_ONLY:-}" != etcd ]; then
+    "$repo/scripts/peers.sh" minio >&2     # cached after the first build
+fi
 eval "$("$repo/scripts/peers.sh" --print-env)"
 export BENCH_INVOKED="bench/run.sh $1"
 exec python3 "$here/bench.py" "$1"
