@@ -9,6 +9,11 @@
            `etcdutl snapshot status -w json` on the same snapshot file
            (the two answers must be equal), plus `kontinuity etcd snapshot
            verify` as an extra line, compared with etcdutl status for scale.
+3. export: `s3tool put KEY FILE` (kt_s3_put, the upload of the export stage of
+           `etcd backup`) vs `rclone copyto FILE bench:BUCKET/KEY` on the same
+           file (the snapshot of 1., or a generated one with BENCH_ONLY=export)
+           to one local MinIO; plus one full `kontinuity etcd backup
+           --export-config` cycle for scale when etcd runs too.
 
 Runs alternate ours/theirs (the order flips every round), each with a fresh
 output file that is deleted afterwards.  Wall time is measured around each
@@ -18,14 +23,18 @@ Python parent's own RSS does not leak into the child's ru_maxrss.
 Results: a plain table on stdout and bench/out/latest.md.
 
 Environment:
+  BENCH_ONLY           etcd (1. and 2.) or export (3.); unset: all
   BENCH_DB_MIB         database size to load, MiB (default 1024; 64 for a quick trial)
   BENCH_ROUNDS         rounds of save, each one ours + one theirs (default 3)
   BENCH_STATUS_ROUNDS  rounds of status / verify (default 5)
+  BENCH_EXPORT_ROUNDS  rounds of export, each one ours + one theirs (default 3)
+  BENCH_S3TOOL         default: build/tests/unit/s3tool beside the kontinuity build
+  BENCH_RCLONE         default: rclone on PATH (Debian: apt-get install rclone)
   BENCH_RSS_TARGET_MIB what "a few MiB" of peak RSS for save means (default 10)
   BENCH_DIR            parent of the scratch directory (default /tmp); the
                        scratch directory is removed at the end, also on error
   BENCH_OUT            markdown report (default bench/out/latest.md)
-  KT_ETCD_BIN, KT_ETCDCTL_BIN, KT_ETCDUTL_BIN   peer binaries (bench/run.sh sets them)
+  KT_ETCD_BIN, KT_ETCDCTL_BIN, KT_ETCDUTL_BIN, KT_MINIO_BIN   peer binaries (bench/run.sh sets them)
 """
 
 import base64

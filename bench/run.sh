@@ -21,6 +21,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 if [ "${BENCH_ONLY:-}" != etcd ]; then
     "$repo/scripts/peers.sh" minio >&2     # cached after the first build
+    if ! command -v rclone >/dev/null 2>&1; then
+        echo "bench: installing rclone (the export benchmark's peer)" >&2
+        sudo_cmd=()
+        [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+        "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends rclone >/dev/null ||
+            { "${sudo_cmd[@]}" apt-get update -qq &&
+              "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends rclone >/dev/null; }
+    fi
 fi
 eval "$("$repo/scripts/peers.sh" --print-env)"
 export BENCH_INVOKED="bench/run.sh $1"

@@ -35,7 +35,7 @@ static const char backup_help[] =
 typedef struct backup_flags {
 	kt_cli_etcd_flags ef;
 	const char *dir, *keep_s, *hostname, *instance_id, *imds, *machine_id, *config;
-	const char *interval;
+	const char *interval, *schedule;
 	const char *kubeconfig, *export_config, *cluster_name, *cluster_id, *keep_remote_s;
 	const char *export_secret, *metrics_file, *metrics_addr;
 	char secret_ns[254], secret_name[254];
@@ -100,8 +100,10 @@ static void backup_flags_init(backup_flags *f, int agent)
 		const kt_opt sched[] = {
 			{ "interval", 0, "DURATION", "time between cycles (default 2h)", &f->interval,
 			  NULL },
-			{ "no-initial-backup", 0, NULL, "wait one interval before the first cycle", NULL,
-			  &f->no_initial },
+			{ "schedule", 0, "CRON", "run cycles at the times of a 5-field cron expression in "
+			  "UTC instead of every --interval, e.g. '0 */2 * * *'", &f->schedule, NULL },
+			{ "no-initial-backup", 0, NULL, "wait for the first interval or scheduled time "
+			  "before the first cycle", NULL, &f->no_initial },
 			{ "metrics-addr", 0, "HOST:PORT", "serve Prometheus metrics on "
 			  "http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)", &f->metrics_addr, NULL },
 		};
@@ -233,14 +235,16 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 
 static const char agent_help[] =
 	"Run the control-plane backup agent: one cycle at start (unless\n"
-	"--no-initial-backup), then one every --interval (default 2h), each cycle\n"
+	"--no-initial-backup), then one every --interval (default 2h) or at the\n"
+	"times of --schedule (cron, UTC; docs/schedule.md), each cycle\n"
 	"exactly what `kontinuity etcd backup` does.  A failed cycle is logged and\n"
 	"retried at the next one; the agent keeps running.\n"
 	"SIGTERM or SIGINT ends it (a save in progress is abandoned and leaves no\n"
 	".part); SIGHUP re-reads --config before the next cycle.\n\n"
 	"Examples:\n"
 	"  kontinuity etcd agent --config /etc/kontinuity/agent.yaml\n"
-	"  kontinuity etcd agent --interval 30m --keep 48 --log-format json\n";
+	"  kontinuity etcd agent --interval 30m --keep 48 --log-format json\n"
+	"  kontinuity etcd agent --schedule '0 */12 * * *' --metrics-addr 127.0.0.1:9464\n";
 
 
 /* The metrics come from the index, which a cycle replaces by rename: a
@@ -275,12 +279,23 @@ int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 		                     interval_ms < 1000))
 			rc = kt_cli_usage(path_cmd, "--interval must be a duration of at least 1s (got '%s')",
 			                  f.interval);
+		kt_cron cron;
+		int use_cron = !rc && !done && f.schedule && *f.schedule;
+		if (use_cron && kt_cron_parse(&cron, f.schedule, &err))
+			rc = kt_cli_usage(path_cmd, "--schedule: %s", err.msg);
+		int64_t first_fire;
+		if (!rc && use_cron && kt_cron_next(&cron, time(NULL), &first_fire, &err))
+			rc = kt_cli_usage(path_cmd, "--schedule: %s", err.msg);
 		if (rc || done) {
 			kt_config_release(&conf);
 			return rc;
 		}
-		kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' every %s, keeping %u", f.ef.endpoint,
-		       cfg.dir, f.interval, cfg.keep);
+		if (use_cron)
+			kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' on schedule '%s' (UTC), "
+			       "keeping %u", f.ef.endpoint, cfg.dir, cron.expr, cfg.keep);
+		else
+			kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' every %s, keeping %u",
+			       f.ef.endpoint, cfg.dir, f.interval, cfg.keep);
 		metrics_ctx mctx;
 		snprintf(mctx.dir, sizeof(mctx.dir), "%s", cfg.dir);
 		if (f.hostname && *f.hostname)
@@ -293,20 +308,27 @@ int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 			kt_config_release(&conf);
 			return kt_cli_fail(&err);
 		}
-		int64_t next = f.no_initial ? kt_now_ms() + interval_ms : kt_now_ms();
+		/* Interval: monotonic milliseconds.  Schedule: wall-clock seconds. */
+		int64_t next = use_cron ? (f.no_initial ? first_fire : time(NULL))
+		                        : (f.no_initial ? kt_now_ms() + interval_ms : kt_now_ms());
 		kt_cli_reload = 0;
 		while (!kt_cli_cancel && !kt_cli_reload) {
-			if (kt_now_ms() < next) {
+			int64_t now = use_cron ? (int64_t)time(NULL) : kt_now_ms();
+			if (now < next) {
 				struct timespec ts = { 0, 100 * 1000 * 1000 };
 				nanosleep(&ts, NULL);
 				continue;
 			}
-			next = kt_now_ms() + interval_ms;
+			if (!use_cron)
+				next = kt_now_ms() + interval_ms;
+			else if (kt_cron_next(&cron, now, &next, &err))
+				next = INT64_MAX;   /* cannot happen: it fired before */
 			kt_backup_result res;
 			kt_error_clear(&err);
 			kt_code c = kt_etcdbackup_cycle(&cfg, &res, &err);
 			if (c && c != KT_ECANCELED)
-				kt_log(KT_LOG_ERROR, "agent: cycle failed (next in %s): %s", f.interval, err.msg);
+				kt_log(KT_LOG_ERROR, "agent: cycle failed (retried at the next cycle): %s",
+				       err.msg);
 		}
 		kt_metrics_server_stop(ms);
 		kt_config_release(&conf);

@@ -200,6 +200,48 @@ kt_code kt_config_load(kt_config *c, const char *path, kt_error *err);
 void kt_config_release(kt_config *c);
 
 /* ------------------------------------------------------------------ */
+/* Schedules: standard 5-field cron expressions, evaluated in UTC only
+ * (docs/schedule.md).  Vixie-cron day rule: when day-of-month and
+ * day-of-week are both restricted (neither field starts with '*'), a day
+ * matches if either field matches; otherwise both must. */
+
+#define KT_CRON_EXPR_MAX 256   /* longest expression accepted, in bytes */
+
+typedef struct kt_cron {
+	uint64_t minute;   /* bit m: minute m, 0-59 */
+	uint32_t hour;     /* bit h: hour h, 0-23 */
+	uint32_t dom;      /* bit d: day-of-month d, 1-31 */
+	uint16_t month;    /* bit m: month m, 1-12 */
+	uint8_t dow;       /* bit d: day-of-week d, 0-6, 0 = Sunday (7 folds into 0) */
+	int dom_star, dow_star;   /* the field starts with '*' (unrestricted) */
+	char expr[KT_CRON_EXPR_MAX + 1];   /* the expression as given, trimmed */
+} kt_cron;
+
+/*
+ * Parse expr: five fields "minute hour day-of-month month day-of-week" made
+ * of '*', numbers, ranges a-b, lists a,b, steps * /n and a-b/n, JAN-DEC and
+ * SUN-SAT (any case), 7 = Sunday; or one of @hourly @daily @midnight
+ * @weekly @monthly @yearly @annually.  Returns KT_OK and fills *out, or
+ * KT_EUSAGE with a message naming the field and the bad token (out is then
+ * untouched).  expr is at most KT_CRON_EXPR_MAX bytes of printable ASCII.
+ * An expression that parses may still never fire ("0 0 30 2 *");
+ * kt_cron_next reports that.
+ */
+kt_code kt_cron_parse(kt_cron *out, const char *expr, kt_error *err);
+
+/*
+ * The first whole minute strictly after after_unix (seconds since the epoch,
+ * UTC; need not be a whole minute) that c matches, in *next_unix.
+ * after_unix must lie in 1970-9999.  KT_EUSAGE if c never fires (then
+ * *next_unix is untouched).  Cost is bounded: it skips whole months, days
+ * and hours, never more than a few thousand steps.
+ */
+kt_code kt_cron_next(const kt_cron *c, int64_t after_unix, int64_t *next_unix, kt_error *err);
+
+/* 1 if the minute containing t_unix (UTC) matches c, else 0. */
+int kt_cron_matches(const kt_cron *c, int64_t t_unix);
+
+/* ------------------------------------------------------------------ */
 /* Progress arithmetic for long transfers; the front end renders it. */
 
 typedef struct kt_progress {

@@ -297,3 +297,31 @@ def test_metrics_file_and_endpoint(etcd, tmp_path):
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=30)
     assert p.returncode == 0
+
+
+def test_agent_schedule(etcd, tmp_path):
+    """--schedule '* * * * *' fires at every minute boundary; --no-initial-backup
+    makes the first cycle wait for it."""
+    import signal
+    d = tmp_path / "b"
+    start = time.time()
+    p = subprocess.Popen([str(KT), "etcd", "agent", "--endpoint", etcd.endpoint, "--dir", str(d),
+                          "--hostname", "cp-1", "--instance-id", "i-1", "--kubeconfig", "",
+                          "--schedule", "* * * * *", "--no-initial-backup"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: backups_in(d), timeout=75)
+        fired = time.time()
+        name = backups_in(d)[0]
+        assert NAME_RE.match(name)["ts"].endswith("00Z") or NAME_RE.match(name)["ts"][-3:-1] < "05"
+        assert int(fired) // 60 > int(start) // 60  # not before the next minute
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    assert "on schedule '* * * * *' (UTC)" in err
+
+
+def test_bad_schedule_is_a_usage_error(tmp_path):
+    r = subprocess.run([str(KT), "etcd", "agent", "--schedule", "0 25 * * *", "--dir",
+                        str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "hour 25 is out of range 0-23" in r.stderr
