@@ -14,7 +14,7 @@ import pytest
 import peers
 from test_etcd_backup import NAME_RE, backups_in, wait_for
 from test_etcd_snapshot import KT, load_cluster_like
-from test_s3 import fields, make_bucket, s3tool
+from test_s3 import S3TOOL, env_for, fields, make_bucket, s3tool
 
 SECRET_PATH = "/api/v1/namespaces/kube-system/secrets"
 
@@ -172,3 +172,31 @@ def test_export_config_file(etcd, minio, tmp_path):
     time.sleep(1.05)
     r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c4", "--export-config", conf)
     assert r.returncode == 1 and "lacks 'backup_access_key_id'" in r.stderr
+
+
+def test_export_over_tls_with_ca_bundle(etcd, tmp_path):
+    with peers.Minio(tmp_path / "minio-tls", tls=True) as m:
+        bucket = "export-tls"
+        r = subprocess.run([str(S3TOOL), "mb"], env={**env_for(m, bucket), "S3_CACERT": str(m.ca_file)},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        ca = m.ca_file.read_text()
+        conf = tmp_path / "export.yaml"
+        conf.write_text(f"backup_access_key_id: {m.access_key}\n"
+                        f"backup_secret_access_key: {m.secret_key}\n"
+                        f"backup_region: {m.region}\nbackup_endpoint: {m.endpoint}\n"
+                        f"backup_bucket: {bucket}\nbackup_ca_bundle: |\n"
+                        + "".join(f"  {line}\n" for line in ca.splitlines()))
+        d = tmp_path / "b"
+        r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c6", "--export-config", conf,
+                "-o", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["export"]["exported"] == 1
+        assert not (d / ".export-ca.pem").exists()
+        # Without the CA bundle, verification fails: TLS is never skipped.
+        conf.write_text(conf.read_text().split("backup_ca_bundle")[0])
+        time.sleep(1.05)
+        r = run(etcd, d, "--kubeconfig", "", "--cluster-id", "c6", "--export-config", conf,
+                env={k: v for k, v in os.environ.items()
+                     if not k.startswith(("BACKUP_", "AWS_", "SSL_", "CURL_"))})
+        assert r.returncode == 1 and ("TLS" in r.stderr or "certificate" in r.stderr), r.stderr
