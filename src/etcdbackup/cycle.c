@@ -57,8 +57,6 @@ static kt_code lock_dir(const char *dir, int *fd_out, kt_error *err)
 static void log_line(const kt_backup_config *cfg, const kt_backup_result *res, const char *iso,
                      const char *name, kt_code outcome, const kt_error *err, kt_buf *summary)
 {
-	kt_buf line;
-	kt_buf_init(&line, 1 << 16);
 	kt_buf_reset(summary);
 	double secs = (double)res->save.duration_ms / 1000.0;
 	kt_buf clean;
@@ -72,25 +70,32 @@ static void log_line(const kt_backup_config *cfg, const kt_backup_result *res, c
 	            secs, outcome ? "failed" : "ok");
 	if (outcome)
 		kt_buf_addf(summary, NULL, " error=\"%s\"", clean.data);
-	if (cfg->log_format == KT_LOG_JSON) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:s}",
-		                      "time", iso, "event", "backup", "node", res->node,
-		                      "instance", res->instance_id, "file", name ? name : "",
-		                      "size", (json_int_t)res->save.size,
-		                      "revision", (json_int_t)res->save.revision,
-		                      "sha256", res->save.sha256, "duration", secs,
-		                      "outcome", outcome ? "failed" : "ok");
-		if (o && outcome)
-			json_object_set_new(o, "error", json_string(clean.data));
-		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-		if (s)
-			kt_buf_adds(&line, s, NULL);
-		free(s);
-		json_decref(o);
-	} else {
-		kt_buf_addf(&line, NULL, "%s %s", iso, summary->data);
-	}
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:f, s:s}",
+	                      "time", iso, "event", "backup", "node", res->node,
+	                      "instance", res->instance_id, "file", name ? name : "",
+	                      "size", (json_int_t)res->save.size,
+	                      "revision", (json_int_t)res->save.revision,
+	                      "sha256", res->save.sha256, "duration", secs,
+	                      "outcome", outcome ? "failed" : "ok");
+	if (o && outcome)
+		json_object_set_new(o, "error", json_string(clean.data));
 	kt_buf_release(&clean);
+	kt_backup_log_append(cfg, iso, o, summary->data);
+	json_decref(o);
+}
+
+void kt_backup_log_append(const kt_backup_config *cfg, const char *iso, json_t *fields,
+                          const char *text)
+{
+	kt_buf line;
+	kt_buf_init(&line, 1 << 16);
+	char *s = cfg->log_format == KT_LOG_JSON && fields
+	              ? json_dumps(fields, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	if (s)
+		kt_buf_adds(&line, s, NULL);
+	else
+		kt_buf_addf(&line, NULL, "%s %s", iso, text);
+	free(s);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", cfg->dir, KT_BACKUP_LOG);
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);

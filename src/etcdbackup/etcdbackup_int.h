@@ -25,6 +25,11 @@ kt_code kt_backup_index_save(const char *dir, json_t *idx, kt_error *err);
 kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json_t *idx,
                              kt_export_result *res, kt_error *err);
 
+/* Append one line to <dir>/etcd-backup.log: fields as a JSON object with
+ * --log-format json, else "<iso> <text>".  Failures are logged, not fatal. */
+void kt_backup_log_append(const kt_backup_config *cfg, const char *iso, json_t *fields,
+                          const char *text);
+
 /* Count this cycle into idx["metrics"] (metrics.c). */
 void kt_backup_metrics_record(json_t *idx, const kt_backup_result *res, kt_code save_code);
 

@@ -179,42 +179,27 @@ static void export_log(const kt_backup_config *cfg, const char *node, const char
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	kt_buf clean, line;
+	kt_buf clean, text;
 	kt_buf_init(&clean, 1 << 16);
-	kt_buf_init(&line, 1 << 16);
+	kt_buf_init(&text, 1 << 16);
 	if (c)
 		kt_redact(&clean, err->msg);
-	if (cfg->log_format == KT_LOG_JSON) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:f, s:s}", "time", iso,
-		                      "event", "export", "node", node, "file", file, "object", object,
-		                      "size", (json_int_t)size, "duration", (double)ms / 1000.0,
-		                      "outcome", c ? "failed" : "ok");
-		if (o && c)
-			json_object_set_new(o, "error", json_string(clean.data));
-		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-		if (s)
-			kt_buf_adds(&line, s, NULL);
-		free(s);
-		json_decref(o);
-	} else {
-		kt_buf_addf(&line, NULL, "%s export node=%s file=%s object=%s size=%llu duration=%.2fs "
-		            "outcome=%s", iso, node, file, object, (unsigned long long)size,
-		            (double)ms / 1000.0, c ? "failed" : "ok");
-		if (c)
-			kt_buf_addf(&line, NULL, " error=\"%s\"", clean.data);
-	}
-	kt_log(c ? KT_LOG_ERROR : KT_LOG_INFO, "%s", line.data + (cfg->log_format ? 0 : 21));
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", cfg->dir, KT_BACKUP_LOG);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		kt_buf_adds(&line, "\n", NULL);
-		if (write(fd, line.data, line.len) != (ssize_t)line.len)
-			kt_log(KT_LOG_WARN, "cannot append to '%s'", path);
-		close(fd);
-	}
+	kt_buf_addf(&text, NULL, "export node=%s file=%s object=%s size=%llu duration=%.2fs outcome=%s",
+	            node, file, object, (unsigned long long)size, (double)ms / 1000.0,
+	            c ? "failed" : "ok");
+	if (c)
+		kt_buf_addf(&text, NULL, " error=\"%s\"", clean.data);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:f, s:s}", "time", iso,
+	                      "event", "export", "node", node, "file", file, "object", object,
+	                      "size", (json_int_t)size, "duration", (double)ms / 1000.0,
+	                      "outcome", c ? "failed" : "ok");
+	if (o && c)
+		json_object_set_new(o, "error", json_string(clean.data));
+	kt_log(c ? KT_LOG_ERROR : KT_LOG_INFO, "%s", text.data);
+	kt_backup_log_append(cfg, iso, o, text.data);
+	json_decref(o);
 	kt_buf_release(&clean);
-	kt_buf_release(&line);
+	kt_buf_release(&text);
 }
 
 typedef struct remote_list {
@@ -287,10 +272,18 @@ static unsigned remote_retention(const kt_backup_config *cfg, kt_s3 *s3, const c
 	return deleted;
 }
 
-kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json_t *idx,
-                             kt_export_result *res, kt_error *err)
+/* Everything between "is there a target?" and a ready S3 client: the
+ * node's kubeconfig, the target, the bucket folder, the CA bundle file.
+ * *found = 0 (and KT_OK) when no target is configured.  On success the
+ * caller owns *s3 and t, and removes ca_path when it is set. */
+static kt_code connect_target(const kt_backup_config *cfg, json_t *idx, const char *ca_name,
+                              target *t, char *folder, size_t folder_len, char *ca_path,
+                              size_t ca_len, kt_s3 **s3, int *found, kt_error *err)
 {
-	memset(res, 0, sizeof(*res));
+	*found = 0;
+	*s3 = NULL;
+	ca_path[0] = '\0';
+	folder[0] = '\0';
 	kt_kube *kube = NULL;
 	if (cfg->kubeconfig && *cfg->kubeconfig && access(cfg->kubeconfig, R_OK) == 0) {
 		kt_kube_config kc;
@@ -305,36 +298,49 @@ kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json
 		if (!kube)
 			kt_log(KT_LOG_WARN, "kubeconfig '%s' unusable: %s", cfg->kubeconfig, kerr.msg);
 	}
-	target t;
 	kt_code c;
-	if (!find_target(cfg, &kube, &t, err, &c)) {
+	if (!find_target(cfg, &kube, t, err, &c)) {
 		kt_kube_client_free(kube);
-		return c;   /* KT_OK: not configured (yet) */
+		target_release(t);   /* a partly read target (wiped) */
+		return c;
 	}
-	res->configured = 1;
-	char folder[512];
-	c = cluster_prefix(cfg, kube, idx, folder, sizeof(folder), err);
+	*found = 1;
+	c = cluster_prefix(cfg, kube, idx, folder, folder_len, err);
 	kt_kube_client_free(kube);
-	char ca_path[4096] = "";
-	if (!c && t.v[K_CA] && *t.v[K_CA]) {
-		snprintf(ca_path, sizeof(ca_path), "%s/.export-ca.pem", cfg->dir);
+	if (!c && t->v[K_CA] && *t->v[K_CA]) {
+		snprintf(ca_path, ca_len, "%s/%s", cfg->dir, ca_name);
 		int fd = open(ca_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		size_t n = strlen(t.v[K_CA]);
-		if (fd < 0 || write(fd, t.v[K_CA], n) != (ssize_t)n)
+		size_t n = strlen(t->v[K_CA]);
+		if (fd < 0 || write(fd, t->v[K_CA], n) != (ssize_t)n)
 			c = kt_error_sys(err, KT_EIO, errno, "cannot write '%s'", ca_path);
 		if (fd >= 0)
 			close(fd);
 	}
-	kt_s3 *s3 = NULL;
 	if (!c) {
-		kt_s3_config sc = { .endpoint = t.v[K_ENDPOINT], .region = t.v[K_REGION],
-		                    .bucket = t.v[K_BUCKET], .access_key = t.v[K_ACCESS],
-		                    .secret_key = t.v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
+		kt_s3_config sc = { .endpoint = t->v[K_ENDPOINT], .region = t->v[K_REGION],
+		                    .bucket = t->v[K_BUCKET], .access_key = t->v[K_ACCESS],
+		                    .secret_key = t->v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
 		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
-		c = kt_s3_new(&s3, &sc, err);
+		c = kt_s3_new(s3, &sc, err);
 		if (c)
-			kt_error_wrap(err, "export configuration from %s", t.source);
+			kt_error_wrap(err, "export configuration from %s", t->source);
 	}
+	return c;
+}
+
+kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json_t *idx,
+                             kt_export_result *res, kt_error *err)
+{
+	memset(res, 0, sizeof(*res));
+	target t;
+	char folder[512], ca_path[4096];
+	kt_s3 *s3 = NULL;
+	int found;
+	kt_code c = connect_target(cfg, idx, ".export-ca.pem", &t, folder, sizeof(folder), ca_path,
+	                           sizeof(ca_path), &s3, &found, err);
+	if (!found)
+		return c;   /* KT_OK: not configured (yet) */
+	res->configured = 1;
 	snprintf(res->target, sizeof(res->target), "s3://%s/%s/", t.v[K_BUCKET] ? t.v[K_BUCKET] : "",
 	         folder);
 	/* Oldest first: every verified, un-exported backup of this node. */
@@ -448,47 +454,18 @@ static int entry_by_time(const void *a, const void *b)
 kt_code kt_etcdbackup_list_remote(const kt_backup_config *cfg, kt_backup_entry **out,
                                   size_t *n_out, char *where, size_t where_len, kt_error *err)
 {
-	kt_kube *kube = NULL;
-	if (cfg->kubeconfig && *cfg->kubeconfig && access(cfg->kubeconfig, R_OK) == 0) {
-		kt_kube_config kc;
-		kt_error kerr;
-		if (kt_kube_config_load(&kc, cfg->kubeconfig, NULL, &kerr) == KT_OK) {
-			if (kt_kube_client_new(&kube, &kc, NULL, &kerr))
-				kube = NULL;
-			kt_kube_config_release(&kc);
-		}
-	}
 	target t;
-	kt_code c;
-	if (!find_target(cfg, &kube, &t, err, &c)) {
-		kt_kube_client_free(kube);
+	char folder[512], ca_path[4096];
+	kt_s3 *s3 = NULL;
+	int found;
+	json_t *idx = kt_backup_index_load(cfg->dir);
+	kt_code c = connect_target(cfg, idx, ".export-ca-list.pem", &t, folder, sizeof(folder),
+	                           ca_path, sizeof(ca_path), &s3, &found, err);
+	json_decref(idx);
+	if (!found)
 		return c ? c : kt_error_set(err, KT_ENOTFOUND, "no export target is configured (no "
 		                            "--export-config, BACKUP_* variables or Secret %s/%s)",
 		                            cfg->secret_namespace, cfg->secret_name);
-	}
-	json_t *idx = kt_backup_index_load(cfg->dir);
-	char folder[512];
-	c = cluster_prefix(cfg, kube, idx, folder, sizeof(folder), err);
-	kt_kube_client_free(kube);
-	json_decref(idx);
-	kt_s3 *s3 = NULL;
-	char ca_path[4096] = "";
-	if (!c && t.v[K_CA] && *t.v[K_CA]) {
-		snprintf(ca_path, sizeof(ca_path), "%s/.export-ca-list.pem", cfg->dir);
-		int fd = open(ca_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		size_t n = strlen(t.v[K_CA]);
-		if (fd < 0 || write(fd, t.v[K_CA], n) != (ssize_t)n)
-			c = kt_error_sys(err, KT_EIO, errno, "cannot write '%s'", ca_path);
-		if (fd >= 0)
-			close(fd);
-	}
-	if (!c) {
-		kt_s3_config sc = { .endpoint = t.v[K_ENDPOINT], .region = t.v[K_REGION],
-		                    .bucket = t.v[K_BUCKET], .access_key = t.v[K_ACCESS],
-		                    .secret_key = t.v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
-		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
-		c = kt_s3_new(&s3, &sc, err);
-	}
 	remote_all r = { NULL, 0, 0, t.v[K_BUCKET] };
 	if (!c) {
 		char prefix[600];
