@@ -260,84 +260,148 @@ static void render_metrics(void *ctx, kt_buf *out)
 	kt_etcdbackup_metrics_text(m->dir, m->node, out);
 }
 
+/* One parsed agent configuration (heap: its option table points into it). */
+typedef struct agent_conf {
+	backup_flags f;
+	kt_config conf;
+	kt_backup_config cfg;
+	kt_globals g;
+	int64_t interval_ms;
+	int use_cron;
+	kt_cron cron;
+	metrics_ctx mctx;
+} agent_conf;
+
+static void agent_conf_free(agent_conf *a)
+{
+	if (!a)
+		return;
+	kt_config_release(&a->conf);
+	free(a);
+}
+
+/* Parse the command line (and --config) into a new agent_conf.  Returns 0
+ * with *out set, or an exit code (message printed); *done for --help. */
+static int agent_parse(int argc, char **argv, const kt_globals *g0, agent_conf **out, int *done)
+{
+	const char *path_cmd = "etcd agent";
+	agent_conf *a = kt_xcalloc(1, sizeof(*a));
+	a->g = *g0;
+	int rc = backup_parse(&a->f, 1, argc, argv, path_cmd, agent_help, &a->g, &a->conf, &a->cfg,
+	                      done);
+	kt_error err;
+	kt_error_clear(&err);
+	if (!rc && !*done && (kt_parse_duration_ms(a->f.interval, &a->interval_ms, &err) ||
+	                      a->interval_ms < 1000))
+		rc = kt_cli_usage(path_cmd, "--interval must be a duration of at least 1s (got '%s')",
+		                  a->f.interval);
+	a->use_cron = !rc && !*done && a->f.schedule && *a->f.schedule;
+	int64_t first;
+	if (a->use_cron && (kt_cron_parse(&a->cron, a->f.schedule, &err) ||
+	                    kt_cron_next(&a->cron, time(NULL), &first, &err)))
+		rc = kt_cli_usage(path_cmd, "--schedule: %s", err.msg);
+	if (rc || *done) {
+		agent_conf_free(a);
+		return rc;
+	}
+	snprintf(a->mctx.dir, sizeof(a->mctx.dir), "%s", a->cfg.dir);
+	if (a->f.hostname && *a->f.hostname)
+		snprintf(a->mctx.node, sizeof(a->mctx.node), "%s", a->f.hostname);
+	else if (gethostname(a->mctx.node, sizeof(a->mctx.node) - 1) != 0)
+		snprintf(a->mctx.node, sizeof(a->mctx.node), "unknown");
+	*out = a;
+	return 0;
+}
+
+/* When the next cycle is due: monotonic ms for an interval, UTC seconds for
+ * a schedule. */
+static int64_t agent_next(const agent_conf *a, int first)
+{
+	kt_error err;
+	int64_t t;
+	if (a->use_cron)
+		return first && !a->f.no_initial ? time(NULL)
+		       : kt_cron_next(&a->cron, time(NULL), &t, &err) ? INT64_MAX : t;
+	return first && !a->f.no_initial ? kt_now_ms() : kt_now_ms() + a->interval_ms;
+}
+
 int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g0)
 {
-
-	const char *path_cmd = "etcd agent";
 	kt_cli_catch_signals_agent();
+	agent_conf *a = NULL;
+	int done = 0;
+	int rc = agent_parse(argc, argv, g0, &a, &done);
+	if (rc || done)
+		return rc;
+	kt_error err;
+	kt_metrics_server *ms = NULL;
+	if (a->f.metrics_addr && *a->f.metrics_addr &&
+	    kt_metrics_server_start(&ms, a->f.metrics_addr, render_metrics, &a->mctx, &err)) {
+		agent_conf_free(a);
+		return kt_cli_fail(&err);
+	}
+	int64_t next = agent_next(a, 1);
 	for (;;) {
-		kt_globals g = *g0;
-		backup_flags f;
-		kt_config conf;
-		kt_backup_config cfg;
-		int done;
-		int rc = backup_parse(&f, 1, argc, argv, path_cmd, agent_help, &g, &conf, &cfg, &done);
-		int64_t interval_ms = 0;
-		kt_error err;
-		kt_error_clear(&err);
-		if (!rc && !done && (kt_parse_duration_ms(f.interval, &interval_ms, &err) ||
-		                     interval_ms < 1000))
-			rc = kt_cli_usage(path_cmd, "--interval must be a duration of at least 1s (got '%s')",
-			                  f.interval);
-		kt_cron cron;
-		int use_cron = !rc && !done && f.schedule && *f.schedule;
-		if (use_cron && kt_cron_parse(&cron, f.schedule, &err))
-			rc = kt_cli_usage(path_cmd, "--schedule: %s", err.msg);
-		int64_t first_fire;
-		if (!rc && use_cron && kt_cron_next(&cron, time(NULL), &first_fire, &err))
-			rc = kt_cli_usage(path_cmd, "--schedule: %s", err.msg);
-		if (rc || done) {
-			kt_config_release(&conf);
-			return rc;
-		}
-		if (use_cron)
+		if (a->use_cron)
 			kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' on schedule '%s' (UTC), "
-			       "keeping %u", f.ef.endpoint, cfg.dir, cron.expr, cfg.keep);
+			       "keeping %u", a->f.ef.endpoint, a->cfg.dir, a->cron.expr, a->cfg.keep);
 		else
 			kt_log(KT_LOG_INFO, "agent: backing up %s into '%s' every %s, keeping %u",
-			       f.ef.endpoint, cfg.dir, f.interval, cfg.keep);
-		metrics_ctx mctx;
-		snprintf(mctx.dir, sizeof(mctx.dir), "%s", cfg.dir);
-		if (f.hostname && *f.hostname)
-			snprintf(mctx.node, sizeof(mctx.node), "%s", f.hostname);
-		else if (gethostname(mctx.node, sizeof(mctx.node) - 1) != 0)
-			snprintf(mctx.node, sizeof(mctx.node), "unknown");
-		kt_metrics_server *ms = NULL;
-		if (f.metrics_addr && *f.metrics_addr &&
-		    kt_metrics_server_start(&ms, f.metrics_addr, render_metrics, &mctx, &err)) {
-			kt_config_release(&conf);
-			return kt_cli_fail(&err);
-		}
-		/* Interval: monotonic milliseconds.  Schedule: wall-clock seconds. */
-		int64_t next = use_cron ? (f.no_initial ? first_fire : time(NULL))
-		                        : (f.no_initial ? kt_now_ms() + interval_ms : kt_now_ms());
+			       a->f.ef.endpoint, a->cfg.dir, a->f.interval, a->cfg.keep);
 		kt_cli_reload = 0;
 		while (!kt_cli_cancel && !kt_cli_reload) {
-			int64_t now = use_cron ? (int64_t)time(NULL) : kt_now_ms();
+			int64_t now = a->use_cron ? (int64_t)time(NULL) : kt_now_ms();
 			if (now < next) {
 				struct timespec ts = { 0, 100 * 1000 * 1000 };
 				nanosleep(&ts, NULL);
 				continue;
 			}
-			if (!use_cron)
-				next = kt_now_ms() + interval_ms;
-			else if (kt_cron_next(&cron, now, &next, &err))
-				next = INT64_MAX;   /* cannot happen: it fired before */
+			next = agent_next(a, 0);
 			kt_backup_result res;
 			kt_error_clear(&err);
-			kt_code c = kt_etcdbackup_cycle(&cfg, &res, &err);
+			kt_code c = kt_etcdbackup_cycle(&a->cfg, &res, &err);
 			if (c && c != KT_ECANCELED)
 				kt_log(KT_LOG_ERROR, "agent: cycle failed (retried at the next cycle): %s",
 				       err.msg);
 		}
-		kt_metrics_server_stop(ms);
-		kt_config_release(&conf);
-		if (kt_cli_cancel) {
-			kt_log(KT_LOG_INFO, "agent: stopping on signal");
-			return 0;
-		}
+		if (kt_cli_cancel)
+			break;
+		/* SIGHUP: a configuration that does not parse is reported and the
+		 * running one kept; the daemon never dies of a typo. */
 		kt_log(KT_LOG_INFO, "agent: SIGHUP, reloading configuration");
+		agent_conf *n = NULL;
+		if (agent_parse(argc, argv, g0, &n, &done) || done) {
+			kt_log(KT_LOG_ERROR, "agent: the new configuration is invalid (see above); "
+			       "keeping the running one");
+			agent_conf_free(n);
+			continue;
+		}
+		int timing_changed = n->use_cron != a->use_cron || n->interval_ms != a->interval_ms ||
+		                     strcmp(n->cron.expr, a->cron.expr);
+		int addr_changed = strcmp(n->f.metrics_addr ? n->f.metrics_addr : "",
+		                          a->f.metrics_addr ? a->f.metrics_addr : "");
+		if (addr_changed) {
+			kt_metrics_server_stop(ms);
+			ms = NULL;
+			if (n->f.metrics_addr && *n->f.metrics_addr &&
+			    kt_metrics_server_start(&ms, n->f.metrics_addr, render_metrics, &n->mctx, &err))
+				kt_log(KT_LOG_ERROR, "agent: %s; serving no metrics", err.msg);
+		} else if (ms) {
+			/* Same address: keep the server, point it at the new settings. */
+			kt_metrics_server_stop(ms);
+			ms = NULL;
+			if (kt_metrics_server_start(&ms, n->f.metrics_addr, render_metrics, &n->mctx, &err))
+				kt_log(KT_LOG_ERROR, "agent: %s; serving no metrics", err.msg);
+		}
+		agent_conf_free(a);
+		a = n;
+		if (timing_changed)
+			next = agent_next(a, 0);   /* keep the running timer otherwise */
 	}
+	kt_metrics_server_stop(ms);
+	agent_conf_free(a);
+	kt_log(KT_LOG_INFO, "agent: stopping on signal");
+	return 0;
 }
 
 static const char list_help[] =
@@ -403,9 +467,10 @@ int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
 	} else {
 		c = kt_etcdbackup_list(dir, &v, &n, &err);
 	}
-	kt_config_release(&conf);
-	if (c)
+	if (c) {
+		kt_config_release(&conf);
 		return kt_cli_fail(&err);
+	}
 	json_t *rows = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *row = json_pack("{s:o, s:o, s:s, s:o, s:I, s:b, s:b, s:o}",
@@ -431,5 +496,6 @@ int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
 	else
 		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
 	json_decref(rows);
+	kt_config_release(&conf);   /* dir may point into it */
 	return 0;
 }

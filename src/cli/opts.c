@@ -218,13 +218,14 @@ int kt_cli_with_config(int argc, char **argv, const kt_opt *opts, const char *pa
 			kt_config_release(cfg);
 			return 2;
 		}
+		int is_switch = (o && !o->argname) || !strcmp(k, "verbose");
 		size_t klen = strlen(k);
 		char *flag = kt_xmalloc(klen + 3);
 		flag[0] = flag[1] = '-';
 		memcpy(flag + 2, k, klen + 1);
-		free(cfg->keys[i]);
+		free(cfg->keys[i]);    /* k is gone from here on */
 		cfg->keys[i] = flag;   /* owned by cfg, released with it */
-		if ((o && !o->argname) || !strcmp(k, "verbose")) {
+		if (is_switch) {
 			if (!strcmp(cfg->values[i], "true") || !strcmp(cfg->values[i], "yes"))
 				v[n++] = flag;
 			else if (strcmp(cfg->values[i], "false") && strcmp(cfg->values[i], "no")) {

@@ -9,6 +9,7 @@
  * JSON lines:  {"time":"...","level":"info","msg":"message"}
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +27,10 @@ static struct {
 	size_t n_secrets;
 } logger = { NULL, KT_LOG_TEXT, KT_LOG_INFO, { NULL }, 0 };
 
+/* Secrets are added by the main thread while a server thread may be
+ * redacting a log line: one lock guards the list. */
+static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
 void kt_log_setup(FILE *stream, kt_log_format format, kt_log_level level)
@@ -40,26 +45,33 @@ void kt_log_add_secret(const char *s)
 	/* Short strings would redact ordinary words; secrets are longer. */
 	if (!s || strlen(s) < 3)
 		return;
+	pthread_mutex_lock(&secrets_lock);
 	for (size_t i = 0; i < logger.n_secrets; i++)
-		if (!strcmp(logger.secrets[i], s))
+		if (!strcmp(logger.secrets[i], s)) {
+			pthread_mutex_unlock(&secrets_lock);
 			return;
+		}
 	if (logger.n_secrets == MAX_SECRETS) {
 		free(logger.secrets[0]);
 		memmove(logger.secrets, logger.secrets + 1, (MAX_SECRETS - 1) * sizeof(char *));
 		logger.n_secrets--;
 	}
 	logger.secrets[logger.n_secrets++] = kt_xstrdup(s);
+	pthread_mutex_unlock(&secrets_lock);
 }
 
 void kt_log_clear_secrets(void)
 {
+	pthread_mutex_lock(&secrets_lock);
 	for (size_t i = 0; i < logger.n_secrets; i++)
 		free(logger.secrets[i]);
 	logger.n_secrets = 0;
+	pthread_mutex_unlock(&secrets_lock);
 }
 
 void kt_redact(kt_buf *out, const char *s)
 {
+	pthread_mutex_lock(&secrets_lock);
 	const char *p = s;
 	while (*p) {
 		size_t best_len = 0;
@@ -76,6 +88,7 @@ void kt_redact(kt_buf *out, const char *s)
 			p++;
 		}
 	}
+	pthread_mutex_unlock(&secrets_lock);
 }
 
 kt_log_format kt_log_get_format(void)

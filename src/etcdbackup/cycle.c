@@ -110,7 +110,13 @@ void kt_backup_log_append(const kt_backup_config *cfg, const char *iso, json_t *
 	kt_buf_release(&line);
 }
 
-static unsigned retention(const kt_backup_config *cfg, const char *node, json_t *backups)
+/* Drop this node's oldest backups until `keep` remain.  Never the file this
+ * cycle just saved (whatever the clock says about names), and, while an
+ * export target is configured, not a file that has not been exported yet
+ * unless the node holds more than twice `keep` (so an outage cannot fill
+ * the disk).  Returns how many were removed. */
+static unsigned retention(const kt_backup_config *cfg, const char *node, json_t *backups,
+                          const char *just_saved, int hold_unexported)
 {
 	kt_backup_entry *v = NULL;
 	size_t n = 0;
@@ -123,9 +129,13 @@ static unsigned retention(const kt_backup_config *cfg, const char *node, json_t 
 	for (size_t i = 0; i < n; i++)
 		mine += !strcmp(v[i].node, node);
 	unsigned keep = cfg->keep ? cfg->keep : 1, deleted = 0;
-	/* v is oldest first: drop this node's oldest until `keep` remain. */
+	/* v is oldest first. */
 	for (size_t i = 0; i < n && mine > keep; i++) {
-		if (strcmp(v[i].node, node))
+		if (strcmp(v[i].node, node) || (just_saved && !strcmp(v[i].file, just_saved)))
+			continue;
+		json_t *rec = json_object_get(backups, v[i].file);
+		int exported = rec && json_is_true(json_object_get(rec, "exported"));
+		if (hold_unexported && !exported && mine <= 2 * (size_t)keep)
 			continue;
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", cfg->dir, v[i].file);
@@ -201,12 +211,15 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 		                              "sha256", res->save.sha256,
 		                              "version", res->save.version, "verified", 1,
 		                              "exported", 0));
-		res->n_deleted = retention(cfg, res->node, backups);
 	}
 	/* Export even when this save failed: the backlog still goes out. */
 	kt_error xerr;
 	kt_error_clear(&xerr);
 	res->export.code = kt_etcdbackup_export(cfg, res->node, idx, &res->export, &xerr);
+	/* Retention after export (the order the design gives): what just went
+	 * out may go; what could not go out is held back while a target exists. */
+	if (c == KT_OK)
+		res->n_deleted = retention(cfg, res->node, backups, name, res->export.configured);
 	if (res->export.code) {
 		kt_buf clean;
 		kt_buf_init(&clean, sizeof(res->export.error) - 1);

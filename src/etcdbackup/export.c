@@ -206,6 +206,7 @@ typedef struct remote_list {
 	char **keys;
 	size_t n, cap;
 	const char *node_prefix;   /* "<folder>/etcd_backup_<node>_" */
+	const char *node;
 } remote_list;
 
 static kt_code collect(void *ctx, const kt_s3_entry *e, kt_error *err)
@@ -217,8 +218,10 @@ static kt_code collect(void *ctx, const kt_s3_entry *e, kt_error *err)
 	base = base ? base + 1 : e->key;
 	if (!kt_backup_parse_name(base, &node, NULL, t))
 		return KT_OK;
+	/* The prefix alone would also match node "cp_2" for node "cp": compare
+	 * the node parsed from the name. */
 	int mine = !strncmp(e->key, l->node_prefix, strlen(l->node_prefix)) &&
-	           !strchr(e->key + strlen(l->node_prefix), '/');
+	           !strchr(e->key + strlen(l->node_prefix), '/') && !strcmp(node, l->node);
 	free(node);
 	if (!mine)
 		return KT_OK;
@@ -248,7 +251,7 @@ static unsigned remote_retention(const kt_backup_config *cfg, kt_s3 *s3, const c
 {
 	char prefix[1024];
 	snprintf(prefix, sizeof(prefix), "%s/etcd_backup_%s_", folder, node);
-	remote_list l = { NULL, 0, 0, prefix };
+	remote_list l = { NULL, 0, 0, prefix, node };
 	kt_error err;
 	unsigned deleted = 0;
 	if (kt_s3_list(s3, prefix, 1000, collect, &l, NULL, &err) == KT_OK && l.n) {
@@ -353,12 +356,16 @@ kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json
 		json_t *rec = json_object_get(backups, v[i].file);
 		/* The in-memory index is the truth here: this cycle's record is not
 		 * on disk yet. */
+		char key[1024], path[4096], object[1200];
+		snprintf(key, sizeof(key), "%s/%s", folder, v[i].file);
+		snprintf(object, sizeof(object), "s3://%s/%s", t.v[K_BUCKET], key);
+		/* Exported means exported to this target: a new bucket, endpoint or
+		 * cluster folder gets the backlog again. */
+		const char *was = json_string_value(json_object_get(rec, "object"));
 		if (strcmp(v[i].node, node) || !rec || !json_is_true(json_object_get(rec, "verified")) ||
-		    json_is_true(json_object_get(rec, "exported")) ||
+		    (json_is_true(json_object_get(rec, "exported")) && was && !strcmp(was, object)) ||
 		    (uint64_t)json_integer_value(json_object_get(rec, "size")) != v[i].size)
 			continue;
-		char key[1024], path[4096];
-		snprintf(key, sizeof(key), "%s/%s", folder, v[i].file);
 		snprintf(path, sizeof(path), "%s/%s", cfg->dir, v[i].file);
 		int64_t start = kt_now_ms();
 		const char *sha = json_string_value(json_object_get(rec, "sha256"));
@@ -387,8 +394,6 @@ kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json
 			                 "(size %llu, expected %llu)", t.v[K_BUCKET], key,
 			                 (unsigned long long)hi.size, (unsigned long long)v[i].size);
 		kt_s3_object_info_release(&hi);
-		char object[1200];
-		snprintf(object, sizeof(object), "s3://%s/%s", t.v[K_BUCKET], key);
 		export_log(cfg, node, v[i].file, object, v[i].size, kt_now_ms() - start, c, err);
 		if (!c) {
 			json_object_set_new(rec, "exported", json_true());

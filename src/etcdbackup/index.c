@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,15 +85,33 @@ kt_code kt_backup_index_save(const char *dir, json_t *idx, kt_error *err)
 	char *path = join(dir, KT_BACKUP_INDEX);
 	char *tmp = join(dir, KT_BACKUP_INDEX ".tmp");
 	kt_code c = KT_OK;
-	if (json_dump_file(idx, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) != 0) {
+	char *text = json_dumps(idx, JSON_INDENT(1) | JSON_SORT_KEYS);
+	int fd = text ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+	size_t n = text ? strlen(text) : 0;
+	/* Data on disk before the rename, the rename on disk before we return:
+	 * a power cut leaves the old index or the new one, never an empty one. */
+	if (fd < 0 || write(fd, text, n) != (ssize_t)n || fsync(fd) != 0) {
+		int e = text ? errno : ENOMEM;
+		c = kt_error_sys(err, kt_code_from_errno(e), e, "cannot write the index '%s'", tmp);
+	}
+	if (fd >= 0 && close(fd) != 0 && !c) {
 		int e = errno;
 		c = kt_error_sys(err, kt_code_from_errno(e), e, "cannot write the index '%s'", tmp);
-	} else if (chmod(tmp, 0600) != 0 || rename(tmp, path) != 0) {
+	}
+	if (!c && rename(tmp, path) != 0) {
 		int e = errno;
 		c = kt_error_sys(err, kt_code_from_errno(e), e, "cannot replace the index '%s'", path);
 	}
-	if (c)
+	if (!c) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	} else {
 		unlink(tmp);
+	}
+	free(text);
 	free(path);
 	free(tmp);
 	return c;

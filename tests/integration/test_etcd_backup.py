@@ -226,6 +226,13 @@ def test_agent_cycles_reloads_and_stops_cleanly(etcd, tmp_path):
         conf.write_text(conf.read_text().replace("i-agent", "i-reloaded"))
         p.send_signal(signal.SIGHUP)
         assert wait_for(lambda: any("_i-reloaded_" in n for n in backups_in(d)))
+        # A broken file on SIGHUP is reported; the agent keeps the running config.
+        good = conf.read_text()
+        conf.write_text("keep: [not, a, number]\n")
+        p.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert p.poll() is None
+        conf.write_text(good)
         # etcd down: cycles fail and are logged, the agent keeps running.
         etcd.stop()
         time.sleep(2.5)
@@ -325,3 +332,16 @@ def test_bad_schedule_is_a_usage_error(tmp_path):
     r = subprocess.run([str(KT), "etcd", "agent", "--schedule", "0 25 * * *", "--dir",
                         str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "hour 25 is out of range 0-23" in r.stderr
+
+
+def test_retention_never_removes_the_backup_just_taken(etcd, tmp_path):
+    """A file of this node dated in the future (a clock that went back) must
+    not make retention delete the backup this cycle just verified."""
+    d = tmp_path / "b"
+    d.mkdir()
+    future = d / "etcd_backup_cp-1_i-1_20991231T235959Z.db"
+    future.write_bytes(b"from a clock that ran ahead")
+    r = backup(etcd, d, "--instance-id", "i-1", "--keep", "1")
+    assert r.returncode == 0, r.stderr
+    fresh = json.loads((d / "etcd-backups.json").read_text())["backups"]
+    assert len(fresh) == 1 and (d / next(iter(fresh))).exists()
