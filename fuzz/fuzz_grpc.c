@@ -48,6 +48,9 @@ static kt_code on_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *err)
 		if (strlen(s.version) >= sizeof(s.version))
 			abort();
 	}
+	kt_etcd_status_msg st;
+	if (kt_etcd_decode_status(msg, n, &st, err) == KT_OK && strlen(st.version) >= sizeof(st.version))
+		abort();
 	if (kt_etcd_decode_auth_response(msg, n, &a, err) == KT_OK) {
 		if (a.token_len && (a.token < msg || a.token + a.token_len > msg + n))
 			abort();

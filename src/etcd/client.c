@@ -563,3 +563,68 @@ out:
 	kt_http_free(h);
 	return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* Maintenance.Status */
+
+typedef struct status_ctx {
+	kt_etcd_status_msg *out;
+	uint64_t n_messages;
+} status_ctx;
+
+static kt_code on_status_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *err)
+{
+	status_ctx *c = ctx;
+	if (++c->n_messages > 1)
+		return kt_error_set(err, KT_EPROTO, "etcd sent more than one StatusResponse");
+	return kt_etcd_decode_status(msg, n, c->out, err);
+}
+
+kt_code kt_etcd_status(const kt_etcd_conn *conn, kt_etcd_status_msg *out, kt_error *err)
+{
+	kt_buf endpoint, token, empty;
+	char origin[256] = "";
+	kt_http *h = NULL;
+	call_state st;
+	status_ctx sc = { out, 0 };
+	kt_code rc;
+
+	memset(out, 0, sizeof(*out));
+	kt_buf_init(&endpoint, 2048);
+	kt_buf_init(&token, KT_ETCD_MAX_TOKEN);
+	kt_buf_init(&empty, 0);
+	call_init(&st, "status", origin, on_status_msg, &sc);
+	if ((rc = check_endpoint(conn->endpoint, &endpoint, err)))
+		goto out;
+	kt_http_origin(endpoint.data, origin, sizeof(origin));
+	int64_t limit = conn->timeout_ms > 0 && conn->timeout_ms < 10000 ? conn->timeout_ms : 10000;
+	int64_t deadline = kt_now_ms() + limit;
+	int tls = !strncmp(endpoint.data, "https://", 8);
+	kt_http_opts o = {
+		.cacert = conn->cacert, .cert = conn->cert, .key = conn->key,
+		.connect_timeout_ms = conn->connect_timeout_ms, .timeout_ms = limit,
+		.version = tls ? KT_HTTP_2TLS : KT_HTTP_2_PRIOR, .direct = 1, .cancel = conn->cancel,
+	};
+	if ((rc = kt_http_new(&h, &o, err)))
+		goto out;
+	const char *tok = NULL;
+	if (conn->user) {
+		int disabled = 0;
+		if ((rc = authenticate(h, endpoint.data, origin, conn->user, deadline, &token,
+		                       &disabled, err)))
+			goto out;
+		if (!disabled)
+			tok = token.data;
+	}
+	rc = grpc_call(h, endpoint.data, "/etcdserverpb.Maintenance/Status", tok, &empty, &st,
+	               deadline, NULL, NULL, err);
+	if (!rc && (!sc.n_messages || !out->has_header))
+		rc = kt_error_set(err, KT_EPROTO, "status at %s: etcd sent no response header", origin);
+out:
+	explicit_bzero(token.data, token.len);
+	kt_buf_release(&token);
+	kt_buf_release(&endpoint);
+	kt_grpc_reader_release(&st.reader);
+	kt_http_free(h);
+	return rc;
+}

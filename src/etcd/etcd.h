@@ -71,6 +71,17 @@ typedef struct kt_etcd_snapshot_msg {
 kt_code kt_etcd_decode_snapshot(const uint8_t *msg, size_t n,
                                 kt_etcd_snapshot_msg *out, kt_error *err);
 
+typedef struct kt_etcd_status_msg {
+	kt_etcd_header header;
+	int has_header;
+	char version[32];     /* server version, e.g. "3.6.16" */
+} kt_etcd_status_msg;
+
+/* Decode one StatusResponse {header=1, version=2, ...}; other fields are
+ * skipped.  Same rules as kt_etcd_decode_snapshot. */
+kt_code kt_etcd_decode_status(const uint8_t *msg, size_t n, kt_etcd_status_msg *out,
+                              kt_error *err);
+
 /* Longest auth token we accept (simple tokens are ~20 bytes, JWTs < 1 KiB). */
 #define KT_ETCD_MAX_TOKEN 4096
 
@@ -153,5 +164,13 @@ typedef struct kt_etcd_snapshot_info {
  */
 kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void *ctx,
                          kt_etcd_snapshot_info *info, kt_error *err);
+
+/*
+ * Maintenance.Status of the member at conn->endpoint: its cluster id,
+ * member id, revision and server version (the cluster id is what etcd 3.5+
+ * does not send with a snapshot).  Same connection, auth and errors as
+ * kt_etcd_snapshot.
+ */
+kt_code kt_etcd_status(const kt_etcd_conn *conn, kt_etcd_status_msg *out, kt_error *err);
 
 #endif /* KT_ETCD_H */

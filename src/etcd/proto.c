@@ -276,3 +276,41 @@ kt_code kt_etcd_encode_auth_request(kt_buf *out, const char *name, const char *p
 		return rc;
 	return put_string(out, 2, password ? password : "", err);
 }
+
+kt_code kt_etcd_decode_status(const uint8_t *msg, size_t n, kt_etcd_status_msg *out,
+                              kt_error *err)
+{
+	pb_reader r = { msg, msg + n, "StatusResponse" };
+	kt_code rc;
+
+	memset(out, 0, sizeof(*out));
+	while (r.p < r.end) {
+		uint32_t field;
+		unsigned wt;
+		const uint8_t *d;
+		size_t len;
+		if ((rc = pb_tag(&r, &field, &wt, err)))
+			return rc;
+		if (field == 1) {
+			if ((rc = pb_expect(&r, wt, WT_LEN, "header", err)) ||
+			    (rc = pb_bytes(&r, &d, &len, err)) ||
+			    (rc = decode_header(d, len, &out->header, err)))
+				return rc;
+			out->has_header = 1;
+		} else if (field == 2) {
+			if ((rc = pb_expect(&r, wt, WT_LEN, "version", err)) ||
+			    (rc = pb_bytes(&r, &d, &len, err)))
+				return rc;
+			if (len >= sizeof(out->version))
+				return pb_fail(&r, err, "version string too long");
+			for (size_t i = 0; i < len; i++)
+				if (d[i] < 0x20 || d[i] > 0x7e)
+					return pb_fail(&r, err, "version string is not printable text");
+			memcpy(out->version, d, len);
+			out->version[len] = '\0';
+		} else if ((rc = pb_skip(&r, wt, err))) {
+			return rc;
+		}
+	}
+	return KT_OK;
+}

@@ -158,10 +158,26 @@ static kt_code cluster_prefix(const kt_backup_config *cfg, kt_kube *kube, json_t
 	}
 	if (!id)
 		id = json_string_value(json_object_get(idx, "clusterId"));
+	char etcd_id[32];
+	if (!id) {
+		/* Last resort, so a backup never depends on the API server: etcd's
+		 * own cluster id, as etcdctl prints it (hex). */
+		kt_etcd_status_msg st;
+		kt_error eerr;
+		if (kt_etcd_status(&cfg->etcd, &st, &eerr) == KT_OK && st.header.cluster_id) {
+			snprintf(etcd_id, sizeof(etcd_id), "%016llx",
+			         (unsigned long long)st.header.cluster_id);
+			json_object_set_new(idx, "clusterId", json_string(etcd_id));
+			id = etcd_id;
+			kt_log(KT_LOG_WARN, "using etcd's cluster id %s for the bucket folder (the API "
+			       "server did not answer; pass --cluster-id to choose)", etcd_id);
+		}
+	}
 	if (!id) {
 		free(uid);
 		return kt_error_set(err, KT_EUSAGE, "cannot tell the cluster id for the bucket folder: "
-		                    "the API server did not answer and none is cached (pass --cluster-id)");
+		                    "neither the API server nor etcd answered and none is cached "
+		                    "(pass --cluster-id)");
 	}
 	snprintf(out, outlen, "%s-%s", id, cfg->cluster_name && *cfg->cluster_name
 	                                       ? cfg->cluster_name : "kubernetes");

@@ -200,3 +200,17 @@ def test_export_over_tls_with_ca_bundle(etcd, tmp_path):
                 env={k: v for k, v in os.environ.items()
                      if not k.startswith(("BACKUP_", "AWS_", "SSL_", "CURL_"))})
         assert r.returncode == 1 and ("TLS" in r.stderr or "certificate" in r.stderr), r.stderr
+
+
+def test_cluster_id_falls_back_to_etcd(etcd, minio, tmp_path):
+    """No --cluster-id, no API server: the folder is named after etcd's own
+    cluster id (as etcdctl prints it), so a backup never depends on Kubernetes."""
+    bucket = "export-etcd-id"
+    make_bucket(minio, bucket)
+    d = tmp_path / "b"
+    r = run(etcd, d, "--kubeconfig", "", env=export_env(minio, bucket))
+    assert r.returncode == 0, r.stderr
+    st = json.loads(etcd.etcdctl("endpoint", "status", "-w", "json").stdout)
+    cid = format(st[0]["Status"]["header"]["cluster_id"], "016x")
+    assert [o.split("/")[0] for o in objects(minio, bucket)] == [f"{cid}-kubernetes"]
+    assert json.loads((d / "etcd-backups.json").read_text())["clusterId"] == cid
