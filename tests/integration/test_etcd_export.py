@@ -214,3 +214,34 @@ def test_cluster_id_falls_back_to_etcd(etcd, minio, tmp_path):
     cid = format(st[0]["Status"]["header"]["cluster_id"], "016x")
     assert [o.split("/")[0] for o in objects(minio, bucket)] == [f"{cid}-kubernetes"]
     assert json.loads((d / "etcd-backups.json").read_text())["clusterId"] == cid
+
+
+def test_three_members_of_one_cluster_export_to_one_bucket(minio, tmp_path):
+    """Three agents, one per member of a real 3-member etcd cluster, share one
+    bucket folder without collisions; each object holds that cluster's data.
+    (Members are launched from this thread, then awaited: the harness ties
+    each child to the thread that forked it with PR_SET_PDEATHSIG.)"""
+    members = [peers.Etcd(tmp_path / f"m{i}", member_name=f"m{i}") for i in range(3)]
+    cluster = ",".join(f"{m.member_name}={m.peer_url}" for m in members)
+    try:
+        for m in members:
+            m.extra_args = ["--initial-cluster", cluster, "--initial-cluster-token", "kt-three"]
+            m.proc = peers.start_process(m._argv(), m.log_path, cwd=m.dir)
+        for m in members:
+            m._wait_ready(60)
+        load_cluster_like(members[0])
+        bucket = "export-one-cluster"
+        make_bucket(minio, bucket)
+        env = export_env(minio, bucket)
+        for i, m in enumerate(members):
+            r = run(m, tmp_path / f"node{i}", "--kubeconfig", "", env=env, node=f"cp-{i}")
+            assert r.returncode == 0, r.stderr
+        objs = objects(minio, bucket)
+        assert len(objs) == 3, objs
+        assert len({o.split("/")[0] for o in objs}) == 1  # one cluster id, one folder
+        assert {o.split("/")[1].split("_")[2] for o in objs} == {"cp-0", "cp-1", "cp-2"}
+        revs = {fields(s3tool(minio, bucket, "head", o).stdout)["meta.revision"] for o in objs}
+        assert len(revs) == 1  # the same data, seen from each member
+    finally:
+        for m in members:
+            m.stop()
