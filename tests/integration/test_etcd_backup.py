@@ -345,3 +345,30 @@ def test_retention_never_removes_the_backup_just_taken(etcd, tmp_path):
     assert r.returncode == 0, r.stderr
     fresh = json.loads((d / "etcd-backups.json").read_text())["backups"]
     assert len(fresh) == 1 and (d / next(iter(fresh))).exists()
+
+
+def test_full_disk_fails_the_cycle_and_keeps_earlier_backups(etcd, tmp_path):
+    load_cluster_like(etcd)
+    d = tmp_path / "small"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)], check=True)
+    try:
+        r = backup(etcd, d, "--instance-id", "i-1")
+        assert r.returncode == 0, r.stderr
+        first = backups_in(d)
+        # Leave room for less than half a backup.
+        vfs = os.statvfs(d)
+        free = vfs.f_bavail * vfs.f_frsize
+        size = (d / first[0]).stat().st_size
+        with open(d / "filler", "wb") as f:
+            f.write(b"\0" * max(0, free - size // 2))
+        time.sleep(1.05)
+        r = backup(etcd, d, "--instance-id", "i-1")
+        left = backups_in(d)
+        parts = [p.name for p in d.iterdir() if p.name.endswith(".part")]
+        log = (d / "etcd-backup.log").read_text()
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+    assert r.returncode == 1 and "No space left on device" in r.stderr
+    assert left == first and parts == []
+    assert "outcome=failed" in log

@@ -50,45 +50,48 @@ def objects(minio, bucket, prefix=""):
     return sorted(line.split("\t")[0] for line in out if "\t" in line)
 
 
-def test_secret_created_later_starts_exports_with_backlog(etcd, minio, kube_apiserver, tmp_path):
+def test_secret_created_after_the_agent_started(etcd, minio, kube_apiserver, tmp_path):
+    """The agent runs with no export Secret; once the Secret exists, the next
+    cycle exports, backlog included, into <kube-system UID>-<cluster-name>/."""
+    import signal
     load_cluster_like(etcd)
     bucket = "export-secret-later"
     make_bucket(minio, bucket)
     d = tmp_path / "zadara"
-    kcfg = kube_apiserver.kubeconfig
     kube_apiserver.request("DELETE", f"{SECRET_PATH}/zadara-backup-export")
-    r = run(etcd, d, "--kubeconfig", kcfg, "--cluster-name", "prod")
-    assert r.returncode == 0, r.stderr
-    assert "no Secret kube-system/zadara-backup-export" in r.stderr
-    first = backups_in(d)
-    assert len(first) == 1
-    status, resp = kube_apiserver.request("POST", SECRET_PATH, secret_body(minio, bucket))
-    assert status == 201, resp
+    p = subprocess.Popen([str(KT), "etcd", "agent", "--endpoint", etcd.endpoint, "--dir", str(d),
+                          "--hostname", "cp-1", "--instance-id", "i-cp-1", "--interval", "2s",
+                          "--kubeconfig", str(kube_apiserver.kubeconfig),
+                          "--cluster-name", "prod"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("BACKUP_")})
     try:
-        time.sleep(1.05)
-        r = run(etcd, d, "--kubeconfig", kcfg, "--cluster-name", "prod", "-o", "json")
-        assert r.returncode == 0, r.stderr
-        out = json.loads(r.stdout)
+        assert wait_for(lambda: len(backups_in(d)) >= 2, timeout=30)
+        assert objects(minio, bucket) == []
+        status, resp = kube_apiserver.request("POST", SECRET_PATH, secret_body(minio, bucket))
+        assert status == 201, resp
         _, ns = kube_apiserver.request("GET", "/api/v1/namespaces/kube-system")
         folder = f"{ns['metadata']['uid']}-prod"
-        assert out["export"]["exported"] == 2  # the backlog went out too
-        assert out["export"]["target"] == f"s3://{bucket}/{folder}/"
-        names = backups_in(d)
-        assert objects(minio, bucket) == [f"{folder}/{n}" for n in names]
-        for n in names:  # byte-identical, with the metadata
-            got = tmp_path / "got.db"
-            s3tool(minio, bucket, "get", f"{folder}/{n}", got)
-            assert got.read_bytes() == (d / n).read_bytes()
-            head = fields(s3tool(minio, bucket, "head", f"{folder}/{n}").stdout)
-            assert head["meta.sha256"] == hashlib.sha256(got.read_bytes()).hexdigest()
-            assert head["meta.node"] == "cp-1"
-        idx = json.loads((d / "etcd-backups.json").read_text())["backups"]
-        assert all(v["exported"] for v in idx.values())
-        log = (d / "etcd-backup.log").read_text()
-        assert log.count(" export ") == 2 and "outcome=failed" not in log
-        assert minio.secret_key not in r.stderr + r.stdout + log
+        assert wait_for(lambda: len(objects(minio, bucket)) >= 3, timeout=30)
     finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
         kube_apiserver.request("DELETE", f"{SECRET_PATH}/zadara-backup-export")
+    assert p.returncode == 0, err
+    assert "no Secret kube-system/zadara-backup-export" in err
+    names = backups_in(d)
+    objs = objects(minio, bucket)
+    assert all(o.startswith(folder + "/") for o in objs)
+    assert {o.split("/")[1] for o in objs} >= set(names[:2])  # the backlog went out
+    for n in names[:2]:  # byte-identical, with the metadata
+        got = tmp_path / "got.db"
+        s3tool(minio, bucket, "get", f"{folder}/{n}", got)
+        assert got.read_bytes() == (d / n).read_bytes()
+        head = fields(s3tool(minio, bucket, "head", f"{folder}/{n}").stdout)
+        assert head["meta.sha256"] == hashlib.sha256(got.read_bytes()).hexdigest()
+        assert head["meta.node"] == "cp-1"
+    log = (d / "etcd-backup.log").read_text()
+    assert " export " in log and minio.secret_key not in err + log
 
 
 def test_wrong_secret_key_then_right_one(etcd, minio, tmp_path):
