@@ -113,6 +113,21 @@ static void backup_flags_init(backup_flags *f, int agent)
 	memset(o, 0, sizeof(*o));
 }
 
+/* --export-secret NAMESPACE/NAME into f->secret_ns and f->secret_name.
+ * Returns 0 or 2 (usage printed). */
+static int split_export_secret(backup_flags *f, const char *path_cmd)
+{
+	const char *slash = strchr(f->export_secret, '/');
+	if (!slash || slash == f->export_secret || !slash[1] ||
+	    (size_t)(slash - f->export_secret) >= sizeof(f->secret_ns) ||
+	    strlen(slash + 1) >= sizeof(f->secret_name))
+		return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
+	snprintf(f->secret_ns, sizeof(f->secret_ns), "%.*s", (int)(slash - f->export_secret),
+	         f->export_secret);
+	snprintf(f->secret_name, sizeof(f->secret_name), "%s", slash + 1);
+	return 0;
+}
+
 /* Parse (config file, then argv) into f and cfg.  Returns 0, or an exit
  * code after printing; *done is set for --help. */
 static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const char *path_cmd,
@@ -146,14 +161,8 @@ static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const
 	if (*end || keep_remote < 1 || keep_remote > 1000000)
 		return kt_cli_usage(path_cmd, "--keep-remote must be a number of objects, at least 1 "
 		                    "(got '%s')", f->keep_remote_s);
-	const char *slash = strchr(f->export_secret, '/');
-	if (!slash || slash == f->export_secret || !slash[1] ||
-	    (size_t)(slash - f->export_secret) >= sizeof(f->secret_ns) ||
-	    strlen(slash + 1) >= sizeof(f->secret_name))
-		return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
-	snprintf(f->secret_ns, sizeof(f->secret_ns), "%.*s", (int)(slash - f->export_secret),
-	         f->export_secret);
-	snprintf(f->secret_name, sizeof(f->secret_name), "%s", slash + 1);
+	if ((rc = split_export_secret(f, path_cmd)))
+		return rc;
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->kubeconfig = f->kubeconfig;
 	cfg->export_config = f->export_config;
@@ -451,14 +460,10 @@ int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
 	kt_code c;
 	char where[700] = "";
 	if (remote) {
-		const char *slash = strchr(f.export_secret, '/');
-		if (!slash || slash == f.export_secret || !slash[1]) {
+		if ((rc = split_export_secret(&f, path_cmd))) {
 			kt_config_release(&conf);
-			return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
+			return rc;
 		}
-		snprintf(f.secret_ns, sizeof(f.secret_ns), "%.*s", (int)(slash - f.export_secret),
-		         f.export_secret);
-		snprintf(f.secret_name, sizeof(f.secret_name), "%s", slash + 1);
 		kt_backup_config cfg = { .dir = dir, .kubeconfig = f.kubeconfig,
 		                         .export_config = f.export_config,
 		                         .secret_namespace = f.secret_ns, .secret_name = f.secret_name,

@@ -472,13 +472,73 @@ static kt_code check_endpoint(const char *endpoint, kt_buf *out, kt_error *err)
 	return kt_buf_add(out, endpoint, (size_t)(auth + auth_len - endpoint), err);
 }
 
+/* An open connection to one etcd member: checked endpoint, its origin for
+ * messages, the HTTP handle and, with conn->user, the auth token (tok is
+ * NULL when no token is to be sent).  Release with session_close. */
+typedef struct session {
+	kt_buf endpoint;
+	kt_buf token;
+	char origin[256];
+	kt_http *h;
+	const char *tok;
+	int64_t deadline;    /* absolute kt_now_ms limit, 0 = none */
+} session;
+
+static void session_close(session *ss)
+{
+	explicit_bzero(ss->token.data, ss->token.len);
+	kt_buf_release(&ss->token);
+	kt_buf_release(&ss->endpoint);
+	kt_http_free(ss->h);
+	ss->h = NULL;
+}
+
+/* timeout_ms: the whole call (0 = none); stall_ms as kt_http_opts. */
+static kt_code session_open(session *ss, const kt_etcd_conn *conn, int64_t timeout_ms,
+                            int64_t stall_ms, kt_error *err)
+{
+	memset(ss, 0, sizeof(*ss));
+	kt_buf_init(&ss->endpoint, 2048);
+	kt_buf_init(&ss->token, KT_ETCD_MAX_TOKEN);
+	kt_code rc = check_endpoint(conn->endpoint, &ss->endpoint, err);
+	if (rc)
+		return rc;
+	kt_http_origin(ss->endpoint.data, ss->origin, sizeof(ss->origin));
+	ss->deadline = timeout_ms > 0 ? kt_now_ms() + timeout_ms : 0;
+	int tls = !strncmp(ss->endpoint.data, "https://", 8);
+	kt_http_opts o = {
+		.cacert = conn->cacert,
+		.cert = conn->cert,
+		.key = conn->key,
+		.connect_timeout_ms = conn->connect_timeout_ms,
+		.timeout_ms = timeout_ms,
+		.stall_timeout_ms = stall_ms,
+		.version = tls ? KT_HTTP_2TLS : KT_HTTP_2_PRIOR,
+		.direct = 1,
+		.cancel = conn->cancel,
+	};
+	if ((rc = kt_http_new(&ss->h, &o, err)))
+		return rc;
+	if (conn->user) {
+		int disabled = 0;
+		if ((rc = authenticate(ss->h, ss->endpoint.data, ss->origin, conn->user, ss->deadline,
+		                       &ss->token, &disabled, err)))
+			return rc;
+		if (disabled)
+			kt_log(KT_LOG_WARN, "etcd at %s has authentication disabled; ignoring --user",
+			       ss->origin);
+		else
+			ss->tok = ss->token.data;
+	}
+	return KT_OK;
+}
+
 kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void *ctx,
                          kt_etcd_snapshot_info *info, kt_error *err)
 {
 	kt_etcd_snapshot_info local_info;
-	kt_buf endpoint, token, empty;
-	char origin[256];
-	kt_http *h = NULL;
+	kt_buf empty;
+	session ss;
 	call_state st;
 	snap_ctx s;
 	kt_code rc;
@@ -487,44 +547,13 @@ kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void 
 		info = &local_info;
 	memset(info, 0, sizeof(*info));
 	memset(&s, 0, sizeof(s));
-	kt_buf_init(&endpoint, 2048);
-	kt_buf_init(&token, KT_ETCD_MAX_TOKEN);
 	kt_buf_init(&empty, 0);
-	call_init(&st, "snapshot", origin, on_snapshot_msg, &s);
-	origin[0] = '\0';
-
-	if ((rc = check_endpoint(conn->endpoint, &endpoint, err)))
+	rc = session_open(&ss, conn, conn->timeout_ms,
+	                  conn->stall_timeout_ms == 0 ? DEFAULT_STALL_MS
+	                  : conn->stall_timeout_ms > 0 ? conn->stall_timeout_ms : 0, err);
+	call_init(&st, "snapshot", ss.origin, on_snapshot_msg, &s);
+	if (rc)
 		goto out;
-	kt_http_origin(endpoint.data, origin, sizeof(origin));
-	int64_t deadline = conn->timeout_ms > 0 ? kt_now_ms() + conn->timeout_ms : 0;
-	int tls = !strncmp(endpoint.data, "https://", 8);
-	kt_http_opts o = {
-		.cacert = conn->cacert,
-		.cert = conn->cert,
-		.key = conn->key,
-		.connect_timeout_ms = conn->connect_timeout_ms,
-		.timeout_ms = conn->timeout_ms,
-		.stall_timeout_ms = conn->stall_timeout_ms == 0 ? DEFAULT_STALL_MS
-		                    : conn->stall_timeout_ms > 0 ? conn->stall_timeout_ms : 0,
-		.version = tls ? KT_HTTP_2TLS : KT_HTTP_2_PRIOR,
-		.direct = 1,
-		.cancel = conn->cancel,
-	};
-	if ((rc = kt_http_new(&h, &o, err)))
-		goto out;
-
-	const char *tok = NULL;
-	if (conn->user) {
-		int disabled = 0;
-		if ((rc = authenticate(h, endpoint.data, origin, conn->user, deadline, &token,
-		                       &disabled, err)))
-			goto out;
-		if (disabled)
-			kt_log(KT_LOG_WARN, "etcd at %s has authentication disabled; ignoring --user",
-			       origin);
-		else
-			tok = token.data;
-	}
 
 	s.fn = fn;
 	s.ctx = ctx;
@@ -534,13 +563,13 @@ kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void 
 		rc = kt_error_set(err, KT_ENOMEM, "cannot set up SHA-256");
 		goto out;
 	}
-	rc = grpc_call(h, endpoint.data, "/etcdserverpb.Maintenance/Snapshot", tok, &empty, &st,
-	               deadline, snapshot_progress, &s, err);
+	rc = grpc_call(ss.h, ss.endpoint.data, "/etcdserverpb.Maintenance/Snapshot", ss.tok, &empty,
+	               &st, ss.deadline, snapshot_progress, &s, err);
 	if (rc)
 		goto out;
 	if (info->bytes == 0) {
 		rc = kt_error_set(err, KT_EPROTO, "snapshot stream from %s ended early after 0 bytes "
-		                  "(etcd sent no data)", origin);
+		                  "(etcd sent no data)", ss.origin);
 		goto out;
 	}
 	if ((rc = finish_hash(&s, err)))
@@ -548,19 +577,16 @@ kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void 
 	if (!info->trailer_ok) {
 		rc = kt_error_set(err, KT_ECORRUPT, "snapshot stream from %s failed its SHA-256 "
 		                  "check after %llu bytes (the data is damaged: take a new snapshot)",
-		                  origin, (unsigned long long)info->bytes);
+		                  ss.origin, (unsigned long long)info->bytes);
 		goto out;
 	}
 	kt_log(KT_LOG_DEBUG, "etcd snapshot from %s: %llu bytes in %llu messages, revision %lld",
-	       origin, (unsigned long long)info->bytes, (unsigned long long)info->n_messages,
+	       ss.origin, (unsigned long long)info->bytes, (unsigned long long)info->n_messages,
 	       (long long)info->revision);
 out:
-	explicit_bzero(token.data, token.len);
-	kt_buf_release(&token);
-	kt_buf_release(&endpoint);
+	session_close(&ss);
 	kt_grpc_reader_release(&st.reader);
 	EVP_MD_CTX_free(s.sha);
-	kt_http_free(h);
 	return rc;
 }
 
@@ -582,49 +608,24 @@ static kt_code on_status_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *
 
 kt_code kt_etcd_status(const kt_etcd_conn *conn, kt_etcd_status_msg *out, kt_error *err)
 {
-	kt_buf endpoint, token, empty;
-	char origin[256] = "";
-	kt_http *h = NULL;
+	kt_buf empty;
+	session ss;
 	call_state st;
 	status_ctx sc = { out, 0 };
-	kt_code rc;
 
 	memset(out, 0, sizeof(*out));
-	kt_buf_init(&endpoint, 2048);
-	kt_buf_init(&token, KT_ETCD_MAX_TOKEN);
 	kt_buf_init(&empty, 0);
-	call_init(&st, "status", origin, on_status_msg, &sc);
-	if ((rc = check_endpoint(conn->endpoint, &endpoint, err)))
-		goto out;
-	kt_http_origin(endpoint.data, origin, sizeof(origin));
+	/* A status is small: at most 10 s even when the caller allows more. */
 	int64_t limit = conn->timeout_ms > 0 && conn->timeout_ms < 10000 ? conn->timeout_ms : 10000;
-	int64_t deadline = kt_now_ms() + limit;
-	int tls = !strncmp(endpoint.data, "https://", 8);
-	kt_http_opts o = {
-		.cacert = conn->cacert, .cert = conn->cert, .key = conn->key,
-		.connect_timeout_ms = conn->connect_timeout_ms, .timeout_ms = limit,
-		.version = tls ? KT_HTTP_2TLS : KT_HTTP_2_PRIOR, .direct = 1, .cancel = conn->cancel,
-	};
-	if ((rc = kt_http_new(&h, &o, err)))
-		goto out;
-	const char *tok = NULL;
-	if (conn->user) {
-		int disabled = 0;
-		if ((rc = authenticate(h, endpoint.data, origin, conn->user, deadline, &token,
-		                       &disabled, err)))
-			goto out;
-		if (!disabled)
-			tok = token.data;
-	}
-	rc = grpc_call(h, endpoint.data, "/etcdserverpb.Maintenance/Status", tok, &empty, &st,
-	               deadline, NULL, NULL, err);
+	kt_code rc = session_open(&ss, conn, limit, 0, err);
+	call_init(&st, "status", ss.origin, on_status_msg, &sc);
+	if (!rc)
+		rc = grpc_call(ss.h, ss.endpoint.data, "/etcdserverpb.Maintenance/Status", ss.tok,
+		               &empty, &st, ss.deadline, NULL, NULL, err);
 	if (!rc && (!sc.n_messages || !out->has_header))
-		rc = kt_error_set(err, KT_EPROTO, "status at %s: etcd sent no response header", origin);
-out:
-	explicit_bzero(token.data, token.len);
-	kt_buf_release(&token);
-	kt_buf_release(&endpoint);
+		rc = kt_error_set(err, KT_EPROTO, "status at %s: etcd sent no response header",
+		                  ss.origin);
+	session_close(&ss);
 	kt_grpc_reader_release(&st.reader);
-	kt_http_free(h);
 	return rc;
 }
