@@ -107,6 +107,21 @@ kt_opt *kt_cli_etcd_opts(kt_cli_etcd_flags *f, kt_opt *o);
 /* Validate after parsing and fill f->conn; returns 0 or 2 (usage printed). */
 int kt_cli_etcd_finish(kt_cli_etcd_flags *f, const char *path_cmd);
 
+/* Where exported backups are found (--kubeconfig, --export-secret,
+ * --export-config, --cluster-name, --cluster-id), shared by backup, agent,
+ * backups list, restore, recover and drill. */
+typedef struct kt_cli_export_flags {
+	const char *kubeconfig, *export_secret, *export_config, *cluster_name, *cluster_id;
+	char secret_ns[254], secret_name[254];
+} kt_cli_export_flags;
+void kt_cli_export_flags_init(kt_cli_export_flags *f);
+/* Append the 5 export flags to o; returns the next free slot. */
+kt_opt *kt_cli_export_opts(kt_cli_export_flags *f, kt_opt *o);
+/* Validate after parsing and fill the export fields of cfg; 0 or 2. */
+struct kt_backup_config;
+int kt_cli_export_finish(kt_cli_export_flags *f, struct kt_backup_config *cfg,
+                         const char *path_cmd);
+
 /* The etcd group. */
 int kt_cmd_etcd_snapshot_save(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_snapshot_status(int argc, char **argv, const kt_globals *g);
@@ -114,5 +129,8 @@ int kt_cmd_etcd_snapshot_verify(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_agent(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_restore(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_recover(int argc, char **argv, const kt_globals *g);
+int kt_cmd_etcd_drill(int argc, char **argv, const kt_globals *g);
 
 #endif /* KT_CLI_H */

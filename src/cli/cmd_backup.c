@@ -36,11 +36,11 @@ typedef struct backup_flags {
 	kt_cli_etcd_flags ef;
 	const char *dir, *keep_s, *hostname, *instance_id, *imds, *machine_id, *config;
 	const char *interval, *schedule;
-	const char *kubeconfig, *export_config, *cluster_name, *cluster_id, *keep_remote_s;
-	const char *export_secret, *metrics_file, *metrics_addr;
-	char secret_ns[254], secret_name[254];
+	kt_cli_export_flags xf;
+	const char *keep_remote_s, *metrics_file, *metrics_addr, *drill_every_s, *etcd_bin, *etcdutl;
+	kt_drill_opts drill;
 	int no_client_cert, no_initial;
-	kt_opt opts[32];
+	kt_opt opts[40];
 } backup_flags;
 
 static void backup_flags_init(backup_flags *f, int agent)
@@ -54,10 +54,8 @@ static void backup_flags_init(backup_flags *f, int agent)
 	f->imds = DEFAULT_IMDS;
 	f->machine_id = "/etc/machine-id";
 	f->interval = "2h";
-	f->kubeconfig = "/etc/kubernetes/admin.conf";
-	f->cluster_name = "kubernetes";
+	kt_cli_export_flags_init(&f->xf);
 	f->keep_remote_s = "100";
-	f->export_secret = "kube-system/zadara-backup-export";
 	kt_opt *o = kt_cli_etcd_opts(&f->ef, f->opts);
 	f->opts[0].help = "etcd client URL (default https://127.0.0.1:2379)";
 	f->opts[1].help = "CA bundle (default /etc/kubernetes/pki/etcd/ca.crt)";
@@ -79,16 +77,6 @@ static void backup_flags_init(backup_flags *f, int agent)
 		  &f->machine_id, NULL },
 		{ "config", 0, "FILE", "YAML file of 'flag: value' settings; flags given on the "
 		  "command line win", &f->config, NULL },
-		{ "kubeconfig", 0, "FILE", "kubeconfig to read the export Secret and cluster id "
-		  "(default /etc/kubernetes/admin.conf; empty: none)", &f->kubeconfig, NULL },
-		{ "export-secret", 0, "NS/NAME", "Secret holding the export settings (default "
-		  "kube-system/zadara-backup-export)", &f->export_secret, NULL },
-		{ "export-config", 0, "FILE", "YAML map of backup_* export keys, instead of the "
-		  "Secret (BACKUP_* environment variables work too)", &f->export_config, NULL },
-		{ "cluster-name", 0, "NAME", "bucket folder is <cluster-id>-<cluster-name> (default "
-		  "kubernetes)", &f->cluster_name, NULL },
-		{ "cluster-id", 0, "ID", "cluster id (default: the kube-system namespace UID)",
-		  &f->cluster_id, NULL },
 		{ "keep-remote", 0, "N", "exported backups of this node to keep (default 100)",
 		  &f->keep_remote_s, NULL },
 		{ "metrics-file", 0, "FILE", "write Prometheus metrics for node exporter's textfile "
@@ -96,6 +84,18 @@ static void backup_flags_init(backup_flags *f, int agent)
 	};
 	memcpy(o, more, sizeof(more));
 	o += sizeof(more) / sizeof(more[0]);
+	o = kt_cli_export_opts(&f->xf, o);
+	const kt_opt drill[] = {
+		{ "drill-every", 0, "N", "after every Nth successful backup, prove it restores: "
+		  "`etcd drill` on it, logged and in the metrics (default 0: never)",
+		  &f->drill_every_s, NULL },
+		{ "etcd", 0, "PATH", "etcd binary for drills (default: etcd on PATH)", &f->etcd_bin,
+		  NULL },
+		{ "etcdutl", 0, "PATH", "etcdutl binary for drills (default: etcdutl on PATH)",
+		  &f->etcdutl, NULL },
+	};
+	memcpy(o, drill, sizeof(drill));
+	o += sizeof(drill) / sizeof(drill[0]);
 	if (agent) {
 		const kt_opt sched[] = {
 			{ "interval", 0, "DURATION", "time between cycles (default 2h)", &f->interval,
@@ -111,21 +111,6 @@ static void backup_flags_init(backup_flags *f, int agent)
 		o += sizeof(sched) / sizeof(sched[0]);
 	}
 	memset(o, 0, sizeof(*o));
-}
-
-/* --export-secret NAMESPACE/NAME into f->secret_ns and f->secret_name.
- * Returns 0 or 2 (usage printed). */
-static int split_export_secret(backup_flags *f, const char *path_cmd)
-{
-	const char *slash = strchr(f->export_secret, '/');
-	if (!slash || slash == f->export_secret || !slash[1] ||
-	    (size_t)(slash - f->export_secret) >= sizeof(f->secret_ns) ||
-	    strlen(slash + 1) >= sizeof(f->secret_name))
-		return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
-	snprintf(f->secret_ns, sizeof(f->secret_ns), "%.*s", (int)(slash - f->export_secret),
-	         f->export_secret);
-	snprintf(f->secret_name, sizeof(f->secret_name), "%s", slash + 1);
-	return 0;
 }
 
 /* Parse (config file, then argv) into f and cfg.  Returns 0, or an exit
@@ -161,15 +146,20 @@ static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const
 	if (*end || keep_remote < 1 || keep_remote > 1000000)
 		return kt_cli_usage(path_cmd, "--keep-remote must be a number of objects, at least 1 "
 		                    "(got '%s')", f->keep_remote_s);
-	if ((rc = split_export_secret(f, path_cmd)))
-		return rc;
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->kubeconfig = f->kubeconfig;
-	cfg->export_config = f->export_config;
-	cfg->secret_namespace = f->secret_ns;
-	cfg->secret_name = f->secret_name;
-	cfg->cluster_name = f->cluster_name;
-	cfg->cluster_id = f->cluster_id;
+	if ((rc = kt_cli_export_finish(&f->xf, cfg, path_cmd)))
+		return rc;
+	unsigned long drill_every = 0;
+	if (f->drill_every_s) {
+		drill_every = strtoul(f->drill_every_s, &end, 10);
+		if (*end || !*f->drill_every_s || drill_every > 1000000)
+			return kt_cli_usage(path_cmd, "--drill-every must be a number of backups (got "
+			                    "'%s')", f->drill_every_s);
+	}
+	f->drill = (kt_drill_opts){ .etcd = f->etcd_bin, .etcdutl = f->etcdutl,
+	                            .cancel = &kt_cli_cancel };
+	cfg->drill_every = (unsigned)drill_every;
+	cfg->drill = &f->drill;
 	cfg->keep_remote = (unsigned)keep_remote;
 	cfg->metrics_file = f->metrics_file;
 	cfg->etcd = f->ef.conn;
@@ -223,6 +213,10 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		                      "exported", (int)x->n_exported, "failed", (int)x->n_failed,
 		                      "remoteDeleted", (int)x->n_remote_deleted,
 		                      "error", x->code ? x->error : NULL);
+		if (res.drilled)
+			json_object_set_new(j, "drill", json_pack("{s:s, s:f, s:s}", "result",
+			                    res.drill_pass ? "PASS" : "FAIL", "seconds",
+			                    (double)res.drill_ms / 1000.0, "detail", res.drill_summary));
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	} else {
@@ -231,6 +225,9 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		if (x->configured && !x->code)
 			printf("exported %u backup%s to %s\n", x->n_exported,
 			       x->n_exported == 1 ? "" : "s", x->target);
+		if (res.drilled)
+			printf("restore drill %s in %.1fs: %s\n", res.drill_pass ? "PASS" : "FAIL",
+			       (double)res.drill_ms / 1000.0, res.drill_summary);
 	}
 	if (x->code) {
 		fprintf(stderr, "kontinuity: saved locally, but the export failed (it will be "
@@ -239,6 +236,11 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		return 1;
 	}
 	kt_config_release(&conf);
+	if (res.drilled && !res.drill_pass) {
+		fprintf(stderr, "kontinuity: the backup was saved, but its restore drill failed: %s\n",
+		        res.drill_summary);
+		return 3;
+	}
 	return 0;
 }
 
@@ -460,14 +462,11 @@ int kt_cmd_etcd_backups_list(int argc, char **argv, const kt_globals *g0)
 	kt_code c;
 	char where[700] = "";
 	if (remote) {
-		if ((rc = split_export_secret(&f, path_cmd))) {
+		kt_backup_config cfg = { .dir = dir };
+		if ((rc = kt_cli_export_finish(&f.xf, &cfg, path_cmd))) {
 			kt_config_release(&conf);
 			return rc;
 		}
-		kt_backup_config cfg = { .dir = dir, .kubeconfig = f.kubeconfig,
-		                         .export_config = f.export_config,
-		                         .secret_namespace = f.secret_ns, .secret_name = f.secret_name,
-		                         .cluster_name = f.cluster_name, .cluster_id = f.cluster_id };
 		c = kt_etcdbackup_list_remote(&cfg, &v, &n, where, sizeof(where), &err);
 	} else {
 		c = kt_etcdbackup_list(dir, &v, &n, &err);

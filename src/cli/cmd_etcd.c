@@ -45,6 +45,51 @@ kt_opt *kt_cli_etcd_opts(kt_cli_etcd_flags *f, kt_opt *o)
 	return o + sizeof(list) / sizeof(list[0]);
 }
 
+void kt_cli_export_flags_init(kt_cli_export_flags *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->kubeconfig = "/etc/kubernetes/admin.conf";
+	f->cluster_name = "kubernetes";
+	f->export_secret = "kube-system/zadara-backup-export";
+}
+
+kt_opt *kt_cli_export_opts(kt_cli_export_flags *f, kt_opt *o)
+{
+	const kt_opt list[] = {
+		{ "kubeconfig", 0, "FILE", "kubeconfig to read the export Secret and cluster id "
+		  "(default /etc/kubernetes/admin.conf; empty: none)", &f->kubeconfig, NULL },
+		{ "export-secret", 0, "NS/NAME", "Secret holding the export settings (default "
+		  "kube-system/zadara-backup-export)", &f->export_secret, NULL },
+		{ "export-config", 0, "FILE", "YAML map of backup_* export keys, instead of the "
+		  "Secret (BACKUP_* environment variables work too)", &f->export_config, NULL },
+		{ "cluster-name", 0, "NAME", "bucket folder is <cluster-id>-<cluster-name> (default "
+		  "kubernetes)", &f->cluster_name, NULL },
+		{ "cluster-id", 0, "ID", "cluster id (default: the kube-system namespace UID)",
+		  &f->cluster_id, NULL },
+	};
+	memcpy(o, list, sizeof(list));
+	return o + sizeof(list) / sizeof(list[0]);
+}
+
+int kt_cli_export_finish(kt_cli_export_flags *f, kt_backup_config *cfg, const char *path_cmd)
+{
+	const char *slash = strchr(f->export_secret, '/');
+	if (!slash || slash == f->export_secret || !slash[1] ||
+	    (size_t)(slash - f->export_secret) >= sizeof(f->secret_ns) ||
+	    strlen(slash + 1) >= sizeof(f->secret_name))
+		return kt_cli_usage(path_cmd, "--export-secret must be NAMESPACE/NAME");
+	snprintf(f->secret_ns, sizeof(f->secret_ns), "%.*s", (int)(slash - f->export_secret),
+	         f->export_secret);
+	snprintf(f->secret_name, sizeof(f->secret_name), "%s", slash + 1);
+	cfg->kubeconfig = f->kubeconfig;
+	cfg->export_config = f->export_config;
+	cfg->secret_namespace = f->secret_ns;
+	cfg->secret_name = f->secret_name;
+	cfg->cluster_name = f->cluster_name;
+	cfg->cluster_id = f->cluster_id;
+	return 0;
+}
+
 int kt_cli_etcd_finish(kt_cli_etcd_flags *f, const char *path_cmd)
 {
 	const char *endpoint = f->endpoint;

@@ -31,6 +31,12 @@ static const kt_command commands[] = {
 	  kt_cmd_etcd_agent },
 	{ "etcd backups list", "list the backups in the backup directory",
 	  kt_cmd_etcd_backups_list },
+	{ "etcd restore", "restore an etcd data directory from a backup (file, latest, remote)",
+	  kt_cmd_etcd_restore },
+	{ "etcd recover", "the recovery runbook of a static-pod node: stop, restore, "
+	  "--force-new-cluster, restart", kt_cmd_etcd_recover },
+	{ "etcd drill", "prove a backup restores: restore it into a throwaway etcd and compare",
+	  kt_cmd_etcd_drill },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

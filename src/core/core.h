@@ -3,7 +3,8 @@
  *
  * Owns: result codes and the error struct, size-limited growable buffers,
  * logging with secret redaction, atomic "write to .part, fsync, rename"
- * files, duration parsing, SHA-256 helpers and progress arithmetic.
+ * files, duration parsing, SHA-256 helpers, progress arithmetic and running
+ * other programs (etcdutl, a throwaway etcd).
  *
  * Rules that hold for all of kontinuity's library code (everything outside
  * src/cli/):
@@ -22,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
+#include <sys/types.h>
 
 /* ------------------------------------------------------------------ */
 /* Result codes.  Append only: values are pinned (they appear in JSON logs). */
@@ -253,5 +256,43 @@ typedef struct kt_progress {
 void kt_progress_init(kt_progress *p);
 /* Render "12.0 MiB  34.5 MiB/s  ETA 3s" style text (no newline). */
 void kt_progress_format(const kt_progress *p, char *out, size_t outlen);
+
+/* ------------------------------------------------------------------ */
+/* Running other programs (proc.c).  argv[0] must be a path (see
+ * kt_proc_find); no shell is involved.  Children die with us
+ * (PR_SET_PDEATHSIG). */
+
+#define KT_PROC_OUTPUT_MAX (16u * 1024u)
+
+typedef struct kt_proc_opts {
+	int64_t timeout_ms;              /* 0 = no limit; the child is killed after */
+	volatile sig_atomic_t *cancel;   /* non-zero: kill the child, KT_ECANCELED */
+} kt_proc_opts;
+
+typedef struct kt_proc_result {
+	int exit_code;    /* -1 when it did not exit normally */
+	int signal;       /* the signal that killed it, else 0 */
+	kt_buf output;    /* the last KT_PROC_OUTPUT_MAX bytes of stdout+stderr */
+} kt_proc_result;
+
+/* Resolve name (a path, or a file searched on $PATH) to an executable
+ * path in out.  KT_ENOTFOUND / KT_EPERM with a message saying what to do. */
+kt_code kt_proc_find(const char *name, char *out, size_t outlen, kt_error *err);
+/* Run argv to completion (o may be NULL).  KT_OK means it ran: look at
+ * res->exit_code.  Errors: KT_ETRANSIENT (timeout), KT_ECANCELED,
+ * KT_ENOTFOUND (exec failed), KT_EIO.  Always release res afterwards. */
+kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_result *res,
+                    kt_error *err);
+void kt_proc_result_release(kt_proc_result *res);
+/* The last non-empty output line, control bytes replaced, into out. */
+const char *kt_proc_last_line(const kt_proc_result *res, char *out, size_t outlen);
+/* Start argv in the background with stdout+stderr appended to log_path
+ * (NULL: inherited).  The caller must kt_proc_stop or reap it. */
+kt_code kt_proc_spawn(const char *const argv[], const char *log_path, pid_t *pid_out,
+                      kt_error *err);
+/* 1 (and reaped; res filled if not NULL, release it) when pid has exited. */
+int kt_proc_exited(pid_t pid, kt_proc_result *res);
+/* SIGTERM, up to grace_ms for it to exit, then SIGKILL; always reaps. */
+void kt_proc_stop(pid_t pid, int64_t grace_ms);
 
 #endif /* KT_CORE_H */

@@ -152,6 +152,73 @@ static unsigned retention(const kt_backup_config *cfg, const char *node, json_t 
 	return deleted;
 }
 
+/* Every drill_every-th successful backup gets a restore drill; the count
+ * lives in the index so one-shot runs from cron count too. */
+static void drill_if_due(const kt_backup_config *cfg, kt_backup_result *res, json_t *idx,
+                         const char *iso)
+{
+	json_t *m = json_object_get(idx, "metrics");
+	if (!json_is_object(m)) {
+		m = json_object();
+		json_object_set_new(idx, "metrics", m);
+	}
+	json_int_t since = json_integer_value(json_object_get(m, "sinceDrill")) + 1;
+	if ((unsigned)since < cfg->drill_every) {
+		json_object_set_new(m, "sinceDrill", json_integer(since));
+		return;
+	}
+	json_object_set_new(m, "sinceDrill", json_integer(0));
+	kt_restore_source src;
+	kt_drill_result dr;
+	kt_error derr;
+	kt_code c = kt_etcdbackup_resolve_source(cfg, res->file, 0, &src, &derr);
+	if (!c)
+		c = kt_etcdbackup_drill(cfg->drill, &src, &dr, &derr);
+	res->drilled = 1;
+	res->drill_pass = !c && dr.pass;
+	res->drill_ms = c ? 0 : dr.duration_ms;
+	if (c) {
+		snprintf(res->drill_summary, sizeof(res->drill_summary), "could not run: %.480s", derr.msg);
+	} else if (!dr.pass) {
+		for (size_t i = 0; i < dr.n_checks; i++)
+			if (!dr.checks[i].ok) {
+				snprintf(res->drill_summary, sizeof(res->drill_summary), "%s: %s",
+				         dr.checks[i].name, dr.checks[i].detail);
+				break;
+			}
+	} else {
+		snprintf(res->drill_summary, sizeof(res->drill_summary), "revision %lld, %llu keys, "
+		         "%u resources and %u sampled objects match", (long long)dr.revision_got,
+		         (unsigned long long)dr.keys_got, dr.n_resources, dr.n_sampled);
+	}
+	const char *base = strrchr(res->file, '/');
+	base = base ? base + 1 : res->file;
+	char text[6000];
+	snprintf(text, sizeof(text), "drill node=%s file=%s result=%s duration=%.2fs %s", res->node,
+	         base, res->drill_pass ? "PASS" : "FAIL", (double)res->drill_ms / 1000.0,
+	         res->drill_summary);
+	json_t *fields = json_pack("{s:s, s:s, s:s, s:s, s:f, s:s}", "event", "drill",
+	                           "node", res->node, "file", base,
+	                           "result", res->drill_pass ? "PASS" : "FAIL",
+	                           "duration", (double)res->drill_ms / 1000.0,
+	                           "detail", res->drill_summary);
+	kt_backup_log_append(cfg, iso, fields, text);
+	json_decref(fields);
+	kt_log(res->drill_pass ? KT_LOG_INFO : KT_LOG_ERROR, "%s", text);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	json_object_set_new(m, "drills", json_integer(json_integer_value(json_object_get(m,
+	                    "drills")) + 1));
+	if (!res->drill_pass)
+		json_object_set_new(m, "drillFailures", json_integer(json_integer_value(
+		                    json_object_get(m, "drillFailures")) + 1));
+	json_object_set_new(m, "lastDrill", json_integer(now.tv_sec));
+	json_object_set_new(m, "lastDrillPass", json_integer(res->drill_pass));
+	json_object_set_new(m, "lastDrillDurationMs", json_integer(res->drill_ms));
+	if (res->drill_pass)
+		json_object_set_new(m, "lastDrillSuccess", json_integer(now.tv_sec));
+}
+
 kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, kt_error *err)
 {
 	memset(res, 0, sizeof(*res));
@@ -229,6 +296,8 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 		kt_log(KT_LOG_ERROR, "export failed (the backups stay local and go out at the next "
 		       "cycle): %s", res->export.error);
 	}
+	if (c == KT_OK && cfg->drill_every && cfg->drill)
+		drill_if_due(cfg, res, idx, iso);
 	kt_backup_metrics_record(idx, res, c);
 	kt_error ierr;
 	if (kt_backup_index_save(cfg->dir, idx, &ierr))

@@ -33,4 +33,9 @@ void kt_backup_log_append(const kt_backup_config *cfg, const char *iso, json_t *
 /* Count this cycle into idx["metrics"] (metrics.c). */
 void kt_backup_metrics_record(json_t *idx, const kt_backup_result *res, kt_code save_code);
 
+/* Count the etcd processes (argv[0] named etcd) whose --data-dir is
+ * data_dir, through /proc; *n_forced of them run with --force-new-cluster
+ * (restore.c). */
+int kt_etcd_processes(const char *data_dir, int *n_forced);
+
 #endif

@@ -17,6 +17,12 @@
  * must show the same size and sha256 before the index marks the file
  * exported; an upload that fails leaves it un-exported for the next cycle.
  * A backup that could not be exported never blocks the next local backup.
+ *
+ * The way back (kt_etcdbackup_fetch_remote): list the folder, pick the
+ * newest object or the one named, GET it into <dir>/<name>.part while
+ * hashing, and keep it only when size and SHA-256 match the object's
+ * metadata.  With the cluster down and no cached id, the folder is found by
+ * listing the bucket for "*-<cluster-name>/".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +32,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 
 #include "etcdbackup.h"
 #include "etcdbackup_int.h"
@@ -324,9 +331,12 @@ static kt_code connect_target(const kt_backup_config *cfg, json_t *idx, const ch
 		return c;
 	}
 	*found = 1;
-	c = cluster_prefix(cfg, kube, idx, folder, folder_len, err);
+	/* The CA file is written even when the folder is unknown, so a caller
+	 * can still list the bucket to find it (fetch). */
+	kt_code cp = cluster_prefix(cfg, kube, idx, folder, folder_len, err);
 	kt_kube_client_free(kube);
-	if (!c && t->v[K_CA] && *t->v[K_CA]) {
+	c = KT_OK;
+	if (t->v[K_CA] && *t->v[K_CA]) {
 		snprintf(ca_path, ca_len, "%s/%s", cfg->dir, ca_name);
 		int fd = open(ca_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		size_t n = strlen(t->v[K_CA]);
@@ -335,7 +345,7 @@ static kt_code connect_target(const kt_backup_config *cfg, json_t *idx, const ch
 		if (fd >= 0)
 			close(fd);
 	}
-	if (!c) {
+	if (!c && !cp) {
 		kt_s3_config sc = { .endpoint = t->v[K_ENDPOINT], .region = t->v[K_REGION],
 		                    .bucket = t->v[K_BUCKET], .access_key = t->v[K_ACCESS],
 		                    .secret_key = t->v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
@@ -344,6 +354,8 @@ static kt_code connect_target(const kt_backup_config *cfg, json_t *idx, const ch
 		if (c)
 			kt_error_wrap(err, "export configuration from %s", t->source);
 	}
+	if (!c && cp)
+		c = cp;   /* err still holds cluster_prefix's message */
 	return c;
 }
 
@@ -507,4 +519,219 @@ kt_code kt_etcdbackup_list_remote(const kt_backup_config *cfg, kt_backup_entry *
 	*out = r.v;
 	*n_out = r.n;
 	return KT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fetching an exported backup back (restore from object storage). */
+
+typedef struct folder_scan {
+	const char *suffix;     /* "-<cluster-name>/" */
+	char found[8][512];
+	size_t n;
+} folder_scan;
+
+static kt_code scan_folder(void *ctx, const kt_s3_entry *e, kt_error *err)
+{
+	(void)err;
+	folder_scan *f = ctx;
+	const char *slash = strchr(e->key, '/');
+	if (!slash)
+		return KT_OK;
+	size_t n = (size_t)(slash - e->key) + 1, sl = strlen(f->suffix);
+	if (n < sl || n >= sizeof(f->found[0]) || memcmp(slash + 1 - sl, f->suffix, sl))
+		return KT_OK;
+	for (size_t i = 0; i < f->n; i++)
+		if (!strncmp(f->found[i], e->key, n - 1) && f->found[i][n - 1] == '\0')
+			return KT_OK;
+	if (f->n < sizeof(f->found) / sizeof(f->found[0]))
+		snprintf(f->found[f->n++], sizeof(f->found[0]), "%.*s", (int)(n - 1), e->key);
+	return KT_OK;
+}
+
+typedef struct fetch_ctx {
+	kt_outfile out;
+	EVP_MD_CTX *sha;
+	volatile sig_atomic_t *cancel;
+} fetch_ctx;
+
+static kt_code on_fetch_body(void *ctx, const uint8_t *data, size_t n, kt_error *err)
+{
+	fetch_ctx *f = ctx;
+	if (f->cancel && *f->cancel)
+		return kt_error_set(err, KT_ECANCELED, "interrupted");
+	EVP_DigestUpdate(f->sha, data, n);
+	return kt_outfile_write(&f->out, data, n, err);
+}
+
+/* SHA-256 of the file at path, as hex. */
+static kt_code file_sha256(const char *path, char hex[65], kt_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open '%s'", path);
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+	uint8_t buf[65536];
+	ssize_t r;
+	while ((r = read(fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(sha, buf, (size_t)r);
+	int e = errno;
+	close(fd);
+	uint8_t md[32];
+	EVP_DigestFinal_ex(sha, md, NULL);
+	EVP_MD_CTX_free(sha);
+	if (r < 0)
+		return kt_error_sys(err, KT_EIO, e, "cannot read '%s'", path);
+	kt_hex(hex, md, 32);
+	return KT_OK;
+}
+
+kt_code kt_etcdbackup_file_sha256(const char *path, char hex[65], kt_error *err)
+{
+	return file_sha256(path, hex, err);
+}
+
+kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name, int dry_run,
+                                   kt_fetched *out, kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!dry_run && mkdir(cfg->dir, 0700) != 0 && errno != EEXIST)
+		return kt_error_sys(err, kt_code_from_errno(errno), errno,
+		                    "cannot create the backup directory '%s' to download into",
+		                    cfg->dir);
+	target t;
+	char folder[512], ca_path[4096];
+	kt_s3 *s3 = NULL;
+	int found;
+	json_t *idx = kt_backup_index_load(cfg->dir);
+	/* The CA file goes next to the backups; with a dry run, to /tmp. */
+	kt_backup_config c2 = *cfg;
+	if (dry_run || access(cfg->dir, W_OK) != 0)
+		c2.dir = "/tmp";
+	kt_error ferr;
+	kt_code c = connect_target(&c2, idx, ".export-ca-fetch.pem", &t, folder, sizeof(folder),
+	                           ca_path, sizeof(ca_path), &s3, &found, &ferr);
+	json_decref(idx);
+	if (!found)
+		return c ? kt_error_set(err, c, "%s", ferr.msg)
+		         : kt_error_set(err, KT_ENOTFOUND, "no export target is configured (no "
+		                        "--export-config, BACKUP_* variables or Secret %s/%s)",
+		                        cfg->secret_namespace, cfg->secret_name);
+	if (c == KT_EUSAGE && s3 == NULL && strstr(ferr.msg, "cluster id")) {
+		/* No id anywhere (the cluster is down, the index is gone): find
+		 * the folder by its cluster-name suffix. */
+		kt_s3_config sc = { .endpoint = t.v[K_ENDPOINT], .region = t.v[K_REGION],
+		                    .bucket = t.v[K_BUCKET], .access_key = t.v[K_ACCESS],
+		                    .secret_key = t.v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
+		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
+		if (!(c = kt_s3_new(&s3, &sc, &ferr))) {
+			char suffix[300];
+			snprintf(suffix, sizeof(suffix), "-%s/", cfg->cluster_name && *cfg->cluster_name
+			                                             ? cfg->cluster_name : "kubernetes");
+			folder_scan fs = { .suffix = suffix };
+			c = kt_s3_list(s3, NULL, 1000, scan_folder, &fs, NULL, &ferr);
+			if (!c && fs.n == 1)
+				snprintf(folder, sizeof(folder), "%s", fs.found[0]);
+			else if (!c && fs.n == 0)
+				c = kt_error_set(&ferr, KT_ENOTFOUND, "bucket '%s' holds no folder "
+				                 "'<cluster-id>%s'", t.v[K_BUCKET], suffix);
+			else if (!c)
+				c = kt_error_set(&ferr, KT_EUSAGE, "bucket '%s' holds backups of %zu%s clusters "
+				                 "named like this one (e.g. '%s', '%s'): pass --cluster-id",
+				                 t.v[K_BUCKET], fs.n, fs.n == 8 ? " or more" : "",
+				                 fs.found[0], fs.found[1]);
+		}
+	}
+	remote_all r = { NULL, 0, 0, t.v[K_BUCKET] };
+	if (!c) {
+		char prefix[600];
+		snprintf(prefix, sizeof(prefix), "%s/", folder);
+		c = kt_s3_list(s3, prefix, 1000, collect_all, &r, NULL, &ferr);
+	}
+	if (c) {
+		kt_error_set(err, c, "%s", ferr.msg);
+		goto out;
+	}
+	qsort(r.v, r.n, sizeof(*r.v), entry_by_time);
+	const kt_backup_entry *pick = NULL;
+	size_t bl = strlen(t.v[K_BUCKET]) + 6;   /* "s3://" + bucket + "/" */
+	for (size_t i = 0; i < r.n; i++) {
+		const char *key = r.v[i].file + bl;
+		const char *base = strrchr(key, '/') + 1;
+		if (!strcmp(name, "latest") || !strcmp(name, base) || !strcmp(name, key) ||
+		    !strcmp(name, r.v[i].file))
+			pick = &r.v[i];   /* the last match is the newest */
+	}
+	if (!pick) {
+		c = kt_error_set(err, KT_ENOTFOUND, !strcmp(name, "latest")
+		                 ? "no exported backup in s3://%s/%s/%s"
+		                 : "no exported backup named '%s' in s3://%s/%s/ (see `kontinuity etcd "
+		                 "backups list --remote`)",
+		                 !strcmp(name, "latest") ? t.v[K_BUCKET] : name,
+		                 !strcmp(name, "latest") ? folder : t.v[K_BUCKET],
+		                 !strcmp(name, "latest") ? "" : folder);
+		goto out;
+	}
+	const char *key = pick->file + bl;
+	snprintf(out->object, sizeof(out->object), "%s", pick->file);
+	snprintf(out->path, sizeof(out->path), "%s/%s", cfg->dir, strrchr(key, '/') + 1);
+	kt_s3_object_info hi;
+	memset(&hi, 0, sizeof(hi));
+	if ((c = kt_s3_head(s3, key, &hi, err)))
+		goto out;
+	const char *want = kt_s3_object_meta(&hi, "sha256");
+	snprintf(out->sha256, sizeof(out->sha256), "%s", want ? want : "");
+	out->size = hi.size;
+	kt_s3_object_info_release(&hi);
+	if (strlen(out->sha256) != 64) {
+		c = kt_error_set(err, KT_ECORRUPT, "%s carries no sha256 metadata, so it cannot be "
+		                 "checked (not written by kontinuity?)", out->object);
+		goto out;
+	}
+	if (dry_run)
+		goto out;
+	struct stat st;
+	if (stat(out->path, &st) == 0) {
+		char have[65];
+		if ((c = file_sha256(out->path, have, err)))
+			goto out;
+		if (strcmp(have, out->sha256)) {
+			c = kt_error_set(err, KT_EEXIST, "'%s' exists and differs from %s (move it away "
+			                 "and try again)", out->path, out->object);
+			goto out;
+		}
+		out->reused = 1;
+		goto out;
+	}
+	fetch_ctx f = { .sha = EVP_MD_CTX_new(), .cancel = cfg->etcd.cancel };
+	EVP_DigestInit_ex(f.sha, EVP_sha256(), NULL);
+	c = kt_outfile_open(&f.out, out->path, err);
+	if (!c)
+		c = kt_s3_get(s3, key, on_fetch_body, &f, NULL, err);
+	uint8_t md[32];
+	char got[65];
+	EVP_DigestFinal_ex(f.sha, md, NULL);
+	EVP_MD_CTX_free(f.sha);
+	kt_hex(got, md, 32);
+	if (!c && f.out.written != out->size)
+		c = kt_error_set(err, KT_ECORRUPT, "%s: got %llu bytes, the object has %llu; nothing "
+		                 "was kept", out->object, (unsigned long long)f.out.written,
+		                 (unsigned long long)out->size);
+	if (!c && strcmp(got, out->sha256))
+		c = kt_error_set(err, KT_ECORRUPT, "%s: wrong checksum: the bytes hash to sha256 %s but "
+		                 "the object's metadata says %s (the object is damaged; try an older "
+		                 "one); nothing was kept", out->object, got, out->sha256);
+	if (!c)
+		c = kt_outfile_commit(&f.out, err);
+	else
+		kt_outfile_abort(&f.out);
+	if (!c)
+		out->downloaded = 1;
+out:
+	kt_backup_entries_free(r.v, r.n);
+	kt_s3_free(s3);
+	if (ca_path[0])
+		unlink(ca_path);
+	target_release(&t);
+	return c;
 }

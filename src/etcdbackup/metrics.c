@@ -86,6 +86,19 @@ void kt_etcdbackup_metrics_text(const char *dir, const char *node, kt_buf *out)
 	       "Backup cycles run.", labels, V("cycles"));
 	metric(out, "kontinuity_etcd_backup_exported_total", "counter",
 	       "Backups uploaded and confirmed.", labels, V("exported"));
+	metric(out, "kontinuity_etcd_drill_last_timestamp_seconds", "gauge",
+	       "Unix time of the last restore drill.", labels, V("lastDrill"));
+	metric(out, "kontinuity_etcd_drill_last_success_timestamp_seconds", "gauge",
+	       "Unix time of the last restore drill that passed.", labels, V("lastDrillSuccess"));
+	metric(out, "kontinuity_etcd_drill_last_result", "gauge",
+	       "1 when the last restore drill passed, 0 when it failed or none ran.", labels,
+	       V("lastDrillPass"));
+	metric(out, "kontinuity_etcd_drill_last_duration_seconds", "gauge",
+	       "Duration of the last restore drill.", labels, V("lastDrillDurationMs") / 1000.0);
+	metric(out, "kontinuity_etcd_drills_total", "counter", "Restore drills run.", labels,
+	       V("drills"));
+	metric(out, "kontinuity_etcd_drill_failures_total", "counter",
+	       "Restore drills that failed or could not run.", labels, V("drillFailures"));
 	kt_buf_addf(out, NULL, "# HELP kontinuity_etcd_backup_failures_total Failed cycles by "
 	            "stage.\n# TYPE kontinuity_etcd_backup_failures_total counter\n"
 	            "kontinuity_etcd_backup_failures_total{%s,stage=\"save\"} %.17g\n"
