@@ -4,10 +4,15 @@
  *
  * Input: byte 0 picks how the rest is sliced before it is fed to
  * kt_grpc_reader_feed (whole, byte by byte, fixed chunks, pseudo-random
- * chunks); every message is decoded as a SnapshotResponse and as an
- * AuthenticateResponse.  The same bytes are also fed in one slice, and both
- * runs must agree on the result code, the number of messages and their
- * contents: slicing must never change what the reader sees.
+ * chunks); every message is decoded as a SnapshotResponse, a
+ * StatusResponse, an AuthenticateResponse, a RangeResponse and a
+ * MemberListResponse, and is taken as a key prefix for kt_etcd_prefix_end.
+ * The owning decoders must stay within their documented limits and hand
+ * back copies (never pointers into the message), and every decoded result
+ * is released again, so ASan's leak check covers them.  The same bytes are
+ * also fed in one slice, and both runs must agree on the result code, the
+ * number of messages and their contents: slicing must never change what the
+ * reader sees.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +34,107 @@ static void mix(run *r, const uint8_t *p, size_t n)
 		r->digest ^= p[i];
 		r->digest *= 0x100000001b3ull;
 	}
+}
+
+/* p lies inside msg[0..n). */
+static int inside(const uint8_t *p, const uint8_t *msg, size_t n)
+{
+	return p >= msg && p < msg + n;
+}
+
+static void check_range(run *acc, const uint8_t *msg, size_t n)
+{
+	kt_etcd_range_resp r;
+	kt_error err;
+	kt_code rc = kt_etcd_decode_range(msg, n, &r, &err);
+	if (rc != KT_OK) {
+		if (rc != KT_EPROTO && rc != KT_ELIMIT)
+			abort();
+		if (r.kvs || r.n_kvs)
+			abort(); /* a failure owns nothing */
+		return;
+	}
+	if (r.n_kvs > KT_ETCD_RANGE_MAX_KVS || (r.n_kvs == 0) != (r.kvs == NULL))
+		abort();
+	size_t total = 0;
+	for (size_t i = 0; i < r.n_kvs; i++) {
+		const kt_etcd_kv *kv = &r.kvs[i];
+		if (!kv->key || !kv->value || kv->key[kv->key_len] || kv->value[kv->value_len])
+			abort();
+		if (inside(kv->key, msg, n) || inside(kv->value, msg, n))
+			abort(); /* copies, not views */
+		total += kv->key_len + kv->value_len;
+		/* Every copied byte is read (ASan checks the bounds) and goes into
+		 * the digest the sliced and the whole run must agree on. */
+		mix(acc, kv->key, kv->key_len);
+		mix(acc, kv->value, kv->value_len);
+	}
+	if (total > n)
+		abort();
+	kt_etcd_range_resp_release(&r);
+	if (r.kvs || r.n_kvs)
+		abort();
+}
+
+static void check_string(const char *s)
+{
+	if (!s || strlen(s) > KT_ETCD_MAX_MEMBER_STRING)
+		abort();
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			abort();
+}
+
+static void check_member_list(const uint8_t *msg, size_t n)
+{
+	kt_etcd_member *ms = (kt_etcd_member *)&ms; /* must be overwritten */
+	size_t count = 12345;
+	kt_etcd_header hdr;
+	kt_error err;
+	kt_code rc = kt_etcd_decode_member_list(msg, n, &ms, &count, &hdr, &err);
+	if (rc != KT_OK) {
+		if ((rc != KT_EPROTO && rc != KT_ELIMIT) || ms || count)
+			abort();
+		return;
+	}
+	if (count > KT_ETCD_MAX_MEMBERS || (count == 0) != (ms == NULL))
+		abort();
+	for (size_t i = 0; i < count; i++) {
+		const kt_etcd_member *m = &ms[i];
+		check_string(m->name);
+		if (m->n_peer_urls > KT_ETCD_MAX_MEMBER_URLS ||
+		    m->n_client_urls > KT_ETCD_MAX_MEMBER_URLS ||
+		    (m->n_peer_urls == 0) != (m->peer_urls == NULL) ||
+		    (m->n_client_urls == 0) != (m->client_urls == NULL))
+			abort();
+		for (size_t k = 0; k < m->n_peer_urls; k++)
+			check_string(m->peer_urls[k]);
+		for (size_t k = 0; k < m->n_client_urls; k++)
+			check_string(m->client_urls[k]);
+	}
+	kt_etcd_member_list_free(ms, count);
+}
+
+/* The message as a key prefix: the range end must bound exactly the keys
+ * that start with it. */
+static void check_prefix_end(const uint8_t *p, size_t n)
+{
+	kt_buf end;
+	kt_error err;
+	kt_buf_init(&end, KT_GRPC_MAX_MESSAGE + 1);
+	if (kt_etcd_prefix_end(&end, p, n, &err) != KT_OK)
+		abort();
+	const uint8_t *e = (const uint8_t *)end.data;
+	size_t k = n;
+	while (k > 0 && p[k - 1] == 0xff)
+		k--;
+	if (k == 0) {
+		if (end.len != 1 || e[0] != 0)
+			abort();
+	} else if (end.len != k || memcmp(e, p, k - 1) || e[k - 1] != p[k - 1] + 1) {
+		abort();
+	}
+	kt_buf_release(&end);
 }
 
 static kt_code on_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *err)
@@ -57,6 +163,9 @@ static kt_code on_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *err)
 		if (a.token_len > KT_ETCD_MAX_TOKEN)
 			abort();
 	}
+	check_range(r, msg, n);
+	check_member_list(msg, n);
+	check_prefix_end(msg, n);
 	/* Keep reading: the reader is the main subject. */
 	return KT_OK;
 }

@@ -1,6 +1,7 @@
 /*
- * client.c - etcd v3 calls over gRPC: Auth.Authenticate and
- * Maintenance.Snapshot, on top of src/http.
+ * client.c - etcd v3 calls over gRPC: Auth.Authenticate,
+ * Maintenance.Snapshot, Maintenance.Status, KV.Range and
+ * Cluster.MemberList, on top of src/http.
  *
  * A call is one HTTP/2 POST to /<service>/<method> with
  * "content-type: application/grpc" and "te: trailers", a body of one framed
@@ -15,6 +16,9 @@
  *      may help.
  *   2. Snapshot bytes go to the caller's callback as each message arrives;
  *      at most one gRPC message (<= KT_GRPC_MAX_MESSAGE) is ever buffered.
+ *      The unary calls (Status, Range, MemberList) accept exactly one
+ *      response message and decode it into memory bounded by the decoders'
+ *      documented limits.
  *   3. The password and the token exist only in local buffers that are
  *      wiped before return, the request body, and a request header; none is
  *      ever formatted into a message or a log line.
@@ -533,6 +537,20 @@ static kt_code session_open(session *ss, const kt_etcd_conn *conn, int64_t timeo
 	return KT_OK;
 }
 
+/* The stall limit of a streaming call: conn's, 60 s by default, none if negative. */
+static int64_t stall_ms(const kt_etcd_conn *conn)
+{
+	if (conn->stall_timeout_ms == 0)
+		return DEFAULT_STALL_MS;
+	return conn->stall_timeout_ms > 0 ? conn->stall_timeout_ms : 0;
+}
+
+/* A small unary call: at most 10 s even when the caller allows more. */
+static int64_t small_call_ms(const kt_etcd_conn *conn)
+{
+	return conn->timeout_ms > 0 && conn->timeout_ms < 10000 ? conn->timeout_ms : 10000;
+}
+
 kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void *ctx,
                          kt_etcd_snapshot_info *info, kt_error *err)
 {
@@ -548,9 +566,7 @@ kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void 
 	memset(info, 0, sizeof(*info));
 	memset(&s, 0, sizeof(s));
 	kt_buf_init(&empty, 0);
-	rc = session_open(&ss, conn, conn->timeout_ms,
-	                  conn->stall_timeout_ms == 0 ? DEFAULT_STALL_MS
-	                  : conn->stall_timeout_ms > 0 ? conn->stall_timeout_ms : 0, err);
+	rc = session_open(&ss, conn, conn->timeout_ms, stall_ms(conn), err);
 	call_init(&st, "snapshot", ss.origin, on_snapshot_msg, &s);
 	if (rc)
 		goto out;
@@ -615,9 +631,7 @@ kt_code kt_etcd_status(const kt_etcd_conn *conn, kt_etcd_status_msg *out, kt_err
 
 	memset(out, 0, sizeof(*out));
 	kt_buf_init(&empty, 0);
-	/* A status is small: at most 10 s even when the caller allows more. */
-	int64_t limit = conn->timeout_ms > 0 && conn->timeout_ms < 10000 ? conn->timeout_ms : 10000;
-	kt_code rc = session_open(&ss, conn, limit, 0, err);
+	kt_code rc = session_open(&ss, conn, small_call_ms(conn), 0, err);
 	call_init(&st, "status", ss.origin, on_status_msg, &sc);
 	if (!rc)
 		rc = grpc_call(ss.h, ss.endpoint.data, "/etcdserverpb.Maintenance/Status", ss.tok,
@@ -627,5 +641,122 @@ kt_code kt_etcd_status(const kt_etcd_conn *conn, kt_etcd_status_msg *out, kt_err
 		                  ss.origin);
 	session_close(&ss);
 	kt_grpc_reader_release(&st.reader);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* KV.Range */
+
+typedef struct range_ctx {
+	kt_etcd_range_resp *out;
+	uint64_t n_messages;
+} range_ctx;
+
+static kt_code on_range_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *err)
+{
+	range_ctx *c = ctx;
+	if (++c->n_messages > 1)
+		return kt_error_set(err, KT_EPROTO, "etcd sent more than one RangeResponse");
+	return kt_etcd_decode_range(msg, n, c->out, err);
+}
+
+kt_code kt_etcd_range(const kt_etcd_conn *conn, const kt_etcd_range_req *req,
+                      kt_etcd_range_resp *out, kt_error *err)
+{
+	kt_buf msg;
+	session ss;
+	call_state st;
+	range_ctx rc_ctx = { out, 0 };
+	kt_code rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!req->key || req->key_len == 0)
+		return kt_error_set(err, KT_EUSAGE, "an etcd range needs a key (for all keys use "
+		                    "key \"\\0\" and range end \"\\0\")");
+	if (req->limit < 0 || req->revision < 0)
+		return kt_error_set(err, KT_EUSAGE, "an etcd range needs a limit and a revision of "
+		                    "0 or more (got %lld and %lld)", (long long)req->limit,
+		                    (long long)req->revision);
+	kt_buf_init(&msg, KT_GRPC_MAX_MESSAGE);
+	if ((rc = kt_etcd_encode_range_request(&msg, req, err))) {
+		kt_buf_release(&msg);
+		return kt_error_set(err, KT_EUSAGE, "the etcd range key and range end together are "
+		                    "over %u bytes", KT_GRPC_MAX_MESSAGE);
+	}
+	rc = session_open(&ss, conn, conn->timeout_ms, stall_ms(conn), err);
+	call_init(&st, "range", ss.origin, on_range_msg, &rc_ctx);
+	if (!rc)
+		rc = grpc_call(ss.h, ss.endpoint.data, "/etcdserverpb.KV/Range", ss.tok, &msg, &st,
+		               ss.deadline, NULL, NULL, err);
+	/* The reader refuses an oversize message after reading its prefix: say
+	 * what to do about it rather than blame the peer. */
+	if (rc == KT_EPROTO && st.reader.hdr_len == 5 && st.reader.msg_len > KT_GRPC_MAX_MESSAGE)
+		rc = kt_error_set(err, KT_ELIMIT, "range at %s: etcd's answer is %lu bytes, over "
+		                  "the limit of %u (ask for fewer keys with a limit, keys only or "
+		                  "count only, and page on while etcd reports more)", ss.origin,
+		                  (unsigned long)st.reader.msg_len, KT_GRPC_MAX_MESSAGE);
+	if (!rc && (!rc_ctx.n_messages || !out->has_header))
+		rc = kt_error_set(err, KT_EPROTO, "range at %s: etcd sent no response header",
+		                  ss.origin);
+	if (rc)
+		kt_etcd_range_resp_release(out);
+	session_close(&ss);
+	kt_grpc_reader_release(&st.reader);
+	kt_buf_release(&msg);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cluster.MemberList */
+
+typedef struct member_list_ctx {
+	kt_etcd_member *members;
+	size_t n_members;
+	kt_etcd_header header;
+	uint64_t n_messages;
+} member_list_ctx;
+
+static kt_code on_member_list_msg(void *ctx, const uint8_t *msg, size_t n, kt_error *err)
+{
+	member_list_ctx *c = ctx;
+	if (++c->n_messages > 1)
+		return kt_error_set(err, KT_EPROTO, "etcd sent more than one MemberListResponse");
+	return kt_etcd_decode_member_list(msg, n, &c->members, &c->n_members, &c->header, err);
+}
+
+kt_code kt_etcd_member_list(const kt_etcd_conn *conn, int linearizable, kt_etcd_member **out,
+                            size_t *n_out, kt_etcd_header *hdr_out, kt_error *err)
+{
+	kt_buf msg;
+	session ss;
+	call_state st;
+	member_list_ctx mc;
+	kt_code rc;
+
+	*out = NULL;
+	*n_out = 0;
+	memset(&mc, 0, sizeof(mc));
+	kt_buf_init(&msg, 16);
+	if ((rc = kt_etcd_encode_member_list_request(&msg, linearizable, err)))
+		return rc;
+	rc = session_open(&ss, conn, small_call_ms(conn), 0, err);
+	call_init(&st, "member list", ss.origin, on_member_list_msg, &mc);
+	if (!rc)
+		rc = grpc_call(ss.h, ss.endpoint.data, "/etcdserverpb.Cluster/MemberList", ss.tok,
+		               &msg, &st, ss.deadline, NULL, NULL, err);
+	if (!rc && !mc.n_messages)
+		rc = kt_error_set(err, KT_EPROTO, "member list at %s: etcd sent no response",
+		                  ss.origin);
+	if (rc) {
+		kt_etcd_member_list_free(mc.members, mc.n_members);
+	} else {
+		*out = mc.members;
+		*n_out = mc.n_members;
+		if (hdr_out)
+			*hdr_out = mc.header;
+	}
+	session_close(&ss);
+	kt_grpc_reader_release(&st.reader);
+	kt_buf_release(&msg);
 	return rc;
 }

@@ -2,14 +2,18 @@
  * etcd.h - native etcd v3 client: gRPC over HTTP/2 through libcurl.
  *
  * Owns: the gRPC length-prefixed frame decoder, the few protobuf messages we
- * speak (SnapshotResponse, AuthenticateRequest/Response, ResponseHeader),
- * and the calls Maintenance.Snapshot and Auth.Authenticate.
+ * speak (SnapshotResponse, StatusResponse, AuthenticateRequest/Response,
+ * RangeRequest/Response, MemberListRequest/Response, ResponseHeader), and
+ * the calls Maintenance.Snapshot, Maintenance.Status, Auth.Authenticate,
+ * KV.Range and Cluster.MemberList.
  *
  * Transport: http:// endpoints use cleartext HTTP/2 with prior knowledge
  * (h2c); https:// endpoints use TLS (ALPN h2) with verification always on,
  * an optional CA bundle and an optional client certificate/key.
  * Every decoder here takes hostile bytes: messages are bounded by
- * KT_GRPC_MAX_MESSAGE and a malformed frame or field is KT_EPROTO.
+ * KT_GRPC_MAX_MESSAGE and a malformed frame or field is KT_EPROTO; a
+ * well-formed answer beyond a documented count or size limit (more keys or
+ * members than we hold) is KT_ELIMIT.
  */
 #ifndef KT_ETCD_H
 #define KT_ETCD_H
@@ -102,6 +106,122 @@ kt_code kt_etcd_decode_auth_response(const uint8_t *msg, size_t n,
 kt_code kt_etcd_encode_auth_request(kt_buf *out, const char *name, const char *password,
                                     kt_error *err);
 
+/* ---------------- KV.Range and Cluster.MemberList ---------------- */
+
+/*
+ * Which keys a range covers (etcd's rules, as clientv3 uses them):
+ *   one key        key = K, range_end = NULL (range_end_len 0)
+ *   [K, E)         key = K, range_end = E
+ *   every key >= K key = K, range_end = "\0" (one zero byte, range_end_len 1)
+ *   all keys       key = "\0" (len 1), range_end = "\0" (len 1)
+ *   prefix P       key = P, range_end = kt_etcd_prefix_end(P)
+ * key is never empty: etcd refuses an empty key ("key is not provided").
+ */
+typedef struct kt_etcd_range_req {
+	const uint8_t *key;       /* borrowed; key_len >= 1 */
+	size_t key_len;
+	const uint8_t *range_end; /* borrowed; NULL or len 0 = just key */
+	size_t range_end_len;
+	int64_t limit;            /* most keys to return; 0 = no limit */
+	int64_t revision;         /* read at this revision; 0 = the newest */
+	int serializable;         /* answer from the local member, no quorum read */
+	int keys_only;            /* values are left out (value_len 0) */
+	int count_only;           /* only count is filled, kvs is empty */
+} kt_etcd_range_req;
+
+/* One key as etcd's mvccpb.KeyValue. */
+typedef struct kt_etcd_kv {
+	const uint8_t *key;       /* both point into the response's single */
+	const uint8_t *value;     /* allocation; each is followed by a NUL */
+	size_t key_len;
+	size_t value_len;
+	int64_t create_revision;
+	int64_t mod_revision;
+	int64_t version;
+	int64_t lease;
+} kt_etcd_kv;
+
+/* Most keys one decoded RangeResponse may hold: their kt_etcd_kv array then
+ * takes at most KT_GRPC_MAX_MESSAGE bytes, on top of the copies of the keys
+ * and values (which a message of at most KT_GRPC_MAX_MESSAGE bytes bounds).
+ * A decoded response so never holds more than about 2 x KT_GRPC_MAX_MESSAGE. */
+#define KT_ETCD_RANGE_MAX_KVS (KT_GRPC_MAX_MESSAGE / 64u)
+
+typedef struct kt_etcd_range_resp {
+	kt_etcd_header header;
+	int has_header;
+	kt_etcd_kv *kvs;          /* owned; NULL when n_kvs is 0 */
+	size_t n_kvs;
+	int more;                 /* etcd holds more keys in the range than it sent
+	                             (limit was reached) */
+	int64_t count;            /* keys in the range, whatever the limit */
+} kt_etcd_range_resp;
+
+/* Free everything a decoded response owns (keys and values included) and
+ * zero it.  Safe on a zeroed or already released struct. */
+void kt_etcd_range_resp_release(kt_etcd_range_resp *r);
+
+/*
+ * Decode one RangeResponse into *out, copying every key and value (the
+ * message may be freed afterwards).  Same wire rules as
+ * kt_etcd_decode_snapshot, also inside each KeyValue.  More than
+ * KT_ETCD_RANGE_MAX_KVS keys is KT_ELIMIT, checked before anything is
+ * allocated.  *out is zeroed first; on failure it owns nothing.
+ */
+kt_code kt_etcd_decode_range(const uint8_t *msg, size_t n, kt_etcd_range_resp *out,
+                             kt_error *err);
+
+/* Append a RangeRequest (protobuf only) to out.  Fails only when out's
+ * limit is reached (KT_ELIMIT); req is not checked here. */
+kt_code kt_etcd_encode_range_request(kt_buf *out, const kt_etcd_range_req *req, kt_error *err);
+
+/*
+ * Append to out the range_end that, with key = prefix, covers exactly the
+ * keys starting with prefix: prefix with trailing 0xff bytes dropped and
+ * the last remaining byte incremented.  When no byte can be incremented
+ * (n == 0 or all 0xff) the result is "\0" (len 1), which means "to the end
+ * of the keyspace"; for n == 0 pass key = "\0" (len 1) as well.  Fails
+ * only when out's limit is reached.
+ */
+kt_code kt_etcd_prefix_end(kt_buf *out, const uint8_t *prefix, size_t n, kt_error *err);
+
+/* A member as etcd's etcdserverpb.Member.  Strings are NUL-terminated and
+ * hold no control characters; name is never NULL ("" for a member that was
+ * added but has not started yet, which also has no client URLs). */
+typedef struct kt_etcd_member {
+	uint64_t id;
+	char *name;
+	char **peer_urls;         /* NULL when n_peer_urls is 0 */
+	size_t n_peer_urls;
+	char **client_urls;       /* NULL when n_client_urls is 0 */
+	size_t n_client_urls;
+	int is_learner;
+} kt_etcd_member;
+
+/* Limits of a decoded MemberListResponse; beyond them is KT_ELIMIT. */
+#define KT_ETCD_MAX_MEMBERS 64
+#define KT_ETCD_MAX_MEMBER_URLS 16     /* peer URLs, and client URLs, each */
+#define KT_ETCD_MAX_MEMBER_STRING 1024 /* bytes of a name or a URL */
+
+/* Free an array of n members and everything in it.  NULL is a no-op. */
+void kt_etcd_member_list_free(kt_etcd_member *members, size_t n);
+
+/*
+ * Decode one MemberListResponse {header=1, members=2}.  On KT_OK *out is a
+ * new array of *n_out members (NULL when 0) that the caller frees with
+ * kt_etcd_member_list_free, and *hdr_out (may be NULL) the header.  Same
+ * wire rules as kt_etcd_decode_snapshot; a response without a header, a
+ * string with a NUL or control byte is KT_EPROTO; more than
+ * KT_ETCD_MAX_MEMBERS members, more than KT_ETCD_MAX_MEMBER_URLS URLs of a
+ * kind or a string over KT_ETCD_MAX_MEMBER_STRING bytes is KT_ELIMIT.  On
+ * failure *out is NULL, *n_out 0 and *hdr_out zeroed.
+ */
+kt_code kt_etcd_decode_member_list(const uint8_t *msg, size_t n, kt_etcd_member **out,
+                                   size_t *n_out, kt_etcd_header *hdr_out, kt_error *err);
+
+/* Append a MemberListRequest {linearizable=1} (protobuf only) to out. */
+kt_code kt_etcd_encode_member_list_request(kt_buf *out, int linearizable, kt_error *err);
+
 /*
  * Map a gRPC status from etcd to a kt_code and fill err with
  * "<what> at <endpoint> failed: <message> (<advice>)".  message is the
@@ -172,5 +292,33 @@ kt_code kt_etcd_snapshot(const kt_etcd_conn *conn, kt_etcd_snapshot_fn fn, void 
  * kt_etcd_snapshot.
  */
 kt_code kt_etcd_status(const kt_etcd_conn *conn, kt_etcd_status_msg *out, kt_error *err);
+
+/*
+ * KV.Range at conn->endpoint: the keys req selects, each with its value
+ * (unless keys_only) and revisions, plus more and count.  On KT_OK out owns
+ * the keys; free with kt_etcd_range_resp_release.  On failure out is zeroed
+ * and owns nothing.  Same connection, auth and errors as kt_etcd_snapshot,
+ * plus: KT_EUSAGE for an empty key or a negative limit or revision;
+ * KT_ELIMIT when etcd's answer is over KT_GRPC_MAX_MESSAGE bytes or holds
+ * more than KT_ETCD_RANGE_MAX_KVS keys (ask for fewer with limit,
+ * keys_only or count_only, and page on with key = last key + "\0" while
+ * more is set, at the revision of the first page).  A compacted revision
+ * is KT_EREMOTE (grpc-status 11 OUT_OF_RANGE).
+ */
+kt_code kt_etcd_range(const kt_etcd_conn *conn, const kt_etcd_range_req *req,
+                      kt_etcd_range_resp *out, kt_error *err);
+
+/*
+ * Cluster.MemberList as seen by the member at conn->endpoint.  With
+ * linearizable set the member first confirms with the leader that its list
+ * is current (etcd 3.5+; older servers ignore the flag and answer from
+ * their local view, as they do without it).  On KT_OK *out is a new array
+ * of *n_out members (caller frees with kt_etcd_member_list_free) and
+ * *hdr_out, when not NULL, the response header.  On failure *out is NULL,
+ * *n_out 0.  Limits as kt_etcd_decode_member_list; connection, auth and
+ * errors as kt_etcd_status (at most 10 s).
+ */
+kt_code kt_etcd_member_list(const kt_etcd_conn *conn, int linearizable, kt_etcd_member **out,
+                            size_t *n_out, kt_etcd_header *hdr_out, kt_error *err);
 
 #endif /* KT_ETCD_H */
