@@ -20,7 +20,8 @@ if [ "$mode" = test ]; then
 	# clang + its runtimes for the libFuzzer targets; valgrind for leak
 	# checks.  (etcd 3.4 from Debian is a test peer: scripts/peers.sh
 	# installs it with its service kept off.)
-	pkgs+=(clang libclang-rt-14-dev python3 python3-pip util-linux valgrind)
+	# python3-yaml: the kubelet stand-in and the DR tests read static pod manifests.
+	pkgs+=(clang libclang-rt-14-dev python3 python3-pip python3-yaml util-linux valgrind)
 fi
 
 missing=()
@@ -37,6 +38,11 @@ fi
 if [ "$mode" = test ] && ! python3 -c 'import pytest' 2>/dev/null; then
 	echo "deps: installing pytest"
 	python3 -m pip install --quiet pytest || python3 -m pip install --quiet --break-system-packages pytest
+fi
+if [ "$mode" = test ] && ! python3 -c 'import yaml' 2>/dev/null; then
+	# A python3 that is not Debian's (pyenv, venv) does not see python3-yaml.
+	echo "deps: installing PyYAML"
+	python3 -m pip install --quiet pyyaml || python3 -m pip install --quiet --break-system-packages pyyaml
 fi
 if [ "$mode" != build ] && ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go >= 1.25 is needed to build the test peers (etcd, MinIO, kube-apiserver);" >&2

@@ -526,6 +526,7 @@ kt_code kt_etcdbackup_list_remote(const kt_backup_config *cfg, kt_backup_entry *
 
 typedef struct folder_scan {
 	const char *suffix;     /* "-<cluster-name>/" */
+	const char *skip;       /* a folder not to report */
 	char found[8][512];
 	size_t n;
 } folder_scan;
@@ -540,12 +541,49 @@ static kt_code scan_folder(void *ctx, const kt_s3_entry *e, kt_error *err)
 	size_t n = (size_t)(slash - e->key) + 1, sl = strlen(f->suffix);
 	if (n < sl || n >= sizeof(f->found[0]) || memcmp(slash + 1 - sl, f->suffix, sl))
 		return KT_OK;
+	if (f->skip && strlen(f->skip) == n - 1 && !strncmp(f->skip, e->key, n - 1))
+		return KT_OK;
 	for (size_t i = 0; i < f->n; i++)
 		if (!strncmp(f->found[i], e->key, n - 1) && f->found[i][n - 1] == '\0')
 			return KT_OK;
 	if (f->n < sizeof(f->found) / sizeof(f->found[0]))
 		snprintf(f->found[f->n++], sizeof(f->found[0]), "%.*s", (int)(n - 1), e->key);
 	return KT_OK;
+}
+
+/* The folder "<id>-<cluster-name>" in the bucket when the id is unknown or
+ * its folder is empty: the one such folder other than skip.  Creates *s3
+ * when it does not exist yet.  KT_ENOTFOUND when there is none, KT_EUSAGE
+ * when there are several. */
+static kt_code scan_for_folder(const target *t, const char *ca_path, const kt_backup_config *cfg,
+                               kt_s3 **s3, char *folder, size_t folder_len, const char *skip,
+                               kt_error *err)
+{
+	kt_code c = KT_OK;
+	if (!*s3) {
+		kt_s3_config sc = { .endpoint = t->v[K_ENDPOINT], .region = t->v[K_REGION],
+		                    .bucket = t->v[K_BUCKET], .access_key = t->v[K_ACCESS],
+		                    .secret_key = t->v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
+		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
+		if ((c = kt_s3_new(s3, &sc, err)))
+			return c;
+	}
+	char suffix[300];
+	snprintf(suffix, sizeof(suffix), "-%s/", cfg->cluster_name && *cfg->cluster_name
+	                                             ? cfg->cluster_name : "kubernetes");
+	folder_scan fs = { .suffix = suffix, .skip = skip };
+	if ((c = kt_s3_list(*s3, NULL, 1000, scan_folder, &fs, NULL, err)))
+		return c;
+	if (fs.n == 1) {
+		snprintf(folder, folder_len, "%s", fs.found[0]);
+		return KT_OK;
+	}
+	if (fs.n == 0)
+		return kt_error_set(err, KT_ENOTFOUND, "bucket '%s' holds no backups in a folder "
+		                    "'<cluster-id>%s'", t->v[K_BUCKET], suffix);
+	return kt_error_set(err, KT_EUSAGE, "bucket '%s' holds backups of %zu%s clusters named "
+	                    "like this one (e.g. '%s', '%s'): pass --cluster-id", t->v[K_BUCKET],
+	                    fs.n, fs.n == 8 ? " or more" : "", fs.found[0], fs.found[1]);
 }
 
 typedef struct fetch_ctx {
@@ -617,36 +655,33 @@ kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name
 		         : kt_error_set(err, KT_ENOTFOUND, "no export target is configured (no "
 		                        "--export-config, BACKUP_* variables or Secret %s/%s)",
 		                        cfg->secret_namespace, cfg->secret_name);
-	if (c == KT_EUSAGE && s3 == NULL && strstr(ferr.msg, "cluster id")) {
-		/* No id anywhere (the cluster is down, the index is gone): find
-		 * the folder by its cluster-name suffix. */
-		kt_s3_config sc = { .endpoint = t.v[K_ENDPOINT], .region = t.v[K_REGION],
-		                    .bucket = t.v[K_BUCKET], .access_key = t.v[K_ACCESS],
-		                    .secret_key = t.v[K_SECRET], .cacert = ca_path[0] ? ca_path : NULL,
-		                    .max_attempts = 3, .cancel = cfg->etcd.cancel };
-		if (!(c = kt_s3_new(&s3, &sc, &ferr))) {
-			char suffix[300];
-			snprintf(suffix, sizeof(suffix), "-%s/", cfg->cluster_name && *cfg->cluster_name
-			                                             ? cfg->cluster_name : "kubernetes");
-			folder_scan fs = { .suffix = suffix };
-			c = kt_s3_list(s3, NULL, 1000, scan_folder, &fs, NULL, &ferr);
-			if (!c && fs.n == 1)
-				snprintf(folder, sizeof(folder), "%s", fs.found[0]);
-			else if (!c && fs.n == 0)
-				c = kt_error_set(&ferr, KT_ENOTFOUND, "bucket '%s' holds no folder "
-				                 "'<cluster-id>%s'", t.v[K_BUCKET], suffix);
-			else if (!c)
-				c = kt_error_set(&ferr, KT_EUSAGE, "bucket '%s' holds backups of %zu%s clusters "
-				                 "named like this one (e.g. '%s', '%s'): pass --cluster-id",
-				                 t.v[K_BUCKET], fs.n, fs.n == 8 ? " or more" : "",
-				                 fs.found[0], fs.found[1]);
-		}
-	}
+	int explicit_id = cfg->cluster_id && *cfg->cluster_id;
+	if (c == KT_EUSAGE && s3 == NULL && strstr(ferr.msg, "cluster id"))
+		c = scan_for_folder(&t, ca_path, cfg, &s3, folder, sizeof(folder), "", &ferr);
 	remote_all r = { NULL, 0, 0, t.v[K_BUCKET] };
 	if (!c) {
 		char prefix[600];
 		snprintf(prefix, sizeof(prefix), "%s/", folder);
 		c = kt_s3_list(s3, prefix, 1000, collect_all, &r, NULL, &ferr);
+	}
+	if (!c && r.n == 0 && !explicit_id) {
+		/* The id we found may be a new cluster's: an API server on an
+		 * empty etcd makes a new kube-system namespace.  The backups are
+		 * in the one folder of this name that holds some. */
+		char empty[512];
+		snprintf(empty, sizeof(empty), "%s", folder);
+		if (!(c = scan_for_folder(&t, ca_path, cfg, &s3, folder, sizeof(folder), empty, &ferr))) {
+			kt_log(KT_LOG_WARN, "no backups in s3://%s/%s/; using s3://%s/%s/, the only other "
+			       "folder of a cluster named '%s' (pass --cluster-id to choose)",
+			       t.v[K_BUCKET], empty, t.v[K_BUCKET], folder,
+			       cfg->cluster_name && *cfg->cluster_name ? cfg->cluster_name : "kubernetes");
+			char prefix[600];
+			snprintf(prefix, sizeof(prefix), "%s/", folder);
+			c = kt_s3_list(s3, prefix, 1000, collect_all, &r, NULL, &ferr);
+		} else if (c == KT_ENOTFOUND) {
+			c = KT_OK;   /* no other folder: report the empty one below */
+			snprintf(folder, sizeof(folder), "%s", empty);
+		}
 	}
 	if (c) {
 		kt_error_set(err, c, "%s", ferr.msg);
