@@ -191,4 +191,112 @@ int kt_kube_valid_label(const char *s);
 /* 1 if s is a valid DNS-1123 subdomain (most object names), else 0. */
 int kt_kube_valid_name(const char *s);
 
+/* ------------------------------------------------------------------ */
+/* Static pod manifests (src/kube/staticpod*.c): the etcd Pod that kubelet
+ * runs from /etc/kubernetes/manifests/etcd.yaml on a kubeadm control-plane
+ * node.  `etcd restore` reads the member's flags from it; `etcd recover`
+ * writes a copy with flags changed (e.g. --force-new-cluster added).
+ *
+ * Accepted input: one YAML document (a second one is refused, because
+ * kubelet would ignore it and a rewrite would drop it), kind: Pod with
+ * apiVersion: v1, spec.containers a list of mappings.  Refused: YAML
+ * aliases (*name; anchors alone are fine), merge keys (<<) and a key given
+ * twice among the fields read (apiVersion, kind, spec, containers, and a
+ * container's name, image, command, args); command/args entries that
+ * Kubernetes would not read as strings (mappings, lists, null, plain
+ * true/false/yes/no/on/off, plain numbers: quote them).  Other fields are
+ * not read (a rewrite keeps them as they are).  Environment variables
+ * (ETCD_NAME...) in the manifest are not read either.
+ *
+ * Every message starts "static pod manifest['PATH']: line L column C: "
+ * (position from the parser where there is one) and names the field, e.g.
+ * "spec.containers[0].command[3] is a mapping, not a string".  Codes:
+ * KT_EPROTO for a manifest we do not accept (including "no container
+ * 'etcd'" and "has no command"), KT_ELIMIT for the limits below, KT_EUSAGE
+ * for malformed arguments of kt_kube_staticpod_rewrite, KT_ENOMEM.
+ */
+
+#define KT_KUBE_STATICPOD_MAX (1u << 20)       /* manifest size, bytes */
+#define KT_KUBE_STATICPOD_MAX_ARGS 256         /* command + args entries */
+#define KT_KUBE_STATICPOD_MAX_ARG (8u << 10)   /* one entry, bytes */
+#define KT_KUBE_STATICPOD_MAX_CONTAINERS 64    /* entries of spec.containers */
+/* Nesting depth is bounded by KT_KUBE_MAX_DEPTH.  The limits apply to
+ * every container of the Pod, not only the one read. */
+
+typedef struct kt_kube_staticpod {
+	char *container;   /* the container read ("" if it has no name) */
+	char *image;       /* its image, or NULL if the field is absent */
+	char **argv;       /* command then args: n_argv strings, then NULL */
+	size_t n_argv;
+	size_t n_command;  /* argv[0..n_command) came from command, the rest from args */
+	size_t first_flag; /* where flags start: 1 after command's program, 0 when only
+	                      args is given (the image's entrypoint is the program) */
+} kt_kube_staticpod;
+
+/*
+ * Parse the manifest in data[0..len) (need not be NUL-terminated) and read
+ * the container named container; NULL or "" means "etcd", or the only
+ * container when there is exactly one and none is called etcd.  Its
+ * command then args become argv (at least one entry, else "container 'X'
+ * has no command").  All strings are owned by *out (release with
+ * kt_kube_staticpod_release).  On failure *out is zeroed.
+ */
+kt_code kt_kube_staticpod_parse(kt_kube_staticpod *out, const char *data, size_t len,
+                                const char *container, kt_error *err);
+
+/* Read the file at path (at most KT_KUBE_STATICPOD_MAX bytes) and parse it
+ * as above; messages name the path.  KT_ENOTFOUND if it does not exist,
+ * KT_EPERM/KT_EIO if it cannot be read, KT_EUSAGE if not a regular file. */
+kt_code kt_kube_staticpod_load(kt_kube_staticpod *out, const char *path, const char *container,
+                               kt_error *err);
+
+/* Free the contents; p is left zeroed.  NULL and a zeroed struct are fine. */
+void kt_kube_staticpod_release(kt_kube_staticpod *p);
+
+/*
+ * The value etcd reads for flag name ("data-dir"; leading dashes are
+ * ignored), borrowed from p; NULL if the flag is not given.  Read as Go's
+ * flag package does, from argv[first_flag]: "--f=v" and "-f=v"; "--f v"
+ * (the next entry is the value unless it starts with '-'); a bare "--f"
+ * of one of etcd's boolean flags (force-new-cluster, client-cert-auth...)
+ * or with nothing after it reads "true"; "" is a possible value; the last
+ * occurrence wins; "--" ends the flags; other entries are skipped.  (Go
+ * would also take a value starting with '-' after a non-boolean flag:
+ * write such values as --f=-v.)
+ */
+const char *kt_kube_staticpod_flag(const kt_kube_staticpod *p, const char *name);
+
+/*
+ * Append to out a copy of the manifest data[0..len) in which the container
+ * chosen as in kt_kube_staticpod_parse has:
+ *   - every flag named in remove taken out, in any form (with "--f value"
+ *     both entries go).  An entry is a name ("initial-cluster-state",
+ *     leading dashes ignored) or name=value, which removes only the
+ *     occurrences with that value.  Removing an absent flag is no error.
+ *   - the entries of add ("--force-new-cluster", "--initial-cluster-state=new",
+ *     each one flag in one entry) appended last, so they win: at the end of
+ *     args if args has entries, else at the end of command.
+ * add and remove are NULL-terminated arrays; NULL means none.
+ *
+ * The rest of the document is kept as data, re-written by libyaml's
+ * emitter from the parser's events: comments and the original layout are
+ * lost; values keep their meaning and mostly their quoting (a value tagged
+ * with the bare "!" comes out quoted instead, an empty plain one as ~;
+ * non-ASCII is written as UTF-8, UTF-16 input as UTF-8).  The output is
+ * checked before it is returned: parsed again it must give the expected
+ * argv, each added flag must read with its value and no other flag may
+ * change value; it is at most KT_KUBE_STATICPOD_MAX bytes with at most
+ * KT_KUBE_STATICPOD_MAX_ARGS entries.  Errors as for parsing; KT_EUSAGE
+ * for an add entry that is not "--name[=value]" or a remove entry that is
+ * not a name; KT_EPROTO when an added flag would not be read (after a
+ * "--") or when taking flags out would make a stray entry the value of
+ * another flag ("--a x" left behind by a removal between them); out's own
+ * limit (KT_ELIMIT).  On failure out is unchanged.  Rewriting the output
+ * again with the same lists (remove naming the added flags) gives the
+ * same bytes.
+ */
+kt_code kt_kube_staticpod_rewrite(const char *data, size_t len, const char *container,
+                                  const char *const *add, const char *const *remove, kt_buf *out,
+                                  kt_error *err);
+
 #endif /* KT_KUBE_H */

@@ -1,8 +1,9 @@
 /*
  * test_kube.c - src/kube without a cluster: kubeconfig parsing (each auth
  * form, context selection, missing and refused fields, bad base64, hostile
- * YAML), the in-cluster config, the base64 decoder, and the client's status
- * mapping and Secret decoding against a one-shot HTTP/1.1 server on
+ * YAML), the in-cluster config, the base64 decoder, static pod manifests
+ * (reading etcd's flags, rewriting them, every refusal), and the client's
+ * status mapping and Secret decoding against a one-shot HTTP/1.1 server on
  * loopback (plain http:// without credentials, which the client allows).
  * TLS, tokens and client certificates against a real kube-apiserver are
  * in tests/integration/test_kube.py.
@@ -628,6 +629,829 @@ static void test_names(void)
 	CHECK(!kt_kube_valid_name("a%2Fb"));
 }
 
+/* ---- static pod manifests ---- */
+
+/* What kubeadm 1.31 writes to /etc/kubernetes/manifests/etcd.yaml. */
+static const char KUBEADM_ETCD[] =
+	"apiVersion: v1\n"
+	"kind: Pod\n"
+	"metadata:\n"
+	"  annotations:\n"
+	"    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://10.0.0.5:2379\n"
+	"  creationTimestamp: null\n"
+	"  labels:\n"
+	"    component: etcd\n"
+	"    tier: control-plane\n"
+	"  name: etcd\n"
+	"  namespace: kube-system\n"
+	"spec:\n"
+	"  containers:\n"
+	"  - command:\n"
+	"    - etcd\n"
+	"    - --advertise-client-urls=https://10.0.0.5:2379\n"
+	"    - --cert-file=/etc/kubernetes/pki/etcd/server.crt\n"
+	"    - --client-cert-auth=true\n"
+	"    - --data-dir=/var/lib/etcd\n"
+	"    - --experimental-initial-corrupt-check=true\n"
+	"    - --experimental-watch-progress-notify-interval=5s\n"
+	"    - --initial-advertise-peer-urls=https://10.0.0.5:2380\n"
+	"    - --initial-cluster=cp1=https://10.0.0.5:2380,cp2=https://10.0.0.6:2380\n"
+	"    - --initial-cluster-state=existing\n"
+	"    - --key-file=/etc/kubernetes/pki/etcd/server.key\n"
+	"    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.5:2379\n"
+	"    - --listen-metrics-urls=http://127.0.0.1:2381\n"
+	"    - --listen-peer-urls=https://10.0.0.5:2380\n"
+	"    - --name=cp1\n"
+	"    - --peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt\n"
+	"    - --peer-client-cert-auth=true\n"
+	"    - --peer-key-file=/etc/kubernetes/pki/etcd/peer.key\n"
+	"    - --peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt\n"
+	"    - --snapshot-count=10000\n"
+	"    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt\n"
+	"    image: registry.k8s.io/etcd:3.5.15-0\n"
+	"    imagePullPolicy: IfNotPresent\n"
+	"    livenessProbe:\n"
+	"      failureThreshold: 8\n"
+	"      httpGet:\n"
+	"        host: 127.0.0.1\n"
+	"        path: /livez\n"
+	"        port: 2381\n"
+	"        scheme: HTTP\n"
+	"      initialDelaySeconds: 10\n"
+	"      periodSeconds: 10\n"
+	"      timeoutSeconds: 15\n"
+	"    name: etcd\n"
+	"    readinessProbe:\n"
+	"      failureThreshold: 3\n"
+	"      httpGet:\n"
+	"        host: 127.0.0.1\n"
+	"        path: /readyz\n"
+	"        port: 2381\n"
+	"        scheme: HTTP\n"
+	"      periodSeconds: 1\n"
+	"      timeoutSeconds: 15\n"
+	"    resources:\n"
+	"      requests:\n"
+	"        cpu: 100m\n"
+	"        memory: 100Mi\n"
+	"    startupProbe:\n"
+	"      failureThreshold: 24\n"
+	"      httpGet:\n"
+	"        host: 127.0.0.1\n"
+	"        path: /readyz\n"
+	"        port: 2381\n"
+	"        scheme: HTTP\n"
+	"      initialDelaySeconds: 10\n"
+	"      periodSeconds: 10\n"
+	"      timeoutSeconds: 15\n"
+	"    volumeMounts:\n"
+	"    - mountPath: /var/lib/etcd\n"
+	"      name: etcd-data\n"
+	"    - mountPath: /etc/kubernetes/pki/etcd\n"
+	"      name: etcd-certs\n"
+	"  hostNetwork: true\n"
+	"  priority: 2000001000\n"
+	"  priorityClassName: system-node-critical\n"
+	"  securityContext:\n"
+	"    seccompProfile:\n"
+	"      type: RuntimeDefault\n"
+	"  volumes:\n"
+	"  - hostPath:\n"
+	"      path: /etc/kubernetes/pki/etcd\n"
+	"      type: DirectoryOrCreate\n"
+	"    name: etcd-certs\n"
+	"  - hostPath:\n"
+	"      path: /var/lib/etcd\n"
+	"      type: DirectoryOrCreate\n"
+	"    name: etcd-data\n"
+	"status: {}\n";
+
+#define POD_HEAD "apiVersion: v1\nkind: Pod\nmetadata: {name: etcd, namespace: kube-system}\n"
+
+static kt_code sp_parse(kt_kube_staticpod *p, const char *text, const char *container,
+                        kt_error *err)
+{
+	kt_error_clear(err);
+	return kt_kube_staticpod_parse(p, text, strlen(text), container, err);
+}
+
+/* Parse text expecting failure with code and a message containing want. */
+static void sp_fail(const char *text, const char *container, kt_code code, const char *want)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+	kt_code rc = sp_parse(&p, text, container, &err);
+	CHECK_EQ_U(rc, code);
+	CHECK_EQ_U(err.code, code);
+	CHECK_CONTAINS(err.msg, "static pod manifest: ");
+	CHECK_CONTAINS(err.msg, want);
+	CHECK(p.argv == NULL && p.container == NULL && p.n_argv == 0);
+	if (rc == KT_OK)
+		kt_kube_staticpod_release(&p);
+}
+
+/* p's argv joined with spaces (one static buffer). */
+static const char *sp_joined(const kt_kube_staticpod *p)
+{
+	static char buf[8192];
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < p->n_argv && o < sizeof(buf); i++)
+		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", i ? " " : "", p->argv[i]);
+	return buf;
+}
+
+/* Rewrite text, check it succeeds, parse the result into *p; returns the
+ * rewritten text (static buffer). */
+static const char *sp_rewrite(kt_kube_staticpod *p, const char *text, const char *container,
+                              const char *const *add, const char *const *remove)
+{
+	static char outbuf[1 << 16];
+	kt_buf out;
+	kt_error err;
+	kt_error_clear(&err);
+	kt_buf_init(&out, KT_BUF_UNLIMITED);
+	memset(p, 0, sizeof(*p));
+	kt_code rc = kt_kube_staticpod_rewrite(text, strlen(text), container, add, remove, &out,
+	                                       &err);
+	CHECK_EQ_U(rc, KT_OK);
+	if (rc)
+		fprintf(stderr, "  rewrite failed: %s\n", err.msg);
+	snprintf(outbuf, sizeof(outbuf), "%s", out.data);
+	if (rc == KT_OK) {
+		rc = kt_kube_staticpod_parse(p, out.data, out.len, container, &err);
+		CHECK_EQ_U(rc, KT_OK);
+		if (rc)
+			fprintf(stderr, "  re-parse failed: %s\n---\n%s---\n", err.msg, out.data);
+	}
+	kt_buf_release(&out);
+	return outbuf;
+}
+
+static void test_staticpod_kubeadm(void)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+	CHECK_EQ_U(sp_parse(&p, KUBEADM_ETCD, NULL, &err), KT_OK);
+	CHECK_STR(p.container, "etcd");
+	CHECK_STR(p.image, "registry.k8s.io/etcd:3.5.15-0");
+	CHECK_EQ_U(p.n_argv, 21);
+	CHECK_EQ_U(p.n_command, 21);
+	CHECK_EQ_U(p.first_flag, 1);
+	CHECK_STR(p.argv[0], "etcd");
+	CHECK(p.argv[21] == NULL);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "cp1");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "--name"), "cp1");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "data-dir"), "/var/lib/etcd");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "initial-cluster"),
+	          "cp1=https://10.0.0.5:2380,cp2=https://10.0.0.6:2380");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "initial-cluster-state"), "existing");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "initial-advertise-peer-urls"), "https://10.0.0.5:2380");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "client-cert-auth"), "true");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "trusted-ca-file"), "/etc/kubernetes/pki/etcd/ca.crt");
+	CHECK(kt_kube_staticpod_flag(&p, "force-new-cluster") == NULL);
+	CHECK(kt_kube_staticpod_flag(&p, "etcd") == NULL); /* the program is not a flag */
+	CHECK(kt_kube_staticpod_flag(&p, "") == NULL);
+	CHECK(kt_kube_staticpod_flag(&p, "initial") == NULL); /* whole names only */
+	CHECK(kt_kube_staticpod_flag(NULL, "name") == NULL);
+	kt_kube_staticpod_release(&p);
+	CHECK(p.argv == NULL && p.container == NULL && p.image == NULL && p.n_argv == 0);
+	kt_kube_staticpod_release(&p); /* twice is fine */
+	kt_kube_staticpod_release(NULL);
+
+	/* Naming the container explicitly gives the same. */
+	CHECK_EQ_U(sp_parse(&p, KUBEADM_ETCD, "etcd", &err), KT_OK);
+	CHECK_EQ_U(p.n_argv, 21);
+	kt_kube_staticpod_release(&p);
+	sp_fail(KUBEADM_ETCD, "etcd2", KT_EPROTO, "no container 'etcd2' in spec.containers (it "
+	        "has 'etcd')");
+}
+
+static void test_staticpod_flow_and_json(void)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+	const char *flow = "{apiVersion: v1, kind: Pod, spec: {containers: [{name: etcd, image: e:1, "
+	                   "command: [etcd, --name=a, '--data-dir=/x y', \"--initial-cluster="
+	                   "a=https://h:2380\"]}]}}";
+	CHECK_EQ_U(sp_parse(&p, flow, NULL, &err), KT_OK);
+	CHECK_STR(sp_joined(&p), "etcd --name=a --data-dir=/x y --initial-cluster=a=https://h:2380");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "data-dir"), "/x y");
+	kt_kube_staticpod_release(&p);
+
+	const char *json = "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"etcd\"},"
+	                   "\"spec\":{\"containers\":[{\"name\":\"etcd\",\"image\":\"e\",\"command\":"
+	                   "[\"/usr/local/bin/etcd\",\"--name=j\"],\"args\":[\"--data-dir=/d\"]}]}}";
+	CHECK_EQ_U(sp_parse(&p, json, NULL, &err), KT_OK);
+	CHECK_STR(sp_joined(&p), "/usr/local/bin/etcd --name=j --data-dir=/d");
+	CHECK_EQ_U(p.n_command, 2);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "j");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "data-dir"), "/d");
+	kt_kube_staticpod_release(&p);
+}
+
+static void test_staticpod_flag_forms(void)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+	const char *t = POD_HEAD "spec:\n  containers:\n  - name: etcd\n    command:\n"
+	                "    - etcd\n"
+	                "    - --name\n    - cp1\n"               /* --flag value */
+	                "    - -data-dir\n    - /var/lib/etcd\n"  /* single dash */
+	                "    - -initial-cluster-state=new\n"
+	                "    - --force-new-cluster\n"             /* bare boolean */
+	                "    - --client-cert-auth\n    - stray\n" /* a boolean takes no value */
+	                "    - --listen-metrics-urls=\n"          /* empty value */
+	                "    - --log-level\n    - \"\"\n"         /* empty value, separate */
+	                "    - --snapshot-count=1\n    - --snapshot-count=2\n" /* last wins */
+	                "    - --pre-vote=false\n"
+	                "    - --unknown-bare\n    - --quota-backend-bytes=8\n"
+	                "    - ---bad\n    - --=x\n    - '-'\n"
+	                "    - --auto-compaction-mode\n"          /* last, no value */
+	                "    - --\n    - --after=1\n";            /* "--" ends the flags */
+	CHECK_EQ_U(sp_parse(&p, t, NULL, &err), KT_OK);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "cp1");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "data-dir"), "/var/lib/etcd");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "initial-cluster-state"), "new");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "force-new-cluster"), "true");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "client-cert-auth"), "true");
+	CHECK(kt_kube_staticpod_flag(&p, "stray") == NULL);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "listen-metrics-urls"), "");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "log-level"), "");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "snapshot-count"), "2");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "pre-vote"), "false");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "unknown-bare"), "true");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "quota-backend-bytes"), "8");
+	CHECK(kt_kube_staticpod_flag(&p, "bad") == NULL);
+	CHECK(kt_kube_staticpod_flag(&p, "-bad") == NULL);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "auto-compaction-mode"), "true");
+	CHECK(kt_kube_staticpod_flag(&p, "after") == NULL);
+	kt_kube_staticpod_release(&p);
+}
+
+static void test_staticpod_args_and_containers(void)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+
+	/* Only args: the image's entrypoint is the program, args are all flags. */
+	const char *args_only = POD_HEAD "spec:\n  containers:\n  - name: etcd\n    image: e\n"
+	                        "    args: [--name=a, --data-dir=/d]\n";
+	CHECK_EQ_U(sp_parse(&p, args_only, NULL, &err), KT_OK);
+	CHECK_EQ_U(p.n_argv, 2);
+	CHECK_EQ_U(p.n_command, 0);
+	CHECK_EQ_U(p.first_flag, 0);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "a");
+	kt_kube_staticpod_release(&p);
+
+	/* Several containers: etcd is found wherever it is; an explicit name
+	 * picks another; with one container of another name, that one. */
+	const char *multi = POD_HEAD "spec:\n  containers:\n"
+	                    "  - {name: sidecar, image: s, command: [sleep, infinity]}\n"
+	                    "  - command: [etcd, --name=m]\n    name: etcd\n    image: e\n"
+	                    "  - {name: helper, image: h, args: [--x=1]}\n";
+	CHECK_EQ_U(sp_parse(&p, multi, NULL, &err), KT_OK);
+	CHECK_STR(p.container, "etcd");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "m");
+	kt_kube_staticpod_release(&p);
+	CHECK_EQ_U(sp_parse(&p, multi, "helper", &err), KT_OK);
+	CHECK_STR(p.container, "helper");
+	CHECK_STR(p.image, "h");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "x"), "1");
+	kt_kube_staticpod_release(&p);
+	sp_fail(multi, "nope", KT_EPROTO, "no container 'nope' in spec.containers (it has "
+	        "'sidecar', 'etcd', 'helper')");
+
+	const char *single = POD_HEAD "spec:\n  containers:\n  - {name: my-etcd, command: [etcd]}\n";
+	CHECK_EQ_U(sp_parse(&p, single, NULL, &err), KT_OK);
+	CHECK_STR(p.container, "my-etcd");
+	CHECK(p.image == NULL);
+	kt_kube_staticpod_release(&p);
+	sp_fail(single, "etcd", KT_EPROTO, "no container 'etcd'"); /* no fallback when named */
+
+	const char *two = POD_HEAD "spec:\n  containers:\n  - {name: a, command: [sh]}\n"
+	                  "  - {name: b, command: [ls]}\n";
+	sp_fail(two, NULL, KT_EPROTO, "no container 'etcd' in spec.containers (it has 'a', 'b')");
+	const char *dup = POD_HEAD "spec:\n  containers:\n  - {name: etcd, command: [sh]}\n"
+	                  "  - {name: etcd, command: [ls]}\n";
+	sp_fail(dup, NULL, KT_EPROTO, "line 7 column 5: spec.containers[0] and [1] are both named "
+	        "'etcd'");
+
+	/* No command. */
+	sp_fail(POD_HEAD "spec:\n  containers:\n  - name: etcd\n    image: e\n", NULL, KT_EPROTO,
+	        "line 6 column 5: container 'etcd' (spec.containers[0]) has no command");
+	sp_fail(POD_HEAD "spec:\n  containers:\n  - {name: etcd, command: [], args: ~}\n", NULL,
+	        KT_EPROTO, "container 'etcd' (spec.containers[0]) has no command");
+	sp_fail(POD_HEAD "spec:\n  containers:\n  - {name: etcd, command: }\n", NULL, KT_EPROTO,
+	        "has no command");
+	sp_fail(POD_HEAD "spec:\n  containers: []\n", NULL, KT_EPROTO, "spec.containers is empty");
+	sp_fail(POD_HEAD "spec: {}\n", NULL, KT_EPROTO, "spec.containers is missing");
+	sp_fail(POD_HEAD, NULL, KT_EPROTO, "spec.containers is missing");
+}
+
+static void test_staticpod_not_a_pod(void)
+{
+	sp_fail("", NULL, KT_EPROTO, "is empty (expected a Pod)");
+	sp_fail("# nothing\n", NULL, KT_EPROTO, "is empty");
+	sp_fail("---\n", NULL, KT_EPROTO, "is empty");
+	sp_fail("- a\n", NULL, KT_EPROTO, "line 1 column 1: not a Pod: the top level is a list, "
+	        "not a mapping");
+	sp_fail("just text\n", NULL, KT_EPROTO, "not a Pod: the top level is a scalar");
+	sp_fail("apiVersion: apps/v1\nkind: Deployment\nspec: {}\n", NULL, KT_EPROTO,
+	        "not a Pod: kind is 'Deployment'");
+	sp_fail("apiVersion: v1\nspec: {}\n", NULL, KT_EPROTO, "not a Pod: kind is missing");
+	sp_fail("kind: Pod\nspec: {}\n", NULL, KT_EPROTO, "apiVersion is missing");
+	sp_fail("apiVersion: v2\nkind: Pod\n", NULL, KT_EPROTO, "apiVersion is 'v2', expected 'v1'");
+	sp_fail("apiVersion: v1\nkind: [Pod]\n", NULL, KT_EPROTO,
+	        "line 2 column 7: kind is a list, not a string");
+	sp_fail(POD_HEAD "---\n" POD_HEAD, NULL, KT_EPROTO, "line 4 column 1: holds more than one "
+	        "YAML document");
+	sp_fail(POD_HEAD "spec:\n  containers:\n  - name: etcd\n   command: [x]\n", NULL,
+	        KT_EPROTO, "not valid YAML: ");
+	sp_fail(POD_HEAD "spec: {containers: [}\n", NULL, KT_EPROTO,
+	        "line 4 column 21: not valid YAML: did not find expected node content");
+}
+
+static void test_staticpod_wrong_types(void)
+{
+#define C1 POD_HEAD "spec:\n  containers:\n  - name: etcd\n"
+	sp_fail(C1 "    command: {a: b}\n", NULL, KT_EPROTO,
+	        "line 7 column 14: spec.containers[0].command is a mapping, not a list of strings");
+	sp_fail(C1 "    command: etcd --name=x\n", NULL, KT_EPROTO,
+	        "spec.containers[0].command is a scalar, not a list of strings");
+	sp_fail(C1 "    command:\n    - etcd\n    - {name: x}\n", NULL, KT_EPROTO,
+	        "line 9 column 7: spec.containers[0].command[1] is a mapping, not a string");
+	sp_fail(C1 "    args: [[a]]\n", NULL, KT_EPROTO,
+	        "spec.containers[0].args[0] is a list, not a string");
+	sp_fail(C1 "    command: [etcd, --port, 2379]\n", NULL, KT_EPROTO,
+	        "spec.containers[0].command[2] is a number (2379), not a string; quote it");
+	sp_fail(C1 "    command: [etcd, 0x1F]\n", NULL, KT_EPROTO, "is a number (0x1F)");
+	sp_fail(C1 "    command: [etcd, -1.5e3]\n", NULL, KT_EPROTO, "is a number (-1.5e3)");
+	sp_fail(C1 "    command: [etcd, 1_000]\n", NULL, KT_EPROTO, "is a number (1_000)");
+	sp_fail(C1 "    command: [etcd, .inf]\n", NULL, KT_EPROTO, "is a number (.inf)");
+	sp_fail(C1 "    command: [etcd, true]\n", NULL, KT_EPROTO,
+	        "command[1] is a boolean (true), not a string");
+	sp_fail(C1 "    command: [etcd, on]\n", NULL, KT_EPROTO, "is a boolean (on)");
+	sp_fail(C1 "    command: [etcd, ~]\n", NULL, KT_EPROTO,
+	        "command[1] is null, not a string (write \"\" for an empty one)");
+	sp_fail(C1 "    command: [etcd, !!int '7']\n", NULL, KT_EPROTO,
+	        "command[1] has the tag 'tag:yaml.org,2002:int', not a string");
+	sp_fail(C1 "    command: [etcd, \"a\\0b\"]\n", NULL, KT_EPROTO, "command[1] holds a NUL");
+	sp_fail(C1 "    image: [e]\n    command: [etcd]\n", NULL, KT_EPROTO,
+	        "spec.containers[0].image is a list, not a string");
+	sp_fail(C1 "    name: other\n    command: [etcd]\n", NULL, KT_EPROTO,
+	        "line 7 column 5: spec.containers[0].name is given twice (keep one)");
+	sp_fail(C1 "    command: [etcd]\n    command: [etcd]\n", NULL, KT_EPROTO,
+	        "line 8 column 5: spec.containers[0].command is given twice (keep one)");
+	sp_fail(C1 "    command: [etcd]\nspec: {}\n", NULL, KT_EPROTO,
+	        "line 8 column 1: spec is given twice");
+	sp_fail("kind: Pod\napiVersion: v1\nkind: Pod\n", NULL, KT_EPROTO, "kind is given twice");
+	sp_fail(C1 "    <<: {command: [etcd]}\n", NULL, KT_EPROTO, "uses a YAML merge key ('<<')");
+	sp_fail(POD_HEAD "spec:\n  containers: {etcd: {}}\n", NULL, KT_EPROTO,
+	        "spec.containers is a mapping, not a list of containers");
+	sp_fail(POD_HEAD "spec:\n  containers: [etcd]\n", NULL, KT_EPROTO,
+	        "spec.containers[0] is a scalar, not a mapping");
+	sp_fail(POD_HEAD "spec: [containers]\n", NULL, KT_EPROTO, "spec is a list, not a mapping");
+
+	/* Quoted, tagged !!str and non-specific values are strings; so are
+	 * keys we do not read given twice, and odd complex keys. */
+	kt_kube_staticpod p;
+	kt_error err;
+	CHECK_EQ_U(sp_parse(&p, C1 "    command: [etcd, '2379', !!str true, ! 1, \"~\", \"\", 1.2.3,"
+	                    " 0x, -, yes-no]\n    x: 1\n    x: 2\n    ? [k]\n    : v\n", NULL, &err),
+	           KT_OK);
+	CHECK_STR(sp_joined(&p), "etcd 2379 true 1 ~  1.2.3 0x - yes-no");
+	kt_kube_staticpod_release(&p);
+#undef C1
+}
+
+static void test_staticpod_aliases_and_limits(void)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+
+	sp_fail(POD_HEAD "x: &cmd [etcd]\nspec:\n  containers:\n  - name: etcd\n    command: *cmd\n",
+	        NULL, KT_EPROTO, "line 8 column 14: uses the YAML alias '*cmd', which kontinuity "
+	        "does not follow");
+	const char *laughs =
+		"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+		"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n";
+	sp_fail(laughs, NULL, KT_EPROTO, "line 2 column 8: uses the YAML alias '*a'");
+	/* Anchors without aliases are harmless. */
+	CHECK_EQ_U(sp_parse(&p, POD_HEAD "spec:\n  containers:\n  - &c {name: etcd, command: &x "
+	                    "[etcd, &y --name=a]}\n", NULL, &err), KT_OK);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "a");
+	kt_kube_staticpod_release(&p);
+
+	/* Size. */
+	size_t big = KT_KUBE_STATICPOD_MAX + 1;
+	char *huge = kt_xmalloc(big + 1);
+	memset(huge, '#', big);
+	huge[big] = '\0';
+	CHECK_EQ_U(kt_kube_staticpod_parse(&p, huge, big, NULL, &err), KT_ELIMIT);
+	CHECK_CONTAINS(err.msg, "is 1048577 bytes, more than the 1048576 allowed");
+	free(huge);
+
+	/* Depth. */
+	char *deep = kt_xmalloc(20004);
+	memcpy(deep, "a: ", 3);
+	memset(deep + 3, '[', 10000);
+	memset(deep + 10003, ']', 10000);
+	deep[20003] = '\0';
+	sp_fail(deep, NULL, KT_ELIMIT, "line 1 column 67: nests deeper than 64 levels");
+	free(deep);
+
+	/* Entries: 256 fit, 257 do not; an entry of 8 KiB fits, one more byte not. */
+	kt_buf b;
+	kt_buf_init(&b, KT_BUF_UNLIMITED);
+	kt_buf_adds(&b, POD_HEAD "spec:\n  containers:\n  - name: etcd\n    command:\n    - etcd\n",
+	            &err);
+	for (int i = 1; i < KT_KUBE_STATICPOD_MAX_ARGS; i++)
+		kt_buf_addf(&b, &err, "    - --f%d=%d\n", i, i);
+	CHECK_EQ_U(sp_parse(&p, b.data, NULL, &err), KT_OK);
+	CHECK_EQ_U(p.n_argv, 256);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "f255"), "255");
+	kt_kube_staticpod_release(&p);
+	kt_buf_adds(&b, "    args: [--one-too-many]\n", &err);
+	sp_fail(b.data, NULL, KT_ELIMIT, "line 264 column 12: spec.containers[0] has more than 256 "
+	        "command and args entries");
+	kt_buf_reset(&b);
+	kt_buf_adds(&b, POD_HEAD "spec:\n  containers:\n  - name: etcd\n    command:\n    - --x=",
+	            &err);
+	for (int i = 0; i < 8192 - 4; i++)
+		kt_buf_add(&b, "a", 1, &err);
+	kt_buf_adds(&b, "\n", &err);
+	CHECK_EQ_U(sp_parse(&p, b.data, NULL, &err), KT_OK);
+	CHECK_EQ_U(strlen(p.argv[0]), 8192);
+	kt_kube_staticpod_release(&p);
+	b.data[b.len - 1] = 'a';
+	kt_buf_adds(&b, "\n", &err);
+	sp_fail(b.data, NULL, KT_ELIMIT, "spec.containers[0].command[0] is 8193 bytes, more than "
+	        "the 8192 allowed");
+
+	/* Containers. */
+	kt_buf_reset(&b);
+	kt_buf_adds(&b, POD_HEAD "spec:\n  containers:\n", &err);
+	for (int i = 0; i <= KT_KUBE_STATICPOD_MAX_CONTAINERS; i++)
+		kt_buf_addf(&b, &err, "  - {name: c%d, command: [x]}\n", i);
+	sp_fail(b.data, NULL, KT_ELIMIT, "has more than 64 containers");
+	kt_buf_release(&b);
+}
+
+static void test_staticpod_rewrite_kubeadm(void)
+{
+	kt_kube_staticpod orig, p;
+	kt_error err;
+	const char *add[] = { "--force-new-cluster", "--initial-cluster-state=new", NULL };
+	const char *remove[] = { "initial-cluster-state", "force-new-cluster", NULL };
+
+	CHECK_EQ_U(sp_parse(&orig, KUBEADM_ETCD, NULL, &err), KT_OK);
+	const char *out = sp_rewrite(&p, KUBEADM_ETCD, NULL, add, remove);
+	/* The same command, without the old state, with the two flags last. */
+	CHECK_EQ_U(p.n_argv, 22);
+	for (size_t i = 0, j = 0; i < orig.n_argv; i++)
+		if (strcmp(orig.argv[i], "--initial-cluster-state=existing"))
+			CHECK_STR(p.argv[j++], orig.argv[i]);
+	CHECK_STR(p.argv[20], "--force-new-cluster");
+	CHECK_STR(p.argv[21], "--initial-cluster-state=new");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "force-new-cluster"), "true");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "initial-cluster-state"), "new");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "name"), "cp1");
+	CHECK_STR(p.image, "registry.k8s.io/etcd:3.5.15-0");
+	/* Everything else is still there. */
+	CHECK_CONTAINS(out, "hostNetwork: true\n");
+	CHECK_CONTAINS(out, "priorityClassName: system-node-critical\n");
+	CHECK_CONTAINS(out, "  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: "
+	               "https://10.0.0.5:2379\n");
+	CHECK_CONTAINS(out, "path: /var/lib/etcd\n");
+	CHECK_CONTAINS(out, "creationTimestamp: null\n");
+	CHECK_CONTAINS(out, "status: {}\n");
+	CHECK_CONTAINS(out, "    - --initial-cluster=cp1=https://10.0.0.5:2380,"
+	               "cp2=https://10.0.0.6:2380\n");
+	CHECK(strstr(out, "existing") == NULL);
+	kt_kube_staticpod_release(&p);
+
+	/* Rewriting the rewrite with the same lists changes nothing. */
+	char first[1 << 16];
+	snprintf(first, sizeof(first), "%s", out);
+	out = sp_rewrite(&p, first, NULL, add, remove);
+	CHECK_STR(out, first);
+	kt_kube_staticpod_release(&p);
+
+	/* Undo: remove what recover added, put "existing" back. */
+	const char *undo_add[] = { "--initial-cluster-state=existing", NULL };
+	out = sp_rewrite(&p, first, NULL, undo_add, remove);
+	CHECK_EQ_U(p.n_argv, 21);
+	CHECK(kt_kube_staticpod_flag(&p, "force-new-cluster") == NULL);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "initial-cluster-state"), "existing");
+	kt_kube_staticpod_release(&p);
+
+	/* name=value removes only that occurrence; nothing to add is fine. */
+	const char *rm_existing[] = { "--initial-cluster-state=existing", "snapshot-count=5", NULL };
+	out = sp_rewrite(&p, KUBEADM_ETCD, NULL, NULL, rm_existing);
+	CHECK_EQ_U(p.n_argv, 20);
+	CHECK(kt_kube_staticpod_flag(&p, "initial-cluster-state") == NULL);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "snapshot-count"), "10000");
+	kt_kube_staticpod_release(&p);
+
+	/* No changes at all: the same argv back. */
+	out = sp_rewrite(&p, KUBEADM_ETCD, NULL, NULL, NULL);
+	CHECK_STR(sp_joined(&p), sp_joined(&orig) /* same static buffer: compare below */);
+	CHECK_EQ_U(p.n_argv, orig.n_argv);
+	for (size_t i = 0; i < orig.n_argv && i < p.n_argv; i++)
+		CHECK_STR(p.argv[i], orig.argv[i]);
+	kt_kube_staticpod_release(&p);
+	kt_kube_staticpod_release(&orig);
+}
+
+static void test_staticpod_rewrite_forms(void)
+{
+	kt_kube_staticpod p;
+	const char *add[] = { "--force-new-cluster", "--initial-cluster-state=new", NULL };
+	const char *remove[] = { "initial-cluster-state", "force-new-cluster", NULL };
+
+	/* "--flag value" pairs go as a pair; single dash too. */
+	const char *pairs = POD_HEAD "spec:\n  containers:\n  - name: etcd\n    command:\n"
+	                    "    - etcd\n    - --name\n    - cp1\n    - -initial-cluster-state\n"
+	                    "    - existing\n    - --data-dir\n    - /d\n    - --force-new-cluster\n";
+	sp_rewrite(&p, pairs, NULL, add, remove);
+	CHECK_STR(sp_joined(&p), "etcd --name cp1 --data-dir /d --force-new-cluster "
+	          "--initial-cluster-state=new");
+	kt_kube_staticpod_release(&p);
+
+	/* Args only: the flags go to args. */
+	const char *args_only = POD_HEAD "spec:\n  containers:\n  - name: etcd\n"
+	                        "    args: [--initial-cluster-state=existing, --name=a]\n"
+	                        "    image: e\n";
+	const char *out = sp_rewrite(&p, args_only, NULL, add, remove);
+	CHECK_EQ_U(p.n_command, 0);
+	CHECK_STR(sp_joined(&p), "--name=a --force-new-cluster --initial-cluster-state=new");
+	CHECK(strstr(out, "command") == NULL);
+	kt_kube_staticpod_release(&p);
+
+	/* Command and args: added flags go last, to args (args listed first in
+	 * the file, so the ordinals are not in argv order). */
+	const char *both = POD_HEAD "spec:\n  containers:\n  - name: etcd\n"
+	                   "    args: [--initial-cluster-state=existing, --name=a]\n"
+	                   "    command: [etcd, --initial-cluster-state, existing, --data-dir=/d]\n";
+	sp_rewrite(&p, both, NULL, add, remove);
+	CHECK_EQ_U(p.n_command, 2);
+	CHECK_STR(sp_joined(&p), "etcd --data-dir=/d --name=a --force-new-cluster "
+	          "--initial-cluster-state=new");
+	kt_kube_staticpod_release(&p);
+
+	/* Command with an empty args list: the flags go to command. */
+	const char *empty_args = POD_HEAD "spec:\n  containers:\n  - name: etcd\n"
+	                         "    command: [etcd, --name=a]\n    args: []\n";
+	sp_rewrite(&p, empty_args, NULL, add, remove);
+	CHECK_EQ_U(p.n_command, 4);
+	CHECK_STR(sp_joined(&p), "etcd --name=a --force-new-cluster --initial-cluster-state=new");
+	kt_kube_staticpod_release(&p);
+
+	/* All of args removed: the flags still go to args. */
+	const char *all_args = POD_HEAD "spec:\n  containers:\n  - name: etcd\n"
+	                       "    command: [etcd]\n    args: [--initial-cluster-state=existing]\n";
+	sp_rewrite(&p, all_args, NULL, add, remove);
+	CHECK_EQ_U(p.n_command, 1);
+	CHECK_STR(sp_joined(&p), "etcd --force-new-cluster --initial-cluster-state=new");
+	kt_kube_staticpod_release(&p);
+
+	/* Flow style and another container: only etcd's list changes. */
+	const char *flow = "{apiVersion: v1, kind: Pod, spec: {containers: [{name: side, command: "
+	                   "[x, --force-new-cluster]}, {name: etcd, command: [etcd, "
+	                   "--initial-cluster-state=existing]}]}}";
+	sp_rewrite(&p, flow, NULL, add, remove);
+	CHECK_STR(sp_joined(&p), "etcd --force-new-cluster --initial-cluster-state=new");
+	kt_kube_staticpod_release(&p);
+	sp_rewrite(&p, flow, "side", NULL, NULL);
+	CHECK_STR(sp_joined(&p), "x --force-new-cluster");
+	kt_kube_staticpod_release(&p);
+
+	/* Comments are not kept (documented). */
+	out = sp_rewrite(&p, "# managed by kubeadm\n" POD_HEAD "spec:\n  containers:\n"
+	                 "  - name: etcd # the one\n    command: [etcd]\n", NULL, add, NULL);
+	CHECK(strstr(out, "#") == NULL);
+	CHECK_STR(sp_joined(&p), "etcd --force-new-cluster --initial-cluster-state=new");
+	kt_kube_staticpod_release(&p);
+}
+
+static void test_staticpod_rewrite_quoting(void)
+{
+	kt_kube_staticpod orig, p;
+	kt_error err;
+	const char *t = POD_HEAD
+		"  annotations:\n    plain: true\n    quoted: \"true\"\n    number: '2379'\n"
+		"    empty: ''\n    nothing:\n    flow: {a: , b: ~}\n"
+		"    multi: |\n      line one\n      line two: x\n"
+		"spec:\n  containers:\n  - name: etcd\n    command:\n    - etcd\n"
+		"    - \"--log-outputs=a: b\"\n"
+		"    - '--x=# not a comment'\n"
+		"    - \"--y=with  spaces \"\n"
+		"    - \"--z=tab\\there\"\n"
+		"    - \"--nl=line\\nbreak\"\n"
+		"    - --initial-cluster=a=https://h:2380\n"
+		"    - \"2379\"\n"
+		"    - 'true'\n"
+		"    - \"\"\n"
+		"    - \"--u=\\u00e9t\\u00e9\"\n"
+		"    - --initial-cluster-state=existing\n";
+	/* The annotations block sits under metadata, which POD_HEAD wrote in
+	 * flow style; write a block one instead. */
+	char text[4096];
+	snprintf(text, sizeof(text), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n%s",
+	         t + strlen(POD_HEAD));
+	CHECK_EQ_U(sp_parse(&orig, text, NULL, &err), KT_OK);
+	const char *add[] = { "--force-new-cluster", "--extra=a: b # c", "--q=\"quoted\" 'x'",
+	                      "--e=", NULL };
+	const char *remove[] = { "initial-cluster-state", NULL };
+	const char *out = sp_rewrite(&p, text, NULL, add, remove);
+	CHECK_EQ_U(p.n_argv, orig.n_argv - 1 + 4);
+	for (size_t i = 0; i + 1 < orig.n_argv && i < p.n_argv; i++)
+		CHECK_STR(p.argv[i], orig.argv[i]);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "log-outputs"), "a: b");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "x"), "# not a comment");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "y"), "with  spaces ");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "z"), "tab\there");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "nl"), "line\nbreak");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "u"), "\xc3\xa9t\xc3\xa9");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "extra"), "a: b # c");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "q"), "\"quoted\" 'x'");
+	CHECK_STR(kt_kube_staticpod_flag(&p, "e"), "");
+	CHECK_STR(p.argv[7], "2379");
+	CHECK_STR(p.argv[8], "true");
+	CHECK_STR(p.argv[9], "");
+	/* Other values keep their type: a quoted "true" stays a string, a
+	 * plain one a boolean, nulls stay null, UTF-8 is written as such. */
+	CHECK_CONTAINS(out, "plain: true\n");
+	CHECK_CONTAINS(out, "quoted: \"true\"\n");
+	CHECK_CONTAINS(out, "number: '2379'\n");
+	CHECK_CONTAINS(out, "empty: ''\n");
+	CHECK_CONTAINS(out, "nothing: ~\n");
+	CHECK_CONTAINS(out, "flow: {a: ~, b: ~}\n");
+	CHECK_CONTAINS(out, "multi: |\n      line one\n      line two: x\n");
+	CHECK_CONTAINS(out, "\xc3\xa9t\xc3\xa9");
+	kt_kube_staticpod_release(&p);
+
+	/* Rewriting the output again (removing what was added) gives the same
+	 * bytes. */
+	const char *remove_all[] = { "initial-cluster-state", "force-new-cluster", "extra", "q", "e",
+	                             NULL };
+	char first[8192];
+	snprintf(first, sizeof(first), "%s", out);
+	out = sp_rewrite(&p, first, NULL, add, remove_all);
+	CHECK_STR(out, first);
+	kt_kube_staticpod_release(&p);
+	kt_kube_staticpod_release(&orig);
+
+	/* The non-specific tag "!" means a string: it is written as quoting. */
+	const char *bang = "apiVersion: v1\nkind: Pod\nmetadata: ! {name: ! etcd, e: ! , l: ! [a]}\n"
+	                   "spec: {containers: [{name: etcd, command: [etcd, ! , ! 1, --x]}]}\n";
+	out = sp_rewrite(&p, bang, NULL, NULL, NULL);
+	CHECK_STR(out, "apiVersion: v1\nkind: Pod\nmetadata: {name: 'etcd', e: '', l: [a]}\n"
+	          "spec: {containers: [{name: etcd, command: [etcd, '', '1', --x]}]}\n");
+	CHECK_STR(sp_joined(&p), "etcd  1 --x");
+	kt_kube_staticpod_release(&p);
+
+	/* UTF-16 in, UTF-8 out. */
+	const char *ascii = POD_HEAD "spec: {containers: [{name: etcd, "
+	                    "command: [etcd, --a=\xc3\xa9]}]}\n";
+	char u16[1024];
+	size_t n = 0;
+	u16[n++] = (char)0xff;
+	u16[n++] = (char)0xfe;
+	for (const char *c = ascii; *c; c++) {
+		if ((unsigned char)*c == 0xc3) { /* the one non-ASCII character: U+00E9 */
+			u16[n++] = (char)0xe9;
+			u16[n++] = 0;
+			c++;
+			continue;
+		}
+		u16[n++] = *c;
+		u16[n++] = 0;
+	}
+	kt_buf b;
+	kt_buf_init(&b, KT_BUF_UNLIMITED);
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(u16, n, NULL, add, NULL, &b, &err), KT_OK);
+	CHECK_CONTAINS(b.data, "command: [etcd, --a=\xc3\xa9, --force-new-cluster, ");
+	CHECK_EQ_U(kt_kube_staticpod_parse(&p, u16, n, NULL, &err), KT_OK);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "a"), "\xc3\xa9");
+	kt_kube_staticpod_release(&p);
+	kt_buf_release(&b);
+}
+
+static void test_staticpod_rewrite_errors(void)
+{
+	kt_error err;
+	kt_buf out;
+	kt_buf_init(&out, KT_BUF_UNLIMITED);
+	kt_buf_adds(&out, "keep", &err);
+	const char *ok_add[] = { "--force-new-cluster", NULL };
+	const char *bad_add[] = { "force-new-cluster", NULL };
+	const char *bad_add2[] = { "--", NULL };
+	const char *bad_add3[] = { "", NULL };
+	const char *bad_add4[] = { "--1=x", NULL };
+	const char *bad_rm[] = { "", NULL };
+	const char *bad_rm2[] = { "a b", NULL };
+	size_t n = strlen(KUBEADM_ETCD);
+
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, bad_add, NULL, &out, &err),
+	           KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "cannot add 'force-new-cluster' to the manifest: not a flag");
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, bad_add2, NULL, &out, &err),
+	           KT_EUSAGE);
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, bad_add3, NULL, &out, &err),
+	           KT_EUSAGE);
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, bad_add4, NULL, &out, &err),
+	           KT_EUSAGE);
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, NULL, bad_rm, &out, &err),
+	           KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "cannot remove '' from the manifest: not a flag name");
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, NULL, bad_rm2, &out, &err),
+	           KT_EUSAGE);
+
+	/* The manifest's own errors are the parser's. */
+	const char *notpod = "apiVersion: v1\nkind: Service\n";
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(notpod, strlen(notpod), NULL, ok_add, NULL, &out, &err),
+	           KT_EPROTO);
+	CHECK_CONTAINS(err.msg, "static pod manifest: not a Pod: kind is 'Service'");
+	const char *alias = POD_HEAD "x: &c [etcd]\n"
+	                    "spec: {containers: [{name: etcd, command: *c}]}\n";
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(alias, strlen(alias), NULL, ok_add, NULL, &out, &err),
+	           KT_EPROTO);
+	CHECK_CONTAINS(err.msg, "uses the YAML alias '*c'");
+
+	/* A flag added after "--" would not be read by etcd. */
+	const char *dashdash = POD_HEAD "spec: {containers: [{name: etcd, "
+	                       "command: [etcd, --, x]}]}\n";
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(dashdash, strlen(dashdash), NULL, ok_add, NULL, &out,
+	                                     &err), KT_EPROTO);
+	CHECK_CONTAINS(err.msg, "cannot add --force-new-cluster: etcd would not read it");
+
+	/* Removing a flag must not make a stray argument the value of another. */
+	const char *stray = POD_HEAD "spec: {containers: [{name: etcd, command: [etcd, --name, "
+	                    "--initial-cluster-state=existing, cp1]}]}\n";
+	const char *rm[] = { "initial-cluster-state", NULL };
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(stray, strlen(stray), NULL, NULL, rm, &out, &err),
+	           KT_EPROTO);
+	CHECK_CONTAINS(err.msg, "would change the value etcd reads for --name");
+
+	/* Too many entries after adding. */
+	kt_buf b;
+	kt_buf_init(&b, KT_BUF_UNLIMITED);
+	kt_buf_adds(&b, POD_HEAD "spec:\n  containers:\n  - name: etcd\n    command:\n    - etcd\n",
+	            &err);
+	for (int i = 1; i < KT_KUBE_STATICPOD_MAX_ARGS; i++)
+		kt_buf_addf(&b, &err, "    - --f%d=%d\n", i, i);
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(b.data, b.len, NULL, ok_add, NULL, &out, &err),
+	           KT_ELIMIT);
+	CHECK_CONTAINS(err.msg, "the rewritten command would have 257 entries");
+	kt_buf_release(&b);
+
+	/* out's own limit. */
+	kt_buf small;
+	kt_buf_init(&small, 100);
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, ok_add, NULL, &small, &err),
+	           KT_ELIMIT);
+	CHECK_EQ_U(small.len, 0);
+	kt_buf_release(&small);
+
+	/* Failures leave out as it was. */
+	CHECK_STR(out.data, "keep");
+	/* Success appends. */
+	CHECK_EQ_U(kt_kube_staticpod_rewrite(KUBEADM_ETCD, n, NULL, ok_add, NULL, &out, &err), KT_OK);
+	CHECK(!strncmp(out.data, "keepapiVersion: v1\n", 19));
+	kt_buf_release(&out);
+}
+
+static void test_staticpod_load(void)
+{
+	kt_kube_staticpod p;
+	kt_error err;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/etcd.yaml", tmpdir);
+	write_file("etcd.yaml", KUBEADM_ETCD, 0600);
+	CHECK_EQ_U(kt_kube_staticpod_load(&p, path, NULL, &err), KT_OK);
+	CHECK_STR(kt_kube_staticpod_flag(&p, "data-dir"), "/var/lib/etcd");
+	kt_kube_staticpod_release(&p);
+
+	char want[1200];
+	write_file("etcd.yaml", POD_HEAD "spec:\n  containers:\n  - name: etcd\n    command: [[x]]\n",
+	           0600);
+	CHECK_EQ_U(kt_kube_staticpod_load(&p, path, NULL, &err), KT_EPROTO);
+	snprintf(want, sizeof(want), "static pod manifest '%s': line 7 column 15: "
+	         "spec.containers[0].command[0] is a list, not a string", path);
+	CHECK_CONTAINS(err.msg, want);
+	CHECK(p.argv == NULL);
+
+	snprintf(path, sizeof(path), "%s/missing.yaml", tmpdir);
+	CHECK_EQ_U(kt_kube_staticpod_load(&p, path, NULL, &err), KT_ENOTFOUND);
+	snprintf(want, sizeof(want), "cannot open static pod manifest '%s'", path);
+	CHECK_CONTAINS(err.msg, want);
+	CHECK_EQ_U(kt_kube_staticpod_load(&p, tmpdir, NULL, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "is not a regular file");
+}
+
 /* ---- the client against a one-shot HTTP/1.1 server ---- */
 
 typedef struct mini_server {
@@ -953,6 +1777,18 @@ int main(void)
 	RUN(test_load_file);
 	RUN(test_in_cluster);
 	RUN(test_names);
+	RUN(test_staticpod_kubeadm);
+	RUN(test_staticpod_flow_and_json);
+	RUN(test_staticpod_flag_forms);
+	RUN(test_staticpod_args_and_containers);
+	RUN(test_staticpod_not_a_pod);
+	RUN(test_staticpod_wrong_types);
+	RUN(test_staticpod_aliases_and_limits);
+	RUN(test_staticpod_rewrite_kubeadm);
+	RUN(test_staticpod_rewrite_forms);
+	RUN(test_staticpod_rewrite_quoting);
+	RUN(test_staticpod_rewrite_errors);
+	RUN(test_staticpod_load);
 	RUN(test_client_get_and_status_mapping);
 	RUN(test_client_secret);
 	RUN(test_client_transport_errors_name_the_source);
