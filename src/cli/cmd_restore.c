@@ -187,8 +187,6 @@ int kt_cmd_etcd_restore(int argc, char **argv, const kt_globals *g0)
 		return rc;
 	kt_cli_catch_signals();
 	cfg.etcd.cancel = &kt_cli_cancel;
-	cfg.etcd.endpoint = "http://127.0.0.1:2379";
-	cfg.etcd.connect_timeout_ms = 2000;
 	kt_error err;
 	kt_error_clear(&err);
 
@@ -511,8 +509,6 @@ int kt_cmd_etcd_drill(int argc, char **argv, const kt_globals *g0)
 		return rc;
 	kt_cli_catch_signals();
 	cfg.etcd.cancel = &kt_cli_cancel;
-	cfg.etcd.endpoint = "http://127.0.0.1:2379";
-	cfg.etcd.connect_timeout_ms = 2000;
 	kt_restore_source src;
 	kt_code c = kt_etcdbackup_resolve_source(&cfg, pos[0], 0, &src, &err);
 	if (c)

@@ -166,7 +166,7 @@ static kt_code cluster_prefix(const kt_backup_config *cfg, kt_kube *kube, json_t
 	if (!id)
 		id = json_string_value(json_object_get(idx, "clusterId"));
 	char etcd_id[32];
-	if (!id) {
+	if (!id && cfg->etcd.endpoint) {
 		/* Last resort, so a backup never depends on the API server: etcd's
 		 * own cluster id, as etcdctl prints it (hex). */
 		kt_etcd_status_msg st;
@@ -646,6 +646,8 @@ kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name
 	kt_backup_config c2 = *cfg;
 	if (dry_run || access(cfg->dir, W_OK) != 0)
 		c2.dir = "/tmp";
+	/* Never etcd's own id here: the etcd we restore may be a new, empty one. */
+	c2.etcd.endpoint = NULL;
 	kt_error ferr;
 	kt_code c = connect_target(&c2, idx, ".export-ca-fetch.pem", &t, folder, sizeof(folder),
 	                           ca_path, sizeof(ca_path), &s3, &found, &ferr);

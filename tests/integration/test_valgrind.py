@@ -38,3 +38,36 @@ def test_valgrind_save_tls_and_refusals(etcd_tls, tmp_path):
     assert r.returncode == 0, r.stderr
     r = vg("etcd", "snapshot", "save", tmp_path / "no.db", "--endpoint", etcd_tls.endpoint)
     assert r.returncode == 1
+
+
+def test_valgrind_restore_drill_and_remote(etcd, etcd_factory, minio, tmp_path):
+    """restore (file, remote:latest, a refusal) and a drill: the paths that
+    run etcdutl and etcd as children (not traced) and fetch from S3."""
+    import peers
+    from test_etcd_export import export_env, run as backup_run
+    from test_s3 import make_bucket
+    load_cluster_like(etcd)
+    snap = tmp_path / "s.db"
+    assert vg("etcd", "snapshot", "save", snap, "--endpoint", etcd.endpoint).returncode == 0
+    etcdutl = peers.binary("KT_ETCDUTL_BIN")
+    target = etcd_factory(start=False)
+    member = ["--name", "kt", "--initial-cluster", f"kt={target.peer_url}",
+              "--initial-advertise-peer-urls", target.peer_url, "--manifest", ""]
+    r = vg("etcd", "restore", "--from", snap, "--data-dir", target.data_dir, "--etcdutl",
+           etcdutl, *member)
+    assert r.returncode == 0, r.stderr
+    r = vg("etcd", "restore", "--from", tmp_path / "missing.db", "--data-dir", target.data_dir,
+           "--etcdutl", etcdutl, *member)
+    assert r.returncode == 1
+    r = vg("etcd", "drill", snap, "--etcd", peers.etcd_binary("3.6"), "--etcdutl", etcdutl)
+    assert r.returncode == 0, r.stderr
+    make_bucket(minio, "vg-restore")
+    d = tmp_path / "zadara"
+    env = export_env(minio, "vg-restore")
+    assert backup_run(etcd, d, "--kubeconfig", "", "--cluster-id", "vg", env=env).returncode == 0
+    r = subprocess.run([*VALGRIND, str(KT), "etcd", "restore", "--from", "remote:latest",
+                        "--dir", str(tmp_path / "dl"), "--kubeconfig", "", "--etcdutl", etcdutl,
+                        "--data-dir", str(tmp_path / "remote-data"), "--manifest", ""],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"
+    assert r.returncode == 0, r.stderr

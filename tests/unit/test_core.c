@@ -1,14 +1,16 @@
 /*
  * test_core.c - unit tests for src/core: buffers and their limits, error
- * formatting, redaction, durations, atomic output files.
+ * formatting, redaction, durations, atomic output files, running programs.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/core.h"
+
 #include "unit.h"
 
 static void test_buf_limit(void)
@@ -173,6 +175,51 @@ static void test_config(void)
 	CHECK_CONTAINS(err.msg, "/nonexistent/agent.yaml");
 }
 
+/* kt_proc_*: exit codes, the bounded output tail, timeout, a missing program. */
+static void test_proc(void)
+{
+	kt_error err;
+	kt_proc_result r;
+	char path[4096], line[64];
+	CHECK(kt_proc_find("sh", path, sizeof(path), &err) == KT_OK);
+	CHECK(kt_proc_find("no-such-program-kt", path, sizeof(path), &err) == KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "no-such-program-kt");
+	CHECK(kt_proc_find("/tmp", path, sizeof(path), &err) == KT_EPERM);   /* not a file */
+
+	const char *ok[] = { "/bin/sh", "-c", "echo first; echo last line >&2; exit 3", NULL };
+	CHECK(kt_proc_run(ok, NULL, &r, &err) == KT_OK);
+	CHECK_EQ_U(r.exit_code, 3);
+	CHECK_STR(kt_proc_last_line(&r, line, sizeof(line)), "last line");
+	kt_proc_result_release(&r);
+
+	/* 1 MiB of output keeps only the tail. */
+	const char *big[] = { "/bin/sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; echo END",
+	                      NULL };
+	CHECK(kt_proc_run(big, NULL, &r, &err) == KT_OK);
+	CHECK_EQ_U(r.exit_code, 0);
+	CHECK(r.output.len <= KT_PROC_OUTPUT_MAX);
+	CHECK(r.output.len > 4 && !memcmp(r.output.data + r.output.len - 4, "END\n", 4));
+	kt_proc_result_release(&r);
+
+	kt_proc_opts o = { .timeout_ms = 300 };
+	const char *slow[] = { "/bin/sleep", "30", NULL };
+	int64_t t0 = kt_now_ms();
+	CHECK(kt_proc_run(slow, &o, &r, &err) == KT_ETRANSIENT);
+	CHECK(kt_now_ms() - t0 < 10000);
+	CHECK_EQ_U(r.signal, 9);
+	kt_proc_result_release(&r);
+
+	const char *missing[] = { "/nonexistent/kt-prog", NULL };
+	CHECK(kt_proc_run(missing, NULL, &r, &err) == KT_ENOTFOUND);
+	kt_proc_result_release(&r);
+
+	pid_t pid;
+	CHECK(kt_proc_spawn(slow, NULL, &pid, &err) == KT_OK);
+	CHECK(!kt_proc_exited(pid, NULL));
+	kt_proc_stop(pid, 2000);
+	CHECK(kill(pid, 0) != 0);   /* reaped: the pid is gone */
+}
+
 int main(void)
 {
 	RUN(test_buf_limit);
@@ -182,5 +229,6 @@ int main(void)
 	RUN(test_outfile);
 	RUN(test_outfile_stale_and_busy_part);
 	RUN(test_config);
+	RUN(test_proc);
 	return unit_done();
 }
