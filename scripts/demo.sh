@@ -3,8 +3,9 @@
 #
 # Starts etcd 3.6 (from the peer cache) on free loopback ports in a temp dir,
 # loads it with Kubernetes-like keys, takes a snapshot with kontinuity,
-# prints kontinuity's status beside etcdutl's, verifies the file, says where
-# it is, and stops the etcd it started (also on error or Ctrl-C).
+# prints kontinuity's status beside etcdutl's, verifies the file, proves it
+# restores (a drill into a throwaway etcd), restores it into a data directory,
+# and stops the etcd it started (also on error or Ctrl-C).
 # Usage: scripts/demo.sh PATH/TO/kontinuity
 set -euo pipefail
 
@@ -88,5 +89,13 @@ echo
 echo "\$ kontinuity etcd snapshot verify $snap"
 "$kt" etcd snapshot verify "$snap"
 echo
+echo "\$ kontinuity etcd drill $snap   # restore into a throwaway etcd and compare"
+"$kt" etcd drill "$snap" --etcd "$KT_ETCD_BIN" --etcdutl "$KT_ETCDUTL_BIN" --work-dir "$work"
+echo
+restored="$work/restored"
+echo "\$ kontinuity etcd restore --from $snap --data-dir $restored --manifest ''"
+"$kt" etcd restore --from "$snap" --data-dir "$restored" --manifest '' --etcdutl "$KT_ETCDUTL_BIN"
+echo
 echo "demo: the snapshot is $snap ($(stat -c '%s bytes, mode %a' "$snap"))"
-echo "demo: restore it with: $KT_ETCDUTL_BIN snapshot restore $snap --data-dir /tmp/restored.etcd"
+echo "demo: the restored data directory is $restored; for a control-plane node see"
+echo "      kontinuity etcd recover --help and docs/disaster-recovery.md"

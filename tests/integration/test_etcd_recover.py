@@ -267,3 +267,41 @@ def test_lost_database_and_local_backups_restored_from_s3(tmp_path, minio):
         if api is not None:
             api.stop()
         cp.stop()
+
+
+def test_recover_refuses_bad_sources_and_changes_nothing(tmp_path):
+    """Every refusal comes before etcd is stopped: same manifest, same etcd
+    process, same data directory."""
+    cp = need(lambda: controlplane.EtcdCluster(tmp_path / "cp", names=("m1",)))
+    cp.start()
+    try:
+        cp.etcdctl("put", "/precious", "yes", endpoints="m1")
+        pid = cp.pid("m1")
+        manifest = cp.manifest_path.read_bytes()
+        data = sorted(os.listdir(cp["m1"].data_dir / "member"))
+        snap = tmp_path / "s.db"
+        cp.etcdctl("snapshot", "save", snap, endpoints="m1")
+        corrupt = tmp_path / "corrupt.db"
+        corrupt.write_bytes(snap.read_bytes()[:-4096])
+        d = tmp_path / "zadara"
+        cases = [
+            (["--from", corrupt], 3, "corrupt.db"),
+            (["--from", "latest"], 1, "cannot find the latest backup"),
+            (["--from", snap, "--etcdutl", tmp_path / "no-etcdutl"], 1, "no-etcdutl"),
+            (["--from", "remote:latest", "--kubeconfig", ""], 1, "no export target"),
+        ]
+        for args, code, text in cases:
+            r = recover(cp, d, tmp_path, *args)   # a later --etcdutl wins over recover()'s
+            assert r.returncode == code, (args, r.stdout, r.stderr)
+            assert text in r.stderr, (args, r.stderr)
+            assert cp.manifest_path.read_bytes() == manifest
+            assert cp.pid("m1") == pid
+            assert sorted(os.listdir(cp["m1"].data_dir / "member")) == data
+            assert not list(tmp_path.glob("etcd.yaml.before-recover-*"))
+        r = subprocess.run([str(KT), "etcd", "recover", "--manifest", str(tmp_path / "none.yaml")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "none.yaml" in r.stderr
+        assert cp.etcdctl("get", "/precious", "--print-value-only", endpoints="m1").stdout.strip() \
+            == "yes"
+    finally:
+        cp.stop()
