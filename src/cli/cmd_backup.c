@@ -215,7 +215,8 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		                      "error", x->code ? x->error : NULL);
 		if (res.drilled)
 			json_object_set_new(j, "drill", json_pack("{s:s, s:f, s:s}", "result",
-			                    res.drill_pass ? "PASS" : "FAIL", "seconds",
+			                    res.drill_pass ? "PASS" : res.drill_error ? "ERROR" : "FAIL",
+			                    "seconds",
 			                    (double)res.drill_ms / 1000.0, "detail", res.drill_summary));
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
@@ -226,7 +227,8 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 			printf("exported %u backup%s to %s\n", x->n_exported,
 			       x->n_exported == 1 ? "" : "s", x->target);
 		if (res.drilled)
-			printf("restore drill %s in %.1fs: %s\n", res.drill_pass ? "PASS" : "FAIL",
+			printf("restore drill %s in %.1fs: %s\n", res.drill_pass ? "PASS"
+			       : res.drill_error ? "ERROR" : "FAIL",
 			       (double)res.drill_ms / 1000.0, res.drill_summary);
 	}
 	if (x->code) {
@@ -237,9 +239,9 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 	}
 	kt_config_release(&conf);
 	if (res.drilled && !res.drill_pass) {
-		fprintf(stderr, "kontinuity: the backup was saved, but its restore drill failed: %s\n",
-		        res.drill_summary);
-		return 3;
+		fprintf(stderr, "kontinuity: the backup was saved, but its restore drill %s: %s\n",
+		        res.drill_error ? "could not run" : "failed", res.drill_summary);
+		return res.drill_error ? 1 : 3;
 	}
 	return 0;
 }

@@ -199,7 +199,9 @@ int kt_cmd_etcd_restore(int argc, char **argv, const kt_globals *g0)
 		if (c)
 			return kt_cli_fail(&err);
 	}
-#define OVERRIDE(field, val) do { if (val) snprintf(m.field, sizeof(m.field), "%s", val); } while (0)
+#define OVERRIDE(field, val) do { if ((val) && (size_t)snprintf(m.field, sizeof(m.field), "%s", \
+		val) >= sizeof(m.field)) return kt_cli_usage(path_cmd, "'%.40s...' is too long", val); \
+	} while (0)
 	OVERRIDE(name, name);
 	OVERRIDE(data_dir, data_dir);
 	OVERRIDE(initial_cluster, icluster);
@@ -406,7 +408,9 @@ int kt_cmd_etcd_recover(int argc, char **argv, const kt_globals *g0)
 	cfg.etcd.timeout_ms = 5000;
 	if ((rc = kt_cli_export_finish(&sf.xf, &cfg, path_cmd)))
 		return rc;
-	kt_cli_catch_signals();
+	/* A runbook must not die half-way: SIGHUP (the SSH session dropped) is
+	 * ignored, and every SIGINT/SIGTERM only asks for a clean stop. */
+	kt_cli_catch_signals_agent();
 	cfg.etcd.cancel = &kt_cli_cancel;
 	step_ctx sc = { 0, g.output != KT_OUT_TABLE };
 	kt_recover_opts ro = { .backup = &cfg, .from = from, .manifest = manifest,
@@ -426,8 +430,13 @@ int kt_cmd_etcd_recover(int argc, char **argv, const kt_globals *g0)
 		                      "stoppedAfterSeconds", (double)res->stopped_ms / 1000.0);
 		if (res->plan.aside[0])
 			json_object_set_new(j, "movedAside", kt_cli_json_text(res->plan.aside));
-		if (c)
-			json_object_set_new(j, "error", json_string(err.msg));
+		if (c) {
+			kt_buf clean;
+			kt_buf_init(&clean, sizeof(err.msg) * 2);
+			kt_redact(&clean, err.msg);
+			json_object_set_new(j, "error", json_string(clean.data));
+			kt_buf_release(&clean);
+		}
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}

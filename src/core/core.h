@@ -286,10 +286,11 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 void kt_proc_result_release(kt_proc_result *res);
 /* The last non-empty output line, control bytes replaced, into out. */
 const char *kt_proc_last_line(const kt_proc_result *res, char *out, size_t outlen);
-/* Start argv in the background with stdout+stderr appended to log_path
- * (NULL: inherited).  The caller must kt_proc_stop or reap it. */
-kt_code kt_proc_spawn(const char *const argv[], const char *log_path, pid_t *pid_out,
-                      kt_error *err);
+/* Start argv in the background in directory cwd (NULL: ours) with
+ * stdout+stderr appended to log_path (NULL: inherited).  The caller must
+ * kt_proc_stop or reap it. */
+kt_code kt_proc_spawn(const char *const argv[], const char *cwd, const char *log_path,
+                      pid_t *pid_out, kt_error *err);
 /* 1 (and reaped; res filled if not NULL, release it) when pid has exited. */
 int kt_proc_exited(pid_t pid, kt_proc_result *res);
 /* SIGTERM, up to grace_ms for it to exit, then SIGKILL; always reaps. */

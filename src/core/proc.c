@@ -55,9 +55,14 @@ kt_code kt_proc_find(const char *name, char *out, size_t outlen, kt_error *err)
 }
 
 /* In the child, between fork and exec: async-signal-safe calls only. */
-static void child_exec(const char *const argv[], int out_fd)
+static void child_exec(const char *const argv[], int out_fd, pid_t parent, const char *cwd)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);   /* the parent died before the death signal was armed */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull >= 0)
 		dup2(devnull, 0);
@@ -66,11 +71,26 @@ static void child_exec(const char *const argv[], int out_fd)
 		dup2(out_fd, 2);
 	}
 	signal(SIGPIPE, SIG_DFL);
+	if (cwd && chdir(cwd) != 0)
+		_exit(127);
 	execv(argv[0], (char *const *)argv);
 	static const char msg[] = "exec failed\n";
 	ssize_t w = write(2, msg, sizeof(msg) - 1);
 	(void)w;
 	_exit(127);
+}
+
+/* With SIGCHLD ignored (a disposition that survives exec from whoever
+ * started us) the kernel reaps children itself and waitpid fails: a failed
+ * etcdutl would look like a success.  Put the default back. */
+static void reap_children_ourselves(void)
+{
+	struct sigaction sa;
+	if (sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+		sa.sa_handler = SIG_DFL;
+		sa.sa_flags = 0;
+		sigaction(SIGCHLD, &sa, NULL);
+	}
 }
 
 static void result_from_status(kt_proc_result *res, int status)
@@ -85,6 +105,8 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 	memset(res, 0, sizeof(*res));
 	kt_buf_init(&res->output, 2 * KT_PROC_OUTPUT_MAX);
 	res->exit_code = -1;
+	reap_children_ourselves();
+	pid_t parent = getpid();
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return kt_error_sys(err, KT_EIO, errno, "cannot run '%s'", argv[0]);
@@ -95,7 +117,7 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 		return kt_error_sys(err, KT_EIO, errno, "cannot run '%s'", argv[0]);
 	}
 	if (pid == 0)
-		child_exec(argv, p[1]);
+		child_exec(argv, p[1], parent, NULL);
 	close(p[1]);
 	int64_t deadline = o && o->timeout_ms > 0 ? kt_now_ms() + o->timeout_ms : 0;
 	kt_code rc = KT_OK;
@@ -130,9 +152,22 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 	close(p[0]);
 	if (rc)
 		kill(pid, SIGKILL);
+	/* The output closed; the exit follows (or the deadline kills it). */
 	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	pid_t w;
+	while ((w = waitpid(pid, &status, WNOHANG)) == 0 || (w < 0 && errno == EINTR)) {
+		if (!rc && ((deadline && kt_now_ms() > deadline) || (o && o->cancel && *o->cancel))) {
+			rc = kt_error_set(err, o->cancel && *o->cancel ? KT_ECANCELED : KT_ETRANSIENT,
+			                  "'%s' closed its output but did not exit", argv[0]);
+			kill(pid, SIGKILL);
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	if (w < 0) {
+		int e = errno;
+		return rc ? rc : kt_error_sys(err, KT_EIO, e, "cannot learn how '%s' ended", argv[0]);
+	}
 	result_from_status(res, status);
 	if (res->output.len > KT_PROC_OUTPUT_MAX)
 		kt_buf_consume(&res->output, res->output.len - KT_PROC_OUTPUT_MAX);
@@ -166,8 +201,8 @@ const char *kt_proc_last_line(const kt_proc_result *res, char *out, size_t outle
 	return out;
 }
 
-kt_code kt_proc_spawn(const char *const argv[], const char *log_path, pid_t *pid_out,
-                      kt_error *err)
+kt_code kt_proc_spawn(const char *const argv[], const char *cwd, const char *log_path,
+                      pid_t *pid_out, kt_error *err)
 {
 	int fd = -1;
 	if (log_path) {
@@ -176,6 +211,8 @@ kt_code kt_proc_spawn(const char *const argv[], const char *log_path, pid_t *pid
 			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open '%s'",
 			                    log_path);
 	}
+	reap_children_ourselves();
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
@@ -184,7 +221,7 @@ kt_code kt_proc_spawn(const char *const argv[], const char *log_path, pid_t *pid
 		return kt_error_sys(err, KT_EIO, e, "cannot start '%s'", argv[0]);
 	}
 	if (pid == 0)
-		child_exec(argv, fd);
+		child_exec(argv, fd, parent, cwd);
 	if (fd >= 0)
 		close(fd);
 	*pid_out = pid;
@@ -194,9 +231,11 @@ kt_code kt_proc_spawn(const char *const argv[], const char *log_path, pid_t *pid
 int kt_proc_exited(pid_t pid, kt_proc_result *res)
 {
 	int status;
-	pid_t r = waitpid(pid, &status, WNOHANG);
+	pid_t r;
+	while ((r = waitpid(pid, &status, WNOHANG)) < 0 && errno == EINTR)
+		;
 	if (r == 0)
-		return 0;
+		return 0;   /* running; r < 0 (ECHILD) means it is not ours to wait for */
 	if (res) {
 		memset(res, 0, sizeof(*res));
 		kt_buf_init(&res->output, 0);

@@ -519,6 +519,7 @@ static kt_code session_open(session *ss, const kt_etcd_conn *conn, int64_t timeo
 		.stall_timeout_ms = stall_ms,
 		.version = tls ? KT_HTTP_2TLS : KT_HTTP_2_PRIOR,
 		.direct = 1,
+		.unix_socket = conn->unix_socket,
 		.cancel = conn->cancel,
 	};
 	if ((rc = kt_http_new(&ss->h, &o, err)))

@@ -242,6 +242,8 @@ typedef struct kt_etcd_conn {
 	const char *cert;       /* client certificate PEM or NULL */
 	const char *key;        /* client key PEM or NULL */
 	const char *user;       /* "name:password" for etcd auth, or NULL */
+	const char *unix_socket; /* connect through this Unix socket (the endpoint's
+	                            host is then only a name), or NULL */
 	int64_t timeout_ms;     /* whole call; 0 = no limit */
 	int64_t connect_timeout_ms; /* 0 = 10 s */
 	int64_t stall_timeout_ms;   /* fail when no byte arrives for this long;

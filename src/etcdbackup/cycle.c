@@ -174,7 +174,12 @@ static void drill_if_due(const kt_backup_config *cfg, kt_backup_result *res, jso
 	kt_code c = kt_etcdbackup_resolve_source(cfg, res->file, 0, &src, &derr);
 	if (!c)
 		c = kt_etcdbackup_drill(cfg->drill, &src, &dr, &derr);
+	if (c == KT_ECANCELED) {   /* not a verdict: try again at the next cycle */
+		json_object_set_new(m, "sinceDrill", json_integer(since - 1));
+		return;
+	}
 	res->drilled = 1;
+	res->drill_error = c != KT_OK;
 	res->drill_pass = !c && dr.pass;
 	res->drill_ms = c ? 0 : dr.duration_ms;
 	if (c) {
@@ -194,12 +199,12 @@ static void drill_if_due(const kt_backup_config *cfg, kt_backup_result *res, jso
 	const char *base = strrchr(res->file, '/');
 	base = base ? base + 1 : res->file;
 	char text[6000];
+	const char *verdict = res->drill_pass ? "PASS" : res->drill_error ? "ERROR" : "FAIL";
 	snprintf(text, sizeof(text), "drill node=%s file=%s result=%s duration=%.2fs %s", res->node,
-	         base, res->drill_pass ? "PASS" : "FAIL", (double)res->drill_ms / 1000.0,
-	         res->drill_summary);
+	         base, verdict, (double)res->drill_ms / 1000.0, res->drill_summary);
 	json_t *fields = json_pack("{s:s, s:s, s:s, s:s, s:f, s:s}", "event", "drill",
 	                           "node", res->node, "file", base,
-	                           "result", res->drill_pass ? "PASS" : "FAIL",
+	                           "result", verdict,
 	                           "duration", (double)res->drill_ms / 1000.0,
 	                           "detail", res->drill_summary);
 	kt_backup_log_append(cfg, iso, fields, text);

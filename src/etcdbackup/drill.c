@@ -10,18 +10,19 @@
  *   keys      the number of live keys equals the snapshot's (etcdutl's totalKey)
  *   objects   per Kubernetes resource, the object count equals the census
  *   sample    objects read back are Kubernetes objects (protobuf "k8s\0" or JSON)
- * The etcd gets no bump: a drill compares the revision exactly.  Whatever
- * happens, the etcd is stopped and the directory removed.
+ * The etcd gets no bump: a drill compares the revision exactly.  It listens
+ * on Unix sockets only (client and peer), in a 0700 directory of its own: the
+ * restored cluster holds every Secret, and a loopback port would serve them
+ * to any local process.  Whatever happens, the etcd is stopped and both
+ * directories removed.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,23 +45,6 @@ static void check(kt_drill_result *r, const char *name, int ok, const char *fmt,
 	va_end(ap);
 	if (!ok)
 		r->pass = 0;
-}
-
-/* A free loopback port (the kernel's choice; released before etcd binds it). */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	int port = -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -151,7 +135,7 @@ static void compare(const kt_drill_opts *o, const kt_etcd_conn *conn, pid_t *pid
 		return;
 	}
 	snprintf(r->etcd_version, sizeof(r->etcd_version), "%s", st.version);
-	check(r, "start", 1, "etcd %s answers at %s", st.version, conn->endpoint);
+	check(r, "start", 1, "etcd %s answers on its private socket", st.version);
 	r->revision_got = st.header.revision;
 	r->revision_expected = src->revision;
 	check(r, "revision", r->revision_got == r->revision_expected,
@@ -252,35 +236,49 @@ kt_code kt_etcdbackup_drill(const kt_drill_opts *o, const kt_restore_source *src
 		return kt_error_wrap(err, "a drill runs etcd (pass --etcd)");
 	const char *tmp = o->work_dir && *o->work_dir ? o->work_dir
 	                  : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	char work[4096];
+	/* Room for the restored database, its WAL and etcd's own copy. */
+	struct statvfs vfs;
+	uint64_t need = 2 * src->size + (64ull << 20);
+	if (statvfs(tmp, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need) {
+		char a[32], b[32];
+		return kt_error_set(err, KT_ENOSPC, "not enough room in '%s' for a drill: %s free, %s "
+		                    "needed (pass --work-dir)", tmp,
+		                    kt_human_bytes((uint64_t)vfs.f_bavail * vfs.f_frsize, a),
+		                    kt_human_bytes(need, b));
+	}
+	char work[4096], sock[64];
 	snprintf(work, sizeof(work), "%s/kontinuity-drill-XXXXXX", tmp);
 	if (!mkdtemp(work))
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create a drill "
 		                    "directory in '%s'", tmp);
-	int cport = free_port(), pport = free_port();
+	/* Socket paths are limited to 108 bytes: a short private directory. */
+	snprintf(sock, sizeof(sock), "/tmp/kt-drill-XXXXXX");
+	if (!mkdtemp(sock)) {
+		int e = errno;
+		rmdir(work);
+		return kt_error_sys(err, kt_code_from_errno(e), e, "cannot create a socket directory "
+		                    "in /tmp");
+	}
 	kt_etcd_member_flags m;
 	memset(&m, 0, sizeof(m));
 	snprintf(m.name, sizeof(m.name), "drill");
-	snprintf(m.peer_urls, sizeof(m.peer_urls), "http://127.0.0.1:%d", pport);
-	snprintf(m.initial_cluster, sizeof(m.initial_cluster), "drill=http://127.0.0.1:%d", pport);
+	snprintf(m.peer_urls, sizeof(m.peer_urls), "unix://localhost:2380");
+	snprintf(m.initial_cluster, sizeof(m.initial_cluster), "drill=unix://localhost:2380");
 	snprintf(m.token, sizeof(m.token), "kontinuity-drill");
-	char data[4200], log[4200], curl[64];
+	char data[4200], log[4200], sock_path[128];
+	const char *curl = "unix://localhost:2379";
 	snprintf(data, sizeof(data), "%s/data", work);
 	snprintf(log, sizeof(log), "%s/etcd.log", work);
-	snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
+	snprintf(sock_path, sizeof(sock_path), "%s/localhost:2379", sock);
 	kt_restore_opts ro = { .etcdutl = o->etcdutl, .data_dir = data, .member = &m,
 	                       .cancel = o->cancel };
 	kt_restore_plan plan;
 	pid_t pid = 0;
-	if (cport < 0 || pport < 0) {
-		c = kt_error_set(err, KT_EIO, "cannot find free loopback ports for the drill etcd");
-		goto out;
-	}
 	if ((c = kt_etcdbackup_restore_plan(&ro, src, &plan, err)))
 		goto out;
 	kt_error rerr;
 	if ((c = kt_etcdbackup_restore_run(&ro, &plan, &rerr))) {
-		if (c == KT_ECANCELED || c == KT_ENOSPC) {
+		if (c != KT_EREMOTE) {   /* etcdutl did not refuse: the drill could not run */
 			*err = rerr;
 			goto out;
 		}
@@ -294,15 +292,17 @@ kt_code kt_etcdbackup_drill(const kt_drill_opts *o, const kt_restore_source *src
 	                       "--listen-peer-urls", m.peer_urls,
 	                       "--initial-advertise-peer-urls", m.peer_urls,
 	                       "--initial-cluster", m.initial_cluster, NULL };
-	if ((c = kt_proc_spawn(argv, log, &pid, err)))
+	if ((c = kt_proc_spawn(argv, sock, log, &pid, err)))
 		goto out;
-	kt_etcd_conn conn = { .endpoint = curl, .timeout_ms = 10000, .connect_timeout_ms = 1000,
+	kt_etcd_conn conn = { .endpoint = "http://localhost:2379", .unix_socket = sock_path,
+	                      .timeout_ms = 10000, .connect_timeout_ms = 1000,
 	                      .cancel = o->cancel };
 	compare(o, &conn, &pid, log, src, res);
 out:
 	if (pid > 0)
 		kt_proc_stop(pid, 10000);
 	nftw(work, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	nftw(sock, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	res->duration_ms = kt_now_ms() - start;
 	if (!c && o->cancel && *o->cancel)
 		c = kt_error_set(err, KT_ECANCELED, "drill interrupted");

@@ -103,6 +103,7 @@ typedef struct kt_backup_result {
 	kt_export_result export;     /* the export stage (runs even when the save failed) */
 	int drilled;                 /* a restore drill ran on the new backup this cycle */
 	int drill_pass;
+	int drill_error;             /* it could not run (no etcd binary, no room): not a FAIL */
 	int64_t drill_ms;
 	char drill_summary[512];     /* the failed check, or "revision R, K keys, N objects" */
 } kt_backup_result;

@@ -37,5 +37,7 @@ void kt_backup_metrics_record(json_t *idx, const kt_backup_result *res, kt_code 
  * data_dir, through /proc; *n_forced of them run with --force-new-cluster
  * (restore.c). */
 int kt_etcd_processes(const char *data_dir, int *n_forced);
+/* 1 when some process holds the bbolt lock of data_dir's member/snap/db. */
+int kt_etcd_db_locked(const char *data_dir);
 
 #endif

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
@@ -524,6 +525,25 @@ kt_code kt_etcdbackup_list_remote(const kt_backup_config *cfg, kt_backup_entry *
 /* ------------------------------------------------------------------ */
 /* Fetching an exported backup back (restore from object storage). */
 
+/* The <id> of a folder "<id>-<name>": a UUID (the kube-system UID), or a
+ * single word without '-' (etcd's hex id, or an id given with --cluster-id). */
+static int cluster_id_shaped(const char *id, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (!memchr(id, '-', n))
+		return 1;
+	if (n != 36)
+		return 0;
+	for (size_t i = 0; i < 36; i++) {
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? id[i] != '-' : !((id[i] >= '0' && id[i] <= '9') ||
+		                            (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	}
+	return 1;
+}
+
 typedef struct folder_scan {
 	const char *suffix;     /* "-<cluster-name>/" */
 	const char *skip;       /* a folder not to report */
@@ -543,6 +563,8 @@ static kt_code scan_folder(void *ctx, const kt_s3_entry *e, kt_error *err)
 		return KT_OK;
 	if (f->skip && strlen(f->skip) == n - 1 && !strncmp(f->skip, e->key, n - 1))
 		return KT_OK;
+	if (!cluster_id_shaped(e->key, n - sl))
+		return KT_OK;   /* "<uuid>-us-east" is not a folder of a cluster named "east" */
 	for (size_t i = 0; i < f->n; i++)
 		if (!strncmp(f->found[i], e->key, n - 1) && f->found[i][n - 1] == '\0')
 			return KT_OK;
@@ -642,24 +664,39 @@ kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name
 	kt_s3 *s3 = NULL;
 	int found;
 	json_t *idx = kt_backup_index_load(cfg->dir);
-	/* The CA file goes next to the backups; with a dry run, to /tmp. */
+	/* The CA file goes next to the backups, or (dry run, a directory we
+	 * cannot write) into a private directory of our own, never a fixed
+	 * name in a shared one. */
 	kt_backup_config c2 = *cfg;
-	if (dry_run || access(cfg->dir, W_OK) != 0)
-		c2.dir = "/tmp";
+	char private_dir[64] = "";
+	if (dry_run || access(cfg->dir, W_OK) != 0) {
+		snprintf(private_dir, sizeof(private_dir), "/tmp/kontinuity-fetch-XXXXXX");
+		if (!mkdtemp(private_dir))
+			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create a "
+			                    "private temporary directory in /tmp");
+		c2.dir = private_dir;
+	}
 	/* Never etcd's own id here: the etcd we restore may be a new, empty one. */
 	c2.etcd.endpoint = NULL;
 	kt_error ferr;
 	kt_code c = connect_target(&c2, idx, ".export-ca-fetch.pem", &t, folder, sizeof(folder),
 	                           ca_path, sizeof(ca_path), &s3, &found, &ferr);
 	json_decref(idx);
-	if (!found)
+	if (!found) {
+		if (private_dir[0])
+			rmdir(private_dir);
 		return c ? kt_error_set(err, c, "%s", ferr.msg)
 		         : kt_error_set(err, KT_ENOTFOUND, "no export target is configured (no "
 		                        "--export-config, BACKUP_* variables or Secret %s/%s)",
 		                        cfg->secret_namespace, cfg->secret_name);
+	}
 	int explicit_id = cfg->cluster_id && *cfg->cluster_id;
-	if (c == KT_EUSAGE && s3 == NULL && strstr(ferr.msg, "cluster id"))
-		c = scan_for_folder(&t, ca_path, cfg, &s3, folder, sizeof(folder), "", &ferr);
+	if (c == KT_EUSAGE && s3 == NULL && strstr(ferr.msg, "cluster id") &&
+	    !(c = scan_for_folder(&t, ca_path, cfg, &s3, folder, sizeof(folder), "", &ferr)))
+		kt_log(KT_LOG_WARN, "the cluster id is unknown (API server down?); using s3://%s/%s/, "
+		       "the only folder of a cluster named '%s' (pass --cluster-id to choose)",
+		       t.v[K_BUCKET], folder,
+		       cfg->cluster_name && *cfg->cluster_name ? cfg->cluster_name : "kubernetes");
 	remote_all r = { NULL, 0, 0, t.v[K_BUCKET] };
 	if (!c) {
 		char prefix[600];
@@ -740,6 +777,15 @@ kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name
 		out->reused = 1;
 		goto out;
 	}
+	struct statvfs vfs;
+	if (statvfs(cfg->dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < out->size) {
+		char a[32], b[32];
+		c = kt_error_set(err, KT_ENOSPC, "not enough room in '%s' for %s: %s free, %s needed",
+		                 cfg->dir, out->object,
+		                 kt_human_bytes((uint64_t)vfs.f_bavail * vfs.f_frsize, a),
+		                 kt_human_bytes(out->size, b));
+		goto out;
+	}
 	fetch_ctx f = { .sha = EVP_MD_CTX_new(), .cancel = cfg->etcd.cancel };
 	EVP_DigestInit_ex(f.sha, EVP_sha256(), NULL);
 	c = kt_outfile_open(&f.out, out->path, err);
@@ -769,6 +815,8 @@ out:
 	kt_s3_free(s3);
 	if (ca_path[0])
 		unlink(ca_path);
+	if (private_dir[0])
+		rmdir(private_dir);
 	target_release(&t);
 	return c;
 }

@@ -60,19 +60,6 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* 1 when some process holds the bbolt lock of data_dir's database. */
-static int db_locked(const char *data_dir)
-{
-	char path[4200];
-	snprintf(path, sizeof(path), "%s/member/snap/db", data_dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	int locked = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-	close(fd);
-	return locked;
-}
-
 /* Healthy: Status answers and a linearizable read goes through (which
  * needs a leader and a quorum), as `etcdctl endpoint health` checks. */
 static kt_code etcd_healthy(const kt_etcd_conn *conn, kt_etcd_status_msg *st, kt_error *err)
@@ -106,7 +93,7 @@ static kt_code wait_state(const kt_recover_opts *o, const char *data_dir, wait_f
 			return kt_error_set(err, KT_ECANCELED, "interrupted");
 		int forced, n = kt_etcd_processes(data_dir, &forced);
 		if (what == WAIT_STOPPED) {
-			if (n == 0 && !db_locked(data_dir))
+			if (n == 0 && !kt_etcd_db_locked(data_dir))
 				return KT_OK;
 			snprintf(last.msg, sizeof(last.msg), "%d etcd process%s still serve%s '%s'", n,
 			         n == 1 ? "" : "es", n == 1 ? "s" : "", data_dir);
@@ -234,6 +221,16 @@ kt_code kt_etcdbackup_recover(const kt_recover_opts *o, kt_recover_result *res, 
 	    (c = kt_kube_staticpod_rewrite(orig.data, orig.len, NULL, add, rm, &forced, err)))
 		goto out;
 
+	/* etcd must be visible to us to be waited for: a locked database with
+	 * no etcd process in /proc means another PID namespace. */
+	int n_forced;
+	if (kt_etcd_processes(m->data_dir, &n_forced) == 0 && kt_etcd_db_locked(m->data_dir)) {
+		c = kt_error_set(err, KT_EUSAGE, "the etcd database in '%s' is in use but no etcd "
+		                 "process is visible: run kontinuity in the host's PID namespace "
+		                 "(hostPID: true in a pod)", m->data_dir);
+		goto out;
+	}
+
 	if (o->dry_run) {
 		say(o, 2, "would move %s to %s and wait until etcd stops", o->manifest, res->stash);
 		say(o, 3, "would restore into %s%s%s", m->data_dir,
@@ -266,7 +263,12 @@ kt_code kt_etcdbackup_recover(const kt_recover_opts *o, kt_recover_result *res, 
 	/* 3. Restore. */
 	say(o, 3, "restoring %s into %s", res->src.origin, m->data_dir);
 	if ((c = kt_etcdbackup_restore_run(&ro, &res->plan, err))) {
-		if (rename(res->stash, o->manifest) == 0)
+		/* Never restart etcd on a missing data directory: it would start
+		 * a new, empty cluster. */
+		struct stat st;
+		if (res->plan.data_dir_exists && stat(res->plan.data_dir, &st) != 0)
+			kt_error_wrap(err, "etcd stays stopped (its manifest is in %s)", res->stash);
+		else if (rename(res->stash, o->manifest) == 0)
 			kt_error_wrap(err, "the manifest is back in place");
 		goto out;
 	}
@@ -280,8 +282,10 @@ kt_code kt_etcdbackup_recover(const kt_recover_opts *o, kt_recover_result *res, 
 	if ((c = write_manifest(o->manifest, &forced, err)))
 		goto out;
 	if ((c = wait_state(o, m->data_dir, WAIT_FORCED_UP, &st, err))) {
-		kt_error_wrap(err, "etcd did not become healthy with --force-new-cluster (the original "
-		              "manifest is in %s)", res->stash);
+		kt_error_wrap(err, "etcd did not become healthy with --force-new-cluster; the manifest "
+		              "in place still has that flag: once etcd is healthy, move the original "
+		              "%s back to %s (the old data is in %s)", res->stash, o->manifest,
+		              res->plan.aside[0] ? res->plan.aside : "(none)");
 		goto out;
 	}
 	say(o, 4, "etcd is healthy as a new one-member cluster (revision %lld)",

@@ -23,6 +23,8 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -99,6 +101,7 @@ kt_code kt_etcdbackup_resolve_source(const kt_backup_config *cfg, const char *fr
 		snprintf(out->origin, sizeof(out->origin), "%s", f.object);
 		snprintf(out->sha256, sizeof(out->sha256), "%s", f.sha256);
 		out->size = f.size;
+		out->has_trailer = 1;   /* exports are saved snapshots; checked when fetched */
 		if (dry_run)
 			return KT_OK;
 		return check_file(f.path, f.sha256, out, err);
@@ -159,10 +162,12 @@ kt_code kt_etcdbackup_resolve_source(const kt_backup_config *cfg, const char *fr
 /* ------------------------------------------------------------------ */
 /* The member flags from the static pod manifest. */
 
-static void copy_flag(const kt_kube_staticpod *p, const char *name, char *out, size_t n)
+/* 0, or -1 when the value does not fit (a cut name or URL list would
+ * change its meaning). */
+static int copy_flag(const kt_kube_staticpod *p, const char *name, char *out, size_t n)
 {
 	const char *v = kt_kube_staticpod_flag(p, name);
-	snprintf(out, n, "%s", v ? v : "");
+	return (size_t)snprintf(out, n, "%s", v ? v : "") < n ? 0 : -1;
 }
 
 kt_code kt_etcdbackup_manifest_member(const char *manifest, kt_etcd_member_flags *out,
@@ -173,14 +178,23 @@ kt_code kt_etcdbackup_manifest_member(const char *manifest, kt_etcd_member_flags
 	kt_code c = kt_kube_staticpod_load(&p, manifest, NULL, err);
 	if (c)
 		return c;
-	copy_flag(&p, "name", out->name, sizeof(out->name));
-	copy_flag(&p, "data-dir", out->data_dir, sizeof(out->data_dir));
-	copy_flag(&p, "initial-cluster", out->initial_cluster, sizeof(out->initial_cluster));
-	copy_flag(&p, "initial-advertise-peer-urls", out->peer_urls, sizeof(out->peer_urls));
-	copy_flag(&p, "initial-cluster-token", out->token, sizeof(out->token));
-	copy_flag(&p, "cert-file", out->cert, sizeof(out->cert));
-	copy_flag(&p, "key-file", out->key, sizeof(out->key));
-	copy_flag(&p, "trusted-ca-file", out->cacert, sizeof(out->cacert));
+	int cut = copy_flag(&p, "name", out->name, sizeof(out->name)) |
+	          copy_flag(&p, "data-dir", out->data_dir, sizeof(out->data_dir)) |
+	          copy_flag(&p, "initial-cluster", out->initial_cluster,
+	                    sizeof(out->initial_cluster)) |
+	          copy_flag(&p, "initial-advertise-peer-urls", out->peer_urls,
+	                    sizeof(out->peer_urls)) |
+	          copy_flag(&p, "initial-cluster-token", out->token, sizeof(out->token)) |
+	          copy_flag(&p, "cert-file", out->cert, sizeof(out->cert)) |
+	          copy_flag(&p, "key-file", out->key, sizeof(out->key)) |
+	          copy_flag(&p, "trusted-ca-file", out->cacert, sizeof(out->cacert));
+	if (cut) {
+		kt_kube_staticpod_release(&p);
+		memset(out, 0, sizeof(*out));
+		return kt_error_set(err, KT_ELIMIT, "static pod manifest '%s': a member flag value is "
+		                    "longer than kontinuity accepts (name 255, URL lists 4095 bytes)",
+		                    manifest);
+	}
 	const char *urls = kt_kube_staticpod_flag(&p, "advertise-client-urls");
 	if (!urls || !*urls)
 		urls = kt_kube_staticpod_flag(&p, "listen-client-urls");
@@ -195,8 +209,25 @@ kt_code kt_etcdbackup_manifest_member(const char *manifest, kt_etcd_member_flags
 /* ------------------------------------------------------------------ */
 /* etcd processes of a data directory, through /proc. */
 
+int kt_etcd_db_locked(const char *data_dir)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/member/snap/db", data_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int locked = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return locked;
+}
+
+/* Equal paths: the same text without trailing slashes, or the same
+ * directory once symlinks, "." and ".." are resolved. */
 static int same_dir(const char *a, const char *b)
 {
+	char ra[PATH_MAX], rb[PATH_MAX];
+	if (realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb))
+		return 1;
 	size_t la = strlen(a), lb = strlen(b);
 	while (la > 1 && a[la - 1] == '/')
 		la--;
@@ -309,6 +340,20 @@ kt_code kt_etcdbackup_restore_plan(const kt_restore_opts *o, const kt_restore_so
 	dir[dl] = '\0';
 	snprintf(plan->data_dir, sizeof(plan->data_dir), "%s", dir);
 	struct stat st;
+	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+		/* /var/lib/etcd -> /data/etcd: restore where the data really is, so
+		 * it stays on that disk and the link keeps working. */
+		char real[PATH_MAX];
+		if (!realpath(dir, real))
+			return kt_error_sys(err, kt_code_from_errno(errno), errno, "data directory '%s' "
+			                    "is a symbolic link that does not resolve", dir);
+		if (strlen(real) >= sizeof(dir) - 64)
+			return kt_error_set(err, KT_ELIMIT, "data directory path too long");
+		kt_log(KT_LOG_INFO, "data directory '%s' is a link to '%s'; restoring there", dir,
+		       real);
+		snprintf(dir, sizeof(dir), "%s", real);
+		snprintf(plan->data_dir, sizeof(plan->data_dir), "%s", dir);
+	}
 	if (lstat(dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
 			return kt_error_set(err, KT_EUSAGE, "data directory '%s' exists and is not a "
@@ -317,6 +362,7 @@ kt_code kt_etcdbackup_restore_plan(const kt_restore_opts *o, const kt_restore_so
 	} else if (errno != ENOENT) {
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot examine '%s'", dir);
 	}
+	dev_t dir_dev = st.st_dev;
 	char parent[4096];
 	snprintf(parent, sizeof(parent), "%s", dir);
 	char *pp = dirname(parent);
@@ -326,6 +372,11 @@ kt_code kt_etcdbackup_restore_plan(const kt_restore_opts *o, const kt_restore_so
 	if (access(pp, W_OK) != 0)
 		return kt_error_sys(err, KT_EPERM, errno, "cannot write in '%s', where the data "
 		                    "directory '%s' lives (run as root?)", pp, dir);
+	if (plan->data_dir_exists && st.st_dev != dir_dev)
+		return kt_error_set(err, KT_EUSAGE, "data directory '%s' is a mount point: it cannot "
+		                    "be moved aside, and a restore next to it would land on another "
+		                    "disk; point --data-dir at a directory inside it (and etcd's "
+		                    "--data-dir too)", dir);
 	struct statvfs vfs;
 	uint64_t need = src->size + (64ull << 20);
 	if (statvfs(pp, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need) {
@@ -338,11 +389,12 @@ kt_code kt_etcdbackup_restore_plan(const kt_restore_opts *o, const kt_restore_so
 	int forced;
 	int n_running = o->check_not_running && plan->data_dir_exists ? kt_etcd_processes(dir, &forced)
 	                                                              : 0;
-	if (n_running)
-		return kt_error_set(err, KT_EUSAGE, "etcd is running on '%s' (%d process%s): stop it "
-		                    "first (on a kubeadm node move its static pod manifest out, or run "
-		                    "`kontinuity etcd recover`, which does every step)", dir, n_running,
-		                    n_running == 1 ? "" : "es");
+	if (o->check_not_running && plan->data_dir_exists && (n_running || kt_etcd_db_locked(dir)))
+		return kt_error_set(err, KT_EEXIST, "etcd is running on '%s' (%s): stop it first (on "
+		                    "a kubeadm node move its static pod manifest out, or run "
+		                    "`kontinuity etcd recover`, which does every step)", dir,
+		                    n_running ? "its process is on this host"
+		                              : "its database is locked by a process");
 	char stamp[32];
 	utc_stamp(stamp);
 	snprintf(plan->staging, sizeof(plan->staging), "%s.restore-%s", dir, stamp);
@@ -351,6 +403,7 @@ kt_code kt_etcdbackup_restore_plan(const kt_restore_opts *o, const kt_restore_so
 	if (lstat(plan->staging, &st) == 0 || (plan->aside[0] && lstat(plan->aside, &st) == 0))
 		return kt_error_set(err, KT_EEXIST, "'%s' or '%s' already exists (another restore "
 		                    "this second?); try again", plan->staging, plan->aside);
+	/* The staging directory is created (exclusively) by the run. */
 
 	/* The command line. */
 	size_t n = 0, a = 0;
@@ -406,13 +459,22 @@ static void fsync_dir_of(const char *path)
 kt_code kt_etcdbackup_restore_run(const kt_restore_opts *o, kt_restore_plan *plan,
                                   kt_error *err)
 {
+	/* Ours alone: created exclusively now, so the cleanup below can never
+	 * remove a directory someone else made under this name. */
+	if (mkdir(plan->staging, 0700) != 0)
+		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create the staging "
+		                    "directory '%s'", plan->staging);
 	kt_proc_opts po = { .timeout_ms = 30 * 60 * 1000, .cancel = o->cancel };
 	kt_proc_result r;
 	kt_code c = kt_proc_run(plan->argv, &po, &r, err);
-	if (!c && r.exit_code != 0) {
-		char line[400];
-		c = kt_error_set(err, KT_EREMOTE, "etcdutl snapshot restore failed (exit %d): %s; the "
-		                 "data directory was not touched", r.exit_code,
+	if (!c && (r.exit_code != 0 || r.signal)) {
+		char line[400], how[48];
+		if (r.signal)
+			snprintf(how, sizeof(how), "killed by signal %d", r.signal);
+		else
+			snprintf(how, sizeof(how), "exit %d", r.exit_code);
+		c = kt_error_set(err, KT_EREMOTE, "etcdutl snapshot restore failed (%s): %s; the "
+		                 "data directory was not touched", how,
 		                 kt_proc_last_line(&r, line, sizeof(line)));
 	}
 	kt_proc_result_release(&r);
@@ -432,10 +494,16 @@ kt_code kt_etcdbackup_restore_run(const kt_restore_opts *o, kt_restore_plan *pla
 	}
 	if (rename(plan->staging, dir) != 0) {
 		int e = errno;
-		if (plan->data_dir_exists && rename(plan->aside, dir) == 0)
+		if (plan->data_dir_exists && rename(plan->aside, dir) == 0) {
 			plan->aside[0] = '\0';
+			return kt_error_sys(err, kt_code_from_errno(e), e, "cannot move the restored data "
+			                    "from '%s' to '%s' (the old data directory is back in place; "
+			                    "the restored one is kept)", plan->staging, dir);
+		}
 		return kt_error_sys(err, kt_code_from_errno(e), e, "cannot move the restored data from "
-		                    "'%s' to '%s' (it is kept there)", plan->staging, dir);
+		                    "'%s' to '%s', and the old data directory stays at '%s': '%s' does "
+		                    "not exist now; rename one of them there by hand before etcd "
+		                    "starts", plan->staging, dir, plan->aside, dir);
 	}
 	chmod(dir, 0700);
 	fsync_dir_of(dir);

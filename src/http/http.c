@@ -29,7 +29,7 @@
 
 struct kt_http {
 	CURL *curl;
-	char *cacert, *cert, *key;
+	char *cacert, *cert, *key, *unix_socket;
 	kt_http_opts opts;
 	char errbuf[CURL_ERROR_SIZE];
 
@@ -145,6 +145,8 @@ kt_code kt_http_new(kt_http **out, const kt_http_opts *opts, kt_error *err)
 	h->cacert = dup_or_null(h->opts.cacert);
 	h->cert = dup_or_null(h->opts.cert);
 	h->key = dup_or_null(h->opts.key);
+	h->unix_socket = dup_or_null(h->opts.unix_socket);
+	h->opts.unix_socket = h->unix_socket;
 	h->opts.cacert = h->cacert;
 	h->opts.cert = h->cert;
 	h->opts.key = h->key;
@@ -162,6 +164,7 @@ void kt_http_free(kt_http *h)
 	free(h->cacert);
 	free(h->cert);
 	free(h->key);
+	free(h->unix_socket);
 	free(h);
 }
 
@@ -375,6 +378,8 @@ static CURLcode configure(kt_http *h, const kt_http_req *req, struct curl_slist 
 		SETOPT(CURLOPT_SSLKEY, o->key);
 	if (o->direct)
 		SETOPT(CURLOPT_PROXY, "");
+	if (o->unix_socket)
+		SETOPT(CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
 
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout);
 	if (timeout > 0)

@@ -45,6 +45,7 @@ typedef struct kt_http_opts {
 	                              seconds, so it may take ~5 s more); 0 = never */
 	kt_http_version version;
 	int direct;                /* 1: ignore http(s)_proxy environment variables */
+	const char *unix_socket;   /* connect to this Unix socket instead of the URL's host */
 	volatile sig_atomic_t *cancel; /* if set and non-zero: stop with KT_ECANCELED */
 } kt_http_opts;
 

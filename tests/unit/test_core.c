@@ -214,7 +214,7 @@ static void test_proc(void)
 	kt_proc_result_release(&r);
 
 	pid_t pid;
-	CHECK(kt_proc_spawn(slow, NULL, &pid, &err) == KT_OK);
+	CHECK(kt_proc_spawn(slow, NULL, NULL, &pid, &err) == KT_OK);
 	CHECK(!kt_proc_exited(pid, NULL));
 	kt_proc_stop(pid, 2000);
 	CHECK(kill(pid, 0) != 0);   /* reaped: the pid is gone */
