@@ -273,6 +273,23 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 	kt_buf_release(&line);
 	json_t *idx = kt_backup_index_load(cfg->dir);
 	json_t *backups = json_object_get(idx, "backups");
+	json_int_t last_rev = json_integer_value(json_object_get(json_object_get(idx, "metrics"),
+	                                                          "lastRevision"));
+	if (c == KT_OK && res->save.revision < last_rev) {
+		kt_log(KT_LOG_WARN, "etcd's revision went backwards (%lld, the previous backup had "
+		       "%lld): etcd was re-created or restored without a revision bump; `--from "
+		       "latest` will not choose this backup on its own", (long long)res->save.revision,
+		       (long long)last_rev);
+		json_t *f = json_pack("{s:s, s:s, s:I, s:I}", "event", "warning", "node", res->node,
+		                      "revision", (json_int_t)res->save.revision, "previousRevision",
+		                      (json_int_t)last_rev);
+		char text[512];
+		snprintf(text, sizeof(text), "warning node=%s revision=%lld previous=%lld etcd's "
+		         "revision went backwards: etcd was re-created or restored without a bump",
+		         res->node, (long long)res->save.revision, (long long)last_rev);
+		kt_backup_log_append(cfg, iso, f, text);
+		json_decref(f);
+	}
 	if (c == KT_OK) {
 		json_object_set_new(backups, name,
 		                    json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:b}",

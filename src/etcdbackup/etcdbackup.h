@@ -196,7 +196,10 @@ typedef struct kt_restore_source {
  * verify it fully (trailer, every page, the etcd buckets).  "latest" is
  * the newest backup in cfg->dir recorded as verified whose SHA-256 still
  * matches the index and that verifies now; older ones are tried when a
- * newer one fails (out->n_skipped, each logged).  A FILE listed in the
+ * newer one fails (out->n_skipped, each logged); when an older verified
+ * backup has a higher revision (etcd was re-created after it, e.g. empty
+ * after the loss) "latest" refuses with KT_EUSAGE naming both, asking for
+ * an explicit FILE.  A FILE listed in the
  * index of its directory must match the recorded SHA-256.  Remote sources
  * are downloaded first (see kt_etcdbackup_fetch_remote; dry_run skips the
  * download and the verification).  Errors: KT_ENOTFOUND, KT_ECORRUPT (wrong

@@ -121,6 +121,24 @@ kt_code kt_etcdbackup_resolve_source(const kt_backup_config *cfg, const char *fr
 		for (size_t i = n; i-- > 0;) {
 			if (!v[i].verified)
 				continue;
+			/* Revisions only go forward in one etcd (a kontinuity restore
+			 * bumps them).  An older backup with a higher revision means
+			 * etcd was re-created, typically empty after the loss, and the
+			 * agent kept backing up that: never pick it on our own. */
+			for (size_t j = 0; j < i && v[i].revision >= 0; j++) {
+				if (v[j].verified && v[j].revision > v[i].revision) {
+					c = kt_error_set(&last, KT_EUSAGE, "the newest backup '%s' (revision "
+					                 "%lld) is older in etcd's history than '%s' (revision "
+					                 "%lld): etcd was re-created, probably empty, after the "
+					                 "older one was taken; choose the one to restore with "
+					                 "--from FILE (see `kontinuity etcd backups list`)",
+					                 v[i].file, (long long)v[i].revision, v[j].file,
+					                 (long long)v[j].revision);
+					break;
+				}
+			}
+			if (c == KT_EUSAGE)
+				break;
 			snprintf(out->path, sizeof(out->path), "%s/%s", cfg->dir, v[i].file);
 			const char *sha = json_string_value(json_object_get(
 				json_object_get(backups, v[i].file), "sha256"));
@@ -132,6 +150,8 @@ kt_code kt_etcdbackup_resolve_source(const kt_backup_config *cfg, const char *fr
 		}
 		json_decref(idx);
 		kt_backup_entries_free(v, n);
+		if (c == KT_EUSAGE)
+			return kt_error_set(err, c, "%s", last.msg);
 		if (c == KT_ENOTFOUND && !out->n_skipped)
 			return kt_error_set(err, KT_ENOTFOUND, "no verified backup in '%s' (see `kontinuity "
 			                    "etcd backups list`; restore from the export with --from "

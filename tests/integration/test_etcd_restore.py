@@ -359,3 +359,27 @@ def test_agent_cycle_with_drill_every(etcd, tmp_path):
     prom = (tmp_path / "m.prom").read_text()
     assert 'kontinuity_etcd_drill_last_result{node="cp-1"} 1' in prom
     assert 'kontinuity_etcd_drills_total{node="cp-1"} 1' in prom
+
+
+def test_latest_refuses_a_backup_of_a_recreated_etcd(etcd, etcd_factory, tmp_path):
+    """The database is lost, etcd comes back empty and the agent backs that
+    up: 'latest' must not restore the empty cluster on its own."""
+    d = tmp_path / "zadara"
+    load_cluster_like(etcd)
+    assert backup_run(etcd, d, "--kubeconfig", "").returncode == 0
+    good = backups_in(d)[0]
+    empty = etcd_factory()                 # a new, nearly empty etcd
+    time.sleep(1.1)
+    r = backup_run(empty, d, "--kubeconfig", "")
+    assert r.returncode == 0, r.stderr
+    assert "revision went backwards" in r.stderr
+    assert "revision went backwards" in (d / "etcd-backup.log").read_text()
+    newest = backups_in(d)[-1]
+    target = etcd_factory(start=False)
+    r = kt("etcd", "restore", "--from", "latest", "--dir", d, "--etcdutl", etcdutl(),
+           *member_flags(target))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert newest in r.stderr and good in r.stderr and "etcd was re-created" in r.stderr
+    assert not target.data_dir.exists()
+    r = kt("etcd", "restore", "--from", d / good, "--etcdutl", etcdutl(), *member_flags(target))
+    assert r.returncode == 0, r.stderr
