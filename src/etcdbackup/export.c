@@ -651,6 +651,42 @@ kt_code kt_etcdbackup_file_sha256(const char *path, char hex[65], kt_error *err)
 	return file_sha256(path, hex, err);
 }
 
+/* "latest" in the bucket: the newest object must not have a lower revision
+ * (x-amz-meta-revision) than an older one, which would mean etcd was
+ * re-created, probably empty, and its backups exported (see restore.c).
+ * Looks at the newest 64 objects. */
+static kt_code check_not_recreated(kt_s3 *s3, const remote_all *r, size_t bl, kt_error *err)
+{
+	int64_t newest_rev = -1;
+	const char *newest = NULL;
+	for (size_t i = r->n, seen = 0; i-- > 0 && seen < 64; seen++) {
+		kt_s3_object_info hi;
+		kt_error herr;
+		memset(&hi, 0, sizeof(hi));
+		if (kt_s3_head(s3, r->v[i].file + bl, &hi, &herr))
+			continue;   /* unreadable metadata: judged by the others */
+		const char *rv = kt_s3_object_meta(&hi, "revision");
+		char *end = NULL;
+		long long rev = rv ? strtoll(rv, &end, 10) : -1;
+		int ok = rv && !*end && rev >= 0;
+		kt_s3_object_info_release(&hi);
+		if (!ok)
+			continue;
+		if (!newest) {
+			newest = r->v[i].file;
+			newest_rev = rev;
+		} else if (rev > newest_rev) {
+			return kt_error_set(err, KT_EUSAGE, "the newest exported backup %s (revision %lld) "
+			                    "is older in etcd's history than %s (revision %lld): etcd was "
+			                    "re-created, probably empty, after the older one was taken; "
+			                    "choose with --from remote:NAME (see `kontinuity etcd backups "
+			                    "list --remote`)", newest, (long long)newest_rev,
+			                    r->v[i].file, rev);
+		}
+	}
+	return KT_OK;
+}
+
 kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name, int dry_run,
                                    kt_fetched *out, kt_error *err)
 {
@@ -736,16 +772,19 @@ kt_code kt_etcdbackup_fetch_remote(const kt_backup_config *cfg, const char *name
 		    !strcmp(name, r.v[i].file))
 			pick = &r.v[i];   /* the last match is the newest */
 	}
-	if (!pick) {
-		c = kt_error_set(err, KT_ENOTFOUND, !strcmp(name, "latest")
-		                 ? "no exported backup in s3://%s/%s/%s"
-		                 : "no exported backup named '%s' in s3://%s/%s/ (see `kontinuity etcd "
-		                 "backups list --remote`)",
-		                 !strcmp(name, "latest") ? t.v[K_BUCKET] : name,
-		                 !strcmp(name, "latest") ? folder : t.v[K_BUCKET],
-		                 !strcmp(name, "latest") ? "" : folder);
+	if (!pick && !strcmp(name, "latest")) {
+		c = kt_error_set(err, KT_ENOTFOUND, "no exported backup in s3://%s/%s/", t.v[K_BUCKET],
+		                 folder);
 		goto out;
 	}
+	if (!pick) {
+		c = kt_error_set(err, KT_ENOTFOUND, "no exported backup named '%s' in s3://%s/%s/ (see "
+		                 "`kontinuity etcd backups list --remote`)", name, t.v[K_BUCKET],
+		                 folder);
+		goto out;
+	}
+	if (!strcmp(name, "latest") && (c = check_not_recreated(s3, &r, bl, err)))
+		goto out;
 	const char *key = pick->file + bl;
 	snprintf(out->object, sizeof(out->object), "%s", pick->file);
 	snprintf(out->path, sizeof(out->path), "%s/%s", cfg->dir, strrchr(key, '/') + 1);

@@ -383,3 +383,23 @@ def test_latest_refuses_a_backup_of_a_recreated_etcd(etcd, etcd_factory, tmp_pat
     assert not target.data_dir.exists()
     r = kt("etcd", "restore", "--from", d / good, "--etcdutl", etcdutl(), *member_flags(target))
     assert r.returncode == 0, r.stderr
+
+
+def test_remote_latest_refuses_a_recreated_etcd(etcd, etcd_factory, minio, tmp_path):
+    bucket = "restore-recreated"
+    make_bucket(minio, bucket)
+    env = export_env(minio, bucket)
+    load_cluster_like(etcd)
+    d = tmp_path / "zadara"
+    flags = ["--kubeconfig", "", "--cluster-id", "c5"]
+    assert backup_run(etcd, d, *flags, env=env).returncode == 0
+    time.sleep(1.1)
+    assert backup_run(etcd_factory(), d, *flags, env=env).returncode == 0
+    old, new = objects(minio, bucket, "c5-kubernetes/")
+    target = etcd_factory(start=False)
+    common = ["--dir", tmp_path / "dl", *flags, "--etcdutl", etcdutl(), *member_flags(target)]
+    r = kt("etcd", "restore", "--from", "remote:latest", *common, env=env)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert new in r.stderr and old in r.stderr and "re-created" in r.stderr
+    r = kt("etcd", "restore", "--from", f"remote:{old.split('/')[1]}", *common, env=env)
+    assert r.returncode == 0, r.stderr
