@@ -1,0 +1,111 @@
+/*
+ * repo_int.h - declarations of the repository format's codecs while the
+ * folder's public header (repo.h) is being assembled; folded into repo.h
+ * once the chunker's section lands.  Format: docs/repository-format.md.
+ */
+#ifndef KT_REPO_INT_H
+#define KT_REPO_INT_H
+
+#include "core/core.h"
+
+#define KT_REPO_NONCE 12
+#define KT_REPO_TAG 16
+#define KT_REPO_SEAL_OVERHEAD (KT_REPO_NONCE + KT_REPO_TAG)
+#define KT_REPO_MAX_SEALED (64u << 20)   /* largest message we seal or open */
+#define KT_REPO_MAX_KEYFILE (64u << 10)
+#define KT_REPO_MAX_BLOB (16u << 20)     /* raw_length of any blob */
+#define KT_REPO_MAX_PACK_ENTRIES 65536u
+#define KT_REPO_ENTRY_SIZE 46u           /* one header/index entry */
+
+/* The master keys (docs/repository-format.md, "Cryptography"). */
+typedef struct kt_repo_keys {
+	uint8_t enc[32];   /* AES-256-GCM */
+	uint8_t id[32];    /* HMAC-SHA-256 for blob ids and the gear table */
+} kt_repo_keys;
+
+typedef struct kt_repo_kdf {
+	uint64_t N, r, p;  /* scrypt; defaults 32768, 8, 1 */
+} kt_repo_kdf;
+
+kt_code kt_repo_keys_generate(kt_repo_keys *k, kt_error *err);
+void kt_repo_keys_wipe(kt_repo_keys *k);
+/* HMAC-SHA-256(k->id, data). */
+void kt_repo_blob_id(const kt_repo_keys *k, const void *data, size_t n, uint8_t out[32]);
+/* Append nonce || AES-256-GCM(plain, aad) || tag to out.  KT_ELIMIT over
+ * KT_REPO_MAX_SEALED or out's limit; out is unchanged on failure. */
+kt_code kt_repo_seal(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *plain,
+                     size_t n, kt_buf *out, kt_error *err);
+/* Append the plaintext of a sealed message to out; KT_ECORRUPT when it
+ * does not authenticate (out unchanged, nothing of the plaintext kept). */
+kt_code kt_repo_open(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *sealed,
+                     size_t n, kt_buf *out, kt_error *err);
+/* A key file (JSON) holding k under pass; appended to out. */
+kt_code kt_repo_keyfile_create(const kt_repo_keys *k, const char *pass, size_t pass_len,
+                               const kt_repo_kdf *kdf, const char *hostname, kt_buf *out,
+                               kt_error *err);
+/* Open a key file with pass: KT_EAUTH for a wrong passphrase, KT_ECORRUPT
+ * for a malformed file or parameters out of bounds.  k is wiped on failure. */
+kt_code kt_repo_keyfile_open(const char *data, size_t n, const char *pass, size_t pass_len,
+                             kt_repo_keys *k, kt_error *err);
+
+/* ---------------- packs and index (pack.c) ---------------- */
+
+typedef enum kt_blob_type { KT_BLOB_DATA = 0, KT_BLOB_TREE = 1 } kt_blob_type;
+
+typedef struct kt_repo_entry {
+	uint8_t type;          /* kt_blob_type */
+	uint8_t compression;   /* 0 none, 1 zstd */
+	uint32_t offset;       /* of the sealed blob in its pack */
+	uint32_t length;       /* sealed length */
+	uint32_t raw_length;   /* plaintext length */
+	uint8_t id[32];
+} kt_repo_entry;
+
+/* The AAD of a blob: role text followed by its id (buf holds 64 bytes). */
+size_t kt_repo_blob_aad(kt_blob_type type, const uint8_t id[32], uint8_t buf[64]);
+
+/* Seal one blob (compressing it with zstd level `level` when that saves
+ * at least 1/8; level 0 = never) and append it to pack; fills e (offset =
+ * pack->len before the call). */
+kt_code kt_repo_pack_add(const kt_repo_keys *k, kt_buf *pack, kt_blob_type type, const void *data,
+                         size_t n, int level, kt_repo_entry *e, kt_error *err);
+/* Append the sealed header for entries and its length to pack. */
+kt_code kt_repo_pack_finish(const kt_repo_keys *k, kt_buf *pack, const kt_repo_entry *entries,
+                            size_t n, kt_error *err);
+/*
+ * Parse the header of a pack of pack_size bytes given its last tail_len
+ * bytes (tail ends at the pack's end; 64 KiB + 4 is always enough for up
+ * to ~1400 blobs, more needs a second read: *need_out tells how many tail
+ * bytes are needed when it returns KT_ELIMIT... see pack.c).  Checks every
+ * rule of the format before returning entries (malloc'ed, *n_out).
+ */
+kt_code kt_repo_pack_header_parse(const kt_repo_keys *k, const uint8_t *tail, size_t tail_len,
+                                  uint64_t pack_size, kt_repo_entry **out, size_t *n_out,
+                                  size_t *need_out, kt_error *err);
+/* Open one sealed blob (as stored at e->offset) into out: authenticate with
+ * its id, decompress, check raw_length and that the id matches. */
+kt_code kt_repo_blob_open(const kt_repo_keys *k, const kt_repo_entry *e, const uint8_t *sealed,
+                          kt_buf *out, kt_error *err);
+
+/* One pack in an index. */
+typedef struct kt_repo_index_pack {
+	uint8_t pack_id[32];
+	kt_repo_entry *entries;
+	size_t n;
+} kt_repo_index_pack;
+
+/* Encode (sealed) an index of n packs into out. */
+kt_code kt_repo_index_encode(const kt_repo_keys *k, const kt_repo_index_pack *packs, size_t n,
+                             kt_buf *out, kt_error *err);
+/* Decode a sealed index; *out is a malloc'ed array (free with
+ * kt_repo_index_free).  Rules as the pack header's, per pack. */
+kt_code kt_repo_index_decode(const kt_repo_keys *k, const uint8_t *data, size_t len,
+                             kt_repo_index_pack **out, size_t *n_out, kt_error *err);
+void kt_repo_index_free(kt_repo_index_pack *packs, size_t n);
+/* Pure parsers of the plaintext (fuzzed): header and index bodies. */
+kt_code kt_repo_entries_parse(const uint8_t *p, size_t len, uint64_t limit_offset,
+                              kt_repo_entry **out, size_t *n_out, kt_error *err);
+kt_code kt_repo_index_parse(const uint8_t *p, size_t len, kt_repo_index_pack **out,
+                            size_t *n_out, kt_error *err);
+
+#endif
