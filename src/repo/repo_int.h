@@ -108,4 +108,57 @@ kt_code kt_repo_entries_parse(const uint8_t *p, size_t len, uint64_t limit_offse
 kt_code kt_repo_index_parse(const uint8_t *p, size_t len, kt_repo_index_pack **out,
                             size_t *n_out, kt_error *err);
 
+/* ---------------- trees and snapshots (tree.c) ---------------- */
+
+#define KT_REPO_MAX_NAME 255
+#define KT_REPO_MAX_TREE_NODES 1000000u
+#define KT_REPO_MAX_FILE_BLOBS 16000000u   /* 1 TiB at 64 KiB a chunk */
+
+typedef enum kt_node_type { KT_NODE_FILE = 0, KT_NODE_DIR = 1, KT_NODE_SYMLINK = 2 } kt_node_type;
+
+typedef struct kt_repo_node {
+	char *name;              /* one path component, never "/", "." or ".." */
+	kt_node_type type;
+	uint32_t mode;           /* permission bits (07777) */
+	char mtime[40];          /* RFC 3339 with nanoseconds, UTC */
+	uint32_t uid, gid;
+	uint64_t size;           /* files */
+	uint8_t (*content)[32];  /* files: n_content blob ids, in order */
+	size_t n_content;
+	uint8_t subtree[32];     /* dirs */
+	char *target;            /* symlinks */
+} kt_repo_node;
+
+typedef struct kt_repo_tree {
+	kt_repo_node *nodes;
+	size_t n;
+} kt_repo_tree;
+
+/* 64 lowercase hex digits into 32 bytes; -1 when malformed. */
+int kt_repo_id_parse(const char *hex, uint8_t out[32]);
+/* 1 when name is a safe single path component. */
+int kt_repo_name_ok(const char *name);
+/* Canonical JSON of t (sorts t->nodes by name) appended to out. */
+kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err);
+/* Parse a tree blob: KT_ECORRUPT naming the entry on any fault; release
+ * with kt_repo_tree_release (also after failure: it is then empty). */
+kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err);
+void kt_repo_tree_release(kt_repo_tree *t);
+
+typedef struct kt_repo_snapshot {
+	char time[40];
+	char hostname[256];
+	char **paths;
+	size_t n_paths;
+	char **tags;
+	size_t n_tags;
+	uint8_t tree[32];
+	uint64_t files, bytes, added_bytes;
+} kt_repo_snapshot;
+
+kt_code kt_repo_snapshot_encode(const kt_repo_snapshot *s, kt_buf *out, kt_error *err);
+kt_code kt_repo_snapshot_decode(const char *data, size_t len, kt_repo_snapshot *out,
+                                kt_error *err);
+void kt_repo_snapshot_release(kt_repo_snapshot *s);
+
 #endif

@@ -1,0 +1,296 @@
+/*
+ * tree.c - tree blobs (directory listings) and snapshot manifests, the
+ * JSON documents of docs/repository-format.md "Trees and snapshots".
+ *
+ * Invariants:
+ *   1. Decoders take hostile bytes (a corrupted repository, or one written
+ *      by someone else): every field is type-checked, names can never
+ *      escape the restore target (no '/', no "." or "..", no NUL), ids are
+ *      64 hex digits, counts are bounded.  They are fuzzed.
+ *   2. Encoders are canonical: nodes sorted by name bytewise, keys in a
+ *      fixed order, so the same directory always makes the same blob (and
+ *      the same blob id, so unchanged directories deduplicate).
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repo_int.h"
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int kt_repo_id_parse(const char *hex, uint8_t out[32])
+{
+	if (!hex || strlen(hex) != 64)
+		return -1;
+	for (int i = 0; i < 32; i++) {
+		int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
+		if (a < 0 || b < 0)
+			return -1;
+		out[i] = (uint8_t)(a << 4 | b);
+	}
+	return 0;
+}
+
+int kt_repo_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > KT_REPO_MAX_NAME || !strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	return strchr(name, '/') == NULL;
+}
+
+void kt_repo_tree_release(kt_repo_tree *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->nodes[i].name);
+		free(t->nodes[i].target);
+		free(t->nodes[i].content);
+	}
+	free(t->nodes);
+	memset(t, 0, sizeof(*t));
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const kt_repo_node *)a)->name, ((const kt_repo_node *)b)->name);
+}
+
+static const char *const type_names[] = { "file", "dir", "symlink" };
+
+kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
+{
+	qsort(t->nodes, t->n, sizeof(*t->nodes), by_name);
+	json_t *nodes = json_array();
+	for (size_t i = 0; i < t->n; i++) {
+		const kt_repo_node *nd = &t->nodes[i];
+		if (i && !strcmp(nd->name, t->nodes[i - 1].name)) {
+			json_decref(nodes);
+			return kt_error_set(err, KT_EUSAGE, "two entries named '%s' in one directory",
+			                    nd->name);
+		}
+		json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:I, s:I}", "name", nd->name, "type",
+		                      type_names[nd->type], "mode", (json_int_t)nd->mode, "mtime",
+		                      nd->mtime, "uid", (json_int_t)nd->uid, "gid", (json_int_t)nd->gid);
+		if (nd->type == KT_NODE_FILE) {
+			json_t *c = json_array();
+			for (size_t j = 0; j < nd->n_content; j++) {
+				char hex[65];
+				kt_hex(hex, nd->content[j], 32);
+				json_array_append_new(c, json_string(hex));
+			}
+			json_object_set_new(o, "size", json_integer((json_int_t)nd->size));
+			json_object_set_new(o, "content", c);
+		} else if (nd->type == KT_NODE_DIR) {
+			char hex[65];
+			kt_hex(hex, nd->subtree, 32);
+			json_object_set_new(o, "subtree", json_string(hex));
+		} else {
+			json_object_set_new(o, "target", json_string(nd->target ? nd->target : ""));
+		}
+		json_array_append_new(nodes, o);
+	}
+	json_t *doc = json_pack("{s:o}", "nodes", nodes);
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (!text)
+		return kt_error_set(err, KT_EUSAGE, "a name or link target is not valid UTF-8");
+	kt_code c = kt_buf_adds(out, text, err);
+	free(text);
+	return c;
+}
+
+/* The string member key of o, or NULL. */
+static const char *str(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	json_error_t jerr;
+	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *nodes = json_object_get(doc, "nodes");
+	if (!doc || !json_is_array(nodes)) {
+		json_decref(doc);
+		return kt_error_set(err, KT_ECORRUPT, "tree: not a JSON object with \"nodes\"");
+	}
+	size_t n = json_array_size(nodes);
+	if (n > KT_REPO_MAX_TREE_NODES) {
+		json_decref(doc);
+		return kt_error_set(err, KT_ECORRUPT, "tree: %zu entries exceed %u", n,
+		                    KT_REPO_MAX_TREE_NODES);
+	}
+	out->nodes = kt_xcalloc(n ? n : 1, sizeof(kt_repo_node));
+	kt_code c = KT_OK;
+	for (size_t i = 0; i < n && !c; i++) {
+		json_t *o = json_array_get(nodes, i);
+		kt_repo_node *nd = &out->nodes[i];
+		const char *name = str(o, "name"), *type = str(o, "type"), *mtime = str(o, "mtime");
+		json_t *mode = json_object_get(o, "mode");
+		if (!name || !kt_repo_name_ok(name) || strlen(name) != json_string_length(
+		            json_object_get(o, "name"))) {
+			c = kt_error_set(err, KT_ECORRUPT, "tree: entry %zu has an unsafe or missing name",
+			                 i);
+			break;
+		}
+		out->n = i + 1;
+		nd->name = kt_xstrdup(name);
+		if (i && strcmp(out->nodes[i - 1].name, name) >= 0) {
+			c = kt_error_set(err, KT_ECORRUPT, "tree: entries are not sorted or repeat "
+			                 "('%s')", name);
+			break;
+		}
+		if (!type || !json_is_integer(mode) || json_integer_value(mode) < 0 ||
+		    json_integer_value(mode) > 07777 || !mtime || strlen(mtime) >= sizeof(nd->mtime)) {
+			c = kt_error_set(err, KT_ECORRUPT, "tree: entry '%s' lacks type, mode or mtime",
+			                 name);
+			break;
+		}
+		nd->mode = (uint32_t)json_integer_value(mode);
+		snprintf(nd->mtime, sizeof(nd->mtime), "%s", mtime);
+		json_int_t uid = json_integer_value(json_object_get(o, "uid"));
+		json_int_t gid = json_integer_value(json_object_get(o, "gid"));
+		nd->uid = uid >= 0 && uid <= UINT32_MAX ? (uint32_t)uid : 0;
+		nd->gid = gid >= 0 && gid <= UINT32_MAX ? (uint32_t)gid : 0;
+		if (!strcmp(type, "file")) {
+			nd->type = KT_NODE_FILE;
+			json_t *content = json_object_get(o, "content");
+			json_t *size = json_object_get(o, "size");
+			size_t m = json_array_size(content);
+			if (!json_is_array(content) || !json_is_integer(size) ||
+			    json_integer_value(size) < 0 || m > KT_REPO_MAX_FILE_BLOBS) {
+				c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' lacks size or content",
+				                 name);
+				break;
+			}
+			nd->size = (uint64_t)json_integer_value(size);
+			nd->content = kt_xcalloc(m ? m : 1, 32);
+			nd->n_content = m;
+			for (size_t j = 0; j < m; j++)
+				if (kt_repo_id_parse(json_string_value(json_array_get(content, j)),
+				                     nd->content[j])) {
+					c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' has a bad blob id",
+					                 name);
+					break;
+				}
+		} else if (!strcmp(type, "dir")) {
+			nd->type = KT_NODE_DIR;
+			if (kt_repo_id_parse(str(o, "subtree"), nd->subtree))
+				c = kt_error_set(err, KT_ECORRUPT, "tree: directory '%s' has a bad subtree id",
+				                 name);
+		} else if (!strcmp(type, "symlink")) {
+			nd->type = KT_NODE_SYMLINK;
+			const char *target = str(o, "target");
+			if (!target || !*target || strlen(target) > 4095 ||
+			    strlen(target) != json_string_length(json_object_get(o, "target")))
+				c = kt_error_set(err, KT_ECORRUPT, "tree: link '%s' has a bad target", name);
+			else
+				nd->target = kt_xstrdup(target);
+		} else {
+			c = kt_error_set(err, KT_ECORRUPT, "tree: entry '%s' has unknown type", name);
+		}
+	}
+	json_decref(doc);
+	if (c)
+		kt_repo_tree_release(out);
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot manifests. */
+
+void kt_repo_snapshot_release(kt_repo_snapshot *s)
+{
+	for (size_t i = 0; i < s->n_paths; i++)
+		free(s->paths[i]);
+	free(s->paths);
+	for (size_t i = 0; i < s->n_tags; i++)
+		free(s->tags[i]);
+	free(s->tags);
+	memset(s, 0, sizeof(*s));
+}
+
+kt_code kt_repo_snapshot_encode(const kt_repo_snapshot *s, kt_buf *out, kt_error *err)
+{
+	char tree[65];
+	kt_hex(tree, s->tree, 32);
+	json_t *paths = json_array(), *tags = json_array();
+	for (size_t i = 0; i < s->n_paths; i++)
+		json_array_append_new(paths, json_string(s->paths[i]));
+	for (size_t i = 0; i < s->n_tags; i++)
+		json_array_append_new(tags, json_string(s->tags[i]));
+	json_t *doc = json_pack("{s:i, s:s, s:s, s:o, s:o, s:s, s:s, s:{s:I, s:I, s:I}}",
+	                        "version", 1, "time", s->time, "hostname", s->hostname,
+	                        "paths", paths, "tags", tags, "tree", tree,
+	                        "program", "kontinuity " KT_VERSION, "summary",
+	                        "files", (json_int_t)s->files, "bytes", (json_int_t)s->bytes,
+	                        "added_bytes", (json_int_t)s->added_bytes);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(doc);
+	if (!text)
+		return kt_error_set(err, KT_EUSAGE, "a path, tag or the host name is not valid UTF-8");
+	kt_code c = kt_buf_adds(out, text, err);
+	free(text);
+	return c;
+}
+
+static kt_code strings(json_t *a, char ***out, size_t *n_out, size_t max, kt_error *err)
+{
+	size_t n = json_array_size(a);
+	if (!json_is_array(a) || n > max)
+		return kt_error_set(err, KT_ECORRUPT, "snapshot: a list is missing or too long");
+	*out = kt_xcalloc(n ? n : 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		const char *v = json_string_value(json_array_get(a, i));
+		if (!v || strlen(v) > 4096 || strlen(v) != json_string_length(json_array_get(a, i)))
+			return kt_error_set(err, KT_ECORRUPT, "snapshot: a list holds a bad string");
+		(*out)[i] = kt_xstrdup(v);
+		*n_out = i + 1;
+	}
+	return KT_OK;
+}
+
+kt_code kt_repo_snapshot_decode(const char *data, size_t len, kt_repo_snapshot *out,
+                                kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	json_error_t jerr;
+	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		return kt_error_set(err, KT_ECORRUPT, "snapshot: not JSON (%s)", jerr.text);
+	}
+	kt_code c = KT_OK;
+	const char *time = str(doc, "time"), *host = str(doc, "hostname");
+	json_t *summary = json_object_get(doc, "summary");
+	if (json_integer_value(json_object_get(doc, "version")) != 1)
+		c = kt_error_set(err, KT_ECORRUPT, "snapshot: unknown version");
+	else if (!time || strlen(time) >= sizeof(out->time) || !host ||
+	         strlen(host) >= sizeof(out->hostname))
+		c = kt_error_set(err, KT_ECORRUPT, "snapshot: bad time or hostname");
+	else if (kt_repo_id_parse(str(doc, "tree"), out->tree))
+		c = kt_error_set(err, KT_ECORRUPT, "snapshot: bad tree id");
+	if (!c)
+		c = strings(json_object_get(doc, "paths"), &out->paths, &out->n_paths, 4096, err);
+	if (!c)
+		c = strings(json_object_get(doc, "tags"), &out->tags, &out->n_tags, 64, err);
+	if (!c) {
+		snprintf(out->time, sizeof(out->time), "%s", time);
+		snprintf(out->hostname, sizeof(out->hostname), "%s", host);
+		json_int_t v;
+		out->files = (v = json_integer_value(json_object_get(summary, "files"))) > 0
+		             ? (uint64_t)v : 0;
+		out->bytes = (v = json_integer_value(json_object_get(summary, "bytes"))) > 0
+		             ? (uint64_t)v : 0;
+		out->added_bytes = (v = json_integer_value(json_object_get(summary, "added_bytes"))) > 0
+		                   ? (uint64_t)v : 0;
+	}
+	json_decref(doc);
+	if (c)
+		kt_repo_snapshot_release(out);
+	return c;
+}
