@@ -47,14 +47,17 @@ for _ in $(seq 1 100); do
 done
 
 echo "demo: loading Kubernetes-like keys (namespaces, pods, configmaps, secrets, a custom resource)"
-value=$(head -c 600 /dev/zero | tr '\0' 'x')
+# JSON objects, as an API server with --storage-media-type=application/json
+# (and every custom resource) stores them.
+pad=$(head -c 500 /dev/zero | tr '\0' 'x')
+obj() { echo "{\"apiVersion\":\"$1\",\"kind\":\"$2\",\"metadata\":{\"name\":\"$3\",\"namespace\":\"$4\"},\"data\":{\"pad\":\"$pad\"}}"; }
 {
 	for ns in default kube-system shop; do
-		echo "put /registry/namespaces/$ns k8s-$value"
-		for i in $(seq 1 40); do echo "put /registry/pods/$ns/pod-$i k8s-$value"; done
-		for i in $(seq 1 15); do echo "put /registry/configmaps/$ns/cm-$i k8s-$value"; done
-		for i in $(seq 1 10); do echo "put /registry/secrets/$ns/secret-$i k8s-$value"; done
-		for i in $(seq 1 5); do echo "put /registry/shop.example.com/carts/$ns/cart-$i {\"kind\":\"Cart\"}"; done
+		echo "put /registry/namespaces/$ns $(obj v1 Namespace "$ns" "")"
+		for i in $(seq 1 40); do echo "put /registry/pods/$ns/pod-$i $(obj v1 Pod "pod-$i" "$ns")"; done
+		for i in $(seq 1 15); do echo "put /registry/configmaps/$ns/cm-$i $(obj v1 ConfigMap "cm-$i" "$ns")"; done
+		for i in $(seq 1 10); do echo "put /registry/secrets/$ns/secret-$i $(obj v1 Secret "secret-$i" "$ns")"; done
+		for i in $(seq 1 5); do echo "put /registry/shop.example.com/carts/$ns/cart-$i $(obj shop.example.com/v1 Cart "cart-$i" "$ns")"; done
 	done
 } > "$work/keys.txt"
 # etcdctl txn takes many operations per process; batches of 100.

@@ -161,8 +161,8 @@ static void compare(const kt_drill_opts *o, const kt_etcd_conn *conn, pid_t *pid
 		kt_snapshot_report_release(&rep);
 		return;
 	}
-	unsigned n_bad = 0;
-	char first_bad[300] = "";
+	unsigned n_bad = 0, n_sample_bad = 0;
+	char first_bad[300] = "", sample_bad[200] = "";
 	unsigned sample = o->sample ? o->sample : 20;
 	for (size_t i = 0; i < rep.n_resources; i++) {
 		char prefix[1024];
@@ -190,7 +190,7 @@ static void compare(const kt_drill_opts *o, const kt_etcd_conn *conn, pid_t *pid
 				         c ? err.msg : "");
 			continue;
 		}
-		if (r->n_sampled >= sample || n == 0)
+		if (r->n_sampled + n_sample_bad >= sample || n == 0)
 			continue;
 		/* One object of each resource until the sample is full. */
 		kt_buf end;
@@ -204,9 +204,9 @@ static void compare(const kt_drill_opts *o, const kt_etcd_conn *conn, pid_t *pid
 			if (!kt_etcd_range(conn, &req, &resp, &err)) {
 				if (resp.n_kvs == 1 && is_kube_object(&resp.kvs[0]))
 					r->n_sampled++;
-				else if (!n_bad++)
-					snprintf(first_bad, sizeof(first_bad), "%s: the object read back is not "
-					         "a Kubernetes object", rep.resources[i].resource);
+				else if (!n_sample_bad++)
+					snprintf(sample_bad, sizeof(sample_bad), "%.120s: the object read back is "
+					         "neither Kubernetes protobuf nor JSON", rep.resources[i].resource);
 				kt_etcd_range_resp_release(&resp);
 			}
 		}
@@ -218,7 +218,10 @@ static void compare(const kt_drill_opts *o, const kt_etcd_conn *conn, pid_t *pid
 	else
 		check(r, "objects", 1, "%u resources, %llu objects: every count matches the snapshot",
 		      r->n_resources, (unsigned long long)rep.n_kube_objects);
-	if (rep.n_resources)
+	if (n_sample_bad)
+		check(r, "sample", 0, "%u of %u objects read back are not Kubernetes objects; first: %s",
+		      n_sample_bad, n_sample_bad + r->n_sampled, sample_bad);
+	else if (rep.n_resources)
 		check(r, "sample", r->n_sampled > 0, "%u objects read back and decoded as Kubernetes "
 		      "objects", r->n_sampled);
 	kt_snapshot_report_release(&rep);

@@ -403,3 +403,16 @@ def test_remote_latest_refuses_a_recreated_etcd(etcd, etcd_factory, minio, tmp_p
     assert new in r.stderr and old in r.stderr and "re-created" in r.stderr
     r = kt("etcd", "restore", "--from", f"remote:{old.split('/')[1]}", *common, env=env)
     assert r.returncode == 0, r.stderr
+
+
+def test_drill_fails_on_values_that_are_not_kubernetes_objects(etcd, tmp_path):
+    etcd.etcdctl("put", "/registry/configmaps/default/c1", '{"kind":"ConfigMap"}')
+    etcd.etcdctl("put", "/registry/pods/default/p1", "garbage, not an object")
+    snap = save(etcd, tmp_path / "s.db")
+    r = kt("etcd", "drill", snap, "--etcd", peers.etcd_binary("3.6"), "--etcdutl", etcdutl(),
+           "-o", "json")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    out = json.loads(r.stdout)
+    checks = {c["check"]: c for c in out["checks"]}
+    assert checks["objects"]["result"] == "ok" and checks["sample"]["result"] == "FAIL"
+    assert "pods" in checks["sample"]["detail"]
