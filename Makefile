@@ -67,7 +67,7 @@ bench: build
 # Run each libFuzzer target for FUZZ_SECONDS (default 60) growing the corpus.
 FUZZ_SECONDS ?= 60
 fuzz: build-fuzz
-	for t in bbolt grpc kubeconfig s3xml config cron staticpod repo; do \
+	for t in bbolt grpc kubeconfig s3xml config cron staticpod repo chunker; do \
 	  $(FUZZ_BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 fuzz/corpus/$$t || exit 1; \
 	done
 

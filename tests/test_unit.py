@@ -15,8 +15,10 @@ BUILDS = {
     "plain": ROOT / os.environ.get("KT_BUILD", "build"),
     "asan": ROOT / os.environ.get("KT_ASAN_BUILD", "build-asan"),
 }
-UNIT = ["test_core", "test_etcd", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo"]
+UNIT = ["test_core", "test_etcd", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo", "test_store"]
+UNIT += ["test_repo_chunker"]
 CORPORA = ["bbolt", "grpc", "kubeconfig", "s3xml", "config", "cron", "staticpod", "repo"]
+CORPORA += ["chunker"]
 SAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",

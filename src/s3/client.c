@@ -353,7 +353,24 @@ typedef struct attempt_ctx {
 	kt_s3_object_info info;  /* headers of a 2xx answer */
 	uint64_t content_length;
 	int have_length;
+	uint64_t range_total;    /* "Content-Range: bytes a-b/TOTAL" or "bytes * /TOTAL" */
+	int have_range_total;
 } attempt_ctx;
+
+/* The object size at the end of a Content-Range value, if there is one. */
+static int parse_content_range_total(const char *v, uint64_t *total)
+{
+	const char *slash = strrchr(v, '/');
+	if (strncmp(v, "bytes ", 6) || !slash || !slash[1] || slash[1] == '*')
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long long t = strtoull(slash + 1, &end, 10);
+	if (errno || *end || slash[1] == '-')
+		return 0;
+	*total = t;
+	return 1;
+}
 
 static kt_code on_resp_header(void *ctx, const char *name, const char *value, int is_trailer,
                               kt_error *err)
@@ -364,6 +381,10 @@ static kt_code on_resp_header(void *ctx, const char *name, const char *value, in
 		return KT_OK;
 	if (!strcmp(name, ":status")) {
 		a->status = strtol(value, NULL, 10);
+		return KT_OK;
+	}
+	if (!strcmp(name, "content-range")) {
+		a->have_range_total = parse_content_range_total(value, &a->range_total);
 		return KT_OK;
 	}
 	if (a->status < 200 || a->status >= 300)
@@ -401,6 +422,10 @@ static kt_code on_resp_body(void *ctx, const uint8_t *data, size_t n, kt_error *
 		size_t room = a->errbody.max - a->errbody.len;
 		return kt_buf_add(&a->errbody, data, n < room ? n : room, err);
 	}
+	if (a->call->ranged && a->status == 200 && !a->call->range_whole_ok)
+		return kt_error_set(err, KT_EPROTO, "the S3 server ignored the Range header of a "
+		                    "download of '%.200s' (answered 200 with the whole object)",
+		                    a->call->key ? a->call->key : "");
 	if (a->call->collect) {
 		if (kt_buf_add(a->call->collect, data, n, err))
 			return kt_error_set(err, KT_ELIMIT, "the S3 server's answer is larger than %zu "
@@ -501,7 +526,17 @@ kt_code kt_s3_map_failure(const kt_s3 *s, const char *op, const char *key, long 
 	           !strcmp(code, "BucketAlreadyExists")) {
 		rc = kt_error_set(err, KT_EEXIST, "bucket '%s' already exists at %s (%s)", s->bucket,
 		                  s->origin, code);
+	} else if (status == 412 || !strcmp(code, "PreconditionFailed")) {
+		/* The only precondition we send is If-None-Match: * (write once). */
+		rc = kt_error_set(err, KT_EEXIST, "%s at %s: object '%.200s' already exists; refusing "
+		                  "to overwrite it (HTTP %ld%s%s)", what, s->origin, key ? key : "",
+		                  status, code[0] ? " " : "", code);
+	} else if (status == 416 || !strcmp(code, "InvalidRange")) {
+		rc = kt_error_set(err, KT_EUSAGE, "%s at %s: the requested range starts past the end "
+		                  "of the object (HTTP %ld%s%s)", what, s->origin, status,
+		                  code[0] ? " " : "", code);
 	} else if (status >= 500 || status == 429 || !strcmp(code, "SlowDown") ||
+	           !strcmp(code, "ConditionalRequestConflict") ||
 	           !strcmp(code, "RequestTimeout") || !strcmp(code, "InternalError") ||
 	           !strcmp(code, "ServiceUnavailable")) {
 		rc = kt_error_set(err, KT_ETRANSIENT, "%s failed at %s: HTTP %ld %s%s%s (the server is "
@@ -644,11 +679,17 @@ kt_code kt_s3_run(kt_s3 *s, kt_http *h, const kt_s3_call *call, kt_s3_result *re
 			res->delivered += a.delivered;
 		}
 		if (rc == KT_OK && res) {
+			res->have_range_total = a.have_range_total;
+			res->range_total = a.range_total;
 			kt_s3_object_info_release(&res->info);
 			res->info = a.info;
 			res->info.size = a.content_length;
 			res->have_length = a.have_length;
 		} else {
+			if (res) {
+				res->have_range_total = a.have_range_total;
+				res->range_total = a.range_total;
+			}
 			kt_s3_object_info_release(&a.info);
 		}
 		if (rc != KT_ETRANSIENT || n >= max || (a.delivered && !call->collect))
@@ -746,17 +787,81 @@ kt_code kt_s3_put_headers(const kt_s3_put_opts *opts, kt_sigv4_header *hdrs, siz
 	return KT_OK;
 }
 
+/* Lowercase hex MD5 of memory (mem) or of fd's first size bytes into out[33]. */
+static kt_code md5_hex(char out[33], const void *mem, int fd, uint64_t size, kt_error *err)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t *buf = NULL;
+	kt_code rc = KT_OK;
+	if (!md || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
+		rc = kt_error_set(err, KT_ENOMEM, "cannot start MD5 (OpenSSL failed)");
+		goto out;
+	}
+	if (mem) {
+		EVP_DigestUpdate(md, mem, (size_t)size);
+	} else {
+		buf = kt_xmalloc(HASH_CHUNK);
+		for (uint64_t pos = 0; pos < size;) {
+			size_t k = size - pos < HASH_CHUNK ? (size_t)(size - pos) : HASH_CHUNK;
+			ssize_t r = pread(fd, buf, k, (off_t)pos);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				rc = kt_error_set(err, KT_EIO, "cannot read the uploaded file again at byte "
+				                  "%llu", (unsigned long long)pos);
+				goto out;
+			}
+			EVP_DigestUpdate(md, buf, (size_t)r);
+			pos += (uint64_t)r;
+		}
+	}
+	uint8_t d[16];
+	unsigned int dl = 16;
+	EVP_DigestFinal_ex(md, d, &dl);
+	kt_hex(out, d, 16);
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return rc;
+}
+
+/*
+ * A conditional PUT was refused (412) on a retry: the object may be the one
+ * an earlier attempt stored before its answer was lost.  It is ours when
+ * HEAD shows our size and an ETag equal to the MD5 of our bytes (S3 and
+ * MinIO use the MD5 as the ETag of a single unencrypted PUT).
+ */
+static int stored_by_earlier_attempt(kt_s3 *s, const char *key, const void *mem, int fd,
+                                     uint64_t size, char etag_out[132])
+{
+	kt_s3_object_info info;
+	kt_error e;
+	char md5[33];
+	int ours = 0;
+	if (kt_s3_head(s, key, &info, &e) != KT_OK)
+		return 0;
+	if (info.size == size && md5_hex(md5, mem, fd, size, &e) == KT_OK &&
+	    !strcmp(info.etag, md5)) {
+		ours = 1;
+		memcpy(etag_out, info.etag, 132);
+	}
+	kt_s3_object_info_release(&info);
+	return ours;
+}
+
 static kt_code put_single(kt_s3 *s, const char *key, const void *mem, int fd, uint64_t size,
                           const kt_s3_put_opts *opts, kt_s3_object_info *info_out,
                           kt_error *err)
 {
 	char hash[65];
-	kt_sigv4_header hdrs[40];
+	kt_sigv4_header hdrs[41];
 	char names[40][128];
 	size_t n_hdrs;
 	kt_code rc = kt_s3_put_headers(opts, hdrs, 40, &n_hdrs, names, err);
 	if (rc)
 		return rc;
+	if (opts && opts->if_none_match)
+		hdrs[n_hdrs++] = (kt_sigv4_header){ "if-none-match", "*" };
 	if (mem)
 		kt_s3_sha256_hex(hash, mem, (size_t)size);
 	else if ((rc = kt_s3_hash_fd(hash, fd, 0, size, err)))
@@ -768,6 +873,13 @@ static kt_code put_single(kt_s3 *s, const char *key, const void *mem, int fd, ui
 	};
 	kt_s3_result res;
 	rc = kt_s3_run(s, s->h, &call, &res, err);
+	if (rc == KT_EEXIST && res.attempts > 1 &&
+	    stored_by_earlier_attempt(s, key, mem, fd, size, res.info.etag)) {
+		kt_log(KT_LOG_DEBUG, "s3: '%s' was stored by an earlier attempt whose answer was lost",
+		       key);
+		kt_error_clear(err);
+		rc = KT_OK;
+	}
 	if (!rc) {
 		if (opts && opts->progress)
 			opts->progress(opts->progress_ctx, size, size, 1);
@@ -846,6 +958,49 @@ kt_code kt_s3_get(kt_s3 *s, const char *key, kt_http_body_fn on_body, void *ctx,
 	if (!rc && info) {
 		*info = res.info;
 		memset(&res.info, 0, sizeof(res.info));
+	}
+	kt_s3_object_info_release(&res.info);
+	return rc;
+}
+
+kt_code kt_s3_get_range(kt_s3 *s, const char *key, uint64_t offset, uint64_t length,
+                        kt_http_body_fn on_body, void *ctx, uint64_t *size_out, kt_error *err)
+{
+	char range[64];
+	kt_code rc = kt_s3_check_key(key, err);
+	if (rc)
+		return rc;
+	if (length && offset + length < offset)
+		return kt_error_set(err, KT_EUSAGE, "byte range of '%.200s' overflows", key);
+	if (length)
+		snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)offset,
+		         (unsigned long long)(offset + length - 1));
+	else
+		snprintf(range, sizeof(range), "bytes=%llu-", (unsigned long long)offset);
+	kt_sigv4_header rh = { "range", range };
+	kt_s3_call call = {
+		.op = "download", .method = "GET", .key = key, .query = "", .extra = &rh,
+		.n_extra = 1, .payload_hash = EMPTY_SHA256, .on_body = on_body, .body_ctx = ctx,
+		.ranged = 1, .range_whole_ok = offset == 0 && length == 0,
+	};
+	kt_s3_result res;
+	rc = kt_s3_run(s, s->h, &call, &res, err);
+	if (!rc && res.have_length && res.delivered != res.info.size)
+		rc = kt_error_set(err, KT_ETRANSIENT, "download of '%.200s' ended after %llu of %llu "
+		                  "bytes", key, (unsigned long long)res.delivered,
+		                  (unsigned long long)res.info.size);
+	if (!rc) {
+		uint64_t total = 0;
+		if (res.status == 206 && res.have_range_total)
+			total = res.range_total;
+		else if (res.status == 200 && res.have_length)
+			total = res.info.size;   /* whole object (asked for, or empty) */
+		else
+			rc = kt_error_set(err, KT_EPROTO, "the S3 server at %s answered a ranged download "
+			                  "of '%.200s' with HTTP %ld and no usable Content-Range",
+			                  s->origin, key, res.status);
+		if (!rc && size_out)
+			*size_out = total;
 	}
 	kt_s3_object_info_release(&res.info);
 	return rc;

@@ -14,7 +14,8 @@
  *      a CompleteMultipartUploadResult (an <Error> in a 200 is a failure).
  *      If a retried Complete finds the upload gone (NoSuchUpload: the first
  *      attempt did complete but its answer was lost), a HEAD must show the
- *      expected size and a "-<parts>" ETag to count as success.
+ *      expected size and a "-<parts>" ETag to count as success; so must a
+ *      write-once upload (If-None-Match: * on Complete) refused on a retry.
  *   4. Every failure after CreateMultipartUpload aborts the upload, on a
  *      fresh handle that ignores the cancel flag (a canceled upload must
  *      still be cleaned up); an abort failure is appended to the message.
@@ -192,10 +193,12 @@ static kt_code complete(upload *u, char etag_out[132], kt_error *err)
 	if (rc)
 		goto out;
 	kt_s3_sha256_hex(hash, xml.data, xml.len);
-	kt_sigv4_header ct = { "content-type", "application/xml" };
+	kt_sigv4_header ct[2] = { { "content-type", "application/xml" },
+	                          { "if-none-match", "*" } };
 	kt_s3_call call = {
 		.op = "completion of multipart upload", .method = "POST", .key = u->key,
-		.query = u->query_id, .extra = &ct, .n_extra = 1, .payload_hash = hash,
+		.query = u->query_id, .extra = ct,
+		.n_extra = u->opts && u->opts->if_none_match ? 2 : 1, .payload_hash = hash,
 		.body_mem = xml.data, .body_fd = -1, .body_len = xml.len, .collect = &body,
 	};
 	kt_s3_result res;
@@ -207,9 +210,11 @@ static kt_code complete(upload *u, char etag_out[132], kt_error *err)
 		if (rc == KT_EREMOTE)
 			rc = kt_s3_map_failure(u->s, "completion of multipart upload", u->key,
 			                       res.status, &d, err);
-	} else if (rc == KT_ENOTFOUND && res.attempts > 1 && strstr(err->msg, "NoSuchUpload")) {
-		/* An earlier attempt may have completed it; believe the object only
-		 * if it has the size and the multipart ETag we expect. */
+	} else if (res.attempts > 1 && ((rc == KT_ENOTFOUND && strstr(err->msg, "NoSuchUpload")) ||
+	                                rc == KT_EEXIST)) {
+		/* An earlier attempt may have completed it (a conditional one is
+		 * then refused with 412); believe the object only if it has the size
+		 * and the multipart ETag we expect. */
 		kt_s3_object_info info;
 		kt_error e;
 		char suffix[16];

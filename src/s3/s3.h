@@ -4,7 +4,8 @@
  * Owns: AWS Signature Version 4 signing, path-style and virtual-hosted-style
  * URLs, single PUT streamed from a file descriptor, multipart upload with
  * parts in parallel (each worker has its own kt_http handle), HEAD, GET to a
- * callback, ListObjectsV2 with pagination, DELETE, bucket creation, retries
+ * callback (whole or a byte range), conditional PUT (If-None-Match: *),
+ * ListObjectsV2 with pagination, DELETE, bucket creation, retries
  * with exponential backoff and jitter, and the mapping of S3 error documents
  * to kt_code.  See docs/s3-client.md.
  *
@@ -111,6 +112,9 @@ typedef struct kt_s3_put_opts {
 	const char *content_type; /* NULL = application/octet-stream */
 	kt_s3_progress_fn progress;
 	void *progress_ctx;
+	int if_none_match;        /* write once: send If-None-Match: * (on the PUT, or on
+	                             CompleteMultipartUpload) so an existing KEY is never
+	                             replaced; the refusal (412) is KT_EEXIST */
 } kt_s3_put_opts;
 
 /*
@@ -118,7 +122,12 @@ typedef struct kt_s3_put_opts {
  * its size at the time of the call) as KEY.  Files above the multipart
  * threshold go multipart with cfg.n_threads workers; a failed multipart
  * upload is aborted.  info_out (may be NULL) gets size and ETag.
- * opts may be NULL.  Errors: KT_EAUTH, KT_ENOTFOUND (no such bucket),
+ * opts may be NULL.  With opts->if_none_match an existing KEY fails with
+ * KT_EEXIST; if an internal retry finds KEY present, the upload counts as
+ * done only when HEAD shows our size and ETag (the MD5 of the bytes for a
+ * single PUT, the "-<parts>" form for multipart): an earlier attempt stored
+ * it and its answer was lost.
+ * Errors: KT_EAUTH, KT_ENOTFOUND (no such bucket),
  * KT_ETRANSIENT after the retries, KT_EIO reading fd, KT_ECANCELED,
  * KT_EREMOTE/KT_EPROTO for other refusals.
  */
@@ -139,6 +148,20 @@ kt_code kt_s3_head(kt_s3 *s, const char *key, kt_s3_object_info *info, kt_error 
  */
 kt_code kt_s3_get(kt_s3 *s, const char *key, kt_http_body_fn on_body, void *ctx,
                   kt_s3_object_info *info, kt_error *err);
+
+/*
+ * GET bytes [offset, offset+length) of KEY (length 0 = to the end) with a
+ * Range header, handing them in order to on_body; retried like kt_s3_get.
+ * *size_out (may be NULL) gets the size of the whole object (from
+ * Content-Range).  A range that ends past the object is clipped by the
+ * server: fewer bytes arrive, and *size_out tells why.  A range that
+ * starts at or past the end is refused by S3 (HTTP 416): KT_EUSAGE with
+ * err->status 416.  A server that ignores Range and answers 200 with the
+ * whole object fails with KT_EPROTO before any byte reaches on_body
+ * (unless offset is 0 and the whole object was asked for).
+ */
+kt_code kt_s3_get_range(kt_s3 *s, const char *key, uint64_t offset, uint64_t length,
+                        kt_http_body_fn on_body, void *ctx, uint64_t *size_out, kt_error *err);
 
 /* One listed object: strings borrowed for the call. */
 typedef struct kt_s3_entry {

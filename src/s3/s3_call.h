@@ -38,6 +38,9 @@ typedef struct kt_s3_call {
 	kt_http_body_fn on_body;   /* ... hand it to this callback */
 	void *body_ctx;
 	int want_meta;             /* keep x-amz-meta-* headers */
+	int ranged;                /* a Range GET: a 200 (Range ignored) is refused unless
+	                              range_whole_ok */
+	int range_whole_ok;
 	int max_attempts;          /* 0 = cfg.max_attempts */
 	volatile int *stop;        /* non-zero: stop sending the body (a sibling failed) */
 } kt_s3_call;
@@ -48,6 +51,8 @@ typedef struct kt_s3_result {
 	uint64_t delivered;
 	kt_s3_object_info info;    /* headers of the 2xx answer: release it */
 	int have_length;           /* info.size is the Content-Length */
+	int have_range_total;      /* Content-Range carried the object's size ... */
+	uint64_t range_total;      /* ... this one (2xx and 416 answers) */
 } kt_s3_result;
 
 kt_code kt_s3_http_new(const kt_s3 *s, kt_http **out, int no_cancel, kt_error *err);
