@@ -133,4 +133,13 @@ int kt_cmd_etcd_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_recover(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_drill(int argc, char **argv, const kt_globals *g);
 
+/* The repo group (cmd_repo.c). */
+int kt_cmd_repo_init(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_stats(int argc, char **argv, const kt_globals *g);
+
 #endif /* KT_CLI_H */

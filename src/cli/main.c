@@ -37,6 +37,14 @@ static const kt_command commands[] = {
 	  "--force-new-cluster, restart", kt_cmd_etcd_recover },
 	{ "etcd drill", "prove a backup restores: restore it into a throwaway etcd and compare",
 	  kt_cmd_etcd_drill },
+	{ "repo init", "create an encrypted, deduplicating repository (directory or S3)",
+	  kt_cmd_repo_init },
+	{ "repo backup", "back up files and directories into a new snapshot", kt_cmd_repo_backup },
+	{ "repo restore", "restore a snapshot into an empty directory", kt_cmd_repo_restore },
+	{ "repo snapshots", "list the snapshots", kt_cmd_repo_snapshots },
+	{ "repo ls", "list what a snapshot holds", kt_cmd_repo_ls },
+	{ "repo check", "check the repository (--read-data: every byte)", kt_cmd_repo_check },
+	{ "repo stats", "what the repository holds and stores", kt_cmd_repo_stats },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -1,0 +1,158 @@
+/*
+ * archive.h - the repository engine: a deduplicating, encrypted repository
+ * (docs/repository-format.md) on a store (docs/storage.md).
+ *
+ * Owns: init and open (key files, config), the in-memory index of every
+ * blob, backup (walk, chunk, dedup, pack, upload; index then snapshot
+ * last), restore (byte-identical files with modes and times), listing
+ * snapshots and trees, and check (structure; with read_data every byte).
+ *
+ * Invariants (the format's write order):
+ *   1. Packs are uploaded before the index file naming them; index files
+ *      before the snapshot that needs them.  A crash leaves only
+ *      unreferenced data.
+ *   2. Nothing is rewritten: every object name is written once.
+ *   3. Memory is bounded by the pack size plus the index (about 90 bytes
+ *      per stored blob), never by the size of the data.
+ * A kt_archive is used by one thread at a time.
+ */
+#ifndef KT_ARCHIVE_H
+#define KT_ARCHIVE_H
+
+#include <signal.h>
+
+#include "../core/core.h"
+#include "../store/store.h"
+
+typedef struct kt_archive kt_archive;
+
+typedef struct kt_archive_init_opts {
+	const char *hostname;        /* recorded in the key file */
+	uint64_t kdf_n;              /* scrypt N; 0 = 32768 */
+	uint32_t pack_size;          /* 0 = 16 MiB */
+} kt_archive_init_opts;
+
+/* Make a new repository in the (empty) store s, with one key file for
+ * pass.  KT_EEXIST when s already holds a config. */
+kt_code kt_archive_init(kt_store *s, const char *pass, size_t pass_len,
+                        const kt_archive_init_opts *o, kt_error *err);
+
+/* Open the repository in s (borrowed; must outlive the archive): find a key
+ * file pass opens (KT_EAUTH "wrong passphrase" when none does), read the
+ * config, load the index.  Free with kt_archive_free. */
+kt_code kt_archive_open(kt_store *s, const char *pass, size_t pass_len, kt_archive **out,
+                        kt_error *err);
+void kt_archive_free(kt_archive *a);
+/* The repository id (64 hex). */
+const char *kt_archive_id(const kt_archive *a);
+
+/* ---------------- backup ---------------- */
+
+typedef void (*kt_archive_progress_fn)(void *ctx, uint64_t files, uint64_t bytes,
+                                       const char *current);
+
+typedef struct kt_archive_backup_opts {
+	const char *hostname;        /* NULL: gethostname */
+	const char *const *tags;     /* NULL-terminated, or NULL */
+	int compression_level;       /* zstd level; 0 = 3; -1 = off */
+	kt_archive_progress_fn progress;
+	void *progress_ctx;
+	volatile sig_atomic_t *cancel;
+} kt_archive_backup_opts;
+
+typedef struct kt_archive_backup_result {
+	char snapshot_id[65];
+	uint64_t files, dirs, bytes;    /* what the snapshot holds */
+	uint64_t blobs_new, bytes_new;  /* raw bytes of blobs not stored before */
+	uint64_t stored_bytes;          /* bytes uploaded (packs, index, snapshot) */
+	uint64_t packs;
+	int64_t duration_ms;
+} kt_archive_backup_result;
+
+/*
+ * Back up paths (files, directories recursively, symlinks as links) into a
+ * new snapshot.  Each path is stored under its absolute path's components.
+ * Unreadable entries fail the backup (nothing half-recorded: no snapshot
+ * is written).  res is filled on success.
+ */
+kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_paths,
+                          const kt_archive_backup_opts *o, kt_archive_backup_result *res,
+                          kt_error *err);
+
+/* ---------------- snapshots ---------------- */
+
+typedef struct kt_archive_snap {
+	char id[65];
+	char time[40];
+	char hostname[256];
+	char **paths;
+	size_t n_paths;
+	char **tags;
+	size_t n_tags;
+	uint64_t files, bytes, added_bytes;
+} kt_archive_snap;
+
+/* Every snapshot, oldest first; free with kt_archive_snaps_free. */
+kt_code kt_archive_snapshots(kt_archive *a, kt_archive_snap **out, size_t *n_out,
+                             kt_error *err);
+void kt_archive_snaps_free(kt_archive_snap *v, size_t n);
+/* Resolve "latest" or a unique id prefix (>= 4 hex digits) to a full id. */
+kt_code kt_archive_find_snapshot(kt_archive *a, const char *spec, char id[65], kt_error *err);
+
+/* ---------------- restore ---------------- */
+
+typedef struct kt_archive_restore_opts {
+	int owners;                  /* restore uid/gid (root only) */
+	kt_archive_progress_fn progress;
+	void *progress_ctx;
+	volatile sig_atomic_t *cancel;
+} kt_archive_restore_opts;
+
+typedef struct kt_archive_restore_result {
+	uint64_t files, dirs, links, bytes;
+	int64_t duration_ms;
+} kt_archive_restore_result;
+
+/*
+ * Restore snapshot id into target (created; must be empty or absent): every
+ * file byte-identical (each blob authenticated and checked against its id),
+ * with mode and modification time.  Files appear under their name only once
+ * complete.  KT_EEXIST when target is not empty.
+ */
+kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
+                           const kt_archive_restore_opts *o, kt_archive_restore_result *res,
+                           kt_error *err);
+
+/* ---------------- listing and check ---------------- */
+
+/* Called per entry of a snapshot, depth first: path relative to the root. */
+typedef void (*kt_archive_ls_fn)(void *ctx, const char *path, int type, uint32_t mode,
+                                 uint64_t size, const char *mtime);
+kt_code kt_archive_ls(kt_archive *a, const char *id, kt_archive_ls_fn fn, void *ctx,
+                      kt_error *err);
+
+typedef void (*kt_archive_problem_fn)(void *ctx, const char *what);
+
+typedef struct kt_archive_check_result {
+	uint64_t packs, blobs, snapshots, trees;
+	uint64_t problems;
+	uint64_t bytes_read;
+} kt_archive_check_result;
+
+/*
+ * Check the repository: every index entry's pack exists with a size that
+ * fits its entries, every snapshot's trees decode and every blob they name
+ * is indexed.  With read_data, every pack is read, its name checked against
+ * its SHA-256, its header against the index, and every blob opened.  Each
+ * problem is reported through fn (naming pack, blob or snapshot) and
+ * counted; KT_ECORRUPT when there was any.
+ */
+kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn, void *ctx,
+                         kt_archive_check_result *res, kt_error *err);
+
+typedef struct kt_archive_stats {
+	uint64_t snapshots, packs, blobs, stored_bytes, raw_bytes;
+} kt_archive_stats;
+kt_code kt_archive_stats_get(kt_archive *a, kt_archive_stats *out, kt_error *err);
+
+#endif /* KT_ARCHIVE_H */

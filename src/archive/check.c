@@ -1,0 +1,226 @@
+/*
+ * check.c - is the repository whole?  And its numbers (stats).
+ *
+ * Structure: every pack the index names exists and is at least as long as
+ * its entries; every snapshot opens, its trees decode (depth first, each
+ * tree once) and every blob they name is in the index.  With read_data
+ * every pack is downloaded: its bytes must hash to its name, its header
+ * must open and agree with the index, and every blob must authenticate,
+ * decompress to its length and hash to its id.  Problems are reported one
+ * by one (naming pack, blob or snapshot) and counted; the check goes on
+ * after each, so one run lists them all.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive_int.h"
+
+typedef struct cctx {
+	kt_archive *a;
+	kt_archive_problem_fn fn;
+	void *ctx;
+	kt_archive_check_result *res;
+	uint8_t *seen;     /* trees already walked: one bit per table slot */
+} cctx;
+
+static void problem(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(cctx *c, const char *fmt, ...)
+{
+	char text[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	c->res->problems++;
+	if (c->fn)
+		c->fn(c->ctx, text);
+}
+
+static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth)
+{
+	char hex[65];
+	kt_hex(hex, id, 32);
+	kt_loc *l = kt_archive_lookup(c->a, id);
+	if (!l) {
+		problem(c, "snapshot %.8s: tree %.16s is in no index", snap, hex);
+		return;
+	}
+	size_t slot = (size_t)(l - c->a->tab);
+	if (c->seen[slot / 8] & (1u << (slot % 8)))
+		return;
+	c->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	if (depth > 256) {
+		problem(c, "snapshot %.8s: trees nest deeper than 256 levels", snap);
+		return;
+	}
+	kt_buf raw;
+	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
+	kt_error err;
+	kt_repo_tree t;
+	memset(&t, 0, sizeof(t));
+	if (kt_archive_read_blob(c->a, id, &raw, &err))
+		problem(c, "snapshot %.8s: tree %.16s cannot be read: %s", snap, hex, err.msg);
+	else if (l->type != KT_BLOB_TREE)
+		problem(c, "snapshot %.8s: %.16s is named as a tree but is a data blob", snap, hex);
+	else if (kt_repo_tree_decode(raw.data, raw.len, &t, &err))
+		problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
+	kt_buf_release(&raw);
+	c->res->trees++;
+	for (size_t i = 0; i < t.n; i++) {
+		const kt_repo_node *nd = &t.nodes[i];
+		if (nd->type == KT_NODE_DIR) {
+			walk_tree(c, nd->subtree, snap, depth + 1);
+			continue;
+		}
+		for (size_t j = 0; j < nd->n_content; j++) {
+			kt_loc *d = kt_archive_lookup(c->a, nd->content[j]);
+			if (!d || d->type != KT_BLOB_DATA) {
+				char bh[65];
+				kt_hex(bh, nd->content[j], 32);
+				problem(c, "snapshot %.8s: file '%s' needs data blob %.16s, which is %s", snap,
+				        nd->name, bh, d ? "a tree" : "in no index");
+			}
+		}
+	}
+	kt_repo_tree_release(&t);
+}
+
+typedef struct pack_sizes {
+	uint64_t *size;     /* per pack number; UINT64_MAX = not listed */
+} pack_sizes;
+
+static kt_code read_pack(cctx *c, uint32_t no, uint64_t size, kt_buf *buf)
+{
+	char name[80], hex[65];
+	kt_archive_pack_name(c->a->packs[no], name);
+	kt_hex(hex, c->a->packs[no], 32);
+	kt_error err;
+	if (kt_archive_get_checked(c->a, name, buf, &err)) {
+		problem(c, "pack %.16s: %s", hex, err.msg);
+		return KT_ECORRUPT;
+	}
+	c->res->bytes_read += buf->len;
+	kt_repo_entry *e;
+	size_t n, need;
+	if (kt_repo_pack_header_parse(&c->a->keys, (const uint8_t *)buf->data, buf->len, size, &e,
+	                              &n, &need, &err)) {
+		problem(c, "pack %.16s: %s", hex, err.msg);
+		return KT_ECORRUPT;
+	}
+	kt_buf blob;
+	kt_buf_init(&blob, KT_REPO_MAX_BLOB + 1);
+	for (size_t i = 0; i < n; i++) {
+		char bh[65];
+		kt_hex(bh, e[i].id, 32);
+		kt_loc *l = kt_archive_lookup(c->a, e[i].id);
+		if (!l || (l->pack == no && (l->offset != e[i].offset || l->length != e[i].length)))
+			problem(c, "pack %.16s: blob %.16s %s", hex, bh,
+			        l ? "sits elsewhere than the index says" : "is in no index");
+		kt_buf_reset(&blob);
+		if (kt_repo_blob_open(&c->a->keys, &e[i], (const uint8_t *)buf->data + e[i].offset,
+		                      &blob, &err))
+			problem(c, "pack %.16s: blob %.16s at offset %u: %s", hex, bh, e[i].offset,
+			        err.msg);
+	}
+	kt_buf_release(&blob);
+	free(e);
+	return KT_OK;
+}
+
+kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn, void *ctx,
+                         kt_archive_check_result *res, kt_error *err)
+{
+	memset(res, 0, sizeof(*res));
+	cctx c = { a, fn, ctx, res, kt_xcalloc(a->cap / 8 + 1, 1) };
+	/* 1. Every pack the index names, and how long its entries need it. */
+	uint64_t *need = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t));
+	for (size_t i = 0; i < a->cap; i++)
+		if (a->tab[i].used && a->tab[i].pack < a->n_packs) {
+			uint64_t end = (uint64_t)a->tab[i].offset + a->tab[i].length;
+			if (end > need[a->tab[i].pack])
+				need[a->tab[i].pack] = end;
+			res->blobs++;
+		}
+	uint64_t *size = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t));
+	kt_code rc = KT_OK;
+	for (size_t p = 0; p < a->n_packs; p++) {
+		char name[80], hex[65];
+		kt_archive_pack_name(a->packs[p], name);
+		kt_hex(hex, a->packs[p], 32);
+		kt_error e;
+		res->packs++;
+		if (kt_store_stat(a->s, name, &size[p], &e)) {
+			problem(&c, "pack %.16s: %s", hex, e.msg);
+			size[p] = 0;
+		} else if (size[p] < need[p] + 4) {
+			problem(&c, "pack %.16s has %llu bytes, its blobs need %llu", hex,
+			        (unsigned long long)size[p], (unsigned long long)need[p] + 4);
+		}
+	}
+	/* 2. Snapshots and their trees. */
+	char **names;
+	size_t n;
+	if ((rc = kt_archive_list_names(a, "snapshots/", &names, &n, err)) == KT_OK) {
+		for (size_t i = 0; i < n; i++) {
+			const char *id = names[i] + strlen("snapshots/");
+			kt_repo_snapshot s;
+			kt_error e;
+			res->snapshots++;
+			if (kt_archive_load_snapshot(a, id, &s, &e)) {
+				problem(&c, "snapshot %.8s: %s", id, e.msg);
+				continue;
+			}
+			walk_tree(&c, s.tree, id, 0);
+			kt_repo_snapshot_release(&s);
+		}
+		kt_archive_names_free(names, n);
+	}
+	/* 3. Every byte. */
+	if (!rc && read_data) {
+		kt_buf buf;
+		kt_buf_init(&buf, (size_t)a->pack_size + KT_REPO_MAX_BLOB + (8u << 20));
+		for (uint32_t p = 0; p < a->n_packs; p++)
+			if (size[p])
+				read_pack(&c, p, size[p], &buf);
+		kt_buf_release(&buf);
+	}
+	free(need);
+	free(size);
+	free(c.seen);
+	if (!rc && res->problems)
+		rc = kt_error_set(err, KT_ECORRUPT, "the repository has %llu problem%s (listed above)",
+		                  (unsigned long long)res->problems, res->problems == 1 ? "" : "s");
+	return rc;
+}
+
+typedef struct size_acc {
+	uint64_t bytes, snapshots;
+} size_acc;
+
+static kt_code add_size(void *ctx, const kt_store_entry *e, kt_error *err)
+{
+	(void)err;
+	size_acc *acc = ctx;
+	acc->bytes += e->size;
+	if (!strncmp(e->name, "snapshots/", 10))
+		acc->snapshots++;
+	return KT_OK;
+}
+
+kt_code kt_archive_stats_get(kt_archive *a, kt_archive_stats *out, kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < a->cap; i++)
+		if (a->tab[i].used) {
+			out->blobs++;
+			out->raw_bytes += a->tab[i].raw_length;
+		}
+	out->packs = a->n_packs;
+	size_acc acc = { 0, 0 };
+	kt_code c = kt_store_list(a->s, NULL, add_size, &acc, err);
+	out->stored_bytes = acc.bytes;
+	out->snapshots = acc.snapshots;
+	return c;
+}

@@ -1,0 +1,563 @@
+/*
+ * cmd_repo.c - `kontinuity repo ...`: the deduplicating, encrypted
+ * repository (docs/repository-format.md) on a directory or S3.  The work is
+ * in src/archive/; this file maps flags, finds the passphrase and prints.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "archive/archive.h"
+#include "cli.h"
+
+/* Flags every repo command shares. */
+typedef struct repo_flags {
+	const char *repo, *password_file, *endpoint, *region, *cacert;
+	kt_opt *end;
+} repo_flags;
+
+static kt_opt *repo_opts(repo_flags *f, kt_opt *o)
+{
+	memset(f, 0, sizeof(*f));
+	f->repo = getenv("KONTINUITY_REPO");
+	f->endpoint = getenv("AWS_ENDPOINT_URL_S3") ? getenv("AWS_ENDPOINT_URL_S3")
+	                                              : getenv("AWS_ENDPOINT_URL");
+	f->region = getenv("AWS_DEFAULT_REGION") ? getenv("AWS_DEFAULT_REGION")
+	                                           : getenv("AWS_REGION");
+	const kt_opt list[] = {
+		{ "repo", 'r', "URL", "the repository: a directory, or s3://BUCKET/PREFIX (or "
+		  "KONTINUITY_REPO)", &f->repo, NULL },
+		{ "password-file", 0, "FILE", "read the passphrase from FILE (else "
+		  "KONTINUITY_PASSWORD, else a prompt)", &f->password_file, NULL },
+		{ "s3-endpoint", 0, "URL", "S3 endpoint (or AWS_ENDPOINT_URL); keys come from "
+		  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", &f->endpoint, NULL },
+		{ "s3-region", 0, "REGION", "S3 region (or AWS_DEFAULT_REGION; default us-east-1)",
+		  &f->region, NULL },
+		{ "s3-cacert", 0, "FILE", "CA bundle for the S3 endpoint", &f->cacert, NULL },
+	};
+	memcpy(o, list, sizeof(list));
+	return o + sizeof(list) / sizeof(list[0]);
+}
+
+static const char repo_help_tail[] =
+	"\nThe passphrase comes from --password-file, else KONTINUITY_PASSWORD, else a\n"
+	"prompt on the terminal.  Losing it loses the repository: nothing can open it\n"
+	"without it.  S3 credentials come from AWS_ACCESS_KEY_ID and\n"
+	"AWS_SECRET_ACCESS_KEY, never from flags.\n";
+
+/* The passphrase into buf (NUL-terminated); 0 or an exit code (printed). */
+static int get_password(const repo_flags *f, const char *path_cmd, int confirm, char *buf,
+                        size_t cap)
+{
+	if (f->password_file) {
+		int fd = open(f->password_file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "kontinuity: cannot read the password file '%s': %s\n",
+			        f->password_file, strerror(errno));
+			return 1;
+		}
+		ssize_t n = read(fd, buf, cap - 1);
+		close(fd);
+		if (n < 0)
+			n = 0;
+		buf[n] = '\0';
+		buf[strcspn(buf, "\r\n")] = '\0';
+	} else if (getenv("KONTINUITY_PASSWORD")) {
+		snprintf(buf, cap, "%s", getenv("KONTINUITY_PASSWORD"));
+	} else if (isatty(STDIN_FILENO)) {
+		for (int round = 0; round < (confirm ? 2 : 1); round++) {
+			char *dst = round ? buf + cap / 2 : buf;
+			fprintf(stderr, round ? "repeat the passphrase: " : "passphrase: ");
+			struct termios old, quiet;
+			tcgetattr(STDIN_FILENO, &old);
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+			if (!fgets(dst, (int)(cap / 2), stdin))
+				dst[0] = '\0';
+			tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+			fprintf(stderr, "\n");
+			dst[strcspn(dst, "\r\n")] = '\0';
+		}
+		if (confirm && strcmp(buf, buf + cap / 2)) {
+			fprintf(stderr, "kontinuity: the passphrases differ\n");
+			return 1;
+		}
+	} else {
+		return kt_cli_usage(path_cmd, "no passphrase: give --password-file or set "
+		                    "KONTINUITY_PASSWORD");
+	}
+	if (!buf[0]) {
+		fprintf(stderr, "kontinuity: the passphrase is empty\n");
+		return 1;
+	}
+	kt_log_add_secret(buf);
+	return 0;
+}
+
+static int open_store(const repo_flags *f, const char *path_cmd, int create, kt_store **out)
+{
+	if (!f->repo || !*f->repo)
+		return kt_cli_usage(path_cmd, "--repo URL is required (or set KONTINUITY_REPO)");
+	kt_store_opts so = { .create = create, .endpoint = f->endpoint, .region = f->region,
+	                     .access_key = getenv("AWS_ACCESS_KEY_ID"),
+	                     .secret_key = getenv("AWS_SECRET_ACCESS_KEY"), .cacert = f->cacert,
+	                     .cancel = &kt_cli_cancel };
+	kt_error err;
+	kt_store *s;
+	if (kt_store_open(f->repo, &so, &s, &err))
+		return kt_cli_fail(&err);
+	*out = kt_store_retry_wrap(s, 5, 200);
+	return 0;
+}
+
+/* Parse, get the store and open the archive.  Returns 0 or an exit code. */
+static int repo_setup(int argc, char **argv, kt_opt *opts, repo_flags *rf, const char *path_cmd,
+                      const char *usage, const char *help, char **pos, int max_pos, int *n_pos,
+                      kt_globals *g, int *done, kt_store **s, kt_archive **a)
+{
+	int rc = kt_cli_parse(argc, argv, opts, path_cmd, usage, help, pos, max_pos, n_pos, g, done);
+	if (rc || *done)
+		return rc;
+	kt_cli_catch_signals();
+	if ((rc = open_store(rf, path_cmd, 0, s)))
+		return rc;
+	char pass[1024];
+	if ((rc = get_password(rf, path_cmd, 0, pass, sizeof(pass)))) {
+		kt_store_free(*s);
+		return rc;
+	}
+	kt_error err;
+	kt_code c = kt_archive_open(*s, pass, strlen(pass), a, &err);
+	explicit_bzero(pass, sizeof(pass));
+	if (c) {
+		kt_store_free(*s);
+		return kt_cli_fail(&err);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+int kt_cmd_repo_init(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo init";
+	kt_globals g = *g0;
+	repo_flags rf;
+	kt_opt opts[12];
+	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	char help[2048];
+	snprintf(help, sizeof(help),
+	         "Create a new, empty repository: a random repository id and master keys,\n"
+	         "stored encrypted under the passphrase (scrypt).  The directory is created\n"
+	         "(mode 0700); an S3 bucket must exist or is created.\n%s\n"
+	         "Examples:\n"
+	         "  KONTINUITY_PASSWORD=... kontinuity repo init --repo /var/backups/kontinuity\n"
+	         "  kontinuity repo init --repo s3://backups/cluster-a --s3-endpoint https://s3.local\n",
+	         repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "--repo URL", help, pos, 0, &n_pos, &g,
+	                      &done);
+	if (rc || done)
+		return rc;
+	kt_store *s;
+	if ((rc = open_store(&rf, path_cmd, 1, &s)))
+		return rc;
+	char pass[1024];
+	if ((rc = get_password(&rf, path_cmd, 1, pass, sizeof(pass)))) {
+		kt_store_free(s);
+		return rc;
+	}
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+	kt_archive_init_opts io = { .hostname = host };
+	kt_error err;
+	kt_code c = kt_archive_init(s, pass, strlen(pass), &io, &err);
+	kt_archive *a = NULL;
+	if (!c)
+		c = kt_archive_open(s, pass, strlen(pass), &a, &err);
+	explicit_bzero(pass, sizeof(pass));
+	if (c) {
+		kt_store_free(s);
+		return kt_cli_fail(&err);
+	}
+	if (g.output == KT_OUT_TABLE) {
+		printf("created repository %.16s at %s\n", kt_archive_id(a), kt_store_describe(s));
+	} else {
+		json_t *j = json_pack("{s:s, s:s}", "id", kt_archive_id(a), "repo",
+		                      kt_store_describe(s));
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	kt_archive_free(a);
+	kt_store_free(s);
+	return 0;
+}
+
+static void backup_progress(void *ctx, uint64_t files, uint64_t bytes, const char *current)
+{
+	int64_t *last = ctx;
+	int64_t now = kt_now_ms();
+	if (!isatty(STDERR_FILENO) || now - *last < 500)
+		return;
+	*last = now;
+	char b[32];
+	fprintf(stderr, "\r%llu files, %s  %.60s\033[K", (unsigned long long)files,
+	        kt_human_bytes(bytes, b), current);
+}
+
+int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo backup";
+	kt_globals g = *g0;
+	repo_flags rf;
+	const char *tag = NULL, *host = NULL;
+	kt_opt opts[16];
+	kt_opt *o = repo_opts(&rf, opts);
+	const kt_opt own[] = {
+		{ "tag", 0, "TAG", "a tag recorded in the snapshot (e.g. etcd)", &tag, NULL },
+		{ "host", 0, "NAME", "host name recorded in the snapshot (default: this host's)",
+		  &host, NULL },
+	};
+	memcpy(o, own, sizeof(own));
+	memset(o + 2, 0, sizeof(kt_opt));
+	char help[2048];
+	snprintf(help, sizeof(help),
+	         "Back up files and directories into a new snapshot.  Files are cut into\n"
+	         "chunks (content-defined for files, page-aware for etcd databases), and only\n"
+	         "chunks the repository does not hold yet are compressed, encrypted and\n"
+	         "uploaded.  The snapshot is written last: an interrupted backup leaves no\n"
+	         "snapshot, only data the next backup reuses.\n%s\n"
+	         "Examples:\n"
+	         "  kontinuity repo backup /etc/kubernetes/zadara --tag etcd\n"
+	         "  kontinuity repo backup --repo s3://backups/a /srv/data -o json\n",
+	         repo_help_tail);
+	char *pos[256];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "PATH... [flags]", help, pos, 256,
+	                    &n_pos, &g, &done, &s, &a);
+	if (rc || done)
+		return rc;
+	if (n_pos == 0) {
+		kt_archive_free(a);
+		kt_store_free(s);
+		return kt_cli_usage(path_cmd, "give the files or directories to back up");
+	}
+	const char *tags[2] = { tag, NULL };
+	int64_t last = 0;
+	kt_archive_backup_opts bo = { .hostname = host, .tags = tag ? tags : NULL,
+	                              .progress = backup_progress, .progress_ctx = &last,
+	                              .cancel = &kt_cli_cancel };
+	kt_archive_backup_result res;
+	kt_error err;
+	kt_code c = kt_archive_backup(a, (const char *const *)pos, (size_t)n_pos, &bo, &res, &err);
+	if (last)
+		fprintf(stderr, "\r\033[K");
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (c)
+		return kt_cli_fail(&err);
+	if (g.output == KT_OUT_TABLE) {
+		char b1[32], b2[32], b3[32];
+		printf("snapshot %.8s saved: %llu files, %llu dirs, %s; %s new, %s stored in %.1fs\n",
+		       res.snapshot_id, (unsigned long long)res.files, (unsigned long long)res.dirs,
+		       kt_human_bytes(res.bytes, b1), kt_human_bytes(res.bytes_new, b2),
+		       kt_human_bytes(res.stored_bytes, b3), (double)res.duration_ms / 1000.0);
+	} else {
+		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+		                      "id", res.snapshot_id, "files", (json_int_t)res.files,
+		                      "dirs", (json_int_t)res.dirs, "bytes", (json_int_t)res.bytes,
+		                      "blobsNew", (json_int_t)res.blobs_new,
+		                      "bytesNew", (json_int_t)res.bytes_new,
+		                      "storedBytes", (json_int_t)res.stored_bytes,
+		                      "packs", (json_int_t)res.packs,
+		                      "seconds", (double)res.duration_ms / 1000.0);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	return 0;
+}
+
+int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo snapshots";
+	kt_globals g = *g0;
+	repo_flags rf;
+	kt_opt opts[12];
+	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	char help[1024];
+	snprintf(help, sizeof(help), "List the snapshots, oldest first.%s\nExamples:\n"
+	         "  kontinuity repo snapshots\n  kontinuity repo snapshots -o json\n",
+	         repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "[flags]", help, pos, 0, &n_pos, &g,
+	                    &done, &s, &a);
+	if (rc || done)
+		return rc;
+	kt_archive_snap *v;
+	size_t n;
+	kt_error err;
+	kt_code c = kt_archive_snapshots(a, &v, &n, &err);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (c)
+		return kt_cli_fail(&err);
+	json_t *rows = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *paths = json_array(), *tags = json_array();
+		for (size_t j = 0; j < v[i].n_paths; j++)
+			json_array_append_new(paths, kt_cli_json_text(v[i].paths[j]));
+		for (size_t j = 0; j < v[i].n_tags; j++)
+			json_array_append_new(tags, kt_cli_json_text(v[i].tags[j]));
+		char short_id[9];
+		snprintf(short_id, sizeof(short_id), "%.8s", v[i].id);
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I}",
+		                                      "id", v[i].id, "short_id", short_id, "time",
+		                                      v[i].time, "hostname",
+		                                      kt_cli_json_text(v[i].hostname), "paths", paths,
+		                                      "tags", tags, "files", (json_int_t)v[i].files,
+		                                      "bytes", (json_int_t)v[i].bytes, "added_bytes",
+		                                      (json_int_t)v[i].added_bytes));
+	}
+	kt_archive_snaps_free(v, n);
+	static const kt_column cols[] = {
+		{ "ID", "short_id" }, { "TIME", "time" }, { "HOST", "hostname" }, { "FILES", "files" },
+		{ "BYTES", "bytes" }, { "ADDED", "added_bytes" }, { "PATHS", "paths" },
+	};
+	if (g.output == KT_OUT_TABLE && n == 0)
+		printf("no snapshots\n");
+	else
+		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(rows);
+	return 0;
+}
+
+int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo restore";
+	kt_globals g = *g0;
+	repo_flags rf;
+	int owners = 0;
+	kt_opt opts[14];
+	kt_opt *o = repo_opts(&rf, opts);
+	o[0] = (kt_opt){ "owners", 0, NULL, "give files their recorded owner and group (as root)",
+	                 NULL, &owners };
+	memset(o + 1, 0, sizeof(kt_opt));
+	char help[1536];
+	snprintf(help, sizeof(help),
+	         "Restore snapshot SNAP (an id prefix of at least 4 hex digits, or latest)\n"
+	         "into the directory TARGET, which must be empty or absent.  Files are\n"
+	         "byte-identical (every chunk is authenticated and checked), with their\n"
+	         "modes and modification times; each appears only once complete.\n%s\n"
+	         "Examples:\n"
+	         "  kontinuity repo restore latest /tmp/restored\n"
+	         "  kontinuity repo restore 1a2b3c4d /srv/restore --owners\n", repo_help_tail);
+	char *pos[2];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "SNAP TARGET [flags]", help, pos, 2,
+	                    &n_pos, &g, &done, &s, &a);
+	if (rc || done)
+		return rc;
+	kt_error err;
+	char id[65];
+	kt_code c = n_pos != 2 ? KT_EUSAGE : kt_archive_find_snapshot(a, pos[0], id, &err);
+	kt_archive_restore_result res;
+	if (!c) {
+		kt_archive_restore_opts ro = { .owners = owners, .cancel = &kt_cli_cancel };
+		c = kt_archive_restore(a, id, pos[1], &ro, &res, &err);
+	}
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (n_pos != 2)
+		return kt_cli_usage(path_cmd, "give SNAP and TARGET");
+	if (c)
+		return kt_cli_fail(&err);
+	if (g.output == KT_OUT_TABLE) {
+		char b[32];
+		printf("restored snapshot %.8s into %s: %llu files, %llu dirs, %llu links, %s in %.1fs\n",
+		       id, pos[1], (unsigned long long)res.files, (unsigned long long)res.dirs,
+		       (unsigned long long)res.links, kt_human_bytes(res.bytes, b),
+		       (double)res.duration_ms / 1000.0);
+	} else {
+		json_t *j = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:f}", "id", id, "target",
+		                      kt_cli_json_text(pos[1]), "files", (json_int_t)res.files,
+		                      "dirs", (json_int_t)res.dirs, "links", (json_int_t)res.links,
+		                      "bytes", (json_int_t)res.bytes,
+		                      "seconds", (double)res.duration_ms / 1000.0);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	return 0;
+}
+
+typedef struct ls_ctx {
+	json_t *rows;
+} ls_ctx;
+
+static void on_ls(void *ctx, const char *path, int type, uint32_t mode, uint64_t size,
+                  const char *mtime)
+{
+	ls_ctx *l = ctx;
+	static const char *const types[] = { "file", "dir", "symlink" };
+	char m[8];
+	snprintf(m, sizeof(m), "%04o", mode);
+	json_array_append_new(l->rows, json_pack("{s:o, s:s, s:s, s:I, s:s}", "path",
+	                                         kt_cli_json_text(path), "type",
+	                                         types[type < 3 ? type : 0], "mode", m,
+	                                         "size", (json_int_t)size, "mtime", mtime));
+}
+
+int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo ls";
+	kt_globals g = *g0;
+	repo_flags rf;
+	kt_opt opts[12];
+	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	char help[1024];
+	snprintf(help, sizeof(help), "List what snapshot SNAP holds (id prefix or latest).%s\n"
+	         "Examples:\n  kontinuity repo ls latest\n  kontinuity repo ls 1a2b3c4d -o json\n",
+	         repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "SNAP [flags]", help, pos, 1, &n_pos,
+	                    &g, &done, &s, &a);
+	if (rc || done)
+		return rc;
+	kt_error err;
+	char id[65];
+	ls_ctx l = { json_array() };
+	kt_code c = n_pos != 1 ? KT_EUSAGE : kt_archive_find_snapshot(a, pos[0], id, &err);
+	if (!c)
+		c = kt_archive_ls(a, id, on_ls, &l, &err);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (n_pos != 1)
+		rc = kt_cli_usage(path_cmd, "give SNAP");
+	else if (c)
+		rc = kt_cli_fail(&err);
+	else {
+		static const kt_column cols[] = {
+			{ "TYPE", "type" }, { "MODE", "mode" }, { "SIZE", "size" }, { "MTIME", "mtime" },
+			{ "PATH", "path" },
+		};
+		kt_cli_print(l.rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	}
+	json_decref(l.rows);
+	return rc;
+}
+
+static void on_problem(void *ctx, const char *what)
+{
+	(void)ctx;
+	fprintf(stderr, "problem: %s\n", what);
+}
+
+int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo check";
+	kt_globals g = *g0;
+	repo_flags rf;
+	int read_data = 0;
+	kt_opt opts[14];
+	kt_opt *o = repo_opts(&rf, opts);
+	o[0] = (kt_opt){ "read-data", 0, NULL, "read every pack and open every blob (slow: "
+	                 "downloads the whole repository)", NULL, &read_data };
+	memset(o + 1, 0, sizeof(kt_opt));
+	char help[1536];
+	snprintf(help, sizeof(help),
+	         "Check the repository: every pack the index names exists and is long enough,\n"
+	         "every snapshot opens and every blob its trees name is indexed.  With\n"
+	         "--read-data also every byte: each pack must hash to its name and every blob\n"
+	         "must authenticate and match its id.  Each problem is printed; exit status\n"
+	         "3 when there is any.\n%s\n"
+	         "Examples:\n  kontinuity repo check\n  kontinuity repo check --read-data\n",
+	         repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "[flags]", help, pos, 0, &n_pos, &g,
+	                    &done, &s, &a);
+	if (rc || done)
+		return rc;
+	kt_archive_check_result res;
+	kt_error err;
+	kt_code c = kt_archive_check(a, read_data, on_problem, NULL, &res, &err);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (g.output == KT_OUT_TABLE) {
+		printf("%llu snapshots, %llu trees, %llu packs, %llu blobs%s: %s\n",
+		       (unsigned long long)res.snapshots, (unsigned long long)res.trees,
+		       (unsigned long long)res.packs, (unsigned long long)res.blobs,
+		       read_data ? " (all data read)" : "", c ? "PROBLEMS" : "no problems");
+	} else {
+		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:b}", "ok", c == KT_OK,
+		                      "snapshots", (json_int_t)res.snapshots, "trees",
+		                      (json_int_t)res.trees, "packs", (json_int_t)res.packs, "blobs",
+		                      (json_int_t)res.blobs, "problems", (json_int_t)res.problems,
+		                      "readData", read_data);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	return c ? kt_cli_fail(&err) : 0;
+}
+
+int kt_cmd_repo_stats(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo stats";
+	kt_globals g = *g0;
+	repo_flags rf;
+	kt_opt opts[12];
+	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	char help[1024];
+	snprintf(help, sizeof(help), "Print what the repository holds: snapshots, packs, blobs,\n"
+	         "the bytes the blobs stand for and the bytes stored.%s\nExamples:\n"
+	         "  kontinuity repo stats -o json\n", repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "[flags]", help, pos, 0, &n_pos, &g,
+	                    &done, &s, &a);
+	if (rc || done)
+		return rc;
+	kt_archive_stats st;
+	kt_error err;
+	kt_code c = kt_archive_stats_get(a, &st, &err);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (c)
+		return kt_cli_fail(&err);
+	if (g.output == KT_OUT_TABLE) {
+		char b1[32], b2[32];
+		printf("%llu snapshots, %llu packs, %llu blobs: %s of unique data stored as %s\n",
+		       (unsigned long long)st.snapshots, (unsigned long long)st.packs,
+		       (unsigned long long)st.blobs, kt_human_bytes(st.raw_bytes, b1),
+		       kt_human_bytes(st.stored_bytes, b2));
+	} else {
+		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I}", "snapshots",
+		                      (json_int_t)st.snapshots, "packs", (json_int_t)st.packs,
+		                      "blobs", (json_int_t)st.blobs, "rawBytes",
+		                      (json_int_t)st.raw_bytes, "storedBytes",
+		                      (json_int_t)st.stored_bytes);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	return 0;
+}
