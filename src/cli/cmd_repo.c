@@ -110,7 +110,11 @@ static int open_store(const repo_flags *f, const char *path_cmd, int create, kt_
 	                     .cancel = &kt_cli_cancel };
 	kt_error err;
 	kt_store *s;
-	if (kt_store_open(f->repo, &so, &s, &err))
+	kt_code c = kt_store_open(f->repo, &so, &s, &err);
+	if (c == KT_ENOTFOUND && !create)
+		kt_error_set(&err, c, "no repository at '%s' (create one with `kontinuity repo init "
+		             "--repo %s`)", f->repo, f->repo);
+	if (c)
 		return kt_cli_fail(&err);
 	*out = kt_store_retry_wrap(s, 5, 200);
 	return 0;

@@ -1,0 +1,220 @@
+"""`kontinuity repo ...` end to end: a deduplicating, encrypted repository on
+a local directory and on MinIO.  Every restore is compared byte for byte,
+with modes and modification times; damage is found and named; a backup
+killed at random points leaves a repository that checks clean and takes the
+next backup."""
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from test_etcd_snapshot import KT
+from test_s3 import make_bucket
+
+PASS = "correct horse battery staple"
+
+
+def env(extra=None):
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith(("KONTINUITY_", "AWS_"))}
+    e["KONTINUITY_PASSWORD"] = PASS
+    e.update(extra or {})
+    return e
+
+
+def repo(*args, extra_env=None, timeout=600, check=True):
+    r = subprocess.run([str(KT), "repo", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=env(extra_env))
+    if check and r.returncode != 0:
+        raise AssertionError(f"repo {args[0]} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def tree(root):
+    """{relative path: (type, mode, mtime_ns, sha256 or link target)}"""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("dir", st.st_mode & 0o7777, st.st_mtime_ns)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("file", st.st_mode & 0o7777, st.st_mtime_ns,
+                                hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+def make_data(root, seed=1, big=8 << 20):
+    """Mixed data: random, compressible text, many small files, a link."""
+    rnd = random.Random(seed)
+    os.makedirs(root / "small", exist_ok=True)
+    (root / "random.bin").write_bytes(rnd.randbytes(big))
+    (root / "text.log").write_text("".join(f"line {i} {rnd.random()}\n" for i in range(100000)))
+    for i in range(300):
+        p = root / "small" / f"f{i:03d}.txt"
+        p.write_text(f"small file {i} " * rnd.randint(1, 50))
+        os.chmod(p, 0o600 if i % 3 else 0o644)
+    (root / "empty").write_bytes(b"")
+    os.symlink("random.bin", root / "link")
+    os.utime(root / "text.log", ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+
+
+def restored(target, src):
+    return target / os.path.relpath(src, "/")
+
+
+def test_backup_restore_roundtrip_and_dedup(tmp_path):
+    src = tmp_path / "src"
+    make_data(src)
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    assert oct(os.stat(r).st_mode & 0o777) == "0o700"
+    one = json.loads(repo("backup", "--repo", r, src, "--tag", "demo", "-o", "json").stdout)
+    assert one["files"] == 303 and one["bytesNew"] > 8 << 20
+    # A 2% mutation: an insert in the middle of the big file, an append, files added/removed.
+    data = (src / "random.bin").read_bytes()
+    (src / "random.bin").write_bytes(data[:4 << 20] + b"INSERTED" * 1000 + data[4 << 20:])
+    with open(src / "text.log", "a") as f:
+        f.write("appended\n" * 1000)
+    (src / "small" / "f000.txt").unlink()
+    (src / "small" / "new.txt").write_text("new")
+    two = json.loads(repo("backup", "--repo", r, src, "-o", "json").stdout)
+    assert two["bytesNew"] < 1 << 20, two          # only the changed chunks
+    snaps = json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)
+    assert [s["id"] for s in snaps] == [one["id"], two["id"]]
+    assert snaps[0]["paths"] == [str(src)] and snaps[0]["tags"] == ["demo"]
+    assert all(s["time"] and len(s["id"]) == 64 for s in snaps)
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, two["id"][:8], out)
+    assert tree(restored(out, src)) == tree(src)
+    # The first snapshot is still whole.
+    out1 = tmp_path / "out1"
+    repo("restore", "--repo", r, one["id"][:8], out1)
+    assert (restored(out1, src) / "small" / "f000.txt").exists()
+    assert (restored(out1, src) / "random.bin").read_bytes() == data
+    ls = json.loads(repo("ls", "--repo", r, "latest", "-o", "json").stdout)
+    assert {"path": str(src / "link"), "type": "symlink"}.items() <= \
+        [x for x in ls if x["path"] == str(src / "link")][0].items()
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)
+    assert ck["ok"] and ck["snapshots"] == 2 and ck["problems"] == 0
+    # Nothing readable in the repository: names and content are encrypted.
+    for dirpath, _, files in os.walk(r):
+        for name in files:
+            blob = open(os.path.join(dirpath, name), "rb").read()
+            assert b"small file" not in blob and b"random.bin" not in blob
+
+
+def test_restore_refuses_a_non_empty_target(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a")
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    repo("backup", "--repo", r, src)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("mine")
+    res = repo("restore", "--repo", r, "latest", out, check=False)
+    assert res.returncode == 1 and "not empty" in res.stderr
+    assert (out / "keep").read_text() == "mine"
+
+
+def test_wrong_passphrase_and_missing_repo(tmp_path):
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    res = repo("snapshots", "--repo", r, extra_env={"KONTINUITY_PASSWORD": "nope"}, check=False)
+    assert res.returncode == 1 and "wrong passphrase" in res.stderr
+    assert "nope" not in res.stderr
+    res = repo("snapshots", "--repo", tmp_path / "none", check=False)
+    assert res.returncode == 1 and "repo init" in res.stderr
+    res = repo("init", "--repo", r, check=False)
+    assert res.returncode == 1 and "already holds a repository" in res.stderr
+    pw = tmp_path / "pw"
+    pw.write_text(PASS + "\n")
+    res = subprocess.run([str(KT), "repo", "snapshots", "--repo", str(r), "--password-file",
+                          str(pw)], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in env().items() if k != "KONTINUITY_PASSWORD"})
+    assert res.returncode == 0, res.stderr
+
+
+def test_check_read_data_names_a_flipped_byte(tmp_path):
+    src = tmp_path / "src"
+    make_data(src, big=2 << 20)
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    repo("backup", "--repo", r, src)
+    packs = sorted((r / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    victim = packs[-1]
+    b = bytearray(victim.read_bytes())
+    b[len(b) // 3] ^= 0x40
+    os.chmod(victim, 0o600)
+    victim.write_bytes(bytes(b))
+    assert json.loads(repo("check", "--repo", r, "-o", "json").stdout)["ok"]  # structure only
+    res = repo("check", "--repo", r, "--read-data", check=False)
+    assert res.returncode == 3, res.stderr
+    assert victim.name[:16] in res.stderr and "does not hash to its name" in res.stderr
+    res = repo("restore", "--repo", r, "latest", tmp_path / "out", check=False)
+    assert res.returncode == 3 and "authentication failed" in res.stderr
+
+
+def test_s3_backend_roundtrip_without_leaking_keys(tmp_path, minio):
+    bucket = "repo-roundtrip"
+    make_bucket(minio, bucket)
+    src = tmp_path / "src"
+    make_data(src, big=3 << 20)
+    s3 = {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key,
+          "AWS_DEFAULT_REGION": minio.region, "AWS_ENDPOINT_URL": minio.endpoint}
+    url = f"s3://{bucket}/cluster-a"
+    outs = [repo("init", "--repo", url, extra_env=s3),
+            repo("backup", "--repo", url, src, extra_env=s3),
+            repo("backup", "--repo", url, src, extra_env=s3)]
+    out = tmp_path / "out"
+    outs.append(repo("restore", "--repo", url, "latest", out, extra_env=s3))
+    assert tree(restored(out, src)) == tree(src)
+    outs.append(repo("check", "--repo", url, "--read-data", extra_env=s3))
+    for o in outs:
+        assert minio.secret_key not in o.stdout + o.stderr
+        assert PASS not in o.stdout + o.stderr
+    res = repo("snapshots", "--repo", url, extra_env={**s3, "AWS_SECRET_ACCESS_KEY": "bad"},
+               check=False)
+    assert res.returncode == 1 and "bad" not in res.stderr
+
+
+def test_kill_9_during_backup_leaves_a_checkable_repository(tmp_path):
+    """A loop of 20: start a backup, SIGKILL it at a random moment; after all
+    of them `check` passes and the next backup completes."""
+    src = tmp_path / "src"
+    make_data(src, big=24 << 20)
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    rnd = random.Random(7)
+    killed = 0
+    for i in range(20):
+        # Change something each round so there is always new data to write.
+        with open(src / "text.log", "a") as f:
+            f.write(f"round {i} " * 5000)
+        (src / f"round-{i}.bin").write_bytes(rnd.randbytes(1 << 20))
+        p = subprocess.Popen([str(KT), "repo", "backup", "--repo", str(r), str(src)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+        time.sleep(rnd.uniform(0.0, 0.4))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait()
+    assert killed >= 5, "the backups finished too fast to be interrupted"
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)
+    assert ck["ok"], ck
+    done = json.loads(repo("backup", "--repo", r, src, "-o", "json").stdout)
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, done["id"][:8], out)
+    assert tree(restored(out, src)) == tree(src)
