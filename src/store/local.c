@@ -276,7 +276,8 @@ static kt_code local_get(kt_store *s, const char *name, uint64_t offset, uint64_
 	int fd = openat(l->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		if (e == ENOENT || e == ENOTDIR)
+		/* ELOOP: a symlink, which is not an object (as in list and stat). */
+		if (e == ENOENT || e == ENOTDIR || e == ELOOP)
 			return missing(l, name, err);
 		return sys_fail(l, e, "open", name, err);
 	}
@@ -413,12 +414,13 @@ static kt_code walk_dir(walk *w, int dfd, const char *match, kt_error *err)
 			continue;   /* symlinks, sockets...: not objects */
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
-			ents = realloc(ents, cap * sizeof(*ents));
-			if (!ents) {
-				closedir(d);
-				return kt_error_set(err, KT_ENOMEM, "out of memory listing %s",
-				                    w->l->base.desc);
+			dir_entry *grown = realloc(ents, cap * sizeof(*ents));
+			if (!grown) {
+				rc = kt_error_set(err, KT_ENOMEM, "out of memory listing %s",
+				                  w->l->base.desc);
+				break;
 			}
+			ents = grown;
 		}
 		size_t sl = strlen(de->d_name);
 		ents[n].key = kt_xmalloc(sl + 2);
@@ -432,7 +434,7 @@ static kt_code walk_dir(walk *w, int dfd, const char *match, kt_error *err)
 		n++;
 		errno = 0;
 	}
-	if (errno && !de) {
+	if (!rc && errno && !de) {
 		int e = errno;
 		rc = kt_error_sys(err, kt_code_from_errno(e), e, "cannot list '%s' in %s",
 		                  w->path[0] ? w->path : ".", w->l->base.desc);

@@ -200,7 +200,12 @@ kt_code kt_store_get(kt_store *s, const char *name, uint64_t offset, uint64_t le
 		                    s->desc, (unsigned long long)size, (unsigned long long)offset);
 	}
 	uint64_t want = length ? length : size - offset;
-	if (out->len != want) {
+	if (out->len > want) {
+		kt_buf_reset(out);
+		return kt_error_set(err, KT_EPROTO, "get of '%s' from %s returned more bytes than "
+		                    "asked for (backend bug)", name, s->desc);
+	}
+	if (out->len < want) {
 		uint64_t got = out->len;
 		kt_buf_reset(out);
 		return kt_error_set(err, KT_ETRANSIENT, "short read of object '%s' in %s: got %llu of "

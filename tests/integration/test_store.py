@@ -207,3 +207,116 @@ def test_missing_s3_settings_are_usage_errors(tmp_path):
     r = storetool(env, "ls", "s3://bucket/p", check=False)
     assert r.returncode == 1, r.stderr  # KT_EUSAGE
     assert "endpoint" in r.stderr
+
+
+class LosingProxy:
+    """A TCP proxy in front of MinIO that, while `lose` > 0, forwards a PUT
+    to the server and then closes the client's connection instead of
+    passing the answer back: the write happened, the writer never heard."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target_port = target_port
+        self.lose = 0
+        self.lost = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+
+    def _up(self, client, server):
+        import threading
+        first = True
+        dropping = False
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if first:
+                    first = False
+                    with self.lock:
+                        if data.startswith(b"PUT ") and self.lose > 0:
+                            self.lose -= 1
+                            dropping = True
+                    if not dropping:
+                        threading.Thread(target=self._down, args=(server, client),
+                                         daemon=True).start()
+                server.sendall(data)
+                if dropping and b"\r\n\r\n" in data:
+                    # Let the server finish the request, then hang up on the client.
+                    server.settimeout(5)
+                    try:
+                        server.recv(65536)
+                    except OSError:
+                        pass
+                    with self.lock:
+                        self.lost += 1
+                    break
+        except OSError:
+            pass
+        finally:
+            client.close()
+            server.close()
+
+    @staticmethod
+    def _down(server, client):
+        try:
+            while True:
+                data = server.recv(65536)
+                if not data:
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                client.shutdown(2)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_lost_put_answer_is_resolved_by_the_s3_client(minio, tmp_path):
+    """The first PUT lands but its answer is lost; the client's retry is
+    refused with 412.  The object is ours (size and MD5 ETag match), so
+    the put succeeds; someone else's object under the name stays EEXIST."""
+    direct = s3_env(minio)
+    storetool(direct, "--create", "ls", "s3://store-lost/p")
+    proxy = LosingProxy(minio.port)
+    try:
+        env = s3_env(minio, S3_ENDPOINT=f"http://127.0.0.1:{proxy.port}", S3_ATTEMPTS=3,
+                     S3_TIMEOUT_MS=20000)
+        proxy.lose = 1
+        r = storetool(env, "putmem", "s3://store-lost/p", "mine", "my bytes", check=False)
+        assert proxy.lost == 1
+        assert r.returncode == 0, r.stderr
+        out = tmp_path / "got"
+        storetool(direct, "get", "s3://store-lost/p", "mine", out)
+        assert out.read_bytes() == b"my bytes"
+
+        storetool(direct, "putmem", "s3://store-lost/p", "theirs", "their bytes")
+        proxy.lose = 1
+        r = storetool(env, "putmem", "s3://store-lost/p", "theirs", "my bytes!!!", check=False)
+        assert proxy.lost == 2
+        assert r.returncode == KT_EEXIST, r.stderr
+        storetool(direct, "get", "s3://store-lost/p", "theirs", out)
+        assert out.read_bytes() == b"their bytes"
+    finally:
+        proxy.close()

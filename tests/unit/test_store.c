@@ -224,6 +224,10 @@ static void test_local_layout(void)
 	CHECK_EQ_U(n, 1);
 	uint64_t size;
 	CHECK(kt_store_stat(s, "data/ab/link", &size, &e) == KT_ENOTFOUND);
+	kt_buf lb;
+	kt_buf_init(&lb, 1024);
+	CHECK(kt_store_get(s, "data/ab/link", 0, 0, &lb, &e) == KT_ENOTFOUND);
+	kt_buf_release(&lb);
 	CHECK(kt_store_put(s, "data/ab/abc123", "x", 1, &e) == KT_OK);
 	n = 0;
 	CHECK(kt_store_list(s, "data/", count_entry, &n, &e) == KT_OK);
