@@ -46,6 +46,19 @@ void kt_archive_free(kt_archive *a);
 /* The repository id (64 hex). */
 const char *kt_archive_id(const kt_archive *a);
 
+/* ---------------- locks (lock.c) ---------------- */
+
+/*
+ * Lock the repository: shared (backup, restore, check) or exclusive
+ * (prune).  KT_EEXIST naming the holder when a conflicting lock younger
+ * than 30 minutes exists.  The lock is refreshed as work goes on and
+ * removed by kt_archive_unlock or kt_archive_free.
+ */
+kt_code kt_archive_lock(kt_archive *a, int exclusive, kt_error *err);
+void kt_archive_unlock(kt_archive *a);
+/* Remove locks older than 30 minutes (left by killed processes). */
+kt_code kt_archive_remove_stale_locks(kt_archive *a, unsigned *n_removed, kt_error *err);
+
 /* ---------------- backup ---------------- */
 
 typedef void (*kt_archive_progress_fn)(void *ctx, uint64_t files, uint64_t bytes,
@@ -149,6 +162,37 @@ typedef struct kt_archive_check_result {
  */
 kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn, void *ctx,
                          kt_archive_check_result *res, kt_error *err);
+
+/* ---------------- forget and prune (prune.c) ---------------- */
+
+/* Keep rules; 0 = the rule is off.  At least one must be set. */
+typedef struct kt_archive_policy {
+	unsigned last, hourly, daily, weekly, monthly, yearly;
+} kt_archive_policy;
+
+/* Called per snapshot, oldest first: why it is kept ("last,daily"), or
+ * NULL when it is (or, dry run, would be) removed. */
+typedef void (*kt_archive_forget_fn)(void *ctx, const kt_archive_snap *s, const char *kept);
+
+/*
+ * Apply the policy within each group of snapshots (same host and paths),
+ * deleting the snapshots no rule keeps (only snapshot objects: the data
+ * goes with prune).  KT_EUSAGE when no rule is set.
+ */
+kt_code kt_archive_forget(kt_archive *a, const kt_archive_policy *p, int dry_run,
+                          kt_archive_forget_fn fn, void *ctx, unsigned *n_removed,
+                          kt_error *err);
+
+typedef struct kt_archive_prune_result {
+	uint64_t packs_kept, packs_removed, packs_repacked, packs_unreferenced, packs_written;
+	uint64_t bytes_freed, bytes_written;
+	uint64_t remove_failed;       /* deletions the store refused (Object Lock) */
+} kt_archive_prune_result;
+
+/* Remove what no snapshot needs (order and crash safety in prune.c),
+ * under the exclusive lock.  dry_run: count only. */
+kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *res,
+                         kt_error *err);
 
 typedef struct kt_archive_stats {
 	uint64_t snapshots, packs, blobs, stored_bytes, raw_bytes;

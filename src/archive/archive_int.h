@@ -28,7 +28,14 @@ struct kt_archive {
 	size_t cap, n;
 	uint8_t (*packs)[32];   /* storage ids of known packs */
 	size_t n_packs, cap_packs;
+	char lock_name[128];    /* our lock object, "" when not locked (lock.c) */
+	int lock_exclusive;
+	int64_t lock_written_ms;
 };
+
+/* Refresh our lock when it is older than 5 minutes (cheap otherwise);
+ * called as work goes on. */
+void kt_archive_lock_tick(kt_archive *a);
 
 /* The entry for id, or NULL. */
 kt_loc *kt_archive_lookup(kt_archive *a, const uint8_t id[32]);

@@ -149,6 +149,7 @@ uint32_t kt_archive_pack_no(kt_archive *a, const uint8_t pack_id[32])
 
 void kt_archive_insert_at(kt_archive *a, uint32_t no, const kt_repo_entry *e)
 {
+	kt_archive_lock_tick(a);   /* long backups keep their lock fresh */
 	if (kt_archive_lookup(a, e->id))
 		return;
 	if ((a->n + 1) * 10 > a->cap * 7)
@@ -435,6 +436,7 @@ void kt_archive_free(kt_archive *a)
 {
 	if (!a)
 		return;
+	kt_archive_unlock(a);
 	kt_repo_keys_wipe(&a->keys);
 	free(a->tab);
 	free(a->packs);

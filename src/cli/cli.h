@@ -141,5 +141,8 @@ int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_stats(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g);
+int kt_cmd_repo_unlock(int argc, char **argv, const kt_globals *g);
 
 #endif /* KT_CLI_H */

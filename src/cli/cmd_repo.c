@@ -262,7 +262,9 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	                              .cancel = &kt_cli_cancel };
 	kt_archive_backup_result res;
 	kt_error err;
-	kt_code c = kt_archive_backup(a, (const char *const *)pos, (size_t)n_pos, &bo, &res, &err);
+	kt_code c = kt_archive_lock(a, 0, &err);
+	if (!c)
+		c = kt_archive_backup(a, (const char *const *)pos, (size_t)n_pos, &bo, &res, &err);
 	if (last)
 		fprintf(stderr, "\r\033[K");
 	kt_archive_free(a);
@@ -379,6 +381,8 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 	char id[65];
 	kt_code c = n_pos != 2 ? KT_EUSAGE : kt_archive_find_snapshot(a, pos[0], id, &err);
 	kt_archive_restore_result res;
+	if (!c)
+		c = kt_archive_lock(a, 0, &err);
 	if (!c) {
 		kt_archive_restore_opts ro = { .owners = owners, .cancel = &kt_cli_cancel };
 		c = kt_archive_restore(a, id, pos[1], &ro, &res, &err);
@@ -501,8 +505,11 @@ int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
 	if (rc || done)
 		return rc;
 	kt_archive_check_result res;
+	memset(&res, 0, sizeof(res));
 	kt_error err;
-	kt_code c = kt_archive_check(a, read_data, on_problem, NULL, &res, &err);
+	kt_code c = kt_archive_lock(a, 0, &err);
+	if (!c)
+		c = kt_archive_check(a, read_data, on_problem, NULL, &res, &err);
 	kt_archive_free(a);
 	kt_store_free(s);
 	if (g.output == KT_OUT_TABLE) {
@@ -563,5 +570,190 @@ int kt_cmd_repo_stats(int argc, char **argv, const kt_globals *g0)
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}
+	return 0;
+}
+
+static void on_forget(void *ctx, const kt_archive_snap *s, const char *kept)
+{
+	json_t *rows = ctx;
+	char short_id[9];
+	snprintf(short_id, sizeof(short_id), "%.8s", s->id);
+	json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:s}", "id", s->id, "short_id",
+	                                      short_id, "time", s->time, "hostname",
+	                                      kt_cli_json_text(s->hostname), "action",
+	                                      kept ? kept : "remove"));
+}
+
+int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo forget";
+	kt_globals g = *g0;
+	repo_flags rf;
+	const char *k[6] = { NULL };
+	int dry_run = 0, prune = 0;
+	kt_opt opts[20];
+	kt_opt *o = repo_opts(&rf, opts);
+	const kt_opt own[] = {
+		{ "keep-last", 0, "N", "keep the newest N snapshots", &k[0], NULL },
+		{ "keep-hourly", 0, "N", "keep the newest snapshot of each of the last N hours", &k[1],
+		  NULL },
+		{ "keep-daily", 0, "N", "... of each of the last N days (UTC)", &k[2], NULL },
+		{ "keep-weekly", 0, "N", "... of each of the last N ISO weeks", &k[3], NULL },
+		{ "keep-monthly", 0, "N", "... of each of the last N months", &k[4], NULL },
+		{ "keep-yearly", 0, "N", "... of each of the last N years", &k[5], NULL },
+		{ "dry-run", 'n', NULL, "show what would be removed; remove nothing", NULL, &dry_run },
+		{ "prune", 0, NULL, "then remove the data no snapshot needs (repo prune)", NULL,
+		  &prune },
+	};
+	memcpy(o, own, sizeof(own));
+	memset(o + sizeof(own) / sizeof(own[0]), 0, sizeof(kt_opt));
+	char help[2048];
+	snprintf(help, sizeof(help),
+	         "Remove snapshots by a tiered retention policy.  Snapshots are grouped by host\n"
+	         "and paths; in each group a snapshot stays when any rule keeps it: the newest\n"
+	         "--keep-last N, and the newest of each of the last N hours, days, weeks, months\n"
+	         "and years that have one.  Only the snapshot objects go; `repo prune` (or\n"
+	         "--prune) then removes the data nothing needs any more.\n%s\n"
+	         "Examples:\n"
+	         "  kontinuity repo forget --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --dry-run\n"
+	         "  kontinuity repo forget --keep-last 100 --prune\n", repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "--keep-... N [flags]", help, pos, 0,
+	                    &n_pos, &g, &done, &s, &a);
+	if (rc || done)
+		return rc;
+	unsigned v[6] = { 0 };
+	for (int i = 0; i < 6; i++) {
+		char *end;
+		unsigned long x = k[i] ? strtoul(k[i], &end, 10) : 0;
+		if (k[i] && (*end || !*k[i] || x > 1000000)) {
+			kt_archive_free(a);
+			kt_store_free(s);
+			return kt_cli_usage(path_cmd, "--keep-... needs a number (got '%s')", k[i]);
+		}
+		v[i] = (unsigned)x;
+	}
+	kt_archive_policy pol = { v[0], v[1], v[2], v[3], v[4], v[5] };
+	kt_error err;
+	json_t *rows = json_array();
+	unsigned removed = 0;
+	kt_code c = kt_archive_lock(a, 0, &err);
+	if (!c)
+		c = kt_archive_forget(a, &pol, dry_run, on_forget, rows, &removed, &err);
+	kt_archive_prune_result pr;
+	if (!c && prune && !dry_run) {
+		kt_archive_unlock(a);
+		c = kt_archive_prune(a, 0, &pr, &err);
+	}
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (c) {
+		json_decref(rows);
+		return kt_cli_fail(&err);
+	}
+	static const kt_column cols[] = {
+		{ "ID", "short_id" }, { "TIME", "time" }, { "HOST", "hostname" }, { "KEPT BY", "action" },
+	};
+	kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(rows);
+	if (g.output == KT_OUT_TABLE) {
+		printf("%s %u snapshot%s\n", dry_run ? "would remove" : "removed", removed,
+		       removed == 1 ? "" : "s");
+		if (prune && !dry_run)
+			printf("pruned: %llu packs removed, %llu repacked\n",
+			       (unsigned long long)pr.packs_removed, (unsigned long long)pr.packs_repacked);
+	}
+	return 0;
+}
+
+int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo prune";
+	kt_globals g = *g0;
+	repo_flags rf;
+	int dry_run = 0;
+	kt_opt opts[14];
+	kt_opt *o = repo_opts(&rf, opts);
+	o[0] = (kt_opt){ "dry-run", 'n', NULL, "count what would go; change nothing", NULL,
+	                 &dry_run };
+	memset(o + 1, 0, sizeof(kt_opt));
+	char help[2048];
+	snprintf(help, sizeof(help),
+	         "Remove the data no snapshot needs, under an exclusive lock: packs nothing\n"
+	         "uses are deleted, packs partly used are rewritten with only what is used,\n"
+	         "and packs left by interrupted backups are deleted.  New packs and the new\n"
+	         "index are written before anything is deleted, so an interrupted prune\n"
+	         "loses nothing.  Objects an Object Lock bucket refuses to delete are\n"
+	         "reported and left.\n%s\n"
+	         "Examples:\n  kontinuity repo prune --dry-run\n  kontinuity repo prune -o json\n",
+	         repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "[flags]", help, pos, 0, &n_pos, &g,
+	                    &done, &s, &a);
+	if (rc || done)
+		return rc;
+	kt_archive_prune_result pr;
+	kt_error err;
+	kt_code c = kt_archive_prune(a, dry_run, &pr, &err);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (c)
+		return kt_cli_fail(&err);
+	if (g.output == KT_OUT_TABLE) {
+		char b1[32], b2[32];
+		printf("%s%llu packs kept, %llu removed (%llu rewritten), %llu left by interrupted "
+		       "backups; %s freed, %s written%s\n", dry_run ? "dry run: " : "",
+		       (unsigned long long)pr.packs_kept, (unsigned long long)pr.packs_removed,
+		       (unsigned long long)pr.packs_repacked, (unsigned long long)pr.packs_unreferenced,
+		       kt_human_bytes(pr.bytes_freed, b1), kt_human_bytes(pr.bytes_written, b2),
+		       pr.remove_failed ? "; some deletions were refused (see above)" : "");
+	} else {
+		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "dryRun", dry_run,
+		                      "packsKept", (json_int_t)pr.packs_kept, "packsRemoved",
+		                      (json_int_t)pr.packs_removed, "packsRepacked",
+		                      (json_int_t)pr.packs_repacked, "packsUnreferenced",
+		                      (json_int_t)pr.packs_unreferenced, "bytesFreed",
+		                      (json_int_t)pr.bytes_freed, "bytesWritten",
+		                      (json_int_t)pr.bytes_written, "removeFailed",
+		                      (json_int_t)pr.remove_failed);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	return 0;
+}
+
+int kt_cmd_repo_unlock(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path_cmd = "repo unlock";
+	kt_globals g = *g0;
+	repo_flags rf;
+	kt_opt opts[12];
+	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	char help[1024];
+	snprintf(help, sizeof(help), "Remove stale locks (not refreshed for 30 minutes), left by "
+	         "killed\nprocesses.  Live locks are never removed.%s\nExamples:\n"
+	         "  kontinuity repo unlock\n", repo_help_tail);
+	char *pos[1];
+	int n_pos, done;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "[flags]", help, pos, 0, &n_pos, &g,
+	                    &done, &s, &a);
+	if (rc || done)
+		return rc;
+	unsigned n = 0;
+	kt_error err;
+	kt_code c = kt_archive_remove_stale_locks(a, &n, &err);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (c)
+		return kt_cli_fail(&err);
+	printf("removed %u stale lock%s\n", n, n == 1 ? "" : "s");
 	return 0;
 }

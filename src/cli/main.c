@@ -45,6 +45,9 @@ static const kt_command commands[] = {
 	{ "repo ls", "list what a snapshot holds", kt_cmd_repo_ls },
 	{ "repo check", "check the repository (--read-data: every byte)", kt_cmd_repo_check },
 	{ "repo stats", "what the repository holds and stores", kt_cmd_repo_stats },
+	{ "repo forget", "remove snapshots by a tiered retention policy", kt_cmd_repo_forget },
+	{ "repo prune", "remove the data no snapshot needs", kt_cmd_repo_prune },
+	{ "repo unlock", "remove stale locks left by killed processes", kt_cmd_repo_unlock },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
