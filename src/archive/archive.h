@@ -175,7 +175,8 @@ typedef struct kt_archive_policy {
 typedef void (*kt_archive_forget_fn)(void *ctx, const kt_archive_snap *s, const char *kept);
 
 /*
- * Apply the policy within each group of snapshots (same host and paths),
+ * Apply the policy within each group of snapshots (same host, and same
+ * tags, or for untagged snapshots same paths),
  * deleting the snapshots no rule keeps (only snapshot objects: the data
  * goes with prune).  KT_EUSAGE when no rule is set.
  */

@@ -2,7 +2,8 @@
  * prune.c - forget (which snapshots to keep) and prune (remove the data no
  * snapshot needs), in the order docs/repository-format.md prescribes.
  *
- * forget: snapshots are grouped by host and paths; in each group a policy
+ * forget: snapshots are grouped by host and tags (or, untagged, paths); in
+ * each group a policy
  * keeps the newest N (last), and the newest snapshot of each of the N most
  * recent hours, days, ISO weeks, months and years that have one (UTC).  A
  * snapshot kept by any rule stays.  Only snapshot objects are deleted.
@@ -49,12 +50,19 @@ static void bucket(const char *iso, char unit, char out[16])
 	}
 }
 
+/* Same host, and the same tags when there are tags (the agent's etcd
+ * backups: one file per snapshot, so their paths all differ), else the
+ * same paths. */
 static int same_group(const kt_archive_snap *a, const kt_archive_snap *b)
 {
-	if (strcmp(a->hostname, b->hostname) || a->n_paths != b->n_paths)
+	if (strcmp(a->hostname, b->hostname))
 		return 0;
-	for (size_t i = 0; i < a->n_paths; i++)
-		if (strcmp(a->paths[i], b->paths[i]))
+	int tagged = a->n_tags || b->n_tags;
+	size_t n = tagged ? a->n_tags : a->n_paths;
+	if (n != (tagged ? b->n_tags : b->n_paths))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(tagged ? a->tags[i] : a->paths[i], tagged ? b->tags[i] : b->paths[i]))
 			return 0;
 	return 1;
 }

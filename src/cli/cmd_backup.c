@@ -39,8 +39,10 @@ typedef struct backup_flags {
 	kt_cli_export_flags xf;
 	const char *keep_remote_s, *metrics_file, *metrics_addr, *drill_every_s, *etcd_bin, *etcdutl;
 	kt_drill_opts drill;
+	const char *repo, *repo_password_file;
+	char repo_pass[1024];
 	int no_client_cert, no_initial;
-	kt_opt opts[40];
+	kt_opt opts[44];
 } backup_flags;
 
 static void backup_flags_init(backup_flags *f, int agent)
@@ -93,6 +95,11 @@ static void backup_flags_init(backup_flags *f, int agent)
 		  NULL },
 		{ "etcdutl", 0, "PATH", "etcdutl binary for drills (default: etcdutl on PATH)",
 		  &f->etcdutl, NULL },
+		{ "repo", 0, "URL", "also keep every backup in this deduplicating, encrypted "
+		  "repository (a directory or s3://BUCKET/PREFIX; see `kontinuity repo init`)",
+		  &f->repo, NULL },
+		{ "repo-password-file", 0, "FILE", "the repository's passphrase (else "
+		  "KONTINUITY_PASSWORD)", &f->repo_password_file, NULL },
 	};
 	memcpy(o, drill, sizeof(drill));
 	o += sizeof(drill) / sizeof(drill[0]);
@@ -160,6 +167,34 @@ static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const
 	                            .cancel = &kt_cli_cancel };
 	cfg->drill_every = (unsigned)drill_every;
 	cfg->drill = &f->drill;
+	if (f->repo && *f->repo) {
+		f->repo_pass[0] = '\0';
+		if (f->repo_password_file) {
+			FILE *pf = fopen(f->repo_password_file, "r");
+			if (!pf)
+				return kt_cli_usage(path_cmd, "cannot read --repo-password-file '%s'",
+				                    f->repo_password_file);
+			if (!fgets(f->repo_pass, sizeof(f->repo_pass), pf))
+				f->repo_pass[0] = '\0';
+			fclose(pf);
+			f->repo_pass[strcspn(f->repo_pass, "\r\n")] = '\0';
+		} else if (getenv("KONTINUITY_PASSWORD")) {
+			snprintf(f->repo_pass, sizeof(f->repo_pass), "%s", getenv("KONTINUITY_PASSWORD"));
+		}
+		if (!f->repo_pass[0])
+			return kt_cli_usage(path_cmd, "--repo needs a passphrase: --repo-password-file "
+			                    "FILE or KONTINUITY_PASSWORD");
+		kt_log_add_secret(f->repo_pass);
+		cfg->repo_url = f->repo;
+		cfg->repo_password = f->repo_pass;
+		cfg->repo_s3.endpoint = getenv("AWS_ENDPOINT_URL_S3") ? getenv("AWS_ENDPOINT_URL_S3")
+		                                                       : getenv("AWS_ENDPOINT_URL");
+		cfg->repo_s3.region = getenv("AWS_DEFAULT_REGION");
+		cfg->repo_s3.access_key = getenv("AWS_ACCESS_KEY_ID");
+		cfg->repo_s3.secret_key = getenv("AWS_SECRET_ACCESS_KEY");
+		if (cfg->repo_s3.secret_key)
+			kt_log_add_secret(cfg->repo_s3.secret_key);
+	}
 	cfg->keep_remote = (unsigned)keep_remote;
 	cfg->metrics_file = f->metrics_file;
 	cfg->etcd = f->ef.conn;
@@ -213,6 +248,11 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		                      "exported", (int)x->n_exported, "failed", (int)x->n_failed,
 		                      "remoteDeleted", (int)x->n_remote_deleted,
 		                      "error", x->code ? x->error : NULL);
+		if (res.repo.attempted)
+			json_object_set_new(j, "repo", json_pack("{s:s?, s:I, s:s?}", "snapshot",
+			                    res.repo.code ? NULL : res.repo.snapshot, "added",
+			                    (json_int_t)res.repo.added,
+			                    "error", res.repo.code ? res.repo.error : NULL));
 		if (res.drilled)
 			json_object_set_new(j, "drill", json_pack("{s:s, s:f, s:s}", "result",
 			                    res.drill_pass ? "PASS" : res.drill_error ? "ERROR" : "FAIL",
@@ -226,6 +266,11 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		if (x->configured && !x->code)
 			printf("exported %u backup%s to %s\n", x->n_exported,
 			       x->n_exported == 1 ? "" : "s", x->target);
+		if (res.repo.attempted && !res.repo.code) {
+			char b[32];
+			printf("kept in the repository as snapshot %.8s (%s new)\n", res.repo.snapshot,
+			       kt_human_bytes(res.repo.added, b));
+		}
 		if (res.drilled)
 			printf("restore drill %s in %.1fs: %s\n", res.drill_pass ? "PASS"
 			       : res.drill_error ? "ERROR" : "FAIL",
@@ -238,6 +283,11 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		return 1;
 	}
 	kt_config_release(&conf);
+	if (res.repo.attempted && res.repo.code) {
+		fprintf(stderr, "kontinuity: saved locally, but keeping it in the repository failed: "
+		        "%s\n", res.repo.error);
+		return 1;
+	}
 	if (res.drilled && !res.drill_pass) {
 		fprintf(stderr, "kontinuity: the backup was saved, but its restore drill %s: %s\n",
 		        res.drill_error ? "could not run" : "failed", res.drill_summary);

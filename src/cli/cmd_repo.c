@@ -610,7 +610,8 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 	char help[2048];
 	snprintf(help, sizeof(help),
 	         "Remove snapshots by a tiered retention policy.  Snapshots are grouped by host\n"
-	         "and paths; in each group a snapshot stays when any rule keeps it: the newest\n"
+	         "and tags (untagged ones by paths: the agent's etcd backups are tagged etcd);\n"
+	         "in each group a snapshot stays when any rule keeps it: the newest\n"
 	         "--keep-last N, and the newest of each of the last N hours, days, weeks, months\n"
 	         "and years that have one.  Only the snapshot objects go; `repo prune` (or\n"
 	         "--prune) then removes the data nothing needs any more.\n%s\n"

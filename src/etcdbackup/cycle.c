@@ -301,6 +301,8 @@ kt_code kt_etcdbackup_cycle(const kt_backup_config *cfg, kt_backup_result *res, 
 		                              "version", res->save.version, "verified", 1,
 		                              "exported", 0));
 	}
+	if (c == KT_OK)
+		kt_backup_to_repo(cfg, res, iso);
 	/* Export even when this save failed: the backlog still goes out. */
 	kt_error xerr;
 	kt_error_clear(&xerr);

@@ -79,6 +79,11 @@ typedef struct kt_backup_config {
 	const char *cluster_id;      /* NULL: the kube-system namespace UID */
 	unsigned keep_remote;        /* objects of this node to keep (>= 1) */
 	const char *metrics_file;    /* node-exporter textfile to rewrite each cycle, or NULL */
+	const char *repo_url;        /* also keep each backup in this repository, or NULL */
+	const char *repo_password;   /* its passphrase (never logged) */
+	struct {
+		const char *endpoint, *region, *access_key, *secret_key, *cacert;
+	} repo_s3;                   /* for an s3:// repository */
 	unsigned drill_every;        /* drill every Nth successful backup; 0 = never */
 	const struct kt_drill_opts *drill;  /* how (etcd, etcdutl paths); needed with drill_every */
 } kt_backup_config;
@@ -93,6 +98,16 @@ typedef struct kt_export_result {
 	char error[KT_ERROR_MSG_MAX];
 } kt_export_result;
 
+/* The repository stage (torepo.c). */
+typedef struct kt_repo_result {
+	int attempted;               /* --repo was given and there was a new backup */
+	kt_code code;
+	char snapshot[65];
+	uint64_t added;              /* bytes the repository did not hold yet */
+	int64_t duration_ms;
+	char error[KT_ERROR_MSG_MAX];
+} kt_repo_result;
+
 typedef struct kt_backup_result {
 	char file[4096];             /* full path of the new backup ("" if none) */
 	char node[256];
@@ -101,6 +116,7 @@ typedef struct kt_backup_result {
 	kt_save_result save;
 	unsigned n_deleted;          /* removed by retention */
 	kt_export_result export;     /* the export stage (runs even when the save failed) */
+	kt_repo_result repo;         /* the repository stage (with --repo) */
 	int drilled;                 /* a restore drill ran on the new backup this cycle */
 	int drill_pass;
 	int drill_error;             /* it could not run (no etcd binary, no room): not a FAIL */

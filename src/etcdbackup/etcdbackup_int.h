@@ -30,6 +30,9 @@ kt_code kt_etcdbackup_export(const kt_backup_config *cfg, const char *node, json
 void kt_backup_log_append(const kt_backup_config *cfg, const char *iso, json_t *fields,
                           const char *text);
 
+/* The repository stage (torepo.c): fills res->repo, logs a line. */
+void kt_backup_to_repo(const kt_backup_config *cfg, kt_backup_result *res, const char *iso);
+
 /* Count this cycle into idx["metrics"] (metrics.c). */
 void kt_backup_metrics_record(json_t *idx, const kt_backup_result *res, kt_code save_code);
 

@@ -293,3 +293,43 @@ def test_kill_9_during_prune_loses_nothing(tmp_path):
     repo("restore", "--repo", r, done["id"][:8], out)
     assert tree(restored(out, src)) == tree(src)
 
+
+
+def test_etcd_backup_keeps_each_backup_in_the_repository(etcd, tmp_path):
+    """`etcd backup --repo`: every new local backup also becomes a snapshot
+    tagged etcd; consecutive backups of one cluster share most of their
+    data; a restored snapshot is byte-identical to the local file; forget
+    groups them by host and tag."""
+    from test_etcd_snapshot import load_cluster_like
+    load_cluster_like(etcd)
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    d = tmp_path / "zadara"
+    pw = tmp_path / "pw"
+    pw.write_text(PASS + "\n")
+    for i in range(3):
+        etcd.put_many(200, prefix=f"/registry/configmaps/round{i}", size=300)
+        res = subprocess.run([str(KT), "etcd", "backup", "--endpoint", etcd.endpoint, "--dir",
+                              str(d), "--hostname", "cp-1", "--instance-id", "i-cp1",
+                              "--kubeconfig", "", "--repo", str(r), "--repo-password-file",
+                              str(pw), "-o", "json"], capture_output=True, text=True,
+                             timeout=120, env=env({"KONTINUITY_PASSWORD": ""}))
+        assert res.returncode == 0, res.stderr
+        assert PASS not in res.stdout + res.stderr
+        out = json.loads(res.stdout)
+        assert len(out["repo"]["snapshot"]) == 64
+        time.sleep(1.1)
+    snaps = json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)
+    assert len(snaps) == 3 and all(s["tags"] == ["etcd"] and s["hostname"] == "cp-1"
+                                   for s in snaps)
+    files = sorted(p for p in d.glob("etcd_backup_*.db"))
+    assert [s["paths"] for s in snaps] == [[str(f)] for f in files]
+    # The later backups added far less than a whole snapshot.
+    assert snaps[2]["added_bytes"] < files[2].stat().st_size / 2, snaps
+    assert "repo node=cp-1" in (d / "etcd-backup.log").read_text()
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, snaps[1]["id"][:8], out)
+    assert (restored(out, files[1])).read_bytes() == files[1].read_bytes()
+    fg = json.loads(repo("forget", "--repo", r, "--keep-last", "1", "--dry-run",
+                         "-o", "json").stdout)
+    assert [x["action"] for x in fg] == ["remove", "remove", "last"]
