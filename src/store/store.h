@@ -14,7 +14,12 @@
  *      trailing '/', at most KT_STORE_NAME_MAX bytes and KT_STORE_SEGMENT_MAX
  *      per segment.  Anything else is KT_EUSAGE before a backend is called.
  *   2. Write once: put never replaces an object; a name that exists is
- *      KT_EEXIST (also when two writers race: exactly one wins).
+ *      KT_EEXIST (also when two writers race: exactly one wins).  One
+ *      exception: a put that had a transient failure inside the call (an
+ *      S3 request retried, the retry wrapper) and then finds the name
+ *      holding exactly its own bytes reports KT_OK, since its own attempt
+ *      may have landed with the answer lost (the two cannot be told apart,
+ *      and either way the name holds those bytes).
  *   3. Atomic appearance: an object is visible (get, stat, list) whole, with
  *      all its bytes, or not at all; a failed or interrupted put leaves no
  *      object under its name.  Local puts are durable (fsync of the file

@@ -15,8 +15,9 @@ typedef struct store_suite_opts {
 	const char *tmpdir;    /* where the put_file source file is written */
 	unsigned n_many;       /* objects in the listing case; 0 = 1100 (> one S3 page) */
 	uint64_t big_size;     /* put_file object; 0 = 40 MiB */
-	int lenient_identical; /* re-putting identical bytes may succeed (retry wrapper:
-	                          it cannot tell them from its own lost attempt) */
+	int lenient_identical; /* re-putting identical bytes may succeed (store.h rule 2:
+	                          whenever a retry can happen inside a put: the retry
+	                          wrapper, S3) */
 	FILE *log;             /* "ok - case" / "FAIL - case" lines; NULL = stdout */
 } store_suite_opts;
 
