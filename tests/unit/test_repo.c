@@ -227,8 +227,8 @@ static void test_tree_and_snapshot(void)
 	const char *bad[] = {
 		"{\"nodes\":[{\"name\":\"..\",\"type\":\"dir\",\"mode\":1,\"mtime\":\"x\"}]}",
 		"{\"nodes\":[{\"name\":\"a/b\",\"type\":\"dir\",\"mode\":1,\"mtime\":\"x\"}]}",
-		"{\"nodes\":[{\"name\":\"a\\u0000b\",\"type\":\"symlink\",\"mode\":1,"
-		"\"mtime\":\"x\",\"target\":\"t\"}]}",
+		("{\"nodes\":[{\"name\":\"a\\u0000b\",\"type\":\"symlink\",\"mode\":1,"
+		 "\"mtime\":\"x\",\"target\":\"t\"}]}"),
 	};
 	for (size_t i = 0; i < 3; i++) {
 		CHECK(kt_repo_tree_decode(bad[i], strlen(bad[i]), &d, &err) == KT_ECORRUPT);
