@@ -141,7 +141,9 @@ def test_quorum_loss_recovered_on_the_survivor(tmp_path, capsys):
         t_lost = time.monotonic()
         r = cp.etcdctl("put", "/quorum-probe", "x", "--command-timeout=3s", endpoints="m1",
                        check=False)
-        assert r.returncode != 0 and "deadline" in r.stderr, r
+        # Without quorum a write never commits: the client gives up
+        # ("context deadline exceeded") or etcd does ("request timed out").
+        assert r.returncode != 0 and ("deadline" in r.stderr or "timed out" in r.stderr), r
         assert not writable(kube, "shop", "written-without-quorum")
 
         # The runbook, first as a dry run that changes nothing.
