@@ -12,7 +12,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 PYTEST     ?= python3 -m pytest
 
-.PHONY: all deps test-deps peers build build-asan build-fuzz check unit demo bench fuzz clean
+.PHONY: all deps test-deps peers build build-asan build-fuzz check unit demo bench bench-repo fuzz clean
 
 all: build
 
@@ -61,8 +61,15 @@ demo: deps build
 	@scripts/demo.sh $(BUILD)/src/cli/kontinuity
 
 bench: build
+	@scripts/deps.sh bench
 	@scripts/peers.sh etcd
 	bench/run.sh $(BUILD)/src/cli/kontinuity
+	python3 bench/repo_bench.py $(BUILD)/src/cli/kontinuity
+
+# Only the repository benchmark (kontinuity repo vs restic and borg, ~15 min).
+bench-repo: build
+	@scripts/deps.sh bench
+	python3 bench/repo_bench.py $(BUILD)/src/cli/kontinuity
 
 # Run each libFuzzer target for FUZZ_SECONDS (default 60) growing the corpus.
 FUZZ_SECONDS ?= 60

@@ -5,8 +5,9 @@
 # second run does nothing), pytest through pip when no pytest is importable.
 # Go (>= 1.25, to build the test peers) must already be on PATH: Debian's
 # own golang package is too old for etcd 3.6 and Kubernetes 1.35.
-# Usage: scripts/deps.sh [build|demo|test]
-#   build: compile only; demo: + what the demo runs; test: + every test tool
+# Usage: scripts/deps.sh [build|demo|test|bench]
+#   build: compile only; demo: + what the demo runs; test: + every test tool;
+#   bench: + the peers `make bench` compares with (rclone, restic, borg)
 set -euo pipefail
 
 mode=${1:-test}
@@ -15,6 +16,11 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev make
       openssl ca-certificates)
 if [ "$mode" = demo ]; then
 	pkgs+=(python3)
+fi
+if [ "$mode" = bench ]; then
+	# The peers of bench/ (docs/benchmarks.md): rclone for the export
+	# upload, restic and borg for the repository.
+	pkgs+=(python3 rclone restic borgbackup)
 fi
 if [ "$mode" = test ]; then
 	# clang + its runtimes for the libFuzzer targets; valgrind for leak
@@ -44,7 +50,7 @@ if [ "$mode" = test ] && ! python3 -c 'import yaml' 2>/dev/null; then
 	echo "deps: installing PyYAML"
 	python3 -m pip install --quiet pyyaml || python3 -m pip install --quiet --break-system-packages pyyaml
 fi
-if [ "$mode" != build ] && ! command -v go >/dev/null 2>&1; then
+if { [ "$mode" = demo ] || [ "$mode" = test ]; } && ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go >= 1.25 is needed to build the test peers (etcd, MinIO, kube-apiserver);" >&2
 	echo "      install it and put 'go' on PATH, then run this again." >&2
 	exit 1
