@@ -1,23 +1,38 @@
 /*
- * backup.c - files into a snapshot: walk, chunk, deduplicate, pack,
- * upload; then the index, then the snapshot (docs/repository-format.md,
- * "Write and delete order").
+ * backup.c - files into a snapshot: walk, chunk, deduplicate; then (in
+ * packer.c) compress, seal, pack and upload; the index files, then the
+ * snapshot (docs/repository-format.md, "Write and delete order").
  *
- * Data flow, per file:  read 1 MiB slices -> chunker (files: FastCDC; etcd
- * databases, recognised by the bbolt magic: the etcd chunker) -> the chunk
- * accumulates in one buffer of at most the chunker's max size -> blob id
- * (keyed HMAC) -> known? skip : seal into the open pack -> a full pack is
- * uploaded under its SHA-256 and its entries get their pack number.
- * Trees are built bottom-up (a directory's tree blob after its children)
- * into a separate tree pack.
+ * Threads:
+ *   walker   (the caller) walks the directories, stats and opens each
+ *            entry, prefetches the small files ahead in the directory,
+ *            hands regular files to the readers and builds the trees
+ *            bottom-up: a directory's tree blob once its files are back.
+ *   readers  (one per CPU, at most MAX_READERS) each take a whole file:
+ *            read 1 MiB slices -> chunker (files: FastCDC; etcd databases,
+ *            recognised by the bbolt magic: the etcd chunker) -> the chunk
+ *            accumulates in one buffer of at most the chunker's max size ->
+ *            blob id (keyed HMAC) -> in the archive's table or already new
+ *            in this backup? skip : hand the buffer to the packer (no copy).
+ *   packer   (packer.h) seals on its workers and uploads packs, then index
+ *            files, from its upload thread.
+ * The snapshot is put only after the packer finished: every pack, then
+ * every index file, then the snapshot.
  *
- * Memory: one chunk buffer, two open packs (data, tree; each at most
- * pack_size plus one blob), the index table and the list of new packs for
- * the index file.  A failure leaves packs without index or index without
+ * Shared state (bctx.mu): the queue of files, the ids of this backup's new
+ * blobs, the counters of the result, the first error of a reader.  The
+ * archive's table is only read while threads run; it learns of the new
+ * blobs at the end, once they are in a stored index file (inserting can
+ * refresh the lock through the store, which the packer owns until then).
+ *
+ * Memory: per reader a slice and a chunk buffer; the packer's (packer.h:
+ * ~2 packs and a few chunks); the ids of this backup's new blobs; the
+ * index table.  A failure leaves packs without index or index without
  * snapshot: unreferenced data that prune removes, never a snapshot naming
  * missing data.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,141 +43,134 @@
 #include <unistd.h>
 
 #include "archive_int.h"
+#include "blobio.h"
+#include "packer.h"
 
-#define PENDING UINT32_MAX      /* pack number of a blob in a not yet uploaded pack */
 #define SLICE (1u << 20)
-#define INDEX_PACKS_PER_FILE 1000
+#define MAX_READERS 4             /* threads reading, chunking and hashing files */
+#define TASKS_QUEUED 8            /* files waiting for a reader */
+#define PREFETCH_AHEAD 32         /* files of a directory read ahead */
+#define PREFETCH_MAX (2u << 20)   /* ... when not larger than this */
 
-typedef struct open_pack {
-	kt_buf buf;
-	kt_repo_entry *entries;
-	size_t n, cap;
-	kt_blob_type type;
-} open_pack;
+/* The ids of the blobs this backup found new, so each is stored once
+ * however often it recurs (kept apart from the archive's table: see the
+ * top of the file). */
+typedef struct idset {
+	uint8_t (*ids)[32];
+	size_t cap, n;
+} idset;
 
-typedef struct bctx {
-	kt_archive *a;
-	const kt_archive_backup_opts *o;
-	kt_archive_backup_result *res;
-	int level;
-	open_pack data, tree;
-	kt_repo_index_pack *done;     /* uploaded packs not yet in an index file */
-	size_t n_done, cap_done;
+static const uint8_t zero_id[32];
+
+static size_t idset_slot(const idset *s, const uint8_t id[32])
+{
+	uint64_t h;
+	memcpy(&h, id, sizeof(h));
+	return (size_t)(h & (s->cap - 1));
+}
+
+/* 1 when id was in s; else adds it and returns 0.  (The all-zero id stands
+ * for an empty slot: an HMAC output that is all zeros does not happen.) */
+static int idset_put(idset *s, const uint8_t id[32])
+{
+	if ((s->n + 1) * 10 > s->cap * 7) {
+		idset old = *s;
+		s->cap = old.cap ? old.cap * 2 : 4096;
+		s->ids = kt_xcalloc(s->cap, 32);
+		for (size_t i = 0; i < old.cap; i++) {
+			if (!memcmp(old.ids[i], zero_id, 32))
+				continue;
+			size_t j = idset_slot(s, old.ids[i]);
+			while (memcmp(s->ids[j], zero_id, 32))
+				j = (j + 1) & (s->cap - 1);
+			memcpy(s->ids[j], old.ids[i], 32);
+		}
+		free(old.ids);
+	}
+	size_t i = idset_slot(s, id);
+	for (; memcmp(s->ids[i], zero_id, 32); i = (i + 1) & (s->cap - 1))
+		if (!memcmp(s->ids[i], id, 32))
+			return 1;
+	memcpy(s->ids[i], id, 32);
+	s->n++;
+	return 0;
+}
+
+/* One regular file for a reader thread: read, chunk and hash it into nd. */
+typedef struct ftask {
+	struct ftask *next;        /* in the queue */
+	kt_repo_node nd;           /* meta from the walker; content and size from the reader */
+	struct stat st;
+	int fd;                    /* the reader closes it */
+	char *path;                /* for messages */
+	int done;                  /* under mu */
+} ftask;
+
+struct bctx;
+
+typedef struct reader {
+	struct bctx *b;
+	kt_blobio *io;             /* its HMAC context for blob ids */
 	kt_buf chunk;
 	uint8_t *slice;
-	char path[PATH_MAX];
+	pthread_t thread;
+} reader;
+
+typedef struct bctx {
+	kt_archive *a;             /* its table is only read until the end */
+	const kt_archive_backup_opts *o;
+	kt_archive_backup_result *res;   /* under mu while the readers run */
+	kt_packer *pk;
+	kt_blobio *io;             /* the walker's, for tree blobs */
+	pthread_mutex_t mu;
+	pthread_cond_t cv_task;    /* readers: a task is queued, or closing */
+	pthread_cond_t cv_done;    /* walker: a task is done */
+	idset fresh;               /* under mu */
+	ftask *q_head, *q_tail;    /* under mu */
+	size_t n_queued;
+	int closing;
+	kt_code err_code;          /* the first error of a reader, under mu */
+	kt_error err;
+	uint64_t bytes_read;       /* under mu, for progress */
+	reader readers[MAX_READERS];
+	int n_readers;
+	char path[PATH_MAX];       /* the walker's */
 } bctx;
 
-static void pack_init(open_pack *p, kt_blob_type type, uint32_t pack_size)
+/* A pack is stored and an index file names it: its blobs join the table. */
+static void on_stored(void *ctx, const uint8_t pack_id[32], const kt_repo_entry *e, size_t n)
 {
-	kt_buf_init(&p->buf, (size_t)pack_size + KT_REPO_MAX_BLOB + (4u << 20));
-	p->entries = NULL;
-	p->n = p->cap = 0;
-	p->type = type;
+	kt_archive *a = ctx;
+	for (size_t i = 0; i < n; i++)
+		kt_archive_insert(a, pack_id, &e[i]);
 }
 
-static void pack_release(open_pack *p)
+/* Store the blob in *data unless it is known; its id into id_out.  New
+ * blobs go to the packer, which seals and uploads them (taking *data's
+ * bytes: *data is empty afterwards either way).  Any thread, with its own
+ * io. */
+static kt_code add_blob(bctx *b, kt_blobio *io, kt_blob_type type, kt_buf *data,
+                        uint8_t id_out[32], kt_error *err)
 {
-	kt_buf_release(&p->buf);
-	free(p->entries);
-	p->entries = NULL;
-	p->n = p->cap = 0;
-}
-
-static kt_code write_index(bctx *b, kt_error *err)
-{
-	if (!b->n_done)
+	size_t n = data->len;
+	kt_blobio_id(io, data->data, n, id_out);
+	int known = kt_archive_lookup(b->a, id_out) != NULL;
+	if (!known) {
+		pthread_mutex_lock(&b->mu);
+		known = idset_put(&b->fresh, id_out);
+		pthread_mutex_unlock(&b->mu);
+	}
+	if (known) {
+		kt_buf_clear(data);
 		return KT_OK;
-	kt_buf enc;
-	kt_buf_init(&enc, KT_REPO_MAX_SEALED + KT_REPO_SEAL_OVERHEAD);
-	kt_code c = kt_repo_index_encode(&b->a->keys, b->done, b->n_done, &enc, err);
-	if (!c) {
-		uint8_t id[32];
-		char hex[65], name[128];
-		kt_archive_storage_id(enc.data, enc.len, id, hex);
-		snprintf(name, sizeof(name), "index/%s", hex);
-		c = kt_store_put(b->a->s, name, enc.data, enc.len, err);
-		if (c == KT_EEXIST)
-			c = KT_OK;
-		if (!c)
-			b->res->stored_bytes += enc.len;
 	}
-	kt_buf_release(&enc);
-	for (size_t i = 0; i < b->n_done; i++)
-		free(b->done[i].entries);
-	b->n_done = 0;
-	return c;
-}
-
-/* Seal the header, upload the pack under its SHA-256, give its blobs their
- * pack number, and remember it for the index file. */
-static kt_code pack_flush(bctx *b, open_pack *p, kt_error *err)
-{
-	if (!p->n)
-		return KT_OK;
-	kt_code c = kt_repo_pack_finish(&b->a->keys, &p->buf, p->entries, p->n, err);
-	uint8_t id[32];
-	char name[80];
-	if (!c) {
-		kt_archive_storage_id(p->buf.data, p->buf.len, id, NULL);
-		kt_archive_pack_name(id, name);
-		c = kt_store_put(b->a->s, name, p->buf.data, p->buf.len, err);
-		if (c == KT_EEXIST)
-			c = KT_OK;   /* identical bytes are already stored under that name */
-	}
-	if (c)
-		return kt_error_wrap(err, "uploading a pack");
-	b->res->stored_bytes += p->buf.len;
-	b->res->packs++;
-	/* The table holds these blobs as PENDING: now they have a home. */
-	uint32_t no = kt_archive_pack_no(b->a, id);
-	for (size_t i = 0; i < p->n; i++) {
-		kt_loc *l = kt_archive_lookup(b->a, p->entries[i].id);
-		if (l && l->pack == PENDING)
-			l->pack = no;
-	}
-	if (b->n_done == b->cap_done) {
-		b->cap_done = b->cap_done ? b->cap_done * 2 : 64;
-		b->done = realloc(b->done, b->cap_done * sizeof(*b->done));
-		if (!b->done)
-			abort();
-	}
-	kt_repo_index_pack *ip = &b->done[b->n_done++];
-	memcpy(ip->pack_id, id, 32);
-	ip->entries = p->entries;
-	ip->n = p->n;
-	p->entries = NULL;
-	p->n = p->cap = 0;
-	kt_buf_reset(&p->buf);
-	if (b->n_done >= INDEX_PACKS_PER_FILE)
-		return write_index(b, err);
-	return KT_OK;
-}
-
-/* Store one blob unless it is known; its id into id_out. */
-static kt_code add_blob(bctx *b, open_pack *p, const void *data, size_t n, uint8_t id_out[32],
-                        kt_error *err)
-{
-	kt_repo_blob_id(&b->a->keys, data, n, id_out);
-	if (kt_archive_lookup(b->a, id_out))
-		return KT_OK;
-	if (p->n == p->cap) {
-		p->cap = p->cap ? p->cap * 2 : 256;
-		p->entries = realloc(p->entries, p->cap * sizeof(*p->entries));
-		if (!p->entries)
-			abort();
-	}
-	kt_repo_entry *e = &p->entries[p->n];
-	kt_code c = kt_repo_pack_add(&b->a->keys, &p->buf, p->type, data, n, b->level, e, err);
+	kt_code c = kt_packer_add(b->pk, type, id_out, data, err);
 	if (c)
 		return c;
-	p->n++;
+	pthread_mutex_lock(&b->mu);
 	b->res->blobs_new++;
 	b->res->bytes_new += n;
-	/* Known from now on (PENDING until its pack is uploaded). */
-	kt_archive_insert_at(b->a, PENDING, e);
-	if (p->buf.len >= b->a->pack_size || p->n >= KT_REPO_MAX_PACK_ENTRIES)
-		return pack_flush(b, p, err);
+	pthread_mutex_unlock(&b->mu);
 	return KT_OK;
 }
 
@@ -192,80 +200,231 @@ static int is_bbolt(const uint8_t *p, size_t n)
 	return n >= 20 && p[16] == 0xed && p[17] == 0xda && p[18] == 0x0c && p[19] == 0xed;
 }
 
-static kt_code backup_file(bctx *b, int fd, const struct stat *st, kt_repo_node *nd,
-                           kt_error *err)
+/* Read, chunk and hash the file of task t (on reader r's thread). */
+static kt_code read_file(reader *r, ftask *t, kt_error *err)
 {
+	bctx *b = r->b;
+	kt_repo_node *nd = &t->nd;
 	nd->type = KT_NODE_FILE;
 	kt_chunker ch;
 	kt_code c = KT_OK;
 	size_t cap_content = 0;
 	int first = 1;
 	uint64_t total = 0;
-	kt_buf_reset(&b->chunk);
+	kt_buf_clear(&r->chunk);
 	for (;;) {
 		if (b->o && b->o->cancel && *b->o->cancel)
 			return kt_error_set(err, KT_ECANCELED, "interrupted");
-		ssize_t r = read(fd, b->slice, SLICE);
-		if (r < 0 && errno == EINTR)
+		ssize_t n = read(t->fd, r->slice, SLICE);
+		if (n < 0 && errno == EINTR)
 			continue;
-		if (r < 0)
+		if (n < 0)
 			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot read '%s'",
-			                    b->path);
+			                    t->path);
 		if (first) {
-			const kt_chunker_params *pp = is_bbolt(b->slice, (size_t)r) ? &b->a->chunk_etcd
+			const kt_chunker_params *pp = is_bbolt(r->slice, (size_t)n) ? &b->a->chunk_etcd
 			                                                             : &b->a->chunk_files;
 			if ((c = kt_chunker_init(&ch, pp, b->a->keys.id, err)))
 				return c;
 			first = 0;
 		}
-		total += (uint64_t)r;
-		const uint8_t *p = b->slice;
-		size_t left = (size_t)r;
-		int eof = r == 0;
+		total += (uint64_t)n;
+		const uint8_t *p = r->slice;
+		size_t left = (size_t)n;
+		int eof = n == 0;
 		while (left || eof) {
 			int cut = 0;
 			size_t used = 0;
 			if (left) {
 				used = kt_chunker_scan(&ch, p, left, &cut);
-				if ((c = kt_buf_add(&b->chunk, p, used, err)))
+				if ((c = kt_buf_add(&r->chunk, p, used, err)))
 					return c;
 				p += used;
 				left -= used;
 			} else {
-				cut = kt_chunker_finish(&ch) > 0 || b->chunk.len > 0;
+				cut = kt_chunker_finish(&ch) > 0 || r->chunk.len > 0;
 			}
-			if (cut && b->chunk.len) {
+			if (cut && r->chunk.len) {
 				if (nd->n_content == cap_content) {
 					cap_content = cap_content ? cap_content * 2 : 64;
 					nd->content = realloc(nd->content, cap_content * 32);
 					if (!nd->content)
 						abort();
 				}
-				if ((c = add_blob(b, &b->data, b->chunk.data, b->chunk.len,
+				if ((c = add_blob(b, r->io, KT_BLOB_DATA, &r->chunk,
 				                  nd->content[nd->n_content], err)))
 					return c;
 				nd->n_content++;
-				kt_buf_reset(&b->chunk);
 			}
 			if (eof)
 				break;
 		}
-		if (b->o && b->o->progress)
-			b->o->progress(b->o->progress_ctx, b->res->files, b->res->bytes + total, b->path);
+		pthread_mutex_lock(&b->mu);
+		b->bytes_read += (uint64_t)n;
+		int stop = b->err_code != KT_OK;
+		pthread_mutex_unlock(&b->mu);
+		if (stop)   /* another reader failed: the backup is over */
+			return kt_error_set(err, KT_ECANCELED, "interrupted");
 		if (eof)
 			break;
 	}
 	/* A file that changed while we read it is stored as read; say so. */
 	struct stat after;
-	if (fstat(fd, &after) == 0 && (after.st_size != (off_t)total ||
-	                               after.st_mtim.tv_sec != st->st_mtim.tv_sec ||
-	                               after.st_mtim.tv_nsec != st->st_mtim.tv_nsec))
+	if (fstat(t->fd, &after) == 0 && (after.st_size != (off_t)total ||
+	                                  after.st_mtim.tv_sec != t->st.st_mtim.tv_sec ||
+	                                  after.st_mtim.tv_nsec != t->st.st_mtim.tv_nsec))
 		kt_log(KT_LOG_WARN, "'%s' changed while it was read; the snapshot holds the %llu bytes "
-		       "read", b->path, (unsigned long long)total);
+		       "read", t->path, (unsigned long long)total);
 	nd->size = total;
+	pthread_mutex_lock(&b->mu);
 	b->res->files++;
 	b->res->bytes += total;
+	pthread_mutex_unlock(&b->mu);
 	return KT_OK;
+}
+
+static void *reader_main(void *arg)
+{
+	reader *r = arg;
+	bctx *b = r->b;
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		while (!b->q_head && !b->closing)
+			pthread_cond_wait(&b->cv_task, &b->mu);
+		if (!b->q_head)
+			break;
+		ftask *t = b->q_head;
+		b->q_head = t->next;
+		if (!b->q_head)
+			b->q_tail = NULL;
+		b->n_queued--;
+		int skip = b->err_code != KT_OK;
+		pthread_mutex_unlock(&b->mu);
+
+		kt_error err;
+		kt_code c = skip ? KT_OK : read_file(r, t, &err);
+		close(t->fd);
+		t->fd = -1;
+
+		pthread_mutex_lock(&b->mu);
+		if (c && !b->err_code) {
+			b->err_code = c;
+			b->err = err;
+		}
+		t->done = 1;
+		pthread_cond_broadcast(&b->cv_done);
+	}
+	pthread_mutex_unlock(&b->mu);
+	return NULL;
+}
+
+static void start_readers(bctx *b)
+{
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv_task, NULL);
+	pthread_cond_init(&b->cv_done, NULL);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cpus < 1 ? 1 : cpus > MAX_READERS ? MAX_READERS : (int)cpus;
+	for (int i = 0; i < n; i++) {
+		reader *r = &b->readers[i];
+		r->b = b;
+		r->io = kt_blobio_new(&b->a->keys);
+		kt_buf_init(&r->chunk, KT_REPO_MAX_BLOB + 1);
+		r->slice = kt_xmalloc(SLICE);
+		if (pthread_create(&r->thread, NULL, reader_main, r) != 0)
+			abort();
+		b->n_readers++;
+	}
+}
+
+/* End the reader threads (the queue is empty: every task was waited for). */
+static void stop_readers(bctx *b)
+{
+	pthread_mutex_lock(&b->mu);
+	b->closing = 1;
+	pthread_cond_broadcast(&b->cv_task);
+	pthread_mutex_unlock(&b->mu);
+	for (int i = 0; i < b->n_readers; i++) {
+		reader *r = &b->readers[i];
+		pthread_join(r->thread, NULL);
+		kt_blobio_free(r->io);
+		kt_buf_release(&r->chunk);
+		free(r->slice);
+	}
+	b->n_readers = 0;
+}
+
+/* Under mu: tell the progress callback (from the walker only). */
+static void progress_locked(bctx *b, const char *current)
+{
+	if (b->o && b->o->progress)
+		b->o->progress(b->o->progress_ctx, b->res->files, b->bytes_read, current);
+}
+
+/* Wait (under mu) on cv_done for a while, telling progress meanwhile. */
+static void wait_done_locked(bctx *b, const char *current)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 250000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&b->cv_done, &b->mu, &until);
+	progress_locked(b, current);
+}
+
+/* Queue t for a reader; waits while enough tasks are queued.  When a reader
+ * failed, t is not queued but done at once, and that error returned. */
+static kt_code submit(bctx *b, ftask *t, kt_error *err)
+{
+	pthread_mutex_lock(&b->mu);
+	while (b->n_queued >= TASKS_QUEUED && !b->err_code)
+		wait_done_locked(b, t->path);
+	kt_code c = b->err_code;
+	if (c) {
+		*err = b->err;
+		t->done = 1;
+		close(t->fd);
+		t->fd = -1;
+	} else {
+		t->next = NULL;
+		if (b->q_tail)
+			b->q_tail->next = t;
+		else
+			b->q_head = t;
+		b->q_tail = t;
+		b->n_queued++;
+		pthread_cond_signal(&b->cv_task);
+	}
+	progress_locked(b, t->path);
+	pthread_mutex_unlock(&b->mu);
+	return c;
+}
+
+/* Wait until t is done; the first error of any reader, if there was one.
+ * t (and its node) is the caller's again. */
+static kt_code wait_task(bctx *b, ftask *t, kt_error *err)
+{
+	pthread_mutex_lock(&b->mu);
+	while (!t->done)
+		wait_done_locked(b, t->path);
+	kt_code c = b->err_code;
+	if (c)
+		*err = b->err;
+	pthread_mutex_unlock(&b->mu);
+	return c;
+}
+
+static void task_free(ftask *t, int keep_node)
+{
+	if (!keep_node) {
+		free(t->nd.name);
+		free(t->nd.content);
+	}
+	free(t->path);
+	free(t);
 }
 
 static kt_code tree_blob(bctx *b, kt_repo_tree *t, uint8_t id_out[32], kt_error *err)
@@ -274,7 +433,7 @@ static kt_code tree_blob(bctx *b, kt_repo_tree *t, uint8_t id_out[32], kt_error 
 	kt_buf_init(&enc, KT_REPO_MAX_BLOB);
 	kt_code c = kt_repo_tree_encode(t, &enc, err);
 	if (!c)
-		c = add_blob(b, &b->tree, enc.data, enc.len, id_out, err);
+		c = add_blob(b, b->io, KT_BLOB_TREE, &enc, id_out, err);
 	kt_buf_release(&enc);
 	return c;
 }
@@ -290,9 +449,28 @@ static void tree_add(kt_repo_tree *t, size_t *cap, kt_repo_node *nd)
 	t->nodes[t->n++] = *nd;
 }
 
-/* Back up the entry at b->path (plen bytes) named name into *nd. */
+/* Back up the entry at b->path (plen bytes) named name into *nd; a regular
+ * file goes to a reader instead: *task is set, and its node comes with it
+ * once it is done (wait_task). */
 static kt_code backup_entry(bctx *b, size_t plen, const char *name, kt_repo_node *nd, int depth,
-                            kt_error *err);
+                            ftask **task, kt_error *err);
+
+/* Start reading a small file in the background before its turn: on a cold
+ * cache, many reads in flight at once go much faster than one file at a
+ * time.  Only regular files are opened (a fifo or a device must not be);
+ * big ones need no help, the kernel reads ahead of sequential reads. */
+static void prefetch(int dfd, const char *name)
+{
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size == 0 || st.st_size > PREFETCH_MAX)
+		return;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	posix_fadvise(fd, 0, st.st_size, POSIX_FADV_WILLNEED);
+	close(fd);
+}
 
 static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth, kt_error *err)
 {
@@ -301,17 +479,44 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth, kt_
 	if (!d)
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot read directory '%s'",
 		                    b->path);
-	kt_repo_tree t = { 0 };
-	size_t cap = 0;
-	kt_code c = KT_OK;
+	/* The names first, so that the files ahead can be prefetched. */
+	char **names = NULL;
+	size_t n_names = 0, cap_names = 0;
 	struct dirent *de;
-	while (!c && (de = readdir(d))) {
+	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
+		if (n_names == cap_names) {
+			cap_names = cap_names ? cap_names * 2 : 64;
+			names = realloc(names, cap_names * sizeof(*names));
+			if (!names)
+				abort();
+		}
+		names[n_names++] = kt_xstrdup(de->d_name);
+	}
+	kt_repo_tree t = { 0 };
+	size_t cap = 0, ahead = 0;
+	ftask **tasks = NULL;      /* files being read, in order */
+	size_t n_tasks = 0;
+	kt_code c = KT_OK;
+	for (size_t i = 0; !c && i < n_names; i++) {
+		for (; ahead < n_names && ahead <= i + PREFETCH_AHEAD; ahead++)
+			if (ahead > i)
+				prefetch(dirfd(d), names[ahead]);
 		kt_repo_node child;
 		memset(&child, 0, sizeof(child));
-		c = backup_entry(b, plen, de->d_name, &child, depth + 1, err);
+		ftask *task = NULL;
+		c = backup_entry(b, plen, names[i], &child, depth + 1, &task, err);
 		b->path[plen] = '\0';
+		if (task) {
+			if (!n_tasks || !(n_tasks & (n_tasks - 1))) {   /* at 1, 2, 4, ... */
+				tasks = realloc(tasks, (n_tasks ? n_tasks * 2 : 1) * sizeof(*tasks));
+				if (!tasks)
+					abort();
+			}
+			tasks[n_tasks++] = task;
+			continue;
+		}
 		if (c || !child.name) {   /* failed, or skipped (a socket, a fifo) */
 			free(child.name);
 			free(child.content);
@@ -320,6 +525,22 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth, kt_
 		}
 		tree_add(&t, &cap, &child);
 	}
+	/* Every file handed to a reader comes back, also after a failure. */
+	for (size_t i = 0; i < n_tasks; i++) {
+		kt_error werr;
+		kt_code wc = wait_task(b, tasks[i], &werr);
+		if (wc && !c) {
+			c = wc;
+			*err = werr;
+		}
+		if (!c)
+			tree_add(&t, &cap, &tasks[i]->nd);
+		task_free(tasks[i], !c);
+	}
+	free(tasks);
+	for (size_t i = 0; i < n_names; i++)
+		free(names[i]);
+	free(names);
 	closedir(d);
 	if (!c)
 		c = tree_blob(b, &t, nd->subtree, err);
@@ -330,8 +551,9 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth, kt_
 }
 
 static kt_code backup_entry(bctx *b, size_t plen, const char *name, kt_repo_node *nd, int depth,
-                            kt_error *err)
+                            ftask **task, kt_error *err)
 {
+	*task = NULL;
 	if (depth > 256)
 		return kt_error_set(err, KT_ELIMIT, "directories nest deeper than 256 levels at '%s'",
 		                    b->path);
@@ -372,9 +594,14 @@ static kt_code backup_entry(bctx *b, size_t plen, const char *name, kt_repo_node
 	int fd = open(b->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open '%s'", b->path);
-	kt_code c = backup_file(b, fd, &st, nd, err);
-	close(fd);
-	return c;
+	ftask *t = kt_xcalloc(1, sizeof(*t));
+	t->nd = *nd;
+	memset(nd, 0, sizeof(*nd));
+	t->st = st;
+	t->fd = fd;
+	t->path = kt_xstrdup(b->path);
+	*task = t;
+	return submit(b, t, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -451,8 +678,20 @@ static kt_code trie_add(trie *root, const char *path, kt_error *err)
 static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth, kt_error *err)
 {
 	if (t->target) {
-		kt_code c = backup_entry(b, plen, t->name, nd, depth, err);
+		ftask *task = NULL;
+		kt_code c = backup_entry(b, plen, t->name, nd, depth, &task, err);
 		b->path[plen] = '\0';
+		if (task) {
+			kt_error werr;
+			kt_code wc = wait_task(b, task, &werr);
+			if (wc && !c) {
+				c = wc;
+				*err = werr;
+			}
+			if (!c)
+				*nd = task->nd;
+			task_free(task, !c);
+		}
 		if (!c && !nd->name)
 			c = kt_error_set(err, KT_EUSAGE, "'%s/%s' is not a file, directory or link",
 			                 plen ? b->path : "", t->name);
@@ -515,12 +754,11 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	b.a = a;
 	b.o = o;
 	b.res = res;
-	b.level = o && o->compression_level ? (o->compression_level < 0 ? 0 : o->compression_level)
-	                                    : 3;
-	pack_init(&b.data, KT_BLOB_DATA, a->pack_size);
-	pack_init(&b.tree, KT_BLOB_TREE, a->pack_size);
-	kt_buf_init(&b.chunk, KT_CHUNKER_MAX_CHUNK + 1);
-	b.slice = kt_xmalloc(SLICE);
+	int level = o && o->compression_level ? (o->compression_level < 0 ? 0 : o->compression_level)
+	                                      : 3;
+	b.pk = kt_packer_start(a, level, 0);
+	b.io = kt_blobio_new(&a->keys);
+	start_readers(&b);
 	kt_repo_tree top = { 0 };
 	size_t cap = 0;
 	b.path[0] = '/';
@@ -538,18 +776,19 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			free(nd.target);
 		}
 	}
+	stop_readers(&b);   /* every file is read (the walk waited for each) */
 	kt_repo_snapshot snap;
 	memset(&snap, 0, sizeof(snap));
 	if (!c)
 		c = tree_blob(&b, &top, snap.tree, err);
 	kt_repo_tree_release(&top);
-	/* Packs, then the index naming them, then the snapshot. */
+	/* Packs, then the index naming them (the packer), then the snapshot. */
 	if (!c)
-		c = pack_flush(&b, &b.data, err);
+		c = kt_packer_finish(b.pk, err);
+	kt_packer_stats(b.pk, &res->stored_bytes, &res->packs);
 	if (!c)
-		c = pack_flush(&b, &b.tree, err);
-	if (!c)
-		c = write_index(&b, err);
+		kt_packer_drain(b.pk, on_stored, a);
+	kt_packer_free(b.pk);
 	if (!c) {
 		struct timespec now;
 		clock_gettime(CLOCK_REALTIME, &now);
@@ -581,16 +820,11 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			                          res->snapshot_id, &res->stored_bytes, err);
 		kt_buf_release(&enc);
 	}
-	/* Blobs of packs that never made it out are not in the repository. */
-	if (c)
-		kt_archive_forget_pending(a, PENDING);
-	for (size_t i = 0; i < b.n_done; i++)
-		free(b.done[i].entries);
-	free(b.done);
-	pack_release(&b.data);
-	pack_release(&b.tree);
-	kt_buf_release(&b.chunk);
-	free(b.slice);
+	free(b.fresh.ids);
+	kt_blobio_free(b.io);
+	pthread_mutex_destroy(&b.mu);
+	pthread_cond_destroy(&b.cv_task);
+	pthread_cond_destroy(&b.cv_done);
 	trie_free(&root);
 	res->duration_ms = kt_now_ms() - start;
 	return c;
