@@ -11,6 +11,7 @@
  * cannot write outside the target.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "archive_int.h"
+#include "blobio.h"
 
 /* ------------------------------------------------------------------ */
 /* Snapshots. */
@@ -215,12 +217,101 @@ static int parse_time(const char *s, struct timespec *ts)
 	return 0;
 }
 
+/*
+ * The restore itself runs on threads:
+ *
+ *   caller   walks the trees depth first; makes directories and links;
+ *            creates each file as .<name>.kontinuity-part and reads its
+ *            sealed bytes from the store in ranges (blobs that follow each
+ *            other in one pack, up to RANGE_MAX bytes) into jobs[].  It is
+ *            the only thread that uses the store.
+ *   workers  open every blob of a job (authenticate with its id,
+ *            decompress, check length and id: kt_blobio_open, in place) and
+ *            pwrite it at its place in the file; the one that writes a
+ *            file's last bytes gives it its mode, owner and times, closes
+ *            it and hands it to the namer.
+ *   namer    makes a batch of finished files durable with one syncfs()
+ *            (instead of an fsync per file) and then renames each to its
+ *            name, so a name only ever holds a complete file.
+ *
+ * A directory gets its mode, owner, times and an fsync once its walk is
+ * over and everything in it has its name (rdir.refs counts the walk, the
+ * files not yet named and the subdirectories not yet finished); renaming
+ * into it later would change its time.  Memory: N_JOBS ranges of at most
+ * RANGE_MAX (or one blob) and a blob buffer per worker.  Descriptors: the
+ * directories still waiting for files (at most MAX_OPEN_DIRS, else the
+ * caller waits for the namer) and the files being written.
+ *
+ * After the first error nothing more is named; the caller stops the
+ * threads and removes every .part file still there.
+ */
+
+#define RANGE_MAX (2u << 20)
+#define N_JOBS 8
+#define N_WORKERS_MAX 8
+#define BATCH_FILES 512
+#define BATCH_BYTES (64u << 20)
+#define MAX_OPEN_DIRS 256
+
+typedef struct rdir {
+	struct rdir *parent, *prev, *next;   /* next/prev: the live list */
+	int fd;
+	char *name;                          /* in parent; NULL for the target */
+	uint32_t mode, uid, gid;
+	char mtime[40];
+	int refs;                            /* under mu */
+} rdir;
+
+typedef struct rfile {
+	struct rfile *prev, *next;           /* the live list */
+	struct rfile *fnext;                 /* the finished list */
+	rdir *dir;
+	int fd;                              /* -1 once closed */
+	char *name, *path;
+	char part[300];
+	uint32_t mode, uid, gid;
+	char mtime[40];
+	uint64_t size;
+	int jobs, submitted;                 /* under mu */
+} rfile;
+
+typedef struct rjob {
+	rfile *f;
+	uint64_t file_off;
+	uint8_t pack_id[32];
+	uint64_t base;                       /* pack offset of sealed.data[0] */
+	kt_repo_entry *e;
+	size_t n, cap;
+	kt_buf sealed;
+} rjob;
+
 typedef struct rctx {
 	kt_archive *a;
 	const kt_archive_restore_opts *o;
-	kt_archive_restore_result *res;
-	kt_buf blob;
-	char path[4096];   /* for messages and progress */
+	kt_archive_restore_result *res;      /* under mu while threads run */
+	char path[4096];                     /* the caller's, for messages and progress */
+	int rootfd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv_job;               /* workers: a job is ready, or stop/close */
+	pthread_cond_t cv_free;              /* caller: a job slot came free, or idle */
+	pthread_cond_t cv_fin;               /* namer: files finished, flush, stop/close */
+	rjob jobs[N_JOBS];
+	int free_jobs[N_JOBS];
+	size_t n_free;
+	int ready[N_JOBS];
+	size_t r_head, n_ready;
+	int busy;
+	rfile *fin_head, *fin_tail;
+	size_t n_fin;
+	uint64_t fin_bytes;
+	int naming, flush, closing, stop;
+	kt_code err_code;
+	kt_error err;
+	rfile *files;
+	rdir *dirs;
+	size_t n_dirs;
+	pthread_t workers[N_WORKERS_MAX], namer;
+	int n_workers, running;
 } rctx;
 
 static void set_times(int dirfd, const char *name, const char *mtime, int nofollow)
@@ -232,67 +323,399 @@ static void set_times(int dirfd, const char *name, const char *mtime, int nofoll
 	}
 }
 
-static kt_code restore_file(rctx *r, int dirfd, const kt_repo_node *nd, kt_error *err)
+static void fail_locked(rctx *r, kt_code c, const kt_error *err)
 {
-	char part[300];
-	snprintf(part, sizeof(part), ".%s.kontinuity-part", nd->name);
-	int fd = openat(dirfd, part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'",
-		                    r->path);
+	if (!r->err_code) {
+		r->err_code = c;
+		r->err = *err;
+	}
+	r->stop = 1;
+	pthread_cond_broadcast(&r->cv_job);
+	pthread_cond_broadcast(&r->cv_free);
+	pthread_cond_broadcast(&r->cv_fin);
+}
+
+/* Drop one reference to d; the last one finishes it (mode, owner, fsync,
+ * times) and drops its reference to its parent.  The target itself is
+ * finished by kt_archive_restore. */
+static void dir_unref(rctx *r, rdir *d)
+{
+	while (d) {
+		pthread_mutex_lock(&r->mu);
+		int last = --d->refs == 0 && d->parent && !r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (!last)
+			return;
+		fchmod(d->fd, d->mode & 07777);
+		if (r->o && r->o->owners)
+			fchown(d->fd, d->uid, d->gid);
+		fsync(d->fd);
+		close(d->fd);
+		rdir *parent = d->parent;
+		set_times(parent->fd, d->name, d->mtime, 1);
+		pthread_mutex_lock(&r->mu);
+		r->res->dirs++;
+		if (d->prev)
+			d->prev->next = d->next;
+		else
+			r->dirs = d->next;
+		if (d->next)
+			d->next->prev = d->prev;
+		r->n_dirs--;
+		pthread_mutex_unlock(&r->mu);
+		free(d->name);
+		free(d);
+		d = parent;
+	}
+}
+
+/* The file's bytes are all written: mode, owner, times; then to the namer. */
+static kt_code file_done(rctx *r, rfile *f, kt_error *err)
+{
 	kt_code c = KT_OK;
-	uint64_t written = 0;
-	for (size_t i = 0; !c && i < nd->n_content; i++) {
-		if (r->o && r->o->cancel && *r->o->cancel) {
-			c = kt_error_set(err, KT_ECANCELED, "interrupted");
-			break;
-		}
-		if ((c = kt_archive_read_blob(r->a, nd->content[i], &r->blob, err)))
-			break;
-		const char *p = r->blob.data;
-		size_t left = r->blob.len;
-		while (left) {
-			ssize_t w = write(fd, p, left);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0) {
-				c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
-				                 r->path);
-				break;
-			}
-			p += w;
-			left -= (size_t)w;
-		}
-		written += r->blob.len;
-		r->res->bytes += r->blob.len;
-		if (r->o && r->o->progress)
-			r->o->progress(r->o->progress_ctx, r->res->files, r->res->bytes, r->path);
+	fchmod(f->fd, f->mode & 07777);
+	if (r->o && r->o->owners && fchown(f->fd, f->uid, f->gid) != 0)
+		c = kt_error_sys(err, KT_EPERM, errno, "cannot give '%s' its owner", f->path);
+	struct timespec ts[2];
+	if (!c && parse_time(f->mtime, &ts[1]) == 0) {
+		ts[0] = ts[1];
+		futimens(f->fd, ts);
 	}
-	if (!c && written != nd->size)
-		c = kt_error_set(err, KT_ECORRUPT, "'%s': its blobs hold %llu bytes, the tree says "
-		                 "%llu", r->path, (unsigned long long)written,
-		                 (unsigned long long)nd->size);
-	if (!c && fsync(fd) != 0)
-		c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'", r->path);
-	if (!c)
-		fchmod(fd, nd->mode & 07777);
-	if (!c && r->o && r->o->owners && fchown(fd, nd->uid, nd->gid) != 0)
-		c = kt_error_sys(err, KT_EPERM, errno, "cannot give '%s' its owner", r->path);
-	close(fd);
-	if (!c) {
-		set_times(dirfd, part, nd->mtime, 1);
-		if (renameat(dirfd, part, dirfd, nd->name) != 0)
-			c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot name '%s'",
-			                 r->path);
+	close(f->fd);
+	f->fd = -1;
+	pthread_mutex_lock(&r->mu);
+	if (c) {
+		fail_locked(r, c, err);
+	} else {
+		f->fnext = NULL;
+		if (r->fin_tail)
+			r->fin_tail->fnext = f;
+		else
+			r->fin_head = f;
+		r->fin_tail = f;
+		r->n_fin++;
+		r->fin_bytes += f->size;
+		if (r->n_fin >= BATCH_FILES || r->fin_bytes >= BATCH_BYTES || r->flush)
+			pthread_cond_signal(&r->cv_fin);
 	}
-	if (c)
-		unlinkat(dirfd, part, 0);
-	else
-		r->res->files++;
+	pthread_mutex_unlock(&r->mu);
 	return c;
 }
 
-static kt_code restore_tree(rctx *r, int dirfd, const uint8_t id[32], size_t plen, int depth,
+/* Open every blob of job j and write it at its place in the file. */
+static kt_code write_job(rjob *j, kt_blobio *io, kt_error *err)
+{
+	uint64_t off = j->file_off;
+	for (size_t i = 0; i < j->n; i++) {
+		const kt_repo_entry *e = &j->e[i];
+		const uint8_t *p;
+		kt_code c = kt_blobio_open(io, e, (uint8_t *)j->sealed.data + (e->offset - j->base), &p,
+		                           err);
+		if (c) {
+			char name[80];
+			kt_archive_pack_name(j->pack_id, name);
+			return kt_error_wrap(err, "pack %s at offset %u", name, e->offset);
+		}
+		size_t left = e->raw_length;
+		while (left) {
+			ssize_t w = pwrite(j->f->fd, p, left, (off_t)off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
+				                    j->f->path);
+			p += w;
+			left -= (size_t)w;
+			off += (uint64_t)w;
+		}
+	}
+	/* Start writing big pieces back now, so the namer's syncfs finds
+	 * little left to do. */
+	if (off - j->file_off >= (1u << 20))
+		sync_file_range(j->f->fd, (off_t)j->file_off, (off_t)(off - j->file_off),
+		                SYNC_FILE_RANGE_WRITE);
+	return KT_OK;
+}
+
+static void *worker_main(void *arg)
+{
+	rctx *r = arg;
+	kt_blobio *io = kt_blobio_new(&r->a->keys);
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->n_ready && !r->stop && !r->closing)
+			pthread_cond_wait(&r->cv_job, &r->mu);
+		if (r->stop || !r->n_ready)
+			break;
+		int s = r->ready[r->r_head];
+		r->r_head = (r->r_head + 1) % N_JOBS;
+		r->n_ready--;
+		r->busy++;
+		pthread_mutex_unlock(&r->mu);
+
+		rjob *j = &r->jobs[s];
+		kt_error err;
+		kt_code c = write_job(j, io, &err);
+
+		pthread_mutex_lock(&r->mu);
+		rfile *f = j->f, *done = NULL;
+		j->f = NULL;
+		r->free_jobs[r->n_free++] = s;
+		if (c)
+			fail_locked(r, c, &err);
+		else if (--f->jobs == 0 && f->submitted)
+			done = f;
+		pthread_cond_broadcast(&r->cv_free);
+		if (done && !r->stop) {
+			/* Still busy: wait_idle must not see this file in no list. */
+			pthread_mutex_unlock(&r->mu);
+			file_done(r, done, &err);
+			pthread_mutex_lock(&r->mu);
+		}
+		r->busy--;
+		pthread_cond_broadcast(&r->cv_free);
+	}
+	pthread_mutex_unlock(&r->mu);
+	kt_blobio_free(io);
+	return NULL;
+}
+
+static void *namer_main(void *arg)
+{
+	rctx *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->stop && !r->closing &&
+		       !(r->n_fin && (r->n_fin >= BATCH_FILES || r->fin_bytes >= BATCH_BYTES ||
+		                      r->flush)))
+			pthread_cond_wait(&r->cv_fin, &r->mu);
+		if (r->stop || (!r->n_fin && r->closing))
+			break;
+		if (!r->n_fin)
+			continue;
+		rfile *batch = r->fin_head;
+		r->fin_head = r->fin_tail = NULL;
+		r->n_fin = 0;
+		r->fin_bytes = 0;
+		r->naming = 1;
+		pthread_mutex_unlock(&r->mu);
+
+		kt_error err;
+		kt_code c = KT_OK;
+		/* Every file of the batch on disk before any gets its name. */
+		if (syncfs(r->rootfd) != 0)
+			c = kt_error_sys(&err, kt_code_from_errno(errno), errno, "cannot write the "
+			                 "restored files to disk");
+		while (!c && batch) {
+			rfile *f = batch;
+			if (renameat(f->dir->fd, f->part, f->dir->fd, f->name) != 0) {
+				c = kt_error_sys(&err, kt_code_from_errno(errno), errno, "cannot name '%s'",
+				                 f->path);
+				break;
+			}
+			batch = f->fnext;
+			rdir *d = f->dir;
+			pthread_mutex_lock(&r->mu);
+			r->res->files++;
+			if (f->prev)
+				f->prev->next = f->next;
+			else
+				r->files = f->next;
+			if (f->next)
+				f->next->prev = f->prev;
+			pthread_mutex_unlock(&r->mu);
+			free(f->name);
+			free(f->path);
+			free(f);
+			dir_unref(r, d);
+		}
+		pthread_mutex_lock(&r->mu);
+		r->naming = 0;
+		if (c)
+			fail_locked(r, c, &err);
+		pthread_cond_broadcast(&r->cv_free);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+/* Wait until every queued job is written and every finished file named;
+ * the first error of any thread, if there was one. */
+static kt_code wait_idle(rctx *r, kt_error *err)
+{
+	pthread_mutex_lock(&r->mu);
+	r->flush = 1;
+	pthread_cond_signal(&r->cv_fin);
+	while (!r->stop && (r->n_ready || r->busy || r->n_fin || r->naming))
+		pthread_cond_wait(&r->cv_free, &r->mu);
+	r->flush = 0;
+	kt_code c = r->err_code;
+	if (c)
+		*err = r->err;
+	pthread_mutex_unlock(&r->mu);
+	return c;
+}
+
+static void progress(rctx *r)
+{
+	if (!r->o || !r->o->progress)
+		return;
+	pthread_mutex_lock(&r->mu);
+	uint64_t files = r->res->files, bytes = r->res->bytes;
+	pthread_mutex_unlock(&r->mu);
+	r->o->progress(r->o->progress_ctx, files, bytes, r->path);
+}
+
+static kt_code canceled(rctx *r, kt_error *err)
+{
+	if (r->o && r->o->cancel && *r->o->cancel)
+		return kt_error_set(err, KT_ECANCELED, "interrupted");
+	return KT_OK;
+}
+
+/* Queue the blobs of nd for writing into a new .part file in d. */
+static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *err)
+{
+	/* Every blob indexed, and they add up to the size the tree records. */
+	kt_archive *a = r->a;
+	uint64_t total = 0;
+	for (size_t i = 0; i < nd->n_content; i++) {
+		kt_loc *l = kt_archive_lookup(a, nd->content[i]);
+		if (!l || l->pack >= a->n_packs) {
+			char hex[65];
+			kt_hex(hex, nd->content[i], 32);
+			return kt_error_set(err, KT_ECORRUPT, "blob %.16s is in no index (the repository "
+			                    "is missing data; run `kontinuity repo check`)", hex);
+		}
+		total += l->raw_length;
+	}
+	if (total != nd->size)
+		return kt_error_set(err, KT_ECORRUPT, "'%s': its blobs hold %llu bytes, the tree says "
+		                    "%llu", r->path, (unsigned long long)total,
+		                    (unsigned long long)nd->size);
+	rfile *f = kt_xcalloc(1, sizeof(*f));
+	snprintf(f->part, sizeof(f->part), ".%s.kontinuity-part", nd->name);
+	f->fd = openat(d->fd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (f->fd < 0) {
+		free(f);
+		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'",
+		                    r->path);
+	}
+	f->dir = d;
+	f->name = kt_xstrdup(nd->name);
+	f->path = kt_xstrdup(r->path);
+	f->mode = nd->mode;
+	f->uid = nd->uid;
+	f->gid = nd->gid;
+	memcpy(f->mtime, nd->mtime, sizeof(f->mtime));
+	f->size = total;
+	pthread_mutex_lock(&r->mu);
+	d->refs++;
+	f->next = r->files;
+	if (r->files)
+		r->files->prev = f;
+	r->files = f;
+	pthread_mutex_unlock(&r->mu);
+
+	kt_code c = KT_OK;
+	uint64_t file_off = 0;
+	for (size_t i = 0; i < nd->n_content;) {
+		if ((c = canceled(r, err)))
+			break;
+		pthread_mutex_lock(&r->mu);
+		while (!r->n_free && !r->stop)
+			pthread_cond_wait(&r->cv_free, &r->mu);
+		if (r->stop) {
+			c = r->err_code;
+			*err = r->err;
+			pthread_mutex_unlock(&r->mu);
+			break;
+		}
+		int s = r->free_jobs[--r->n_free];
+		pthread_mutex_unlock(&r->mu);
+
+		/* The run of blobs from i on that lie in one span of one pack of
+		 * at most RANGE_MAX bytes: one read for all of them.  Backups seal
+		 * blobs on several threads and files side by side, so a file's
+		 * blobs are near each other in a pack, not always in order or
+		 * back to back; the gaps are read too.  A blob that recurs in the
+		 * run ends it (its bytes are decrypted in place, once). */
+		rjob *job = &r->jobs[s];
+		const kt_loc *l = kt_archive_lookup(a, nd->content[i]);
+		uint32_t pack = l->pack;
+		uint64_t base = l->offset, end = base + l->length, raw = 0;
+		job->n = 0;
+		size_t j = i;
+		for (; j < nd->n_content; j++) {
+			const kt_loc *m = kt_archive_lookup(a, nd->content[j]);
+			uint64_t lo = m->offset < base ? m->offset : base;
+			uint64_t hi = m->offset + m->length > end ? m->offset + m->length : end;
+			if (j > i && (m->pack != pack || hi - lo > RANGE_MAX))
+				break;
+			int again = 0;
+			for (size_t k = 0; !again && m->offset < end && m->offset + m->length > base &&
+			                   k < job->n; k++)
+				again = job->e[k].offset == m->offset;
+			if (again)
+				break;
+			if (job->n == job->cap) {
+				job->cap = job->cap ? job->cap * 2 : 64;
+				job->e = realloc(job->e, job->cap * sizeof(*job->e));
+				if (!job->e)
+					abort();
+			}
+			kt_repo_entry *e = &job->e[job->n++];
+			e->type = m->type;
+			e->compression = m->compression;
+			e->offset = m->offset;
+			e->length = m->length;
+			e->raw_length = m->raw_length;
+			memcpy(e->id, m->id, 32);
+			base = lo;
+			end = hi;
+			raw += m->raw_length;
+		}
+		uint64_t len = end - base;
+		job->f = f;
+		job->file_off = file_off;
+		job->base = base;
+		memcpy(job->pack_id, a->packs[pack], 32);
+		char name[80];
+		kt_archive_pack_name(job->pack_id, name);
+		c = kt_store_get(a->s, name, base, len, &job->sealed, err);
+		pthread_mutex_lock(&r->mu);
+		if (c) {
+			job->f = NULL;
+			r->free_jobs[r->n_free++] = s;
+		} else {
+			f->jobs++;
+			r->res->bytes += raw;
+			r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
+			pthread_cond_signal(&r->cv_job);
+		}
+		pthread_mutex_unlock(&r->mu);
+		if (c)
+			break;
+		file_off += raw;
+		i = j;
+	}
+	pthread_mutex_lock(&r->mu);
+	/* A file with a blob missing must never get its name (its other jobs
+	 * may still finish): stop everything, before a worker can see the file
+	 * as submitted. */
+	if (c)
+		fail_locked(r, c, err);
+	f->submitted = 1;
+	int done = !c && !r->stop && f->jobs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (done)
+		c = file_done(r, f, err);
+	if (!c)
+		progress(r);
+	return c;
+}
+
+static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen, int depth,
                             kt_error *err)
 {
 	if (depth > 256)
@@ -309,46 +732,126 @@ static kt_code restore_tree(rctx *r, int dirfd, const uint8_t id[32], size_t ple
 		r->path[plen] = '/';
 		memcpy(r->path + plen + 1, nd->name, n + 1);
 		if (nd->type == KT_NODE_FILE) {
-			c = restore_file(r, dirfd, nd, err);
+			c = restore_file(r, d, nd, err);
 		} else if (nd->type == KT_NODE_SYMLINK) {
-			if (symlinkat(nd->target, dirfd, nd->name) != 0)
+			if (symlinkat(nd->target, d->fd, nd->name) != 0)
 				c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create link "
 				                 "'%s'", r->path);
 			else {
 				if (r->o && r->o->owners)
-					fchownat(dirfd, nd->name, nd->uid, nd->gid, AT_SYMLINK_NOFOLLOW);
-				set_times(dirfd, nd->name, nd->mtime, 1);
+					fchownat(d->fd, nd->name, nd->uid, nd->gid, AT_SYMLINK_NOFOLLOW);
+				set_times(d->fd, nd->name, nd->mtime, 1);
+				pthread_mutex_lock(&r->mu);
 				r->res->links++;
+				pthread_mutex_unlock(&r->mu);
 			}
 		} else {
-			if (mkdirat(dirfd, nd->name, 0700) != 0) {
+			pthread_mutex_lock(&r->mu);
+			size_t open_dirs = r->n_dirs;
+			pthread_mutex_unlock(&r->mu);
+			/* Directories waiting for their files to be named hold a
+			 * descriptor each: name what is finished before opening more. */
+			if (open_dirs >= MAX_OPEN_DIRS && (c = wait_idle(r, err)))
+				break;
+			if (mkdirat(d->fd, nd->name, 0700) != 0) {
 				c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'",
 				                 r->path);
 				break;
 			}
-			int sub = openat(dirfd, nd->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub = openat(d->fd, nd->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub < 0) {
 				c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open '%s'",
 				                 r->path);
 				break;
 			}
-			c = restore_tree(r, sub, nd->subtree, plen + 1 + n, depth + 1, err);
-			if (!c) {
-				fchmod(sub, nd->mode & 07777);
-				if (r->o && r->o->owners)
-					fchown(sub, nd->uid, nd->gid);
-				fsync(sub);
-			}
-			close(sub);
-			if (!c) {
-				set_times(dirfd, nd->name, nd->mtime, 1);
-				r->res->dirs++;
-			}
+			rdir *sd = kt_xcalloc(1, sizeof(*sd));
+			sd->parent = d;
+			sd->fd = sub;
+			sd->name = kt_xstrdup(nd->name);
+			sd->mode = nd->mode;
+			sd->uid = nd->uid;
+			sd->gid = nd->gid;
+			memcpy(sd->mtime, nd->mtime, sizeof(sd->mtime));
+			sd->refs = 1;
+			pthread_mutex_lock(&r->mu);
+			d->refs++;
+			sd->next = r->dirs;
+			if (r->dirs)
+				r->dirs->prev = sd;
+			r->dirs = sd;
+			r->n_dirs++;
+			pthread_mutex_unlock(&r->mu);
+			c = restore_tree(r, sd, nd->subtree, plen + 1 + n, depth + 1, err);
+			if (!c)
+				dir_unref(r, sd);   /* the walk is over */
 		}
 		r->path[plen] = '\0';
 	}
 	kt_repo_tree_release(&t);
 	return c;
+}
+
+static void start_threads(rctx *r)
+{
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv_job, NULL);
+	pthread_cond_init(&r->cv_free, NULL);
+	pthread_cond_init(&r->cv_fin, NULL);
+	for (int i = 0; i < N_JOBS; i++) {
+		kt_buf_init(&r->jobs[i].sealed, KT_REPO_MAX_BLOB + RANGE_MAX + 1024);
+		r->free_jobs[r->n_free++] = i;
+	}
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cpus < 1 ? 1 : cpus > N_WORKERS_MAX ? N_WORKERS_MAX : (int)cpus;
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
+			abort();
+		r->n_workers++;
+	}
+	if (pthread_create(&r->namer, NULL, namer_main, r) != 0)
+		abort();
+	r->running = 1;
+}
+
+/* End the threads (at once when stop), then remove what an error left:
+ * .part files, descriptors. */
+static void stop_threads(rctx *r, int stop)
+{
+	pthread_mutex_lock(&r->mu);
+	if (stop)
+		r->stop = 1;
+	r->closing = 1;
+	pthread_cond_broadcast(&r->cv_job);
+	pthread_cond_broadcast(&r->cv_free);
+	pthread_cond_broadcast(&r->cv_fin);
+	pthread_mutex_unlock(&r->mu);
+	for (int i = 0; i < r->n_workers; i++)
+		pthread_join(r->workers[i], NULL);
+	pthread_join(r->namer, NULL);
+	r->running = 0;
+	for (rfile *f = r->files, *next; f; f = next) {
+		next = f->next;
+		if (f->fd >= 0)
+			close(f->fd);
+		unlinkat(f->dir->fd, f->part, 0);
+		free(f->name);
+		free(f->path);
+		free(f);
+	}
+	for (rdir *d = r->dirs, *next; d; d = next) {
+		next = d->next;
+		close(d->fd);
+		free(d->name);
+		free(d);
+	}
+	for (int i = 0; i < N_JOBS; i++) {
+		kt_buf_release(&r->jobs[i].sealed);
+		free(r->jobs[i].e);
+	}
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv_job);
+	pthread_cond_destroy(&r->cv_free);
+	pthread_cond_destroy(&r->cv_fin);
 }
 
 kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
@@ -387,10 +890,18 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 		return kt_error_set(err, KT_EEXIST, "'%s' is not empty; restore into a new directory",
 		                    target);
 	}
-	rctx r = { .a = a, .o = o, .res = res };
-	kt_buf_init(&r.blob, KT_REPO_MAX_BLOB + 1);
-	c = restore_tree(&r, dirfd, s.tree, 0, 0, err);
-	kt_buf_release(&r.blob);
+	rctx *r = kt_xcalloc(1, sizeof(*r));
+	r->a = a;
+	r->o = o;
+	r->res = res;
+	r->rootfd = dirfd;
+	rdir root = { .fd = dirfd, .refs = 1 };
+	start_threads(r);
+	c = restore_tree(r, &root, s.tree, 0, 0, err);
+	if (!c)
+		c = wait_idle(r, err);
+	stop_threads(r, c != KT_OK);
+	free(r);
 	fsync(dirfd);
 	close(dirfd);
 	kt_repo_snapshot_release(&s);
