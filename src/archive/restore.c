@@ -221,11 +221,11 @@ static int parse_time(const char *s, struct timespec *ts)
  * The restore itself runs on threads:
  *
  *   caller   walks the trees depth first; makes directories and links;
- *            creates each file as .<name>.kontinuity-part and reads its
- *            sealed bytes from the store in ranges (blobs that follow each
- *            other in one pack, up to RANGE_MAX bytes) into jobs[].  It is
- *            the only thread that uses the store.
- *   workers  open every blob of a job (authenticate with its id,
+ *            reads the sealed bytes of each file from the store in ranges
+ *            (its blobs that lie within RANGE_MAX bytes of one pack) into
+ *            jobs[].  It is the only thread that uses the store.
+ *   workers  the first job of a file creates it as .<name>.kontinuity-part;
+ *            open every blob of a job (authenticate with its id,
  *            decompress, check length and id: kt_blobio_open, in place) and
  *            pwrite it at its place in the file; the one that writes a
  *            file's last bytes gives it its mode, owner and times, closes
@@ -273,14 +273,22 @@ typedef struct rfile {
 	char mtime[40];
 	uint64_t size;
 	int jobs, submitted;                 /* under mu */
+	int made, making;                    /* under mu: the .part exists / is being made */
 } rfile;
 
-typedef struct rjob {
+/* One blob of a job: where its sealed bytes are, and where they go. */
+typedef struct rpiece {
+	kt_repo_entry e;
 	rfile *f;
 	uint64_t file_off;
-	uint8_t pack_id[32];
-	uint64_t base;                       /* pack offset of sealed.data[0] */
-	kt_repo_entry *e;
+} rpiece;
+
+/* One read of the store: a span of one pack with the blobs of one or more
+ * files in it (in file order per file). */
+typedef struct rjob {
+	uint32_t pack;                       /* number in a->packs */
+	uint64_t base, end;                  /* the span of the pack: sealed.data[0] is base */
+	rpiece *p;
 	size_t n, cap;
 	kt_buf sealed;
 } rjob;
@@ -295,12 +303,14 @@ typedef struct rctx {
 	pthread_cond_t cv_job;               /* workers: a job is ready, or stop/close */
 	pthread_cond_t cv_free;              /* caller: a job slot came free, or idle */
 	pthread_cond_t cv_fin;               /* namer: files finished, flush, stop/close */
+	pthread_cond_t cv_made;              /* workers: a .part file was made (or not) */
 	rjob jobs[N_JOBS];
 	int free_jobs[N_JOBS];
 	size_t n_free;
 	int ready[N_JOBS];
 	size_t r_head, n_ready;
 	int busy;
+	int pend;                            /* the caller's job being filled, or -1 */
 	rfile *fin_head, *fin_tail;
 	size_t n_fin;
 	uint64_t fin_bytes;
@@ -333,6 +343,7 @@ static void fail_locked(rctx *r, kt_code c, const kt_error *err)
 	pthread_cond_broadcast(&r->cv_job);
 	pthread_cond_broadcast(&r->cv_free);
 	pthread_cond_broadcast(&r->cv_fin);
+	pthread_cond_broadcast(&r->cv_made);
 }
 
 /* Drop one reference to d; the last one finishes it (mode, owner, fsync,
@@ -402,38 +413,82 @@ static kt_code file_done(rctx *r, rfile *f, kt_error *err)
 	return c;
 }
 
-/* Open every blob of job j and write it at its place in the file. */
-static kt_code write_job(rjob *j, kt_blobio *io, kt_error *err)
+/* The first job of a file to reach a worker creates its .part file (many
+ * files are made at once, not one by one on the walker's thread); other
+ * jobs of the file wait for that.  KT_ECANCELED when it could not be made
+ * (the error is recorded by the one that tried). */
+static kt_code make_file(rctx *r, rfile *f, kt_error *err)
 {
-	uint64_t off = j->file_off;
+	pthread_mutex_lock(&r->mu);
+	while (f->making && !r->stop)
+		pthread_cond_wait(&r->cv_made, &r->mu);
+	if (f->made || r->stop) {
+		int made = f->made;
+		pthread_mutex_unlock(&r->mu);
+		return made ? KT_OK : kt_error_set(err, KT_ECANCELED, "interrupted");
+	}
+	f->making = 1;
+	pthread_mutex_unlock(&r->mu);
+	int fd = openat(f->dir->fd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                0600);
+	kt_code c = KT_OK;
+	if (fd < 0)
+		c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'", f->path);
+	pthread_mutex_lock(&r->mu);
+	f->making = 0;
+	if (!c) {
+		f->fd = fd;
+		f->made = 1;
+	}
+	pthread_cond_broadcast(&r->cv_made);
+	pthread_mutex_unlock(&r->mu);
+	return c;
+}
+
+/* Open every blob of job j and write it at its place in its file. */
+static kt_code write_job(rctx *r, rjob *j, kt_blobio *io, kt_error *err)
+{
+	uint64_t run_off = 0, run_len = 0;   /* bytes of one file written back to back */
 	for (size_t i = 0; i < j->n; i++) {
-		const kt_repo_entry *e = &j->e[i];
+		const rpiece *pc = &j->p[i];
+		const kt_repo_entry *e = &pc->e;
+		int first = !i || j->p[i - 1].f != pc->f;
+		if (first) {
+			kt_code c = make_file(r, pc->f, err);
+			if (c)
+				return c;
+		}
 		const uint8_t *p;
 		kt_code c = kt_blobio_open(io, e, (uint8_t *)j->sealed.data + (e->offset - j->base), &p,
 		                           err);
 		if (c) {
 			char name[80];
-			kt_archive_pack_name(j->pack_id, name);
+			kt_archive_pack_name(r->a->packs[j->pack], name);
 			return kt_error_wrap(err, "pack %s at offset %u", name, e->offset);
 		}
+		uint64_t off = pc->file_off;
 		size_t left = e->raw_length;
 		while (left) {
-			ssize_t w = pwrite(j->f->fd, p, left, (off_t)off);
+			ssize_t w = pwrite(pc->f->fd, p, left, (off_t)off);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0)
 				return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
-				                    j->f->path);
+				                    pc->f->path);
 			p += w;
 			left -= (size_t)w;
 			off += (uint64_t)w;
 		}
+		if (first || run_off + run_len != pc->file_off) {
+			run_off = pc->file_off;
+			run_len = 0;
+		}
+		run_len += e->raw_length;
+		/* Start writing big pieces back now, so the namer's syncfs finds
+		 * little left to do. */
+		if ((i + 1 == j->n || j->p[i + 1].f != pc->f) && run_len >= (1u << 20))
+			sync_file_range(pc->f->fd, (off_t)run_off, (off_t)run_len, SYNC_FILE_RANGE_WRITE);
 	}
-	/* Start writing big pieces back now, so the namer's syncfs finds
-	 * little left to do. */
-	if (off - j->file_off >= (1u << 20))
-		sync_file_range(j->f->fd, (off_t)j->file_off, (off_t)(off - j->file_off),
-		                SYNC_FILE_RANGE_WRITE);
 	return KT_OK;
 }
 
@@ -441,6 +496,8 @@ static void *worker_main(void *arg)
 {
 	rctx *r = arg;
 	kt_blobio *io = kt_blobio_new(&r->a->keys);
+	rfile **done = NULL;   /* files a job finished */
+	size_t cap_done = 0;
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		while (!r->n_ready && !r->stop && !r->closing)
@@ -455,27 +512,40 @@ static void *worker_main(void *arg)
 
 		rjob *j = &r->jobs[s];
 		kt_error err;
-		kt_code c = write_job(j, io, &err);
+		kt_code c = write_job(r, j, io, &err);
 
 		pthread_mutex_lock(&r->mu);
-		rfile *f = j->f, *done = NULL;
-		j->f = NULL;
-		r->free_jobs[r->n_free++] = s;
+		size_t n_done = 0;
 		if (c)
 			fail_locked(r, c, &err);
-		else if (--f->jobs == 0 && f->submitted)
-			done = f;
+		else
+			for (size_t i = 0; i < j->n; i++) {
+				rfile *f = j->p[i].f;
+				if ((!i || j->p[i - 1].f != f) && --f->jobs == 0 && f->submitted) {
+					if (n_done == cap_done) {
+						cap_done = cap_done ? cap_done * 2 : 64;
+						done = realloc(done, cap_done * sizeof(*done));
+						if (!done)
+							abort();
+					}
+					done[n_done++] = f;
+				}
+			}
+		j->n = 0;
+		r->free_jobs[r->n_free++] = s;
 		pthread_cond_broadcast(&r->cv_free);
-		if (done && !r->stop) {
-			/* Still busy: wait_idle must not see this file in no list. */
+		if (n_done && !r->stop) {
+			/* Still busy: wait_idle must not see these files in no list. */
 			pthread_mutex_unlock(&r->mu);
-			file_done(r, done, &err);
+			for (size_t i = 0; i < n_done; i++)
+				file_done(r, done[i], &err);
 			pthread_mutex_lock(&r->mu);
 		}
 		r->busy--;
 		pthread_cond_broadcast(&r->cv_free);
 	}
 	pthread_mutex_unlock(&r->mu);
+	free(done);
 	kt_blobio_free(io);
 	return NULL;
 }
@@ -539,17 +609,22 @@ static void *namer_main(void *arg)
 	return NULL;
 }
 
+static kt_code flush_pending(rctx *r, kt_error *err);
+
 /* Wait until every queued job is written and every finished file named;
  * the first error of any thread, if there was one. */
 static kt_code wait_idle(rctx *r, kt_error *err)
 {
+	kt_code c = flush_pending(r, err);
+	if (c)
+		return c;
 	pthread_mutex_lock(&r->mu);
 	r->flush = 1;
 	pthread_cond_signal(&r->cv_fin);
 	while (!r->stop && (r->n_ready || r->busy || r->n_fin || r->naming))
 		pthread_cond_wait(&r->cv_free, &r->mu);
 	r->flush = 0;
-	kt_code c = r->err_code;
+	c = r->err_code;
 	if (c)
 		*err = r->err;
 	pthread_mutex_unlock(&r->mu);
@@ -570,6 +645,75 @@ static kt_code canceled(rctx *r, kt_error *err)
 {
 	if (r->o && r->o->cancel && *r->o->cancel)
 		return kt_error_set(err, KT_ECANCELED, "interrupted");
+	return KT_OK;
+}
+
+/* Does the blob at l go into the pending job: the same pack, the span
+ * still at most RANGE_MAX bytes, and not there already (a blob that recurs
+ * takes a new job: its bytes are decrypted in place, once)?  Backups seal
+ * on several threads and files side by side, so a file's blobs lie near
+ * each other in a pack, not always in order or back to back; the gaps are
+ * read too. */
+static int fits(rctx *r, const kt_loc *l)
+{
+	if (r->pend < 0)
+		return 0;
+	const rjob *j = &r->jobs[r->pend];
+	uint64_t lo = l->offset < j->base ? l->offset : j->base;
+	uint64_t hi = l->offset + l->length > j->end ? l->offset + l->length : j->end;
+	if (l->pack != j->pack || hi - lo > RANGE_MAX)
+		return 0;
+	if (l->offset < j->end && l->offset + l->length > j->base)
+		for (size_t k = 0; k < j->n; k++)
+			if (j->p[k].e.offset == l->offset)
+				return 0;
+	return 1;
+}
+
+/* Read the pending job's span from the store and queue it for a worker. */
+static kt_code flush_pending(rctx *r, kt_error *err)
+{
+	if (r->pend < 0)
+		return KT_OK;
+	int s = r->pend;
+	rjob *j = &r->jobs[s];
+	r->pend = -1;
+	char name[80];
+	kt_archive_pack_name(r->a->packs[j->pack], name);
+	kt_code c = kt_store_get(r->a->s, name, j->base, j->end - j->base, &j->sealed, err);
+	pthread_mutex_lock(&r->mu);
+	if (c) {
+		/* Its files will never complete: stop before any could be named. */
+		fail_locked(r, c, err);
+		j->n = 0;
+		r->free_jobs[r->n_free++] = s;
+	} else {
+		r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
+		pthread_cond_signal(&r->cv_job);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return c;
+}
+
+/* Take a free job (waiting for one) as the pending job, starting at l. */
+static kt_code take_job(rctx *r, const kt_loc *l, kt_error *err)
+{
+	pthread_mutex_lock(&r->mu);
+	while (!r->n_free && !r->stop)
+		pthread_cond_wait(&r->cv_free, &r->mu);
+	if (r->stop) {
+		kt_code c = r->err_code;
+		*err = r->err;
+		pthread_mutex_unlock(&r->mu);
+		return c;
+	}
+	r->pend = r->free_jobs[--r->n_free];
+	pthread_mutex_unlock(&r->mu);
+	rjob *j = &r->jobs[r->pend];
+	j->pack = l->pack;
+	j->base = l->offset;
+	j->end = l->offset + l->length;
+	j->n = 0;
 	return KT_OK;
 }
 
@@ -595,11 +739,16 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 		                    (unsigned long long)nd->size);
 	rfile *f = kt_xcalloc(1, sizeof(*f));
 	snprintf(f->part, sizeof(f->part), ".%s.kontinuity-part", nd->name);
-	f->fd = openat(d->fd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (f->fd < 0) {
-		free(f);
-		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'",
-		                    r->path);
+	f->fd = -1;
+	if (!nd->n_content) {   /* no job will make it: an empty file, made here */
+		f->fd = openat(d->fd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		               0600);
+		if (f->fd < 0) {
+			free(f);
+			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'",
+			                    r->path);
+		}
+		f->made = 1;
 	}
 	f->dir = d;
 	f->name = kt_xstrdup(nd->name);
@@ -619,85 +768,39 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 
 	kt_code c = KT_OK;
 	uint64_t file_off = 0;
-	for (size_t i = 0; i < nd->n_content;) {
+	for (size_t i = 0; i < nd->n_content; i++) {
 		if ((c = canceled(r, err)))
 			break;
-		pthread_mutex_lock(&r->mu);
-		while (!r->n_free && !r->stop)
-			pthread_cond_wait(&r->cv_free, &r->mu);
-		if (r->stop) {
-			c = r->err_code;
-			*err = r->err;
-			pthread_mutex_unlock(&r->mu);
-			break;
-		}
-		int s = r->free_jobs[--r->n_free];
-		pthread_mutex_unlock(&r->mu);
-
-		/* The run of blobs from i on that lie in one span of one pack of
-		 * at most RANGE_MAX bytes: one read for all of them.  Backups seal
-		 * blobs on several threads and files side by side, so a file's
-		 * blobs are near each other in a pack, not always in order or
-		 * back to back; the gaps are read too.  A blob that recurs in the
-		 * run ends it (its bytes are decrypted in place, once). */
-		rjob *job = &r->jobs[s];
 		const kt_loc *l = kt_archive_lookup(a, nd->content[i]);
-		uint32_t pack = l->pack;
-		uint64_t base = l->offset, end = base + l->length, raw = 0;
-		job->n = 0;
-		size_t j = i;
-		for (; j < nd->n_content; j++) {
-			const kt_loc *m = kt_archive_lookup(a, nd->content[j]);
-			uint64_t lo = m->offset < base ? m->offset : base;
-			uint64_t hi = m->offset + m->length > end ? m->offset + m->length : end;
-			if (j > i && (m->pack != pack || hi - lo > RANGE_MAX))
-				break;
-			int again = 0;
-			for (size_t k = 0; !again && m->offset < end && m->offset + m->length > base &&
-			                   k < job->n; k++)
-				again = job->e[k].offset == m->offset;
-			if (again)
-				break;
-			if (job->n == job->cap) {
-				job->cap = job->cap ? job->cap * 2 : 64;
-				job->e = realloc(job->e, job->cap * sizeof(*job->e));
-				if (!job->e)
-					abort();
-			}
-			kt_repo_entry *e = &job->e[job->n++];
-			e->type = m->type;
-			e->compression = m->compression;
-			e->offset = m->offset;
-			e->length = m->length;
-			e->raw_length = m->raw_length;
-			memcpy(e->id, m->id, 32);
-			base = lo;
-			end = hi;
-			raw += m->raw_length;
-		}
-		uint64_t len = end - base;
-		job->f = f;
-		job->file_off = file_off;
-		job->base = base;
-		memcpy(job->pack_id, a->packs[pack], 32);
-		char name[80];
-		kt_archive_pack_name(job->pack_id, name);
-		c = kt_store_get(a->s, name, base, len, &job->sealed, err);
-		pthread_mutex_lock(&r->mu);
-		if (c) {
-			job->f = NULL;
-			r->free_jobs[r->n_free++] = s;
-		} else {
-			f->jobs++;
-			r->res->bytes += raw;
-			r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
-			pthread_cond_signal(&r->cv_job);
-		}
-		pthread_mutex_unlock(&r->mu);
-		if (c)
+		if (!fits(r, l) && ((c = flush_pending(r, err)) || (c = take_job(r, l, err))))
 			break;
-		file_off += raw;
-		i = j;
+		rjob *job = &r->jobs[r->pend];
+		if (job->n == job->cap) {
+			job->cap = job->cap ? job->cap * 2 : 64;
+			job->p = realloc(job->p, job->cap * sizeof(*job->p));
+			if (!job->p)
+				abort();
+		}
+		int counted = job->n && job->p[job->n - 1].f == f;
+		rpiece *pc = &job->p[job->n++];
+		pc->e.type = l->type;
+		pc->e.compression = l->compression;
+		pc->e.offset = l->offset;
+		pc->e.length = l->length;
+		pc->e.raw_length = l->raw_length;
+		memcpy(pc->e.id, l->id, 32);
+		pc->f = f;
+		pc->file_off = file_off;
+		if (l->offset < job->base)
+			job->base = l->offset;
+		if (l->offset + l->length > job->end)
+			job->end = l->offset + l->length;
+		file_off += l->raw_length;
+		if (!counted) {
+			pthread_mutex_lock(&r->mu);
+			f->jobs++;
+			pthread_mutex_unlock(&r->mu);
+		}
 	}
 	pthread_mutex_lock(&r->mu);
 	/* A file with a blob missing must never get its name (its other jobs
@@ -705,6 +808,8 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	 * as submitted. */
 	if (c)
 		fail_locked(r, c, err);
+	else
+		r->res->bytes += total;
 	f->submitted = 1;
 	int done = !c && !r->stop && f->jobs == 0;
 	pthread_mutex_unlock(&r->mu);
@@ -797,6 +902,8 @@ static void start_threads(rctx *r)
 	pthread_cond_init(&r->cv_job, NULL);
 	pthread_cond_init(&r->cv_free, NULL);
 	pthread_cond_init(&r->cv_fin, NULL);
+	pthread_cond_init(&r->cv_made, NULL);
+	r->pend = -1;
 	for (int i = 0; i < N_JOBS; i++) {
 		kt_buf_init(&r->jobs[i].sealed, KT_REPO_MAX_BLOB + RANGE_MAX + 1024);
 		r->free_jobs[r->n_free++] = i;
@@ -833,7 +940,8 @@ static void stop_threads(rctx *r, int stop)
 		next = f->next;
 		if (f->fd >= 0)
 			close(f->fd);
-		unlinkat(f->dir->fd, f->part, 0);
+		if (f->made)
+			unlinkat(f->dir->fd, f->part, 0);
 		free(f->name);
 		free(f->path);
 		free(f);
@@ -846,12 +954,13 @@ static void stop_threads(rctx *r, int stop)
 	}
 	for (int i = 0; i < N_JOBS; i++) {
 		kt_buf_release(&r->jobs[i].sealed);
-		free(r->jobs[i].e);
+		free(r->jobs[i].p);
 	}
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv_job);
 	pthread_cond_destroy(&r->cv_free);
 	pthread_cond_destroy(&r->cv_fin);
+	pthread_cond_destroy(&r->cv_made);
 }
 
 kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
