@@ -1,14 +1,15 @@
 /*
- * restore.c - snapshots back to files: list, resolve, ls and restore.
+ * restore.c - snapshots back to files: ls and restore.
  *
  * Restore walks the snapshot's trees depth first.  A file is written as
  * <dir>/.<name>.kontinuity-part (0600), blob by blob (each authenticated and
- * checked against its id), fsync'ed, given its mode and times, then renamed
- * to its name: a name only ever holds a complete file.  Directories get
- * their mode and times after their contents.  Names come from decoded
+ * checked against its id), made durable, given its mode and times, then
+ * renamed to its name: a name only ever holds a complete file.  Directories
+ * get their mode and times after their contents.  Names come from decoded
  * trees, which refuse anything but single safe path components, and every
  * open uses O_NOFOLLOW relative to a directory descriptor, so a snapshot
- * cannot write outside the target.
+ * cannot write outside the target.  (Listing and resolving snapshots:
+ * snapshots.c.)
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -22,115 +23,6 @@
 
 #include "archive_int.h"
 #include "blobio.h"
-
-/* ------------------------------------------------------------------ */
-/* Snapshots. */
-
-static int by_time(const void *x, const void *y)
-{
-	const kt_archive_snap *a = x, *b = y;
-	int c = strcmp(a->time, b->time);
-	return c ? c : strcmp(a->id, b->id);
-}
-
-void kt_archive_snaps_free(kt_archive_snap *v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++) {
-		for (size_t j = 0; j < v[i].n_paths; j++)
-			free(v[i].paths[j]);
-		free(v[i].paths);
-		for (size_t j = 0; j < v[i].n_tags; j++)
-			free(v[i].tags[j]);
-		free(v[i].tags);
-	}
-	free(v);
-}
-
-kt_code kt_archive_load_snapshot(kt_archive *a, const char *id, kt_repo_snapshot *out,
-                                 kt_error *err)
-{
-	char name[128];
-	snprintf(name, sizeof(name), "snapshots/%s", id);
-	kt_buf plain;
-	kt_buf_init(&plain, 16u << 20);
-	kt_code c = kt_archive_get_sealed(a, name, KT_AAD_SNAPSHOT, &plain, err);
-	if (!c && (c = kt_repo_snapshot_decode(plain.data, plain.len, out, err)))
-		kt_error_wrap(err, "snapshot %s", id);
-	kt_buf_release(&plain);
-	return c;
-}
-
-kt_code kt_archive_snapshots(kt_archive *a, kt_archive_snap **out, size_t *n_out, kt_error *err)
-{
-	char **names;
-	size_t n;
-	kt_code c = kt_archive_list_names(a, "snapshots/", &names, &n, err);
-	if (c)
-		return c;
-	kt_archive_snap *v = kt_xcalloc(n ? n : 1, sizeof(*v));
-	size_t k = 0;
-	for (size_t i = 0; !c && i < n; i++) {
-		const char *id = names[i] + strlen("snapshots/");
-		kt_repo_snapshot s;
-		if ((c = kt_archive_load_snapshot(a, id, &s, err)))
-			break;
-		kt_archive_snap *d = &v[k++];
-		snprintf(d->id, sizeof(d->id), "%s", id);
-		snprintf(d->time, sizeof(d->time), "%s", s.time);
-		snprintf(d->hostname, sizeof(d->hostname), "%s", s.hostname);
-		d->paths = s.paths;
-		d->n_paths = s.n_paths;
-		d->tags = s.tags;
-		d->n_tags = s.n_tags;
-		d->files = s.files;
-		d->bytes = s.bytes;
-		d->added_bytes = s.added_bytes;
-		s.paths = NULL;
-		s.tags = NULL;
-		s.n_paths = s.n_tags = 0;
-		kt_repo_snapshot_release(&s);
-	}
-	kt_archive_names_free(names, n);
-	if (c) {
-		kt_archive_snaps_free(v, k);
-		return c;
-	}
-	qsort(v, k, sizeof(*v), by_time);
-	*out = v;
-	*n_out = k;
-	return KT_OK;
-}
-
-kt_code kt_archive_find_snapshot(kt_archive *a, const char *spec, char id[65], kt_error *err)
-{
-	kt_archive_snap *v;
-	size_t n;
-	kt_code c = kt_archive_snapshots(a, &v, &n, err);
-	if (c)
-		return c;
-	const kt_archive_snap *hit = NULL;
-	size_t hits = 0, len = strlen(spec);
-	if (!strcmp(spec, "latest")) {
-		hit = n ? &v[n - 1] : NULL;
-		hits = n ? 1 : 0;
-	} else if (len >= 4 && len <= 64) {
-		for (size_t i = 0; i < n; i++)
-			if (!strncmp(v[i].id, spec, len)) {
-				hit = &v[i];
-				hits++;
-			}
-	}
-	if (hits == 1)
-		memcpy(id, hit->id, 65);
-	else if (hits == 0)
-		c = kt_error_set(err, KT_ENOTFOUND, "no snapshot '%s' (see `kontinuity repo "
-		                 "snapshots`; give at least 4 hex digits of its id)", spec);
-	else
-		c = kt_error_set(err, KT_EUSAGE, "'%s' matches %zu snapshots; give more of the id",
-		                 spec, hits);
-	kt_archive_snaps_free(v, n);
-	return c;
-}
 
 /* ------------------------------------------------------------------ */
 /* Walking trees. */
@@ -221,9 +113,10 @@ static int parse_time(const char *s, struct timespec *ts)
  * The restore itself runs on threads:
  *
  *   caller   walks the trees depth first; makes directories and links;
- *            reads the sealed bytes of each file from the store in ranges
- *            (its blobs that lie within RANGE_MAX bytes of one pack) into
- *            jobs[].  It is the only thread that uses the store.
+ *            plans jobs[]: a job is a span of at most RANGE_MAX bytes of
+ *            one pack with the blobs of one or more files that lie in it.
+ *   reader   reads each planned job's span from the store.  It and the
+ *            caller (reading trees) take turns on the store (smu).
  *   workers  the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
  *            decompress, check length and id: kt_blobio_open, in place) and
@@ -311,6 +204,11 @@ typedef struct rctx {
 	size_t r_head, n_ready;
 	int busy;
 	int pend;                            /* the caller's job being filled, or -1 */
+	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
+	size_t p_head, n_planned;
+	int reading;                         /* the reader has a job */
+	pthread_mutex_t smu;                 /* the store: the caller's tree reads, the reader's */
+	pthread_cond_t cv_io;                /* reader: a job is planned, or stop/close */
 	rfile *fin_head, *fin_tail;
 	size_t n_fin;
 	uint64_t fin_bytes;
@@ -320,7 +218,7 @@ typedef struct rctx {
 	rfile *files;
 	rdir *dirs;
 	size_t n_dirs;
-	pthread_t workers[N_WORKERS_MAX], namer;
+	pthread_t workers[N_WORKERS_MAX], namer, reader;
 	int n_workers, running;
 } rctx;
 
@@ -344,6 +242,7 @@ static void fail_locked(rctx *r, kt_code c, const kt_error *err)
 	pthread_cond_broadcast(&r->cv_free);
 	pthread_cond_broadcast(&r->cv_fin);
 	pthread_cond_broadcast(&r->cv_made);
+	pthread_cond_broadcast(&r->cv_io);
 }
 
 /* Drop one reference to d; the last one finishes it (mode, owner, fsync,
@@ -492,6 +391,49 @@ static kt_code write_job(rctx *r, rjob *j, kt_blobio *io, kt_error *err)
 	return KT_OK;
 }
 
+/* The reader: the sealed bytes of each planned job from the store, then on
+ * to the workers.  The walker goes on planning (and decoding trees) while
+ * this thread waits for the store. */
+static void *reader_main(void *arg)
+{
+	rctx *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->n_planned && !r->stop && !r->closing)
+			pthread_cond_wait(&r->cv_io, &r->mu);
+		if (r->stop || !r->n_planned)
+			break;
+		int s = r->planned[r->p_head];
+		r->p_head = (r->p_head + 1) % N_JOBS;
+		r->n_planned--;
+		r->reading = 1;
+		pthread_mutex_unlock(&r->mu);
+
+		rjob *j = &r->jobs[s];
+		char name[80];
+		kt_archive_pack_name(r->a->packs[j->pack], name);
+		kt_error err;
+		pthread_mutex_lock(&r->smu);
+		kt_code c = kt_store_get(r->a->s, name, j->base, j->end - j->base, &j->sealed, &err);
+		pthread_mutex_unlock(&r->smu);
+
+		pthread_mutex_lock(&r->mu);
+		r->reading = 0;
+		if (c) {
+			/* Its files will never complete: stop before any could be named. */
+			fail_locked(r, c, &err);
+			j->n = 0;
+			r->free_jobs[r->n_free++] = s;
+		} else {
+			r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
+			pthread_cond_signal(&r->cv_job);
+		}
+		pthread_cond_broadcast(&r->cv_free);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
 static void *worker_main(void *arg)
 {
 	rctx *r = arg;
@@ -621,7 +563,8 @@ static kt_code wait_idle(rctx *r, kt_error *err)
 	pthread_mutex_lock(&r->mu);
 	r->flush = 1;
 	pthread_cond_signal(&r->cv_fin);
-	while (!r->stop && (r->n_ready || r->busy || r->n_fin || r->naming))
+	while (!r->stop && (r->n_planned || r->reading || r->n_ready || r->busy || r->n_fin ||
+	                    r->naming))
 		pthread_cond_wait(&r->cv_free, &r->mu);
 	r->flush = 0;
 	c = r->err_code;
@@ -670,29 +613,18 @@ static int fits(rctx *r, const kt_loc *l)
 	return 1;
 }
 
-/* Read the pending job's span from the store and queue it for a worker. */
+/* Hand the pending job to the reader thread. */
 static kt_code flush_pending(rctx *r, kt_error *err)
 {
+	(void)err;
 	if (r->pend < 0)
 		return KT_OK;
-	int s = r->pend;
-	rjob *j = &r->jobs[s];
-	r->pend = -1;
-	char name[80];
-	kt_archive_pack_name(r->a->packs[j->pack], name);
-	kt_code c = kt_store_get(r->a->s, name, j->base, j->end - j->base, &j->sealed, err);
 	pthread_mutex_lock(&r->mu);
-	if (c) {
-		/* Its files will never complete: stop before any could be named. */
-		fail_locked(r, c, err);
-		j->n = 0;
-		r->free_jobs[r->n_free++] = s;
-	} else {
-		r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
-		pthread_cond_signal(&r->cv_job);
-	}
+	r->planned[(r->p_head + r->n_planned++) % N_JOBS] = r->pend;
+	r->pend = -1;
+	pthread_cond_signal(&r->cv_io);
 	pthread_mutex_unlock(&r->mu);
-	return c;
+	return KT_OK;
 }
 
 /* Take a free job (waiting for one) as the pending job, starting at l. */
@@ -826,7 +758,9 @@ static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen,
 	if (depth > 256)
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
 	kt_repo_tree t;
+	pthread_mutex_lock(&r->smu);
 	kt_code c = load_tree(r->a, id, &t, err);
+	pthread_mutex_unlock(&r->smu);
 	for (size_t i = 0; !c && i < t.n; i++) {
 		const kt_repo_node *nd = &t.nodes[i];
 		size_t n = strlen(nd->name);
@@ -903,9 +837,17 @@ static void start_threads(rctx *r)
 	pthread_cond_init(&r->cv_free, NULL);
 	pthread_cond_init(&r->cv_fin, NULL);
 	pthread_cond_init(&r->cv_made, NULL);
+	pthread_mutex_init(&r->smu, NULL);
+	pthread_cond_init(&r->cv_io, NULL);
 	r->pend = -1;
 	for (int i = 0; i < N_JOBS; i++) {
-		kt_buf_init(&r->jobs[i].sealed, KT_REPO_MAX_BLOB + RANGE_MAX + 1024);
+		kt_buf *b = &r->jobs[i].sealed;
+		kt_buf_init(b, KT_REPO_MAX_BLOB + RANGE_MAX + 1024);
+		/* Memory of its own before the reader resets it (see kt_buf_clear). */
+		kt_error e;
+		if (kt_buf_add(b, "", 1, &e))
+			abort();
+		kt_buf_reset(b);
 		r->free_jobs[r->n_free++] = i;
 	}
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -915,7 +857,8 @@ static void start_threads(rctx *r)
 			abort();
 		r->n_workers++;
 	}
-	if (pthread_create(&r->namer, NULL, namer_main, r) != 0)
+	if (pthread_create(&r->namer, NULL, namer_main, r) != 0 ||
+	    pthread_create(&r->reader, NULL, reader_main, r) != 0)
 		abort();
 	r->running = 1;
 }
@@ -932,9 +875,11 @@ static void stop_threads(rctx *r, int stop)
 	pthread_cond_broadcast(&r->cv_free);
 	pthread_cond_broadcast(&r->cv_fin);
 	pthread_mutex_unlock(&r->mu);
+	pthread_cond_broadcast(&r->cv_io);
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i], NULL);
 	pthread_join(r->namer, NULL);
+	pthread_join(r->reader, NULL);
 	r->running = 0;
 	for (rfile *f = r->files, *next; f; f = next) {
 		next = f->next;
@@ -961,6 +906,8 @@ static void stop_threads(rctx *r, int stop)
 	pthread_cond_destroy(&r->cv_free);
 	pthread_cond_destroy(&r->cv_fin);
 	pthread_cond_destroy(&r->cv_made);
+	pthread_cond_destroy(&r->cv_io);
+	pthread_mutex_destroy(&r->smu);
 }
 
 kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
