@@ -2,23 +2,28 @@
  * chunkstat - what each chunker makes of a series of files, as a
  * deduplicating repository would store them (docs/chunking.md).
  *
- *   chunkstat [-c SPEC]... [-z LEVEL] [--csv FILE] FILE...
+ *   chunkstat [-c SPEC]... [-z LEVEL] [--dict SIZE] [--group BYTES] [--csv FILE] FILE...
  *       Feed every FILE, in order, through every chunker SPEC (default: the
  *       set compared in docs/chunking.md); dedup chunks across the whole
  *       series by SHA-256 of their content; compress each new chunk on its
  *       own with zstd (level 3 by default; kept raw when that does not save
  *       1/8, as the repository does).  Prints one row per SPEC and, with
- *       --csv, one row per SPEC and FILE (what that file added).
+ *       --csv, one row per SPEC and FILE (what that file added).  --dict
+ *       trains a zstd dictionary of SIZE bytes on the first file (cut into
+ *       4 KiB samples) and compresses every chunk with it; the dictionary
+ *       counts once in the stored bytes.  --group BYTES compresses the new
+ *       chunks of each file together in runs of BYTES (a format that seals
+ *       several blobs in one compressed frame), instead of one by one.
  *   chunkstat --bench [-c SPEC]... [--mib N] [FILE]
  *       Chunker throughput: scan N MiB (default 256) of random bytes, or the
  *       first N MiB of FILE, in 1 MiB slices, for each SPEC; plus SHA-256
  *       and zstd for scale.  Single thread.
  *
- * Cost model ("stored" column): the zstd bytes of every unique chunk, plus
- * per unique chunk 120 bytes (28 of AES-GCM nonce and tag, 46 of pack header
- * entry, 46 of index entry: docs/repository-format.md), plus per chunk
- * reference 32 bytes (the id in the file's content list, counted for every
- * file as if those lists were not deduplicated themselves).
+ * Cost model: "blobs" = the zstd bytes of every unique chunk plus 120 bytes
+ * per unique chunk (28 of AES-GCM nonce and tag, 46 of pack header entry,
+ * 46 of index entry: docs/repository-format.md); "refs" = 32 bytes per
+ * chunk of every file (its id in the file's content list, which a tree blob
+ * stores whole for every backup).
  *
  * Memory: one read buffer, one chunk buffer per SPEC (<= max chunk size),
  * and the set of chunk hashes (40 bytes per unique chunk).
@@ -34,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
+#include <zdict.h>
 
 #include "repo/repo.h"
 
@@ -48,6 +54,7 @@ static const char *const default_specs[] = {
 	"fastcdc:min=4K,avg=16K,max=64K,level=2",
 	"fastcdc:min=1K,avg=4K,max=16K,level=2",
 	"fixed:4K",
+	"fixed:8K",
 	"fixed:16K",
 	"fixed:64K",
 	"pagecdc:block=4K,min=8K,avg=16K,max=64K,level=1",
@@ -151,12 +158,28 @@ typedef struct study {
 	file_stat total;
 	file_stat *per_file;
 	uint64_t min_seen, max_seen;
+	uint8_t *group;     /* --group: new chunks waiting to be compressed together */
+	size_t group_len;
 } study;
 
 static ZSTD_CCtx *zctx;
+static ZSTD_CDict *zdict;
+static size_t zdict_size;
 static uint8_t *zbuf;
 static size_t zcap;
 static int zlevel = 3;
+static size_t group_size;   /* 0: every chunk compressed on its own */
+
+static size_t zsize(const uint8_t *p, size_t n)
+{
+	size_t z = zdict ? ZSTD_compress_usingCDict(zctx, zbuf, zcap, p, n, zdict)
+	                 : ZSTD_compressCCtx(zctx, zbuf, zcap, p, n, zlevel);
+	if (ZSTD_isError(z))
+		die("zstd failed");
+	return z < n - n / 8 ? z : n;
+}
+
+static void flush_group(struct study *st);
 
 static void end_chunk(study *st)
 {
@@ -172,12 +195,23 @@ static void end_chunk(study *st)
 	if (hset_add(&st->set, md)) {
 		st->cur.new_chunks++;
 		st->cur.new_raw += st->len;
-		size_t z = ZSTD_compressCCtx(zctx, zbuf, zcap, st->buf, st->len, zlevel);
-		if (ZSTD_isError(z))
-			die("zstd failed");
-		st->cur.new_z += (z < st->len - st->len / 8) ? z : st->len;
+		if (group_size) {
+			memcpy(st->group + st->group_len, st->buf, st->len);
+			st->group_len += st->len;
+			if (st->group_len >= group_size)
+				flush_group(st);
+		} else {
+			st->cur.new_z += zsize(st->buf, st->len);
+		}
 	}
 	st->len = 0;
+}
+
+static void flush_group(study *st)
+{
+	if (st->group_len)
+		st->cur.new_z += zsize(st->group, st->group_len);
+	st->group_len = 0;
 }
 
 static void feed(study *st, const uint8_t *p, size_t n)
@@ -201,6 +235,7 @@ static void end_file(study *st, size_t idx)
 {
 	if (kt_chunker_finish(&st->ch) > 0)
 		end_chunk(st);
+	flush_group(st);
 	st->per_file[idx] = st->cur;
 	st->total.raw += st->cur.raw;
 	st->total.chunks += st->cur.chunks;
@@ -222,6 +257,8 @@ static void study_init(study *st, const char *spec, size_t n_files)
 		die(err.msg);
 	st->cap = p.kind == KT_CHUNKER_FIXED ? p.block_size : p.max_size;
 	st->buf = xmalloc(st->cap);
+	if (group_size)
+		st->group = xmalloc(group_size + st->cap);
 	hset_init(&st->set);
 	st->per_file = calloc(n_files, sizeof(*st->per_file));
 	if (!st->per_file)
@@ -237,9 +274,42 @@ static const char *mib(uint64_t v, char *b)
 	return b;
 }
 
-static uint64_t stored(const file_stat *f)
+static uint64_t blobs(const file_stat *f)
 {
-	return f->new_z + f->new_chunks * PER_BLOB_OVERHEAD + f->chunks * PER_REF_OVERHEAD;
+	return f->new_z + f->new_chunks * PER_BLOB_OVERHEAD;
+}
+
+static uint64_t refs(const file_stat *f)
+{
+	return f->chunks * PER_REF_OVERHEAD;
+}
+
+/* A zstd dictionary of cap bytes trained on path's first 64 MiB in 4 KiB
+ * samples. */
+static void train_dict(const char *path, size_t cap)
+{
+	size_t max = 64u << 20, n = 0;
+	uint8_t *s = xmalloc(max);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		die("cannot open the first file for the dictionary");
+	n = fread(s, 1, max, f);
+	fclose(f);
+	size_t ns = n / 4096;
+	size_t *sizes = xmalloc((ns ? ns : 1) * sizeof(size_t));
+	for (size_t i = 0; i < ns; i++)
+		sizes[i] = 4096;
+	uint8_t *d = xmalloc(cap);
+	double t0 = now_s();
+	size_t got = ZDICT_trainFromBuffer(d, cap, s, sizes, (unsigned)ns);
+	if (ZDICT_isError(got))
+		die(ZDICT_getErrorName(got));
+	fprintf(stderr, "chunkstat: trained a %zu-byte dictionary in %.1f s\n", got, now_s() - t0);
+	zdict = ZSTD_createCDict(d, got, zlevel);
+	zdict_size = got;
+	free(d);
+	free(s);
+	free(sizes);
 }
 
 /* The whole-file zstd size of path at the same level, for scale. */
@@ -277,8 +347,10 @@ static uint64_t zstd_file(const char *path)
 }
 
 static int run_series(const char **specs, size_t n_specs, char **files, size_t n_files,
-                      const char *csv_path)
+                      const char *csv_path, size_t dict_cap)
 {
+	if (dict_cap)
+		train_dict(files[0], dict_cap);
 	study *st = xmalloc(n_specs * sizeof(*st));
 	uint8_t *in = xmalloc(READ_SLICE);
 	uint64_t max_chunk = 0;
@@ -288,7 +360,7 @@ static int run_series(const char **specs, size_t n_specs, char **files, size_t n
 			max_chunk = st[s].cap;
 	}
 	zctx = ZSTD_createCCtx();
-	zcap = ZSTD_compressBound(max_chunk);
+	zcap = ZSTD_compressBound(max_chunk + group_size);
 	zbuf = xmalloc(zcap);
 	uint64_t *sizes = calloc(n_files, sizeof(*sizes));
 	double t0 = now_s();
@@ -323,22 +395,26 @@ static int run_series(const char **specs, size_t n_specs, char **files, size_t n
 		sum += sizes[i];
 	double mean = n_files ? (double)sum / (double)n_files : 0;
 	uint64_t z_first = n_files ? zstd_file(files[0]) : 0;
-	char b1[32], b2[32], b3[32];
+	char b1[32], b2[32], b3[32], b4[32];
 	printf("%zu files, %s MiB in all, %.1f MiB on average; the first alone: %s MiB, "
 	       "%s MiB as one zstd -%d stream\n\n", n_files, mib(sum, b1), mean / 1048576.0,
 	       mib(sizes[0], b2), mib(z_first, b3), zlevel);
+	if (group_size)
+		printf("new chunks compressed together in runs of %zu bytes per file\n\n", group_size);
+	if (zdict)
+		printf("every chunk compressed with a %zu-byte zstd dictionary trained on the first "
+		       "file (counted once in blobs)\n\n", zdict_size);
 	printf("| chunker | mean chunk | chunks/file | unique chunks | unique MiB | unique zstd MiB "
-	       "| stored MiB | stored / mean file | first file | median added | added, %zu files "
-	       "-> 100 files |\n", n_files);
-	printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	       "| blobs MiB | refs MiB | first file | median added | 100 files | 100 files + refs |\n");
+	printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (size_t s = 0; s < n_specs; s++) {
 		study *x = &st[s];
-		uint64_t total_stored = stored(&x->total);
+		uint64_t total_blobs = blobs(&x->total) + zdict_size;
 		/* added per file after the first: median and mean */
 		double *add = xmalloc((n_files ? n_files : 1) * sizeof(double));
 		double add_sum = 0;
 		for (size_t i = 1; i < n_files; i++) {
-			add[i - 1] = (double)stored(&x->per_file[i]);
+			add[i - 1] = (double)blobs(&x->per_file[i]);
 			add_sum += add[i - 1];
 		}
 		size_t na = n_files > 1 ? n_files - 1 : 0;
@@ -349,40 +425,43 @@ static int run_series(const char **specs, size_t n_specs, char **files, size_t n
 				add[b - 1] = t;
 			}
 		double median = na ? (na % 2 ? add[na / 2] : (add[na / 2 - 1] + add[na / 2]) / 2) : 0;
-		double first = n_files ? (double)stored(&x->per_file[0]) : 0;
+		double first = n_files ? (double)(blobs(&x->per_file[0]) + zdict_size) : 0;
 		double proj = na ? first + add_sum / (double)na * 99.0 : first;
-		printf("| `%s` | %.1f KiB | %.0f | %" PRIu64 " | %s | %s | %s | %.2fx | %.2fx | %.2f%% "
-		       "| %.2fx |\n", x->spec,
+		double proj_refs = proj + 100.0 * (double)refs(&x->total) / (double)n_files;
+		printf("| `%s` | %.1f KiB | %.0f | %" PRIu64 " | %s | %s | %s | %s | %.3fx | %.2f%% "
+		       "| %.2fx | %.2fx |\n", x->spec,
 		       x->total.chunks ? (double)x->total.raw / (double)x->total.chunks / 1024.0 : 0,
 		       n_files ? (double)x->total.chunks / (double)n_files : 0, x->total.new_chunks,
-		       mib(x->total.new_raw, b1), mib(x->total.new_z, b2), mib(total_stored, b3),
-		       mean ? (double)total_stored / mean : 0, mean ? first / mean : 0,
-		       mean ? 100.0 * median / mean : 0, mean ? proj / mean : 0);
+		       mib(x->total.new_raw, b1), mib(x->total.new_z, b2), mib(total_blobs, b3),
+		       mib(refs(&x->total), b4), mean ? first / mean : 0,
+		       mean ? 100.0 * median / mean : 0, mean ? proj / mean : 0,
+		       mean ? proj_refs / mean : 0);
 		free(add);
 	}
-	printf("\nstored = unique zstd bytes + %u B per unique chunk + %u B per chunk reference; "
-	       "ratios are to the mean file size;\n'added' = stored bytes a file adds to the ones "
-	       "before it; the last column projects to 100 files: first + 99 x mean added.\n",
-	       PER_BLOB_OVERHEAD, PER_REF_OVERHEAD);
+	printf("\nblobs = unique zstd bytes + %u B per unique chunk; refs = %u B per chunk of every "
+	       "file;\nratios and percentages are of the mean file size; 'added' = blob bytes a file "
+	       "adds to those before it;\n'100 files' projects first + 99 x mean added; "
+	       "'+ refs' adds 100 files' content lists.\n", PER_BLOB_OVERHEAD, PER_REF_OVERHEAD);
 	printf("(%.0f s for %zu chunkers)\n", now_s() - t0, n_specs);
 
 	if (csv_path) {
 		FILE *csv = fopen(csv_path, "w");
 		if (!csv)
 			die("cannot write the CSV file");
-		fprintf(csv, "chunker,file,raw,chunks,new_chunks,new_raw,new_zstd,stored\n");
+		fprintf(csv, "chunker,file,raw,chunks,new_chunks,new_raw,new_zstd,blobs\n");
 		for (size_t s = 0; s < n_specs; s++)
 			for (size_t i = 0; i < n_files; i++) {
 				file_stat *f = &st[s].per_file[i];
 				const char *base = strrchr(files[i], '/');
 				fprintf(csv, "\"%s\",%s,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
 				        ",%" PRIu64 "\n", st[s].spec, base ? base + 1 : files[i], f->raw,
-				        f->chunks, f->new_chunks, f->new_raw, f->new_z, stored(f));
+				        f->chunks, f->new_chunks, f->new_raw, f->new_z, blobs(f));
 			}
 		fclose(csv);
 	}
 	for (size_t s = 0; s < n_specs; s++) {
 		free(st[s].buf);
+		free(st[s].group);
 		free(st[s].per_file);
 		hset_free(&st[s].set);
 	}
@@ -391,6 +470,7 @@ static int run_series(const char **specs, size_t n_specs, char **files, size_t n
 	free(zbuf);
 	free(sizes);
 	ZSTD_freeCCtx(zctx);
+	ZSTD_freeCDict(zdict);
 	return 0;
 }
 
@@ -499,7 +579,8 @@ static int run_bench(const char **specs, size_t n_specs, size_t mib_n, const cha
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: chunkstat [-c SPEC]... [-z LEVEL] [--csv FILE] FILE...\n"
+	fprintf(stderr, "usage: chunkstat [-c SPEC]... [-z LEVEL] [--dict SIZE] [--group BYTES]\n"
+	                "                 [--csv FILE] FILE...\n"
 	                "       chunkstat --bench [-c SPEC]... [--mib N] [FILE]\n");
 	exit(2);
 }
@@ -507,7 +588,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	const char *specs[MAX_SPECS];
-	size_t n_specs = 0, mib_n = 256;
+	size_t n_specs = 0, mib_n = 256, dict_cap = 0;
 	const char *csv = NULL;
 	int bench = 0;
 	char **files = xmalloc((size_t)argc * sizeof(char *));
@@ -527,6 +608,14 @@ int main(int argc, char **argv)
 			mib_n = (size_t)strtoul(argv[++i], NULL, 10);
 			if (mib_n == 0 || mib_n > 8192)
 				usage();
+		} else if (!strcmp(a, "--dict") && i + 1 < argc) {
+			dict_cap = (size_t)strtoul(argv[++i], NULL, 10);
+			if (dict_cap < 1024 || dict_cap > (4u << 20))
+				usage();
+		} else if (!strcmp(a, "--group") && i + 1 < argc) {
+			group_size = (size_t)strtoul(argv[++i], NULL, 10);
+			if (group_size > (64u << 20))
+				usage();
 		} else if (!strcmp(a, "--bench")) {
 			bench = 1;
 		} else if (a[0] == '-') {
@@ -543,7 +632,7 @@ int main(int argc, char **argv)
 		rc = n_files > 1 ? (usage(), 2) : run_bench(specs, n_specs, mib_n,
 		                                            n_files ? files[0] : NULL);
 	else
-		rc = n_files ? run_series(specs, n_specs, files, n_files, csv) : (usage(), 2);
+		rc = n_files ? run_series(specs, n_specs, files, n_files, csv, dict_cap) : (usage(), 2);
 	free(files);
 	return rc;
 }

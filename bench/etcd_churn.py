@@ -2,16 +2,18 @@
 """Consecutive etcd snapshots of a churning Kubernetes cluster, and what each
 chunker makes of them (docs/chunking.md).
 
-    bench/etcd_churn.py [--out DIR] [--nodes 50] [--snapshots 40]
-                        [--windows 24] [--defrag-at 20] [--chunkstat EXE]
+    bench/etcd_churn.py [--out DIR] [--nodes 50] [--snapshots 40] [--windows 24]
+                        [--warmup 48] [--defrag-at 20] [--chunkstat EXE]
+                        [--stat-only] [--no-delta]
 
 1. Starts etcd 3.6 and kube-apiserver on loopback (tests/integration/peers.py),
    the apiserver with its own compactor off (--etcd-compaction-interval=0):
    this script compacts instead, at simulated 5-minute marks.
 2. Loads the state of a cluster of --nodes nodes through the API: Nodes with
-   full status, their Leases, namespaces, service accounts, Deployments and
-   ReplicaSets, ~30 Pods per node with status, Services and EndpointSlices,
-   ConfigMaps, Secrets, Helm release Secrets (gzip payloads), Events.
+   full status, their Leases, namespaces, CRDs with large schemas, service
+   accounts, Deployments and ReplicaSets, ~30 Pods per node with status,
+   Services and EndpointSlices, ConfigMaps, Secrets, Helm release Secrets
+   (gzip payloads).
 3. Runs --windows simulated 5-minute windows of churn per snapshot interval
    (24 windows = the 2 hours between two backups of the agent).  Per window,
    what such a cluster writes in 5 minutes: every node's Lease renewed every
@@ -25,14 +27,19 @@ chunker makes of them (docs/chunking.md).
 4. `etcdctl snapshot save` after each interval into DIR/snap-NNN.db; before
    snapshot --defrag-at, one `etcdctl defrag`.
 5. Runs bench/chunkstat (--chunkstat, default the one in /tmp/build-chunk or
-   build/) over the series and writes DIR/chunkstat.txt.
+   build/) over the series: the default chunker set, then again with a zstd
+   dictionary and with a dictionary and 1 MiB compression groups; writes
+   DIR/chunkstat*.txt (and .csv, per file).
+6. A delta baseline with the zstd command line (when installed): each
+   snapshot alone (zstd -3), each against the one before it and against the
+   first (`zstd -3 --patch-from`); writes DIR/delta.txt.
 
 Simulated timestamps (renewTime, heartbeats, event times) advance 5 minutes
 per window, whatever the wall clock does.  Everything is seeded: two runs
 load and churn the same objects (etcd's layout still depends on timing).
-Not part of `make check`: with the defaults it writes ~2.5 million objects
-and runs for about an hour.  --snapshots 3 --windows 4 --nodes 10 is a
-one-minute trial.
+Not part of `make check`: with the defaults it makes ~2.7 million API writes
+and runs for about two hours on two cores.  --snapshots 3 --windows 4
+--warmup 4 --nodes 10 is a one-minute trial.
 """
 
 import argparse
@@ -224,7 +231,9 @@ class Cluster:
 
     def node_status(self, i):
         t = ts(self.now(i / max(1, self.n_nodes)))
-        if i not in self.node_images:
+        if i not in self.node_images:          # stable per node: images, machine ids
+            self.node_ids = getattr(self, "node_ids", {})
+            self.node_ids[i] = (hexid(self.rng, 32), uid(self.rng), uid(self.rng))
             imgs = self.rng.sample(IMAGES, 35)
             self.node_images[i] = [{"names": [f"{im.split(':')[0]}@sha256:{hexid(self.rng)}", im],
                                     "sizeBytes": self.rng.randrange(5_000_000, 900_000_000)}
@@ -250,8 +259,8 @@ class Cluster:
                           {"type": "Hostname", "address": self.nodes[i]},
                           {"type": "InternalDNS", "address": self.nodes[i]}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {"machineID": hexid(self.rng, 32), "systemUUID": uid(self.rng),
-                         "bootID": uid(self.rng), "kernelVersion": "6.1.0-27-cloud-amd64",
+            "nodeInfo": {"machineID": self.node_ids[i][0], "systemUUID": self.node_ids[i][1],
+                         "bootID": self.node_ids[i][2], "kernelVersion": "6.1.0-27-cloud-amd64",
                          "osImage": "Debian GNU/Linux 12 (bookworm)",
                          "containerRuntimeVersion": "containerd://1.7.24",
                          "kubeletVersion": "v1.35.4", "kubeProxyVersion": "v1.35.4",
@@ -460,9 +469,12 @@ class Cluster:
                 "spec": {"selector": {"app.kubernetes.io/name": name},
                          "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}))
             batch_a.append(("POST", self.group("apps/v1", ns, "deployments"), self.deployment(d)))
+            d["old_rs"] = []
             for old in range(rng.randrange(1, 6)):            # history of old ReplicaSets
+                h = f"{rng.randrange(16 ** 10):010x}"
+                d["old_rs"].append(f"{name}-{h}")
                 batch_b.append(("POST", self.group("apps/v1", ns, "replicasets"),
-                                self.replicaset(d, f"{rng.randrange(16 ** 10):010x}", 0)))
+                                self.replicaset(d, h, 0)))
             self.new_rs(d)
             batch_b.append(("POST", self.group("apps/v1", ns, "replicasets"),
                             self.replicaset(d, d["rs_hash"], d["replicas"])))
@@ -557,6 +569,14 @@ class Cluster:
             d = rng.choice(self.deployments)
             if rng.random() < 0.3:                          # a rollout: a new ReplicaSet
                 d["gen"] += 1
+                # the old one is scaled to 0 and kept; beyond 10 the oldest goes
+                # (revisionHistoryLimit), as the deployment controller does
+                update.append(("PATCH", self.group("apps/v1", d["ns"], "replicasets", d["rs"]),
+                               {"spec": {"replicas": 0}}))
+                d["old_rs"].append(d["rs"])
+                if len(d["old_rs"]) > 10:
+                    delete.append(("DELETE", self.group("apps/v1", d["ns"], "replicasets",
+                                                        d["old_rs"].pop(0)), None))
                 self.new_rs(d)
                 create.append(("POST", self.group("apps/v1", d["ns"], "replicasets"),
                                self.replicaset(d, d["rs_hash"], d["replicas"])))
@@ -615,7 +635,10 @@ class Cluster:
             self.jobs.append((ns, job, pod))
         while len(self.jobs) > 12:
             ns, job, pod = self.jobs.pop(0)
-            delete.append(("DELETE", self.group("batch/v1", ns, "jobs", job), None))
+            # Background: with Orphan (the default for jobs) the object would
+            # wait forever for a garbage collector that does not run here
+            delete.append(("DELETE", self.group("batch/v1", ns, "jobs", job) +
+                           "?propagationPolicy=Background", None))
             delete.append(("DELETE", self.core(ns, "pods", pod) + "?gracePeriodSeconds=0", None))
         # background events: ~1/s, half of them repeats (count++)
         for _ in range(WINDOW_S // 2):
@@ -686,11 +709,12 @@ def main():
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--snapshots", type=int, default=40)
     ap.add_argument("--windows", type=int, default=24, help="5-minute windows per interval")
-    ap.add_argument("--warmup", type=int, default=24, help="windows before the first snapshot")
+    ap.add_argument("--warmup", type=int, default=48, help="windows before the first snapshot")
     ap.add_argument("--defrag-at", type=int, default=20, help="defrag before this snapshot "
                     "(-1: never)")
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--chunkstat", help="bench/chunkstat binary (default: found in a build)")
+    ap.add_argument("--no-delta", action="store_true", help="skip the zstd delta baseline")
     ap.add_argument("--stat-only", action="store_true",
                     help="only run chunkstat over the snapshots already in --out")
     args = ap.parse_args()
@@ -706,10 +730,50 @@ def main():
     if exe is None:
         log("no chunkstat binary found (ninja -C /tmp/build-chunk); snapshots are in " + str(out))
         return
-    log(f"chunkstat over {len(snaps)} snapshots")
-    with open(out / "chunkstat.txt", "w") as f:
-        subprocess.run([str(exe), *map(str, snaps)], stdout=f, check=True)
-    sys.stdout.write((out / "chunkstat.txt").read_text())
+    runs = [("chunkstat", []),
+            ("chunkstat-dict", ["--dict", "112640"]),
+            ("chunkstat-dict-group", ["--dict", "112640", "--group", str(1 << 20)])]
+    for name, extra in runs:
+        log(f"chunkstat {' '.join(extra)} over {len(snaps)} snapshots")
+        with open(out / f"{name}.txt", "w") as f:
+            subprocess.run([str(exe), *extra, "--csv", str(out / f"{name}.csv"),
+                            *map(str, snaps)], stdout=f, check=True)
+        sys.stdout.write((out / f"{name}.txt").read_text())
+    if shutil.which("zstd") and not args.no_delta:
+        delta_baseline(snaps, out)
+
+
+def zstd_size(argv):
+    r = subprocess.run(["zstd", "-q", "-c", *argv], capture_output=True, check=True)
+    return len(r.stdout)
+
+
+def delta_baseline(snaps, out):
+    """What a delta encoder makes of the series, for scale: the information
+    that changes between snapshots, which no chunker can go below."""
+    log("delta baseline (zstd --patch-from)")
+    rows = []
+    for i, s in enumerate(snaps):
+        size = s.stat().st_size
+        alone = zstd_size(["-3", str(s)])
+        prev = zstd_size(["-3", f"--patch-from={snaps[i - 1]}", str(s)]) if i else alone
+        first = zstd_size(["-3", f"--patch-from={snaps[0]}", str(s)]) if i else alone
+        rows.append((s.name, size, alone, prev, first))
+    mean = sum(r[1] for r in rows) / len(rows)
+    lines = ["| snapshot | MiB | zstd -3 alone | vs the one before | vs the first |",
+             "|---|---:|---:|---:|---:|"]
+    for name, size, alone, prev, first in rows:
+        lines.append(f"| {name} | {size / 2**20:.1f} | {100 * alone / mean:.1f}% | "
+                     f"{100 * prev / mean:.2f}% | {100 * first / mean:.2f}% |")
+    deltas = [r[3] for r in rows[1:]]
+    if deltas:
+        chain = (rows[0][2] + sum(deltas) / len(deltas) * 99) / mean
+        lines.append(f"\nmean delta to the snapshot before: {100 * sum(deltas) / len(deltas) / mean:.2f}%"
+                     f" of the mean snapshot; a chain of 100 (first alone, then deltas): "
+                     f"{chain:.2f}x the mean snapshot")
+    text = "\n".join(lines) + "\n"
+    (out / "delta.txt").write_text(text)
+    sys.stdout.write(text)
 
 
 def generate(args, out):

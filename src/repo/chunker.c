@@ -41,7 +41,7 @@ static const char gear_label[] = "kontinuity gear v1";
 /* ------------------------------------------------------------------ */
 /* keyed tables */
 
-static void derive_gear(uint64_t gear[256], const uint8_t key[32])
+static int derive_gear(uint64_t gear[256], const uint8_t key[32])
 {
 	static const uint8_t zero[32];
 	uint8_t msg[sizeof(gear_label)];   /* label (without NUL) + one counter byte */
@@ -53,7 +53,8 @@ static void derive_gear(uint64_t gear[256], const uint8_t key[32])
 	memcpy(msg, gear_label, sizeof(gear_label) - 1);
 	for (unsigned blk = 0; blk < 64; blk++) {
 		msg[sizeof(gear_label) - 1] = (uint8_t)blk;
-		HMAC(EVP_sha256(), key, 32, msg, sizeof(msg), out, &len);
+		if (!HMAC(EVP_sha256(), key, 32, msg, sizeof(msg), out, &len) || len != 32)
+			return -1;
 		for (unsigned j = 0; j < 4; j++) {
 			uint64_t v = 0;
 			for (unsigned b = 0; b < 8; b++)
@@ -62,6 +63,7 @@ static void derive_gear(uint64_t gear[256], const uint8_t key[32])
 		}
 	}
 	OPENSSL_cleanse(out, sizeof(out));
+	return 0;
 }
 
 /* A mask of n one bits spread evenly over bits 62 down to 15. */
@@ -160,8 +162,11 @@ kt_code kt_chunker_init(kt_chunker *c, const kt_chunker_params *p, const uint8_t
 		c->mask_s = (1ull << (bits + p->level)) - 1;
 		c->mask_l = (1ull << (bits - p->level)) - 1;
 	}
-	if (p->kind != KT_CHUNKER_FIXED)
-		derive_gear(c->gear, key);
+	if (p->kind != KT_CHUNKER_FIXED && derive_gear(c->gear, key) != 0) {
+		memset(c, 0, sizeof(*c));
+		return kt_error_set(err, KT_ENOMEM,
+		                    "chunker: cannot derive the gear table (OpenSSL HMAC-SHA-256 failed)");
+	}
 	kt_chunker_reset(c);
 	return KT_OK;
 }

@@ -97,7 +97,8 @@ typedef struct kt_chunker {
  * gear table and the page hash; NULL means 32 zero bytes (tests, tools).
  * KT_EUSAGE naming the bad parameter when p is out of bounds (see the
  * params struct and the KT_CHUNKER_* limits; FASTCDC also needs
- * min_size >= 64 and min < avg < max); c is then zeroed.  Nothing to free.
+ * min_size >= 64 and min < avg < max), KT_ENOMEM if OpenSSL cannot compute
+ * the HMAC; c is then zeroed.  Nothing to free.
  */
 kt_code kt_chunker_init(kt_chunker *c, const kt_chunker_params *p, const uint8_t key[32],
                         kt_error *err);
