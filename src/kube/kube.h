@@ -67,7 +67,30 @@ typedef struct kt_kube_config {
 
 	char *token;       /* inline bearer token (registered secret), or NULL */
 	char *token_file;  /* read when a client is created (and re-read on 401) */
+	struct kt_kube_exec *exec; /* users[].user.exec credential plugin, or NULL */
 } kt_kube_config;
+
+/*
+ * An exec credential plugin (users[].user.exec), run by the client when it
+ * needs a credential: before the first request, when the cached one
+ * expires (status.expirationTimestamp) and once after a 401.  The plugin
+ * prints an ExecCredential (client.authentication.k8s.io/v1 or v1beta1)
+ * with status.token and/or status.clientCertificateData + clientKeyData
+ * (PEM).  It gets our environment plus env, and KUBERNETES_EXEC_INFO (spec
+ * with interactive: false, and the cluster's server and CA data when
+ * provide_cluster_info is set); stdin is /dev/null, its stderr is ours.
+ */
+typedef struct kt_kube_exec {
+	char *api_version;   /* "client.authentication.k8s.io/v1" or ".../v1beta1" */
+	char *command;       /* a name looked up on PATH, or a path (relative ones
+	                        containing '/' are resolved against the kubeconfig's dir) */
+	char **args;         /* n_args strings */
+	size_t n_args;
+	char **env;          /* "NAME=VALUE", n_env strings */
+	size_t n_env;
+	char *install_hint;  /* shown when the command cannot be run, or NULL */
+	int provide_cluster_info;
+} kt_kube_exec;
 
 /* Zero cfg. */
 void kt_kube_config_init(kt_kube_config *cfg);
@@ -95,6 +118,44 @@ kt_code kt_kube_config_parse(kt_kube_config *out, const char *data, size_t len,
  * file does not exist, KT_EPERM/KT_EIO if it cannot be read. */
 kt_code kt_kube_config_load(kt_kube_config *out, const char *path, const char *context,
                             kt_error *err);
+
+/* One kubeconfig file held in memory, for kt_kube_config_parse_files. */
+typedef struct kt_kube_file {
+	const char *name;      /* for messages */
+	const char *base_dir;  /* relative paths in this file resolve here; NULL: left relative */
+	const char *data;
+	size_t len;
+} kt_kube_file;
+
+/*
+ * Parse several kubeconfigs merged as kubectl merges $KUBECONFIG: the
+ * first file that sets current-context decides it; a context, cluster or
+ * user is taken whole from the first file that defines that name (later
+ * definitions are ignored, not merged field by field); paths in an entry
+ * resolve against the directory of the file it came from.  Every file must
+ * parse (size, depth, one document) even if none of its entries is used.
+ * Messages name the file that holds the field.  n must be >= 1.
+ */
+kt_code kt_kube_config_parse_files(kt_kube_config *out, const kt_kube_file *files, size_t n,
+                                   const char *context, kt_error *err);
+
+/* Read the files in paths[0..n) (missing ones are skipped, as kubectl skips
+ * them; at least one must exist: else KT_ENOTFOUND) and merge them as
+ * above.  source becomes "kubeconfig 'A:B'" (the files used). */
+kt_code kt_kube_config_load_files(kt_kube_config *out, const char *const *paths, size_t n,
+                                  const char *context, kt_error *err);
+
+/*
+ * Find the config the way kubectl does, then fall back to in-cluster:
+ *   1. kubeconfig (non-NULL, non-empty: --kubeconfig FILE): that file only;
+ *   2. else $KUBECONFIG when non-empty: its ':'-separated files, merged;
+ *   3. else $HOME/.kube/config if it exists;
+ *   4. else the in-cluster service account (KUBERNETES_SERVICE_HOST set);
+ *      context must then be NULL (KT_EUSAGE otherwise).
+ * KT_ENOTFOUND naming every place looked at when none applies.
+ */
+kt_code kt_kube_config_resolve(kt_kube_config *out, const char *kubeconfig, const char *context,
+                               kt_error *err);
 
 /*
  * The config a pod gets: server from KUBERNETES_SERVICE_HOST and
@@ -149,6 +210,173 @@ const kt_kube_config *kt_kube_client_config(const kt_kube *c);
  * *out is untouched on failure.
  */
 kt_code kt_kube_get(kt_kube *c, const char *path, json_t **out, kt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Discovery (discovery.c): every group, version and resource the server
+ * serves, read once per client (GET /api, /api/v1, /apis and
+ * /apis/GROUP/VERSION) and kept until the client is freed.  Subresources
+ * (pods/log, deployments/scale...) are skipped. */
+
+enum {
+	KT_KUBE_VERB_GET = 1u << 0,
+	KT_KUBE_VERB_LIST = 1u << 1,
+	KT_KUBE_VERB_WATCH = 1u << 2,
+	KT_KUBE_VERB_CREATE = 1u << 3,
+	KT_KUBE_VERB_UPDATE = 1u << 4,
+	KT_KUBE_VERB_PATCH = 1u << 5,
+	KT_KUBE_VERB_DELETE = 1u << 6,
+	KT_KUBE_VERB_DELETECOLLECTION = 1u << 7,
+};
+
+typedef struct kt_kube_resource {
+	const char *group;     /* "" for the core group */
+	const char *version;   /* "v1" */
+	const char *resource;  /* plural, lowercase: "configmaps" */
+	const char *kind;      /* "ConfigMap" */
+	int namespaced;
+	int preferred;         /* version is the group's preferred version */
+	unsigned verbs;        /* KT_KUBE_VERB_* */
+} kt_kube_resource;
+
+/*
+ * Discover (first call) or return the cached list: *out and *n_out are
+ * borrowed from c and live until kt_kube_client_free.  Errors as for
+ * kt_kube_get; a group version whose list fails with 503 (an aggregated
+ * API that is down, e.g. metrics) is skipped, as kubectl skips it.
+ */
+kt_code kt_kube_discover(kt_kube *c, const kt_kube_resource **out, size_t *n_out,
+                         kt_error *err);
+
+/*
+ * Find a resource by plural name, singular-ish kind or "resource.group"
+ * ("configmaps", "ConfigMap", "deployments.apps", "Deployment.apps"),
+ * case-insensitive for kinds; among several versions the preferred one.
+ * *out is borrowed from c.  KT_ENOTFOUND naming what was looked for.
+ */
+kt_code kt_kube_resource_find(kt_kube *c, const char *what, const kt_kube_resource **out,
+                              kt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Verbs (verbs.c, list in list.c, watch in watch.c).  Every call names an
+ * object or collection with a kt_kube_target; errors name the verb, the
+ * resource, the object and the namespace:
+ *   cannot create configmaps "x" in namespace "ns": 403 (Forbidden): ...
+ * and map 401/403 -> KT_EAUTH (with whose credentials), 404 ->
+ * KT_ENOTFOUND, 409 -> KT_EEXIST (AlreadyExists; Conflict says to read the
+ * object again), 400/422 -> KT_EUSAGE, 410 -> KT_EREMOTE with status 410
+ * (an expired list continue token or watch resourceVersion), 408/429/5xx
+ * -> KT_ETRANSIENT.  Requests are retried with backoff (at most 5
+ * attempts, Retry-After honoured up to 30 s) after 429 for every verb, and
+ * after 5xx and connection failures for the idempotent ones (get, list,
+ * watch start, update, apply, delete). */
+
+typedef struct kt_kube_target {
+	const char *group;     /* NULL or "" = core */
+	const char *version;   /* required: "v1" */
+	const char *resource;  /* required: plural, lowercase */
+	const char *namespace; /* NULL: cluster-scoped object, or every namespace (list/watch) */
+	const char *name;      /* the object; NULL for list, watch and create */
+} kt_kube_target;
+
+/* Fill t from a discovered resource (pointers borrowed from r). */
+void kt_kube_target_of(kt_kube_target *t, const kt_kube_resource *r, const char *ns,
+                       const char *name);
+
+/* GET one object into *out (caller decrefs). */
+kt_code kt_kube_get_object(kt_kube *c, const kt_kube_target *t, json_t **out, kt_error *err);
+
+/* POST obj to the collection; *out (may be NULL: not returned) gets the
+ * created object.  Not retried after a 5xx (it may have been created). */
+kt_code kt_kube_create(kt_kube *c, const kt_kube_target *t, json_t *obj, json_t **out,
+                       kt_error *err);
+
+/* PUT obj as the new state of t->name.  With metadata.resourceVersion set
+ * a concurrent change gives KT_EEXIST (409 Conflict): read again, retry. */
+kt_code kt_kube_update(kt_kube *c, const kt_kube_target *t, json_t *obj, json_t **out,
+                       kt_error *err);
+
+typedef enum kt_kube_patch_type {
+	KT_KUBE_PATCH_MERGE = 0, /* application/merge-patch+json (RFC 7386) */
+	KT_KUBE_PATCH_JSON = 1,  /* application/json-patch+json (RFC 6902) */
+	KT_KUBE_PATCH_APPLY = 2, /* server-side apply: application/apply-patch+yaml */
+} kt_kube_patch_type;
+
+typedef struct kt_kube_patch_opts {
+	const char *field_manager; /* required for APPLY; default "kontinuity" */
+	int force;                 /* APPLY: take over conflicting fields */
+} kt_kube_patch_opts;
+
+/* PATCH t->name with body[0..len) (JSON; for APPLY JSON or YAML holding the
+ * full intent with apiVersion/kind/metadata.name).  o may be NULL. */
+kt_code kt_kube_patch(kt_kube *c, const kt_kube_target *t, kt_kube_patch_type type,
+                      const char *body, size_t len, const kt_kube_patch_opts *o, json_t **out,
+                      kt_error *err);
+
+typedef struct kt_kube_delete_opts {
+	const char *propagation;   /* NULL (server default), "Foreground", "Background", "Orphan" */
+	const char *uid;           /* precondition: delete only this incarnation */
+	const char *resource_version; /* precondition: only if unchanged */
+} kt_kube_delete_opts;
+
+/* DELETE t->name.  A failed precondition is KT_EEXIST (409).  o may be NULL. */
+kt_code kt_kube_delete(kt_kube *c, const kt_kube_target *t, const kt_kube_delete_opts *o,
+                       kt_error *err);
+
+/* Called once per object; obj is borrowed for the call.  Return non-OK
+ * (err filled) to stop: that code is what list/watch returns. */
+typedef kt_code (*kt_kube_object_fn)(void *ctx, json_t *obj, kt_error *err);
+
+typedef struct kt_kube_list_opts {
+	const char *label_selector;
+	const char *field_selector;
+	unsigned limit;            /* objects per page; 0 = 500 */
+	size_t max_page;           /* bytes per page; 0 = the client's max_response */
+} kt_kube_list_opts;
+
+typedef struct kt_kube_list_result {
+	uint64_t n_items;
+	unsigned n_pages;
+	char resource_version[128]; /* of the list: start a watch from here */
+} kt_kube_list_result;
+
+/*
+ * List a collection page by page (limit/continue): each page is read (at
+ * most max_page bytes: a bigger page is KT_ELIMIT saying to lower the
+ * limit), then fn is called for each item in order, then the page is
+ * freed, so memory holds one page whatever the collection size.  Items
+ * get "apiVersion" and "kind" filled in (the server leaves them out of
+ * list items).  An expired continue token (410 Gone, the list took longer
+ * than the server keeps a snapshot) is KT_EREMOTE with status 410 and a
+ * message saying to list again.  res and o may be NULL.
+ */
+kt_code kt_kube_list(kt_kube *c, const kt_kube_target *t, const kt_kube_list_opts *o,
+                     kt_kube_object_fn fn, void *ctx, kt_kube_list_result *res, kt_error *err);
+
+/* A watch event: type is "ADDED", "MODIFIED", "DELETED" or "BOOKMARK";
+ * obj is borrowed for the call.  Set *stop to end the watch (KT_OK). */
+typedef kt_code (*kt_kube_event_fn)(void *ctx, const char *type, json_t *obj, int *stop,
+                                    kt_error *err);
+
+typedef struct kt_kube_watch_opts {
+	const char *resource_version; /* start after this (from a list); NULL = now, with
+	                                 synthetic ADDED events for what exists */
+	const char *label_selector;
+	const char *field_selector;
+	int bookmarks;                /* ask for BOOKMARK events */
+	unsigned timeout_s;           /* server ends the watch after this; 0 = 300 */
+	size_t max_event;             /* bytes per event; 0 = the client's max_response */
+} kt_kube_watch_opts;
+
+/*
+ * Watch a collection: events are read from the stream one at a time (each
+ * bounded by max_event, KT_ELIMIT past it) and handed to fn.  Returns
+ * KT_OK when the server ends the watch (timeout) or fn sets *stop; an
+ * ERROR event becomes an error (410 Gone: "resourceVersion too old, list
+ * again", KT_EREMOTE with status 410).  *last_rv (if not NULL, at least
+ * 128 bytes) gets the last resourceVersion seen, to resume from.
+ */
+kt_code kt_kube_watch(kt_kube *c, const kt_kube_target *t, const kt_kube_watch_opts *o,
+                      kt_kube_event_fn fn, void *ctx, char *last_rv, kt_error *err);
 
 /* One entry of a Secret's data, base64-decoded.  value is NUL-terminated
  * (the NUL is not counted in len) so text values can be used directly. */

@@ -27,152 +27,6 @@
 #include "kube_int.h"
 
 /* ------------------------------------------------------------------ */
-/* Shared helpers (kube_int.h) */
-
-void kube_wipe_free(void *p, size_t n)
-{
-	if (!p)
-		return;
-	volatile unsigned char *v = p;
-	for (size_t i = 0; i < n; i++)
-		v[i] = 0;
-	free(p);
-}
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-int kube_b64_decode(const char *in, size_t n, char **out, size_t *out_len)
-{
-	char *buf = kt_xmalloc(n / 4 * 3 + 4);
-	size_t o = 0, pad = 0;
-	unsigned quad = 0, nq = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (c == '\n' || c == '\r' || c == ' ' || c == '\t')
-			continue;
-		if (c == '=') {
-			pad++;
-			continue;
-		}
-		int v = b64_value(c);
-		if (v < 0 || pad)
-			goto bad; /* bad byte, or data after padding */
-		quad = quad << 6 | (unsigned)v;
-		if (++nq == 4) {
-			buf[o++] = (char)(quad >> 16);
-			buf[o++] = (char)(quad >> 8);
-			buf[o++] = (char)quad;
-			quad = 0;
-			nq = 0;
-		}
-	}
-	/* Final group: 2 or 3 symbols (padding optional but must match). */
-	if (nq == 1 || (pad && pad != 4 - nq) || (nq == 0 && pad))
-		goto bad;
-	if (nq == 2) {
-		if (quad & 0xf)
-			goto bad; /* non-canonical trailing bits */
-		buf[o++] = (char)(quad >> 4);
-	} else if (nq == 3) {
-		if (quad & 0x3)
-			goto bad;
-		buf[o++] = (char)(quad >> 10);
-		buf[o++] = (char)(quad >> 2);
-	}
-	buf[o] = '\0';
-	*out = buf;
-	*out_len = o;
-	return 0;
-bad:
-	kube_wipe_free(buf, n / 4 * 3 + 4);
-	return -1;
-}
-
-kt_code kube_read_file(const char *path, size_t max, const char *what, kt_buf *b,
-                       kt_error *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-		return kt_error_sys(err, kt_code_from_errno(e), e, "cannot open %s '%s'", what, path);
-	}
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-		close(fd);
-		return kt_error_sys(err, KT_EIO, e, "cannot stat %s '%s'", what, path);
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return kt_error_set(err, KT_EUSAGE, "%s '%s' is not a regular file", what, path);
-	}
-	if ((uint64_t)st.st_size > max) {
-		close(fd);
-		return kt_error_set(err, KT_ELIMIT, "%s '%s' is %llu bytes, more than the %zu allowed",
-		                    what, path, (unsigned long long)st.st_size, max);
-	}
-	char chunk[8192];
-	for (;;) {
-		ssize_t r = read(fd, chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			close(fd);
-			return kt_error_sys(err, KT_EIO, e, "cannot read %s '%s'", what, path);
-		}
-		if (r == 0)
-			break;
-		if (b->len + (size_t)r > max) {
-			close(fd);
-			return kt_error_set(err, KT_ELIMIT, "%s '%s' is more than the %zu bytes allowed",
-			                    what, path, max);
-		}
-		kt_code rc = kt_buf_add(b, chunk, (size_t)r, err);
-		if (rc) {
-			close(fd);
-			return rc;
-		}
-	}
-	explicit_bzero(chunk, sizeof(chunk));
-	close(fd);
-	return KT_OK;
-}
-
-int kube_token_clean(char *s)
-{
-	size_t n = strlen(s), start = 0;
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-		n--;
-	while (start < n && (s[start] == ' ' || s[start] == '\t' || s[start] == '\n' ||
-	                     s[start] == '\r'))
-		start++;
-	memmove(s, s + start, n - start);
-	n -= start;
-	s[n] = '\0';
-	if (!n)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-			return -1;
-	return 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Config lifecycle */
 
 void kt_kube_config_init(kt_kube_config *cfg)
@@ -199,16 +53,28 @@ void kt_kube_config_release(kt_kube_config *cfg)
 	if (cfg->token)
 		kube_wipe_free(cfg->token, strlen(cfg->token));
 	free(cfg->token_file);
+	kube_exec_free(cfg->exec);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
 /* ------------------------------------------------------------------ */
 /* Parse context and node helpers */
 
-typedef struct pctx {
+/* One input file.  root is NULL for an empty file (allowed when merging). */
+typedef struct pfile {
 	const char *name;       /* file name for messages */
 	const char *base_dir;
 	yaml_document_t doc;
+	int loaded;
+	yaml_node_t *root;
+} pfile;
+
+/* cur is the file every node handle and message refers to: find_named
+ * moves it to the file an entry was found in. */
+typedef struct pctx {
+	pfile *files;
+	size_t n;
+	size_t cur;
 	kt_error *err;
 } pctx;
 
@@ -222,12 +88,12 @@ static kt_code fail(pctx *p, kt_code code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return kt_error_set(p->err, code, "kubeconfig '%s': %s", p->name, msg);
+	return kt_error_set(p->err, code, "kubeconfig '%s': %s", p->files[p->cur].name, msg);
 }
 
 static yaml_node_t *node_at(pctx *p, int index)
 {
-	return yaml_document_get_node(&p->doc, index);
+	return yaml_document_get_node(&p->files[p->cur].doc, index);
 }
 
 static int is_null(const yaml_node_t *n)
@@ -342,21 +208,23 @@ static kt_code map_get_bool(pctx *p, yaml_node_t *map, const char *where, const 
 
 /*
  * Find the entry called name in the list under key (contexts, clusters,
- * users) and return its inner mapping (entry.inner_key) in *out, its index
- * in *index.  Two entries with the name are an error (kubectl refuses them
- * too); so is an entry without the inner mapping.
+ * users) of the current file; *found_idx = -1 when it has none.  Two
+ * entries with the name are an error (kubectl refuses them too).
  */
-static kt_code find_named(pctx *p, yaml_node_t *root, const char *key, const char *inner_key,
-                          const char *name, const char *referrer, yaml_node_t **out, int *index)
+static kt_code find_in_file(pctx *p, const char *key, const char *name, yaml_node_t **entry,
+                            int *found_idx)
 {
 	yaml_node_t *list;
-	kt_code rc = map_get(p, root, "", key, &list);
+	*found_idx = -1;
+	*entry = NULL;
+	if (!p->files[p->cur].root)
+		return KT_OK;
+	kt_code rc = map_get(p, p->files[p->cur].root, "", key, &list);
 	if (rc)
 		return rc;
 	if (list && list->type != YAML_SEQUENCE_NODE)
 		return fail(p, KT_EUSAGE, "%s must be a list, not %s", key, kind_name(list));
-	int found = -1, i = 0;
-	yaml_node_t *entry = NULL;
+	int i = 0;
 	for (yaml_node_item_t *it = list ? list->data.sequence.items.start : NULL;
 	     list && it < list->data.sequence.items.top; it++, i++) {
 		yaml_node_t *e = node_at(p, *it);
@@ -371,20 +239,45 @@ static kt_code find_named(pctx *p, yaml_node_t *root, const char *key, const cha
 			return rc;
 		if (!scalar_is(n, name))
 			continue;
-		if (found >= 0)
+		if (*found_idx >= 0)
 			return fail(p, KT_EUSAGE, "%s[%d] and %s[%d] are both named '%s' (keep one)", key,
-			            found, key, i, name);
-		found = i;
-		entry = e;
+			            *found_idx, key, i, name);
+		*found_idx = i;
+		*entry = e;
 	}
-	if (found < 0 && !referrer)
-		return fail(p, KT_ENOTFOUND, "%s '%s' is not defined in %s", inner_key, name, key);
-	if (found < 0)
-		return fail(p, KT_ENOTFOUND, "%s names %s '%s', which is not defined in %s", referrer,
-		            inner_key, name, key);
+	return KT_OK;
+}
+
+/*
+ * Find the entry called name under key in the first file that defines it
+ * (kubectl's merge rule) and return its inner mapping (entry.inner_key) in
+ * *out, its index in *index; p->cur is left on that file.  referrer names
+ * the field that asked (NULL: the caller's --context).
+ */
+static kt_code find_named(pctx *p, const char *key, const char *inner_key, const char *name,
+                          const char *referrer, yaml_node_t **out, int *index)
+{
+	size_t asked = p->cur;
+	int found = -1;
+	yaml_node_t *entry = NULL;
+	for (size_t f = 0; f < p->n && found < 0; f++) {
+		p->cur = f;
+		kt_code rc = find_in_file(p, key, name, &entry, &found);
+		if (rc)
+			return rc;
+	}
+	if (found < 0) {
+		p->cur = asked;
+		const char *where = p->n > 1 ? " of any file" : "";
+		if (!referrer)
+			return fail(p, KT_ENOTFOUND, "%s '%s' is not defined in %s%s", inner_key, name,
+			            key, where);
+		return fail(p, KT_ENOTFOUND, "%s names %s '%s', which is not defined in %s%s",
+		            referrer, inner_key, name, key, where);
+	}
 	char where[64];
 	snprintf(where, sizeof(where), "%s[%d]", key, found);
-	rc = map_get_map(p, entry, where, inner_key, out);
+	kt_code rc = map_get_map(p, entry, where, inner_key, out);
 	if (rc)
 		return rc;
 	if (!*out)
@@ -396,11 +289,12 @@ static kt_code find_named(pctx *p, yaml_node_t *root, const char *key, const cha
 /* base_dir/path for a relative path (taken over: *path is replaced). */
 static void resolve_path(pctx *p, char **path)
 {
-	if (!*path || !p->base_dir || (*path)[0] == '/')
+	const char *base = p->files[p->cur].base_dir;
+	if (!*path || !base || (*path)[0] == '/')
 		return;
-	size_t n = strlen(p->base_dir) + strlen(*path) + 2;
+	size_t n = strlen(base) + strlen(*path) + 2;
 	char *full = kt_xmalloc(n);
-	snprintf(full, n, "%s/%s", p->base_dir, *path);
+	snprintf(full, n, "%s/%s", base, *path);
 	free(*path);
 	*path = full;
 }
@@ -517,6 +411,151 @@ static kt_code parse_cluster(pctx *p, yaml_node_t *cl, int idx, kt_kube_config *
 	                    &cfg->ca_pem_len);
 }
 
+/* A list of strings (exec.args) into a malloc'd vector. */
+static kt_code get_str_list(pctx *p, yaml_node_t *map, const char *where, const char *key,
+                            char ***out, size_t *n_out)
+{
+	yaml_node_t *l;
+	kt_code rc = map_get(p, map, where, key, &l);
+	if (rc || !l)
+		return rc;
+	if (l->type != YAML_SEQUENCE_NODE)
+		return fail(p, KT_EUSAGE, "%s.%s must be a list of strings, not %s", where, key,
+		            kind_name(l));
+	size_t n = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start), i = 0;
+	if (n > 1024)
+		return fail(p, KT_ELIMIT, "%s.%s has more than 1024 entries", where, key);
+	*out = kt_xcalloc(n + 1, sizeof(char *));
+	for (yaml_node_item_t *it = l->data.sequence.items.start; it < l->data.sequence.items.top;
+	     it++, i++) {
+		yaml_node_t *e = node_at(p, *it);
+		if (!e || e->type != YAML_SCALAR_NODE)
+			return fail(p, KT_EUSAGE, "%s.%s[%zu] must be a string", where, key, i);
+		if (memchr(e->data.scalar.value, '\0', e->data.scalar.length))
+			return fail(p, KT_EUSAGE, "%s.%s[%zu] holds a NUL byte", where, key, i);
+		(*out)[i] = kt_xstrdup((const char *)e->data.scalar.value);
+		*n_out = i + 1;
+	}
+	return KT_OK;
+}
+
+void kube_exec_free(kt_kube_exec *x)
+{
+	if (!x)
+		return;
+	free(x->api_version);
+	free(x->command);
+	for (size_t i = 0; i < x->n_args; i++)
+		free(x->args[i]);
+	free(x->args);
+	for (size_t i = 0; i < x->n_env; i++)
+		kube_wipe_free(x->env[i], strlen(x->env[i]));
+	free(x->env);
+	free(x->install_hint);
+	free(x);
+}
+
+/* users[i].user.exec, as client-go reads it (v1 and v1beta1 only). */
+static kt_code parse_exec(pctx *p, yaml_node_t *ex, const char *user_where, kt_kube_exec **out)
+{
+	char where[96];
+	snprintf(where, sizeof(where), "%s.exec", user_where);
+	if (ex->type != YAML_MAPPING_NODE)
+		return fail(p, KT_EUSAGE, "%s must be a mapping, not %s", where, kind_name(ex));
+	kt_kube_exec *x = kt_xcalloc(1, sizeof(*x));
+	char *mode = NULL;
+	yaml_node_t *envl;
+	kt_code rc = map_get_str(p, ex, where, "apiVersion", &x->api_version);
+	if (rc == KT_OK)
+		rc = map_get_str(p, ex, where, "command", &x->command);
+	if (rc == KT_OK)
+		rc = get_str_list(p, ex, where, "args", &x->args, &x->n_args);
+	if (rc == KT_OK)
+		rc = map_get_str(p, ex, where, "installHint", &x->install_hint);
+	if (rc == KT_OK)
+		rc = map_get_bool(p, ex, where, "provideClusterInfo", &x->provide_cluster_info);
+	if (rc == KT_OK)
+		rc = map_get_str(p, ex, where, "interactiveMode", &mode);
+	if (rc == KT_OK)
+		rc = map_get(p, ex, where, "env", &envl);
+	if (rc)
+		goto out;
+	if (!x->api_version) {
+		rc = fail(p, KT_EUSAGE, "%s.apiVersion is missing (client.authentication.k8s.io/v1)",
+		          where);
+		goto out;
+	}
+	int v1 = !strcmp(x->api_version, "client.authentication.k8s.io/v1");
+	if (!v1 && strcmp(x->api_version, "client.authentication.k8s.io/v1beta1")) {
+		rc = fail(p, KT_EUSAGE, "%s.apiVersion '%.100s' is not supported (use "
+		          "client.authentication.k8s.io/v1 or v1beta1)", where, x->api_version);
+		goto out;
+	}
+	if (!x->command) {
+		rc = fail(p, KT_EUSAGE, "%s.command is missing", where);
+		goto out;
+	}
+	if (v1 && !mode) {
+		rc = fail(p, KT_EUSAGE, "%s.interactiveMode must be set for %s (Never or "
+		          "IfAvailable)", where, x->api_version);
+		goto out;
+	}
+	if (mode && strcmp(mode, "Never") && strcmp(mode, "IfAvailable")) {
+		rc = fail(p, KT_EUSAGE, "%s.interactiveMode '%.40s': kontinuity never runs a plugin "
+		          "interactively (use Never or IfAvailable)", where, mode);
+		goto out;
+	}
+	if (envl && envl->type != YAML_SEQUENCE_NODE) {
+		rc = fail(p, KT_EUSAGE, "%s.env must be a list of {name, value}", where);
+		goto out;
+	}
+	if (envl) {
+		size_t n = (size_t)(envl->data.sequence.items.top - envl->data.sequence.items.start);
+		if (n > 1024) {
+			rc = fail(p, KT_ELIMIT, "%s.env has more than 1024 entries", where);
+			goto out;
+		}
+		x->env = kt_xcalloc(n + 1, sizeof(char *));
+		for (size_t i = 0; i < n && rc == KT_OK; i++) {
+			yaml_node_t *e = node_at(p, envl->data.sequence.items.start[i]);
+			char ew[128], *name = NULL, *value = NULL;
+			snprintf(ew, sizeof(ew), "%s.env[%zu]", where, i);
+			if (!e || e->type != YAML_MAPPING_NODE) {
+				rc = fail(p, KT_EUSAGE, "%s must be a mapping with name and value", ew);
+				break;
+			}
+			rc = map_get_str(p, e, ew, "name", &name);
+			if (rc == KT_OK)
+				rc = map_get_str(p, e, ew, "value", &value);
+			if (rc == KT_OK && (!name || strchr(name, '=')))
+				rc = fail(p, KT_EUSAGE, "%s.name is missing or holds '='", ew);
+			if (rc == KT_OK) {
+				size_t l = strlen(name) + (value ? strlen(value) : 0) + 2;
+				x->env[i] = kt_xmalloc(l);
+				snprintf(x->env[i], l, "%s=%s", name, value ? value : "");
+				x->n_env = i + 1;
+			}
+			free(name);
+			if (value)
+				kube_wipe_free(value, strlen(value));
+		}
+		if (rc)
+			goto out;
+	}
+	/* client-go resolves a relative command with a directory part against
+	 * the kubeconfig's directory; a bare name is looked up on PATH. */
+	if (strchr(x->command, '/'))
+		resolve_path(p, &x->command);
+out:
+	free(mode);
+	if (rc) {
+		kube_exec_free(x);
+		return rc;
+	}
+	*out = x;
+	return KT_OK;
+}
+
 static kt_code parse_user(pctx *p, yaml_node_t *u, int idx, kt_kube_config *cfg)
 {
 	char where[64];
@@ -524,8 +563,6 @@ static kt_code parse_user(pctx *p, yaml_node_t *u, int idx, kt_kube_config *cfg)
 	snprintf(where, sizeof(where), "users[%d].user", idx);
 
 	static const char *const unsupported[][2] = {
-		{ "exec", "exec credential plugins are not supported: use a client certificate or a "
-		          "token (e.g. a ServiceAccount token)" },
 		{ "auth-provider", "auth-provider plugins are not supported: use a client certificate "
 		                   "or a token" },
 		{ "username", "basic authentication was removed from Kubernetes in 1.19: use a client "
@@ -576,7 +613,13 @@ static kt_code parse_user(pctx *p, yaml_node_t *u, int idx, kt_kube_config *cfg)
 		cfg->token_file = NULL;
 	}
 	resolve_path(p, &cfg->token_file);
-	return KT_OK;
+	rc = map_get(p, u, where, "exec", &n);
+	if (rc || !n)
+		return rc;
+	if (cfg->token || cfg->token_file || has_cert)
+		return fail(p, KT_EUSAGE, "%s sets exec and also a token or client certificate (keep "
+		            "one way to authenticate)", where);
+	return parse_exec(p, n, where, &cfg->exec);
 }
 
 /* Check the event stream first: one document, bounded depth.  libyaml's
@@ -626,17 +669,41 @@ static kt_code check_shape(pctx *p, const char *data, size_t len)
 	return rc;
 }
 
-static kt_code parse_doc(pctx *p, const char *context, kt_kube_config *cfg)
+/* Load file f (p->cur) as a YAML document and check its top level. */
+static kt_code load_file(pctx *p, const kt_kube_file *f)
 {
-	yaml_node_t *root = yaml_document_get_root_node(&p->doc);
-	yaml_node_t *ctx, *cl, *u;
-	char *s = NULL, *ctx_name = NULL;
-	int ci, cli, ui;
+	yaml_parser_t parser;
+	pfile *pf = &p->files[p->cur];
 	kt_code rc;
+	char *s = NULL;
 
-	if (!root || is_null(root))
-		return fail(p, KT_EUSAGE, "is empty (expected a kubeconfig with clusters, users and "
-		            "contexts)");
+	if (f->len > KT_KUBE_MAX_CONFIG)
+		return fail(p, KT_ELIMIT, "is %zu bytes, more than the %u allowed", f->len,
+		            KT_KUBE_MAX_CONFIG);
+	rc = check_shape(p, f->data, f->len);
+	if (rc)
+		return rc;
+	if (!yaml_parser_initialize(&parser))
+		return fail(p, KT_ENOMEM, "out of memory starting the YAML parser");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)f->data, f->len);
+	if (!yaml_parser_load(&parser, &pf->doc)) {
+		rc = fail(p, parser.error == YAML_MEMORY_ERROR ? KT_ENOMEM : KT_EUSAGE,
+		          "not valid YAML: %s at line %zu column %zu",
+		          parser.problem ? parser.problem : "load error",
+		          parser.problem_mark.line + 1, parser.problem_mark.column + 1);
+		yaml_parser_delete(&parser);
+		return rc;
+	}
+	yaml_parser_delete(&parser);
+	pf->loaded = 1;
+
+	yaml_node_t *root = yaml_document_get_root_node(&pf->doc);
+	if (!root || is_null(root)) {
+		if (p->n == 1)
+			return fail(p, KT_EUSAGE, "is empty (expected a kubeconfig with clusters, users "
+			            "and contexts)");
+		return KT_OK; /* kubectl skips empty files in $KUBECONFIG */
+	}
 	if (root->type != YAML_MAPPING_NODE)
 		return fail(p, KT_EUSAGE, "is not a kubeconfig: the top level is %s, not a mapping",
 		            kind_name(root));
@@ -649,22 +716,44 @@ static kt_code parse_doc(pctx *p, const char *context, kt_kube_config *cfg)
 		return rc;
 	}
 	free(s);
+	pf->root = root;
+	return KT_OK;
+}
 
+static kt_code parse_doc(pctx *p, const char *context, kt_kube_config *cfg)
+{
+	yaml_node_t *ctx, *cl, *u;
+	char *ctx_name = NULL;
+	int ci, cli, ui;
+	kt_code rc;
+
+	p->cur = 0;
 	if (context && context[0]) {
 		ctx_name = kt_xstrdup(context);
 	} else {
-		rc = map_get_str(p, root, "", "current-context", &ctx_name);
-		if (rc)
-			return rc;
-		if (!ctx_name)
-			return fail(p, KT_EUSAGE, "current-context is not set (name a context to use)");
+		/* The first file that sets current-context decides it. */
+		for (size_t f = 0; f < p->n && !ctx_name; f++) {
+			p->cur = f;
+			if (!p->files[f].root)
+				continue;
+			rc = map_get_str(p, p->files[f].root, "", "current-context", &ctx_name);
+			if (rc)
+				return rc;
+		}
+		if (!ctx_name) {
+			p->cur = 0;
+			return fail(p, KT_EUSAGE, "current-context is not set%s (name a context to use)",
+			            p->n > 1 ? " in any file" : "");
+		}
 	}
 	char referrer[96];
-	rc = find_named(p, root, "contexts", "context", ctx_name,
+	size_t ctx_file;
+	rc = find_named(p, "contexts", "context", ctx_name,
 	                context && context[0] ? NULL : "current-context", &ctx, &ci);
 	cfg->context = ctx_name;
 	if (rc)
 		return rc;
+	ctx_file = p->cur;
 
 	char where[64];
 	snprintf(where, sizeof(where), "contexts[%d].context", ci);
@@ -684,22 +773,69 @@ static kt_code parse_doc(pctx *p, const char *context, kt_kube_config *cfg)
 		cfg->namespace = kt_xstrdup("default");
 
 	snprintf(referrer, sizeof(referrer), "%s.cluster", where);
-	rc = find_named(p, root, "clusters", "cluster", cfg->cluster, referrer, &cl, &cli);
+	rc = find_named(p, "clusters", "cluster", cfg->cluster, referrer, &cl, &cli);
 	if (rc == KT_OK)
 		rc = parse_cluster(p, cl, cli, cfg);
 	if (rc)
 		return rc;
+	size_t cl_file = p->cur;
 	if (cfg->user) {
+		p->cur = ctx_file;
 		snprintf(referrer, sizeof(referrer), "%s.user", where);
-		rc = find_named(p, root, "users", "user", cfg->user, referrer, &u, &ui);
+		rc = find_named(p, "users", "user", cfg->user, referrer, &u, &ui);
 		if (rc == KT_OK)
 			rc = parse_user(p, u, ui, cfg);
 		if (rc)
 			return rc;
 	}
-	if (!strncmp(cfg->server, "http://", 7) && (cfg->token || cfg->token_file))
+	if (!strncmp(cfg->server, "http://", 7) &&
+	    (cfg->token || cfg->token_file || cfg->exec)) {
+		p->cur = cl_file;
 		return fail(p, KT_EUSAGE, "clusters[%d].cluster.server is http://: refusing to send the "
 		            "token of user '%s' in clear text (use https://)", cli, cfg->user);
+	}
+	return KT_OK;
+}
+
+kt_code kt_kube_config_parse_files(kt_kube_config *out, const kt_kube_file *files, size_t n,
+                                   const char *context, kt_error *err)
+{
+	pctx p = { .n = n, .err = err };
+	kt_kube_config cfg;
+	kt_code rc = KT_OK;
+
+	kt_kube_config_init(out);
+	if (n == 0)
+		return kt_error_set(err, KT_EUSAGE, "no kubeconfig given");
+	p.files = kt_xcalloc(n, sizeof(*p.files));
+	for (size_t i = 0; i < n; i++) {
+		p.files[i].name = files[i].name ? files[i].name : "(memory)";
+		p.files[i].base_dir = files[i].base_dir;
+	}
+	for (size_t i = 0; i < n && rc == KT_OK; i++) {
+		p.cur = i;
+		rc = load_file(&p, &files[i]);
+	}
+	kt_kube_config_init(&cfg);
+	if (rc == KT_OK)
+		rc = parse_doc(&p, context, &cfg);
+	for (size_t i = 0; i < n; i++)
+		if (p.files[i].loaded)
+			yaml_document_delete(&p.files[i].doc);
+	if (rc) {
+		free(p.files);
+		kt_kube_config_release(&cfg);
+		return rc;
+	}
+	kt_buf src;
+	kt_buf_init(&src, KT_BUF_UNLIMITED);
+	kt_buf_adds(&src, "kubeconfig '", NULL);
+	for (size_t i = 0; i < n; i++)
+		kt_buf_addf(&src, NULL, "%s%s", i ? ":" : "", p.files[i].name);
+	kt_buf_adds(&src, "'", NULL);
+	cfg.source = kt_buf_detach(&src, NULL);
+	free(p.files);
+	*out = cfg;
 	return KT_OK;
 }
 
@@ -707,183 +843,121 @@ kt_code kt_kube_config_parse(kt_kube_config *out, const char *data, size_t len,
                              const char *name, const char *base_dir, const char *context,
                              kt_error *err)
 {
-	pctx p = { .name = name ? name : "(memory)", .base_dir = base_dir, .err = err };
-	yaml_parser_t parser;
-	kt_kube_config cfg;
-	kt_code rc;
+	kt_kube_file f = { .name = name, .base_dir = base_dir, .data = data, .len = len };
+	return kt_kube_config_parse_files(out, &f, 1, context, err);
+}
+
+/* The directory part of path (malloc'd), or NULL when it has none. */
+static char *dir_of(const char *path)
+{
+	char *dir = kt_xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	if (!slash) {
+		free(dir);
+		return NULL;
+	}
+	if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	return dir;
+}
+
+kt_code kt_kube_config_load_files(kt_kube_config *out, const char *const *paths, size_t n,
+                                  const char *context, kt_error *err)
+{
+	kt_buf *bufs = kt_xcalloc(n ? n : 1, sizeof(*bufs));
+	kt_kube_file *files = kt_xcalloc(n ? n : 1, sizeof(*files));
+	char **dirs = kt_xcalloc(n ? n : 1, sizeof(*dirs));
+	size_t used = 0;
+	kt_code rc = KT_OK;
 
 	kt_kube_config_init(out);
-	if (len > KT_KUBE_MAX_CONFIG)
-		return fail(&p, KT_ELIMIT, "is %zu bytes, more than the %u allowed", len,
-		            KT_KUBE_MAX_CONFIG);
-	rc = check_shape(&p, data, len);
-	if (rc)
-		return rc;
-	if (!yaml_parser_initialize(&parser))
-		return fail(&p, KT_ENOMEM, "out of memory starting the YAML parser");
-	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-	if (!yaml_parser_load(&parser, &p.doc)) {
-		rc = fail(&p, parser.error == YAML_MEMORY_ERROR ? KT_ENOMEM : KT_EUSAGE,
-		          "not valid YAML: %s at line %zu column %zu",
-		          parser.problem ? parser.problem : "load error",
-		          parser.problem_mark.line + 1, parser.problem_mark.column + 1);
-		yaml_parser_delete(&parser);
-		return rc;
+	for (size_t i = 0; i < n && rc == KT_OK; i++) {
+		kt_buf_init(&bufs[used], KT_KUBE_MAX_CONFIG);
+		rc = kube_read_file(paths[i], KT_KUBE_MAX_CONFIG, "kubeconfig", &bufs[used], err);
+		if (rc == KT_ENOTFOUND && n > 1) {
+			/* kubectl skips files of $KUBECONFIG that do not exist */
+			kt_buf_release(&bufs[used]);
+			rc = KT_OK;
+			continue;
+		}
+		if (rc)
+			break;
+		dirs[used] = dir_of(paths[i]);
+		files[used] = (kt_kube_file){ .name = paths[i], .base_dir = dirs[used],
+		                              .data = bufs[used].data, .len = bufs[used].len };
+		used++;
 	}
-	yaml_parser_delete(&parser);
-
-	kt_kube_config_init(&cfg);
-	rc = parse_doc(&p, context, &cfg);
-	yaml_document_delete(&p.doc);
-	if (rc) {
-		kt_kube_config_release(&cfg);
-		return rc;
+	if (rc == KT_OK && used == 0)
+		rc = kt_error_set(err, KT_ENOTFOUND, "none of the %zu kubeconfig files named exists "
+		                  "(first: '%s')", n, n ? paths[0] : "");
+	if (rc == KT_OK)
+		rc = kt_kube_config_parse_files(out, files, used, context, err);
+	for (size_t i = 0; i < n; i++) {
+		/* The files may hold key material. */
+		explicit_bzero(bufs[i].data, bufs[i].len);
+		kt_buf_release(&bufs[i]);
+		free(dirs[i]);
 	}
-	size_t n = strlen(p.name) + 16;
-	cfg.source = kt_xmalloc(n);
-	snprintf(cfg.source, n, "kubeconfig '%s'", p.name);
-	*out = cfg;
-	return KT_OK;
+	free(bufs);
+	free(files);
+	free(dirs);
+	return rc;
 }
 
 kt_code kt_kube_config_load(kt_kube_config *out, const char *path, const char *context,
                             kt_error *err)
 {
-	kt_buf b;
-	kt_kube_config_init(out);
-	kt_buf_init(&b, KT_KUBE_MAX_CONFIG);
-	kt_code rc = kube_read_file(path, KT_KUBE_MAX_CONFIG, "kubeconfig", &b, err);
-	if (rc == KT_OK) {
-		char *dir = kt_xstrdup(path);
-		char *slash = strrchr(dir, '/');
-		if (slash == dir)
-			dir[1] = '\0';
-		else if (slash)
-			*slash = '\0';
-		rc = kt_kube_config_parse(out, b.data, b.len, path, slash ? dir : NULL, context, err);
-		free(dir);
-	}
-	/* The file may hold key material. */
-	explicit_bzero(b.data, b.len);
-	kt_buf_release(&b);
-	return rc;
+	return kt_kube_config_load_files(out, &path, 1, context, err);
 }
 
-/* ------------------------------------------------------------------ */
-/* In-cluster */
-
-static char *join(const char *dir, const char *name)
+kt_code kt_kube_config_resolve(kt_kube_config *out, const char *kubeconfig, const char *context,
+                               kt_error *err)
 {
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *s = kt_xmalloc(n);
-	snprintf(s, n, "%s/%s", dir, name);
-	return s;
-}
-
-kt_code kt_kube_config_in_cluster(kt_kube_config *out, const char *dir, kt_error *err)
-{
-	const char *host = getenv("KUBERNETES_SERVICE_HOST");
-	const char *port = getenv("KUBERNETES_SERVICE_PORT");
-	kt_kube_config cfg;
-	kt_code rc = KT_OK;
-
 	kt_kube_config_init(out);
-	if (!dir)
-		dir = KT_KUBE_SA_DIR;
-	if (!host || !host[0] || !port || !port[0])
-		return kt_error_set(err, KT_ENOTFOUND, "in-cluster config: KUBERNETES_SERVICE_HOST and "
-		                    "KUBERNETES_SERVICE_PORT are not set (not running in a pod? pass "
-		                    "--kubeconfig)");
-	for (const char *c = host; *c; c++)
-		if (!(((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') || (*c >= '0' && *c <= '9') ||
-		      *c == '.' || *c == '-' || *c == ':'))
-			return kt_error_set(err, KT_EUSAGE, "in-cluster config: KUBERNETES_SERVICE_HOST "
-			                    "'%.100s' is not a host name or address", host);
-	char *end;
-	errno = 0;
-	unsigned long pn = strtoul(port, &end, 10);
-	if (*end || errno || pn == 0 || pn > 65535 || port[0] < '0' || port[0] > '9')
-		return kt_error_set(err, KT_EUSAGE, "in-cluster config: KUBERNETES_SERVICE_PORT "
-		                    "'%.20s' is not a port number", port);
+	if (kubeconfig && kubeconfig[0])
+		return kt_kube_config_load(out, kubeconfig, context, err);
 
-	kt_kube_config_init(&cfg);
-	cfg.source = kt_xstrdup("in-cluster config");
-	size_t n = strlen(host) + 32;
-	cfg.server = kt_xmalloc(n);
-	if (strchr(host, ':'))
-		snprintf(cfg.server, n, "https://[%s]:%lu", host, pn);
-	else
-		snprintf(cfg.server, n, "https://%s:%lu", host, pn);
-	cfg.token_file = join(dir, "token");
-	cfg.ca_file = join(dir, "ca.crt");
-
-	struct stat st;
-	if (stat(cfg.token_file, &st) != 0) {
-		int e = errno;
-		rc = kt_error_sys(err, kt_code_from_errno(e), e, "in-cluster config: no service-account "
-		                  "token '%s' (does the pod mount one?)", cfg.token_file);
-		goto out;
-	}
-	char *ns_path = join(dir, "namespace");
-	kt_buf b;
-	kt_buf_init(&b, 1024);
-	kt_error e;
-	if (kube_read_file(ns_path, 1024, "namespace file", &b, &e) == KT_OK) {
-		size_t l = b.len;
-		while (l && (b.data[l - 1] == '\n' || b.data[l - 1] == ' ' || b.data[l - 1] == '\r'))
-			b.data[--l] = '\0';
-		if (kt_kube_valid_label(b.data))
-			cfg.namespace = kt_xstrdup(b.data);
-	}
-	kt_buf_release(&b);
-	free(ns_path);
-	if (!cfg.namespace)
-		cfg.namespace = kt_xstrdup("default");
-out:
-	if (rc) {
-		kt_kube_config_release(&cfg);
+	const char *env = getenv("KUBECONFIG");
+	if (env && env[0]) {
+		char *list = kt_xstrdup(env);
+		size_t n = 0;
+		const char *paths[64];
+		for (char *s = list, *e; s && n < 64; s = e ? e + 1 : NULL) {
+			e = strchr(s, ':');
+			if (e)
+				*e = '\0';
+			if (s[0])
+				paths[n++] = s;
+		}
+		kt_code rc = n ? kt_kube_config_load_files(out, paths, n, context, err)
+		               : kt_error_set(err, KT_EUSAGE, "$KUBECONFIG names no file");
+		if (rc)
+			kt_error_wrap(err, "$KUBECONFIG");
+		free(list);
 		return rc;
 	}
-	*out = cfg;
-	return KT_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* Names */
-
-static int label_char(char c, int edge)
-{
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (!edge && c == '-');
-}
-
-int kt_kube_valid_label(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 63)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!label_char(s[i], i == 0 || i == n - 1))
-			return 0;
-	return 1;
-}
-
-int kt_kube_valid_name(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 253)
-		return 0;
-	/* dot-separated labels */
-	size_t start = 0;
-	for (size_t i = 0; i <= n; i++) {
-		if (i == n || s[i] == '.') {
-			size_t l = i - start;
-			if (l == 0 || l > 63)
-				return 0;
-			for (size_t j = start; j < i; j++)
-				if (!label_char(s[j], j == start || j == i - 1))
-					return 0;
-			start = i + 1;
+	const char *home = getenv("HOME");
+	if (home && home[0]) {
+		size_t l = strlen(home) + 16;
+		char *path = kt_xmalloc(l);
+		snprintf(path, l, "%s/.kube/config", home);
+		struct stat st;
+		if (stat(path, &st) == 0) {
+			kt_code rc = kt_kube_config_load(out, path, context, err);
+			free(path);
+			return rc;
 		}
+		free(path);
 	}
-	return 1;
+	if (getenv("KUBERNETES_SERVICE_HOST")) {
+		if (context && context[0])
+			return kt_error_set(err, KT_EUSAGE, "--context '%.100s' given but no kubeconfig "
+			                    "found (in-cluster config has no contexts)", context);
+		return kt_kube_config_in_cluster(out, NULL, err);
+	}
+	return kt_error_set(err, KT_ENOTFOUND, "no Kubernetes config: no --kubeconfig, $KUBECONFIG "
+	                    "unset, no $HOME/.kube/config and not in a pod (KUBERNETES_SERVICE_HOST "
+	                    "unset): pass --kubeconfig FILE");
 }

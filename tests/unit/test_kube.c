@@ -374,7 +374,25 @@ static void test_refused_and_unsupported(void)
 	            KT_EUSAGE, "clusters[0].cluster.proxy-url is not supported");
 	expect_fail(kubeconfig("", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
 	                           "      command: aws\n"), NULL, KT_EUSAGE,
-	            "users[0].user.exec: exec credential plugins are not supported");
+	            "users[0].user.exec.interactiveMode must be set");
+	expect_fail(kubeconfig("", "    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n"
+	                           "      command: aws\n"), NULL, KT_EUSAGE,
+	            "users[0].user.exec.apiVersion 'client.authentication.k8s.io/v1alpha1' is not "
+	            "supported");
+	expect_fail(kubeconfig("", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	                           "      command: aws\n      interactiveMode: Always\n"), NULL,
+	            KT_EUSAGE, "kontinuity never runs a plugin interactively");
+	expect_fail(kubeconfig("", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	                           "      interactiveMode: Never\n"), NULL, KT_EUSAGE,
+	            "users[0].user.exec.command is missing");
+	expect_fail(kubeconfig("", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	                           "      command: aws\n      interactiveMode: Never\n"
+	                           "      env: [{value: x}]\n"), NULL, KT_EUSAGE,
+	            "users[0].user.exec.env[0].name is missing");
+	expect_fail(kubeconfig("", "    token: t0k\n    exec:\n"
+	                           "      apiVersion: client.authentication.k8s.io/v1\n"
+	                           "      command: aws\n      interactiveMode: Never\n"), NULL,
+	            KT_EUSAGE, "sets exec and also a token");
 	expect_fail(kubeconfig("", "    auth-provider:\n      name: oidc\n"), NULL, KT_EUSAGE,
 	            "users[0].user.auth-provider: auth-provider plugins are not supported");
 	expect_fail(kubeconfig("", "    username: admin\n    password: hunter2\n"), NULL, KT_EUSAGE,
@@ -386,6 +404,83 @@ static void test_refused_and_unsupported(void)
 	            "users: [{name: u, user: {token: t0k3n}}]\n"
 	            "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
 	            NULL, KT_EUSAGE, "refusing to send the token of user 'u' in clear text");
+}
+
+static void test_exec_parsed(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", "    exec:\n"
+	                                      "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+	                                      "      command: bin/get-token\n"
+	                                      "      args: [--cluster, prod]\n"
+	                                      "      env:\n      - {name: AWS_PROFILE, value: ops}\n"
+	                                      "      installHint: install get-token\n"
+	                                      "      provideClusterInfo: true\n"), NULL, &err),
+	           KT_OK);
+	CHECK(cfg.exec != NULL);
+	if (cfg.exec) {
+		CHECK_STR(cfg.exec->command, "/etc/k/bin/get-token");
+		CHECK_EQ_U(cfg.exec->n_args, 2);
+		CHECK_STR(cfg.exec->args[1], "prod");
+		CHECK_EQ_U(cfg.exec->n_env, 1);
+		CHECK_STR(cfg.exec->env[0], "AWS_PROFILE=ops");
+		CHECK_STR(cfg.exec->install_hint, "install get-token");
+		CHECK(cfg.exec->provide_cluster_info == 1);
+	}
+	kt_kube_config_release(&cfg);
+	/* A bare name is looked up on PATH when it runs, not resolved now. */
+	CHECK_EQ_U(parse(&cfg, kubeconfig("", "    exec:\n"
+	                                      "      apiVersion: client.authentication.k8s.io/v1\n"
+	                                      "      interactiveMode: IfAvailable\n"
+	                                      "      command: aws\n"), NULL, &err), KT_OK);
+	CHECK_STR(cfg.exec ? cfg.exec->command : "", "aws");
+	kt_kube_config_release(&cfg);
+}
+
+static void test_merge_files(void)
+{
+	kt_kube_config cfg;
+	kt_error err;
+	const char *a = "current-context: a\n"
+	                "contexts: [{name: a, context: {cluster: c, user: u, namespace: one}}]\n"
+	                "users: [{name: u, user: {tokenFile: tok}}]\n";
+	const char *b = "current-context: b\n"
+	                "contexts: [{name: a, context: {cluster: nowhere}},\n"
+	                "           {name: b, context: {cluster: c}}]\n"
+	                "clusters: [{name: c, cluster: {server: 'https://h:6443', "
+	                "certificate-authority: ca.crt}}]\n"
+	                "users: [{name: u, user: {token: second}}]\n";
+	kt_kube_file files[] = {
+		{ "/a/config", "/a", a, strlen(a) },
+		{ "/b/config", "/b", b, strlen(b) },
+	};
+	/* current-context from the first file; context a from the first file
+	 * that defines it; the cluster from the second, its path against /b;
+	 * the user from the first (its tokenFile against /a). */
+	CHECK_EQ_U(kt_kube_config_parse_files(&cfg, files, 2, NULL, &err), KT_OK);
+	CHECK_STR(cfg.context, "a");
+	CHECK_STR(cfg.namespace, "one");
+	CHECK_STR(cfg.server, "https://h:6443");
+	CHECK_STR(cfg.ca_file, "/b/ca.crt");
+	CHECK_STR(cfg.token_file, "/a/tok");
+	CHECK(cfg.token == NULL);
+	CHECK_STR(cfg.source, "kubeconfig '/a/config:/b/config'");
+	kt_kube_config_release(&cfg);
+	/* --context b: from the second file. */
+	CHECK_EQ_U(kt_kube_config_parse_files(&cfg, files, 2, "b", &err), KT_OK);
+	CHECK_STR(cfg.context, "b");
+	CHECK(cfg.user == NULL);
+	kt_kube_config_release(&cfg);
+	/* A name defined nowhere is named with the file that asked. */
+	CHECK_EQ_U(kt_kube_config_parse_files(&cfg, files, 2, "zzz", &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "kubeconfig '/a/config': context 'zzz' is not defined in contexts of "
+	               "any file");
+	/* A broken second file fails even though the first has everything. */
+	files[1].data = "users: [oops";
+	files[1].len = strlen(files[1].data);
+	CHECK_EQ_U(kt_kube_config_parse_files(&cfg, files, 2, NULL, &err), KT_EUSAGE);
+	CHECK_CONTAINS(err.msg, "kubeconfig '/b/config': not valid YAML");
 }
 
 static void test_token_never_in_messages(void)
@@ -1458,6 +1553,7 @@ typedef struct mini_server {
 	int fd;
 	int port;
 	const char *reply;
+	int repeat;        /* connections to answer (retries make more than one) */
 	char request[4096];
 	size_t request_len;
 	pthread_t thread;
@@ -1466,9 +1562,11 @@ typedef struct mini_server {
 static void *mini_serve(void *arg)
 {
 	mini_server *m = arg;
+	for (int i = 0; i < m->repeat; i++) {
 	int c = accept(m->fd, NULL, NULL);
 	if (c < 0)
 		return NULL;
+	m->request_len = 0;
 	for (;;) {
 		ssize_t k = read(c, m->request + m->request_len, sizeof(m->request) - 1 - m->request_len);
 		if (k <= 0)
@@ -1482,8 +1580,11 @@ static void *mini_serve(void *arg)
 	if (write(c, m->reply, n) != (ssize_t)n)
 		m->reply = "";
 	close(c);
+	}
 	return NULL;
 }
+
+static int mini_repeat = 1;
 
 static int mini_start(mini_server *m, const char *reply)
 {
@@ -1491,6 +1592,7 @@ static int mini_start(mini_server *m, const char *reply)
 	socklen_t alen = sizeof(a);
 	memset(m, 0, sizeof(*m));
 	m->reply = reply;
+	m->repeat = mini_repeat;
 	m->fd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
@@ -1619,6 +1721,8 @@ static void test_client_get_and_status_mapping(void)
 	CHECK_CONTAINS(r.err.msg, "401: Unauthorized (the server did not accept the credentials");
 	call_release(&r);
 
+	/* 503 and 429 are retried (5 attempts in all), then reported. */
+	mini_repeat = 5;
 	call(&r, reply(503, "service unavailable"), "get", "/api/v1/x?labelSelector=a", NULL, 0);
 	CHECK_EQ_U(r.rc, KT_ETRANSIENT);
 	CHECK_CONTAINS(r.err.msg, "GET /api/v1/x: 503: no Status message");
@@ -1627,10 +1731,12 @@ static void test_client_get_and_status_mapping(void)
 	call(&r, reply(429, "{}"), "get", "/api", NULL, 0);
 	CHECK_EQ_U(r.rc, KT_ETRANSIENT);
 	call_release(&r);
+	mini_repeat = 1;
 
 	call(&r, reply(409, "{\"kind\":\"Status\",\"message\":\"conflict\"}"), "get", "/api", NULL,
 	     0);
-	CHECK_EQ_U(r.rc, KT_EREMOTE);
+	CHECK_EQ_U(r.rc, KT_EEXIST);
+	CHECK_CONTAINS(r.err.msg, "read it again and retry");
 	call_release(&r);
 
 	call(&r, reply(200, "<html>proxy login</html>"), "get", "/api", NULL, 0);
@@ -1772,6 +1878,8 @@ int main(void)
 	RUN(test_missing_and_malformed_fields);
 	RUN(test_bad_base64_names_the_field);
 	RUN(test_refused_and_unsupported);
+	RUN(test_exec_parsed);
+	RUN(test_merge_files);
 	RUN(test_token_never_in_messages);
 	RUN(test_hostile_yaml);
 	RUN(test_load_file);
