@@ -145,4 +145,24 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_unlock(int argc, char **argv, const kt_globals *g);
 
+/* --kubeconfig and --context, shared by every command that talks to the API
+ * server (cmd_snapshot.c). */
+struct kt_kube;
+typedef struct kt_cli_kube_flags {
+	const char *kubeconfig, *context;
+} kt_cli_kube_flags;
+void kt_cli_kube_flags_init(kt_cli_kube_flags *f);
+/* Append the 2 flags to o; returns the next free slot. */
+kt_opt *kt_cli_kube_opts(kt_cli_kube_flags *f, kt_opt *o);
+/* Find the config (kubectl's order, then in-cluster) and connect; 0 or the
+ * exit code after printing the error. */
+int kt_cli_kube_connect(const kt_cli_kube_flags *f, struct kt_kube **out);
+
+/* The snapshot group and doctor (cmd_snapshot.c). */
+int kt_cmd_snapshot_create(int argc, char **argv, const kt_globals *g);
+int kt_cmd_snapshot_list(int argc, char **argv, const kt_globals *g);
+int kt_cmd_snapshot_delete(int argc, char **argv, const kt_globals *g);
+int kt_cmd_snapshot_restore(int argc, char **argv, const kt_globals *g);
+int kt_cmd_doctor(int argc, char **argv, const kt_globals *g);
+
 #endif /* KT_CLI_H */

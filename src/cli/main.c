@@ -48,6 +48,14 @@ static const kt_command commands[] = {
 	{ "repo forget", "remove snapshots by a tiered retention policy", kt_cmd_repo_forget },
 	{ "repo prune", "remove the data no snapshot needs", kt_cmd_repo_prune },
 	{ "repo unlock", "remove stale locks left by killed processes", kt_cmd_repo_unlock },
+	{ "snapshot create", "take a CSI VolumeSnapshot of a PVC (--wait: until ready)",
+	  kt_cmd_snapshot_create },
+	{ "snapshot list", "list VolumeSnapshots with readiness, size and snapshotHandle",
+	  kt_cmd_snapshot_list },
+	{ "snapshot delete", "delete a VolumeSnapshot", kt_cmd_snapshot_delete },
+	{ "snapshot restore", "restore a VolumeSnapshot into a new PVC", kt_cmd_snapshot_restore },
+	{ "doctor", "check that the cluster is ready: snapshot CRDs, classes, RBAC, etcd",
+	  kt_cmd_doctor },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
