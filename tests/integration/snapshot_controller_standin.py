@@ -706,7 +706,7 @@ class SnapshotControllerStandin:
             if FIN_PVC not in fins:
                 continue
             busy = any(
-                _meta(s)["namespace"] == pm["namespace"] and not _meta(s).get("deletionTimestamp")
+                _meta(s)["namespace"] == pm["namespace"]
                 and ((s.get("spec") or {}).get("source") or {}).get(
                     "persistentVolumeClaimName") == pm["name"]
                 and not (s.get("status") or {}).get("readyToUse")
@@ -829,6 +829,9 @@ class SnapshotControllerStandin:
             err = f"error getting handle for DataSource Type VolumeSnapshot by Name {ds.get('name')}: " \
                   f"error getting snapshot {ds.get('name')} from api server: volumesnapshots." \
                   f"{GROUP} \"{ds.get('name')}\" not found"
+        elif _meta(vs).get("deletionTimestamp"):
+            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
+                  f"{ds.get('name')}: snapshot {ds.get('name')} is currently being deleted"
         elif not vstatus.get("readyToUse") or content is None or \
                 not (content.get("status") or {}).get("snapshotHandle"):
             err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
