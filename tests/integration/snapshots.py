@@ -57,11 +57,11 @@ def install_crds(api, timeout=60):
     names = []
     for crd in crd_manifests():
         name = crd["metadata"]["name"]
-        status, out = api.request("POST", CRD_PATH, crd)
+        status, out = api.request("POST", f"{CRD_PATH}?fieldValidation=Strict", crd)
         if status == 409:        # already there from an earlier module: replace it
             old = api.call("GET", f"{CRD_PATH}/{name}")
             crd["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-            api.call("PUT", f"{CRD_PATH}/{name}", crd)
+            api.call("PUT", f"{CRD_PATH}/{name}?fieldValidation=Strict", crd)
         elif status not in (200, 201):
             raise AssertionError(f"creating CRD {name}: {status} {out}")
         names.append(name)
