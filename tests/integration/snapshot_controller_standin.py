@@ -498,6 +498,14 @@ class SnapshotControllerStandin:
             return self._set_finalizers(self._vs_path(vs), vs, want, _key(vs))
         if "volumeSnapshotContentName" in source:
             return self._sync_preprovisioned(st, vs, source["volumeSnapshotContentName"])
+        bound = (vs.get("status") or {}).get("boundVolumeSnapshotContentName")
+        if content is None and bound:
+            # syncReadySnapshot: the bound content went away or points elsewhere
+            if bound in st.contents:
+                return self._snapshot_error(vs, "VolumeSnapshotContent is not bound to the "
+                                            "VolumeSnapshot correctly", True, "SnapshotMisbound")
+            return self._snapshot_error(vs, "VolumeSnapshotContent is missing", True,
+                                        "SnapshotContentMissing")
         if content is None:
             return self._create_content(st, vs)
         return self._update_snapshot_status(vs, content)

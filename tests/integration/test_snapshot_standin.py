@@ -310,6 +310,23 @@ def test_delete_with_policy_retain_keeps_content(cluster, ns):
         cluster.api.delete(f"{VSCLASS_PATH}/{cls}")
 
 
+def test_lost_content_is_reported(cluster, ns):
+    """A bound snapshot whose content disappears gets an error, and no new
+    content is made for it."""
+    cluster.bound_pvc(ns, "data")
+    assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
+    vs = cluster.wait_ready(ns, "s1")
+    name = status(vs)["boundVolumeSnapshotContentName"]
+    # deleted by hand, finalizer dropped (after the delete, or it would be re-added)
+    assert cluster.api.delete(f"{VSC_PATH}/{name}")
+    cluster.api.merge_patch(f"{VSC_PATH}/{name}", {"metadata": {"finalizers": None}})
+    vs = cluster.wait_snapshot(ns, "s1", lambda v: status(v).get("error"), what="error")
+    assert status(vs)["error"]["message"] == "VolumeSnapshotContent is missing"
+    assert status(vs)["readyToUse"] is False
+    time.sleep(0.5)
+    assert cluster.content(name) is None
+
+
 def test_preprovisioned_snapshot_binds(cluster, ns):
     """An existing snapshot (e.g. imported from another cluster) is claimed
     through a content with source.snapshotHandle."""
