@@ -74,3 +74,7 @@ def kube_apiserver(tmp_path_factory):
     k.start()
     yield k
     k.stop()
+
+
+# CSI volume snapshots: snapshot_crds (session), snapshot_standin (module).
+from snapshots import snapshot_crds, snapshot_standin  # noqa: E402,F401
