@@ -171,7 +171,7 @@ static void check_classes(kt_kube *c, checks *out)
 			snprintf(k->fix, sizeof(k->fix), "remove the %s annotation from all but one",
 			         KT_VS_DEFAULT_ANNOTATION);
 		} else {
-			snprintf(k->detail, sizeof(k->detail), "CSI driver %s: default "
+			snprintf(k->detail, sizeof(k->detail), "CSI driver %s has the default "
 			         "VolumeSnapshotClass %s", d->name[i], d->class_names[i]);
 		}
 	}
