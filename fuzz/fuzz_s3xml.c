@@ -1,7 +1,8 @@
 /*
  * fuzz_s3xml.c - libFuzzer target for the S3 XML reader and the response
  * parsers (src/s3/xml.c): ListObjectsV2 result, Error, Initiate- and
- * CompleteMultipartUpload results.
+ * CompleteMultipartUpload results, ListObjectVersions, Object Lock
+ * configuration and object retention.
  *
  * Every parser sees the whole input.  Properties checked: listed keys are
  * non-empty NUL-free strings within KT_S3_MAX_KEY, a truncated page always
@@ -34,6 +35,21 @@ static kt_code on_entry(void *ctx, const kt_s3_entry *e, kt_error *err)
 		abort();
 	printable(e->etag, 132);
 	printable(e->last_modified, 64);
+	(*(uint64_t *)ctx)++;
+	return KT_OK;
+}
+
+static kt_code on_version(void *ctx, const kt_s3_version *v, kt_error *err)
+{
+	(void)err;
+	size_t n = strlen(v->key);
+	if (n == 0 || n > KT_S3_MAX_KEY || !v->version_id[0])
+		abort();
+	printable(v->version_id, 1024);
+	printable(v->etag, 132);
+	printable(v->last_modified, 64);
+	if (v->delete_marker && v->size)
+		abort();
 	(*(uint64_t *)ctx)++;
 	return KT_OK;
 }
@@ -72,6 +88,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		printable(id, sizeof(id));
 		if (!id[0] || strchr(id, ' '))
 			abort();
+	}
+	n = 0;
+	kt_s3_versions_page vp;
+	if (kt_s3_parse_versions(xml, size, on_version, &n, &vp, &err) == KT_OK) {
+		if (n != vp.n_entries || (vp.truncated && !vp.next_key[0]))
+			abort();
+	}
+	kt_s3_lock_config lc;
+	if (kt_s3_parse_lock_config(xml, size, &lc, &err) == KT_OK) {
+		printable(lc.mode, sizeof(lc.mode));
+		if (lc.mode[0] && strcmp(lc.mode, "GOVERNANCE") && strcmp(lc.mode, "COMPLIANCE"))
+			abort();
+	}
+	kt_s3_retention rt;
+	if (kt_s3_parse_retention(xml, size, &rt, &err) == KT_OK) {
+		printable(rt.mode, sizeof(rt.mode));
+		printable(rt.retain_until, sizeof(rt.retain_until));
 	}
 	kt_code rc = kt_s3_parse_complete(xml, size, etag, &d, &err);
 	if (rc == KT_OK)

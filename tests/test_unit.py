@@ -15,8 +15,8 @@ BUILDS = {
     "plain": ROOT / os.environ.get("KT_BUILD", "build"),
     "asan": ROOT / os.environ.get("KT_ASAN_BUILD", "build-asan"),
 }
-UNIT = ["test_core", "test_etcd", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo", "test_store", "test_archive"]
-UNIT += ["test_repo_chunker"]
+UNIT = ["test_core", "test_etcd", "test_etcd_kv", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo", "test_store", "test_archive"]
+UNIT += ["test_repo_chunker", "test_blobio"]
 CORPORA = ["bbolt", "grpc", "kubeconfig", "s3xml", "config", "cron", "staticpod", "repo"]
 CORPORA += ["chunker"]
 SAN_ENV = {

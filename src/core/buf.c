@@ -37,9 +37,12 @@ char *kt_buf_detach(kt_buf *b, size_t *len_out)
 
 void kt_buf_reset(kt_buf *b)
 {
+	/* Never write to the shared empty slot: buffers of several threads point
+	 * at it, and even storing the '\0' it already holds is a data race. */
 	b->len = 0;
-	b->data[0] = '\0';
-	if (!b->cap)
+	if (b->cap)
+		b->data[0] = '\0';
+	else
 		b->data = empty_slot;
 }
 
@@ -62,6 +65,19 @@ static kt_code grow(kt_buf *b, size_t extra, kt_error *err)
 	b->data = p;
 	b->cap = cap;
 	return KT_OK;
+}
+
+kt_code kt_buf_grow(kt_buf *b, size_t extra, kt_error *err)
+{
+	return grow(b, extra, err);
+}
+
+void kt_buf_setlen(kt_buf *b, size_t len)
+{
+	if (!b->cap)
+		return; /* nothing was grown: only the empty slot, which stays "" */
+	b->len = len < b->cap ? len : b->cap - 1;
+	b->data[b->len] = '\0';
 }
 
 kt_code kt_buf_add(kt_buf *b, const void *data, size_t n, kt_error *err)

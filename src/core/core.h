@@ -110,6 +110,11 @@ kt_code kt_buf_addf(kt_buf *b, kt_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Drop the first n bytes (n <= len). */
 void kt_buf_consume(kt_buf *b, size_t n);
+/* Make room for extra more bytes (within max) so that a reader can write
+ * straight into data + len, then record them with kt_buf_setlen. */
+kt_code kt_buf_grow(kt_buf *b, size_t extra, kt_error *err);
+/* Set len (<= what kt_buf_grow made room for) and terminate the data. */
+void kt_buf_setlen(kt_buf *b, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Logging.  The front end installs the format and level once at start;

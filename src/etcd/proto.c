@@ -51,9 +51,12 @@ static kt_code pb_fail(const pb_reader *r, kt_error *err, const char *what)
 	return kt_error_set(err, KT_EPROTO, "malformed %s from etcd: %s", r->msg_name, what);
 }
 
+/* The readers below set their outputs first, so that callers never see an
+ * indeterminate value even on a failure path the compiler cannot follow. */
 static kt_code pb_varint(pb_reader *r, uint64_t *out, kt_error *err)
 {
 	uint64_t v = 0;
+	*out = 0;
 	for (unsigned i = 0; i < 10; i++) {
 		if (r->p == r->end)
 			return pb_fail(r, err, "truncated varint");
@@ -73,6 +76,8 @@ static kt_code pb_varint(pb_reader *r, uint64_t *out, kt_error *err)
 static kt_code pb_bytes(pb_reader *r, const uint8_t **data, size_t *len, kt_error *err)
 {
 	uint64_t n;
+	*data = NULL;
+	*len = 0;
 	kt_code rc = pb_varint(r, &n, err);
 	if (rc)
 		return rc;
@@ -88,6 +93,8 @@ static kt_code pb_bytes(pb_reader *r, const uint8_t **data, size_t *len, kt_erro
 static kt_code pb_tag(pb_reader *r, uint32_t *field, unsigned *wt, kt_error *err)
 {
 	uint64_t tag;
+	*field = 0;
+	*wt = 0;
 	kt_code rc = pb_varint(r, &tag, err);
 	if (rc)
 		return rc;

@@ -1,7 +1,8 @@
 /*
  * client.c - the S3 client: configuration, URLs, one signed request with
  * retries, error mapping, and the simple operations (single PUT, HEAD, GET,
- * LIST, DELETE, create bucket).  Multipart upload lives in multipart.c.
+ * LIST, DELETE).  Multipart upload lives in multipart.c, bucket-level
+ * operations and Object Lock in bucket.c.
  *
  * Invariants:
  *   1. Every request is signed afresh per attempt (new x-amz-date), so a
@@ -33,8 +34,8 @@
 #define DEFAULT_STALL_MS 60000
 #define DEFAULT_THREADS 4
 #define ERROR_BODY_MAX (64u << 10)
-#define XML_BODY_MAX (16u << 20)
-#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define XML_BODY_MAX KT_S3_XML_BODY_MAX
+#define EMPTY_SHA256 KT_S3_EMPTY_SHA256
 #define HASH_CHUNK (1u << 20)
 
 /* ------------------------------------------------------------------ */
@@ -506,7 +507,18 @@ kt_code kt_s3_map_failure(const kt_s3 *s, const char *op, const char *key, long 
 		snprintf(what, sizeof(what), "%s of bucket '%.64s'", op, s->bucket);
 	const char *sep = msg[0] ? ": " : "";
 
-	if (is_auth_code(code) || (!code[0] && (status == 401 || status == 403))) {
+	if (!strcmp(code, "ObjectLockConfigurationNotFoundError") ||
+	    !strcmp(code, "NoSuchObjectLockConfiguration")) {
+		rc = kt_error_set(err, KT_ENOTFOUND, "%s at %s: " KT_S3_NO_LOCK " (%s)", what,
+		                  s->origin, code);
+	} else if (strstr(msg, "WORM") || strcasestr(msg, "object lock") ||
+	           strcasestr(msg, "protected by")) {
+		/* MinIO: InvalidRequest "Object is WORM protected"; AWS: AccessDenied
+		 * "... protected by object lock": not a credentials problem. */
+		rc = kt_error_set(err, KT_EPERM, "%s refused by %s: the object is under S3 Object "
+		                  "Lock retention (%s%s%s); it can be removed only after its "
+		                  "retain-until date", what, s->origin, code, sep, msg);
+	} else if (is_auth_code(code) || (!code[0] && (status == 401 || status == 403))) {
 		rc = kt_error_set(err, KT_EAUTH,
 		                  "%s refused by %s: %s%s%s (HTTP %ld; check the access key '%s' and "
 		                  "the secret key, and that they may use bucket '%s')",
@@ -783,8 +795,34 @@ kt_code kt_s3_put_headers(const kt_s3_put_opts *opts, kt_sigv4_header *hdrs, siz
 		hdrs[n] = (kt_sigv4_header){ names[n], value };
 		n++;
 	}
+	if (opts && (opts->lock_mode || opts->retain_until)) {
+		const char *m = opts->lock_mode ? opts->lock_mode : "";
+		if (strcmp(m, "GOVERNANCE") && strcmp(m, "COMPLIANCE"))
+			return kt_error_set(err, KT_EUSAGE, "Object Lock mode must be GOVERNANCE or "
+			                    "COMPLIANCE, not '%.32s'", m);
+		if (!kt_s3_valid_instant(opts->retain_until))
+			return kt_error_set(err, KT_EUSAGE, "Object Lock retention needs an instant "
+			                    "YYYY-MM-DDTHH:MM:SSZ, not '%.40s'",
+			                    opts->retain_until ? opts->retain_until : "");
+		if (n + 2 > cap)
+			return kt_error_set(err, KT_ELIMIT, "too many S3 headers (limit %zu)", cap);
+		hdrs[n++] = (kt_sigv4_header){ "x-amz-object-lock-mode", m };
+		hdrs[n++] = (kt_sigv4_header){ "x-amz-object-lock-retain-until-date",
+		                               opts->retain_until };
+	}
 	*n_out = n;
 	return KT_OK;
+}
+
+int kt_s3_valid_instant(const char *t)
+{
+	static const char pat[] = "dddd-dd-ddTdd:dd:ddZ";
+	if (!t || strlen(t) != sizeof(pat) - 1)
+		return 0;
+	for (size_t i = 0; pat[i]; i++)
+		if (pat[i] == 'd' ? (t[i] < '0' || t[i] > '9') : t[i] != pat[i])
+			return 0;
+	return 1;
 }
 
 /* Lowercase hex MD5 of memory (mem) or of fd's first size bytes into out[33]. */
@@ -849,13 +887,26 @@ static int stored_by_earlier_attempt(kt_s3 *s, const char *key, const void *mem,
 	return ours;
 }
 
+/* The base64 form of a hex SHA-256 (x-amz-checksum-sha256) into out[48]. */
+static void sha256_hex_to_base64(char out[48], const char hex[65])
+{
+	unsigned char raw[32];
+	for (int i = 0; i < 32; i++) {
+		unsigned hi = (unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10);
+		unsigned lo = (unsigned)(hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0'
+		                                                : hex[2 * i + 1] - 'a' + 10);
+		raw[i] = (unsigned char)(hi << 4 | lo);
+	}
+	EVP_EncodeBlock((unsigned char *)out, raw, 32);
+}
+
 static kt_code put_single(kt_s3 *s, const char *key, const void *mem, int fd, uint64_t size,
                           const kt_s3_put_opts *opts, kt_s3_object_info *info_out,
                           kt_error *err)
 {
 	char hash[65];
-	kt_sigv4_header hdrs[41];
-	char names[40][128];
+	kt_sigv4_header hdrs[42];
+	char names[40][128], checksum[48];
 	size_t n_hdrs;
 	kt_code rc = kt_s3_put_headers(opts, hdrs, 40, &n_hdrs, names, err);
 	if (rc)
@@ -866,6 +917,11 @@ static kt_code put_single(kt_s3 *s, const char *key, const void *mem, int fd, ui
 		kt_s3_sha256_hex(hash, mem, (size_t)size);
 	else if ((rc = kt_s3_hash_fd(hash, fd, 0, size, err)))
 		return rc;
+	if (opts && opts->lock_mode) {
+		/* S3 wants an integrity header on writes that carry a retention. */
+		sha256_hex_to_base64(checksum, hash);
+		hdrs[n_hdrs++] = (kt_sigv4_header){ "x-amz-checksum-sha256", checksum };
+	}
 	kt_s3_call call = {
 		.op = "upload", .method = "PUT", .key = key, .query = "", .extra = hdrs,
 		.n_extra = n_hdrs, .payload_hash = hash, .body_mem = mem, .body_fd = fd,
@@ -1081,26 +1137,5 @@ kt_code kt_s3_list(kt_s3 *s, const char *prefix, unsigned page_size, kt_s3_list_
 	kt_buf_release(&query);
 	if (n_out)
 		*n_out = total;
-	return rc;
-}
-
-kt_code kt_s3_create_bucket(kt_s3 *s, kt_error *err)
-{
-	kt_buf body;
-	char hash[65];
-	kt_buf_init(&body, 4096);
-	if (strcmp(s->region, "us-east-1"))
-		kt_buf_addf(&body, NULL, "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/"
-		            "doc/2006-03-01/\"><LocationConstraint>%s</LocationConstraint>"
-		            "</CreateBucketConfiguration>", s->region);
-	kt_s3_sha256_hex(hash, body.data, body.len);
-	kt_s3_call call = {
-		.op = "create", .method = "PUT", .key = NULL, .query = "", .payload_hash = hash,
-		.body_mem = body.data, .body_fd = -1, .body_len = body.len,
-	};
-	kt_s3_result res;
-	kt_code rc = kt_s3_run(s, s->h, &call, &res, err);
-	kt_s3_object_info_release(&res.info);
-	kt_buf_release(&body);
 	return rc;
 }

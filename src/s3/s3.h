@@ -115,6 +115,9 @@ typedef struct kt_s3_put_opts {
 	int if_none_match;        /* write once: send If-None-Match: * (on the PUT, or on
 	                             CompleteMultipartUpload) so an existing KEY is never
 	                             replaced; the refusal (412) is KT_EEXIST */
+	const char *lock_mode;    /* Object Lock retention of the new version: "GOVERNANCE" or
+	                             "COMPLIANCE" (NULL = the bucket's default) ... */
+	const char *retain_until; /* ... until this instant, "YYYY-MM-DDTHH:MM:SSZ" */
 } kt_s3_put_opts;
 
 /*
@@ -185,8 +188,64 @@ kt_code kt_s3_list(kt_s3 *s, const char *prefix, unsigned page_size, kt_s3_list_
 /* DELETE KEY.  Deleting a missing key succeeds (as S3 does). */
 kt_code kt_s3_delete(kt_s3 *s, const char *key, kt_error *err);
 
-/* PUT Bucket (with a LocationConstraint outside us-east-1).  KT_EEXIST if it
- * already exists and is ours. */
-kt_code kt_s3_create_bucket(kt_s3 *s, kt_error *err);
+/* ---- Buckets and Object Lock (bucket.c) ------------------------------ */
+
+typedef struct kt_s3_bucket_opts {
+	int object_lock; /* create with S3 Object Lock enabled (which turns on versioning) */
+} kt_s3_bucket_opts;
+
+/* PUT Bucket (with a LocationConstraint outside us-east-1); opts may be
+ * NULL.  KT_EEXIST if it already exists and is ours. */
+kt_code kt_s3_create_bucket(kt_s3 *s, const kt_s3_bucket_opts *opts, kt_error *err);
+
+/* A bucket's Object Lock configuration: enabled, and the default retention
+ * every new object version gets (mode "" = none). */
+typedef struct kt_s3_lock_config {
+	int enabled;
+	char mode[16];  /* "GOVERNANCE", "COMPLIANCE" or "" */
+	unsigned days;  /* default retention period: days or years, not both */
+	unsigned years;
+} kt_s3_lock_config;
+
+/* GET ?object-lock.  A bucket without Object Lock is not an error: out is
+ * all zero.  KT_EPROTO for an answer we cannot read. */
+kt_code kt_s3_get_object_lock(kt_s3 *s, kt_s3_lock_config *out, kt_error *err);
+/* PUT ?object-lock: set (or, with mode "", clear) the default retention of
+ * a bucket created with Object Lock.  KT_EUSAGE for a bad mode or period. */
+kt_code kt_s3_put_object_lock(kt_s3 *s, const kt_s3_lock_config *cfg, kt_error *err);
+
+/* One object version or delete marker of ListObjectVersions; strings
+ * borrowed for the callback only. */
+typedef struct kt_s3_version {
+	const char *key;
+	const char *version_id;    /* "null" for versions written before versioning */
+	const char *etag;          /* without quotes; "" for a delete marker */
+	const char *last_modified; /* ISO 8601 as sent */
+	uint64_t size;
+	int is_latest;
+	int delete_marker;
+} kt_s3_version;
+
+typedef kt_code (*kt_s3_version_fn)(void *ctx, const kt_s3_version *v, kt_error *err);
+
+/* Every version and delete marker under prefix (NULL = all), in the
+ * server's order (key, then newest first), page by page; fn's non-OK return
+ * stops the walk.  *n_out (may be NULL) = entries seen. */
+kt_code kt_s3_list_versions(kt_s3 *s, const char *prefix, kt_s3_version_fn fn, void *ctx,
+                            uint64_t *n_out, kt_error *err);
+
+/* DELETE one version for good (DELETE without a version only adds a delete
+ * marker in a versioned bucket: that is kt_s3_delete).  A version under
+ * Object Lock retention is KT_EPERM, naming the key and version. */
+kt_code kt_s3_delete_version(kt_s3 *s, const char *key, const char *version_id,
+                             kt_error *err);
+
+/* GET ?retention of one object version (version_id NULL = the latest). */
+typedef struct kt_s3_retention {
+	char mode[16];          /* "" when the version has no retention */
+	char retain_until[40];  /* ISO 8601 UTC as sent */
+} kt_s3_retention;
+kt_code kt_s3_get_retention(kt_s3 *s, const char *key, const char *version_id,
+                            kt_s3_retention *out, kt_error *err);
 
 #endif /* KT_S3_H */

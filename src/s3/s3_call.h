@@ -8,6 +8,11 @@
 
 #include "s3_int.h"
 
+#define KT_S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define KT_S3_XML_BODY_MAX (16u << 20)
+/* In the message of the KT_ENOTFOUND for a bucket or version without Object Lock. */
+#define KT_S3_NO_LOCK "no Object Lock configuration or retention"
+
 struct kt_s3 {
 	kt_s3_config cfg;      /* strings point at the copies below */
 	char *endpoint, *region, *bucket, *access_key, *secret_key, *cacert;
@@ -62,6 +67,8 @@ kt_code kt_s3_check_key(const char *key, kt_error *err);
 kt_code kt_s3_hash_fd(char out[65], int fd, uint64_t off, uint64_t len, kt_error *err);
 kt_code kt_s3_put_headers(const kt_s3_put_opts *opts, kt_sigv4_header *hdrs, size_t cap,
                           size_t *n_out, char (*names)[128], kt_error *err);
+/* t is "YYYY-MM-DDTHH:MM:SSZ" (the form Object Lock dates are sent in). */
+int kt_s3_valid_instant(const char *t);
 kt_code kt_s3_put_multipart(kt_s3 *s, const char *key, int fd, uint64_t size,
                             const kt_s3_put_opts *opts, kt_s3_object_info *info_out,
                             kt_error *err);

@@ -3,7 +3,7 @@
  * the fuzzer; other modules never include it.
  *
  * sigv4.c: URI encoding, canonical request, string to sign, signing key.
- * xml.c:   a small bounded XML reader and the three response parsers.
+ * xml.c:   a small bounded XML reader and the response parsers.
  */
 #ifndef KT_S3_INT_H
 #define KT_S3_INT_H
@@ -115,6 +115,20 @@ typedef struct kt_s3_list_page {
 } kt_s3_list_page;
 kt_code kt_s3_parse_list(const char *xml, size_t n, kt_s3_list_fn fn, void *ctx,
                          kt_s3_list_page *page, kt_error *err);
+
+/* One page of ListObjectVersions: fn for each Version and DeleteMarker. */
+typedef struct kt_s3_versions_page {
+	int truncated;
+	char next_key[KT_S3_MAX_KEY + 1];
+	char next_version[1024];
+	uint64_t n_entries;
+} kt_s3_versions_page;
+kt_code kt_s3_parse_versions(const char *xml, size_t n, kt_s3_version_fn fn, void *ctx,
+                             kt_s3_versions_page *page, kt_error *err);
+/* ObjectLockConfiguration (mode checked) and Retention documents. */
+kt_code kt_s3_parse_lock_config(const char *xml, size_t n, kt_s3_lock_config *out,
+                                kt_error *err);
+kt_code kt_s3_parse_retention(const char *xml, size_t n, kt_s3_retention *out, kt_error *err);
 
 /* Map a non-2xx answer (status and parsed error document, d may be NULL)
  * of operation op ("upload", ...) on key (NULL = the bucket) to a code and a

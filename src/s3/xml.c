@@ -609,3 +609,168 @@ kt_code kt_s3_parse_list(const char *xml, size_t n, kt_s3_list_fn fn, void *ctx,
 		                  "sent no continuation token");
 	return rc;
 }
+
+/* ---- ListVersionsResult (ListObjectVersions) ------------------------- */
+
+typedef struct versions_ctx {
+	kt_s3_version_fn fn;
+	void *ctx;
+	kt_s3_versions_page *page;
+	char key[KT_S3_MAX_KEY + 1];
+	char version_id[1024];
+	char etag[132];
+	char last_modified[64];
+	uint64_t size;
+	int is_latest, have_key, have_version, bad_size;
+} versions_ctx;
+
+static kt_code on_versions_el(void *ctx, const char *path, const char *text, size_t len,
+                              kt_error *err)
+{
+	versions_ctx *c = ctx;
+	if (!root_is(path, "ListVersionsResult"))
+		return kt_error_set(err, KT_EPROTO, "the S3 server answered ListObjectVersions with a "
+		                    "document that is not a ListVersionsResult");
+	const char *leaf = path + strlen("ListVersionsResult");
+	int in_version = !strncmp(leaf, "/Version/", 9), in_marker = !strncmp(leaf, "/DeleteMarker/", 14);
+	const char *field = in_version ? leaf + 9 : in_marker ? leaf + 14 : NULL;
+	if (field && !strcmp(field, "Key")) {
+		if (len == 0 || len > KT_S3_MAX_KEY || memchr(text, '\0', len))
+			return kt_error_set(err, KT_EPROTO, "the S3 server listed a key of %zu bytes "
+			                    "(limit %d)", len, KT_S3_MAX_KEY);
+		memcpy(c->key, text, len);
+		c->key[len] = '\0';
+		c->have_key = 1;
+	} else if (field && !strcmp(field, "VersionId")) {
+		if (len == 0 || len >= sizeof(c->version_id) || memchr(text, '\0', len))
+			return kt_error_set(err, KT_EPROTO, "the S3 server listed a version id of %zu "
+			                    "bytes", len);
+		copy_printable(c->version_id, sizeof(c->version_id), text, len);
+		c->have_version = 1;
+	} else if (field && !strcmp(field, "IsLatest")) {
+		c->is_latest = len == 4 && !memcmp(text, "true", 4);
+	} else if (field && !strcmp(field, "LastModified")) {
+		copy_printable(c->last_modified, sizeof(c->last_modified), text, len);
+	} else if (in_version && !strcmp(field, "ETag")) {
+		char tmp[132];
+		copy_printable(tmp, sizeof(tmp), text, len);
+		kt_s3_etag_unquote(c->etag, sizeof(c->etag), tmp);
+	} else if (in_version && !strcmp(field, "Size")) {
+		uint64_t v = 0;
+		c->bad_size = len == 0 || len > 20;
+		for (size_t i = 0; i < len && !c->bad_size; i++) {
+			uint64_t d = (uint64_t)(text[i] - '0');
+			if (text[i] < '0' || text[i] > '9' || v > (UINT64_MAX - d) / 10)
+				c->bad_size = 1;
+			else
+				v = v * 10 + d;
+		}
+		c->size = v;
+	} else if (!strcmp(leaf, "/Version") || !strcmp(leaf, "/DeleteMarker")) {
+		if (!c->have_key || !c->have_version || c->bad_size)
+			return kt_error_set(err, KT_EPROTO, "the S3 server listed a version without a "
+			                    "key, a version id or a valid size");
+		kt_s3_version v = { c->key, c->version_id, c->etag, c->last_modified, c->size,
+		                    c->is_latest, leaf[1] == 'D' };
+		c->page->n_entries++;
+		kt_code rc = c->fn ? c->fn(c->ctx, &v, err) : KT_OK;
+		c->have_key = c->have_version = c->bad_size = c->is_latest = 0;
+		c->etag[0] = c->last_modified[0] = '\0';
+		c->size = 0;
+		return rc;
+	} else if (!strcmp(leaf, "/IsTruncated")) {
+		c->page->truncated = len == 4 && !memcmp(text, "true", 4);
+	} else if (!strcmp(leaf, "/NextKeyMarker") || !strcmp(leaf, "/NextVersionIdMarker")) {
+		char *dst = leaf[5] == 'K' ? c->page->next_key : c->page->next_version;
+		size_t cap = leaf[5] == 'K' ? sizeof(c->page->next_key) : sizeof(c->page->next_version);
+		if (len >= cap || memchr(text, '\0', len))
+			return kt_error_set(err, KT_EPROTO, "the S3 server sent a listing marker of %zu "
+			                    "bytes", len);
+		memcpy(dst, text, len);
+		dst[len] = '\0';
+	}
+	return KT_OK;
+}
+
+kt_code kt_s3_parse_versions(const char *xml, size_t n, kt_s3_version_fn fn, void *ctx,
+                             kt_s3_versions_page *page, kt_error *err)
+{
+	versions_ctx *c = kt_xcalloc(1, sizeof(*c));
+	memset(page, 0, sizeof(*page));
+	c->fn = fn;
+	c->ctx = ctx;
+	c->page = page;
+	kt_code rc = kt_s3xml_parse(xml, n, on_versions_el, c, err);
+	free(c);
+	if (!rc && page->truncated && !page->next_key[0])
+		rc = kt_error_set(err, KT_EPROTO, "the S3 server said the version listing is "
+		                  "truncated but sent no next key marker");
+	return rc;
+}
+
+/* ---- ObjectLockConfiguration and Retention --------------------------- */
+
+static kt_code parse_count(const char *what, const char *text, size_t len, unsigned *out,
+                           kt_error *err)
+{
+	unsigned v = 0;
+	if (len == 0 || len > 6)
+		return kt_error_set(err, KT_EPROTO, "the S3 server sent a bad %s", what);
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return kt_error_set(err, KT_EPROTO, "the S3 server sent a bad %s", what);
+		v = v * 10 + (unsigned)(text[i] - '0');
+	}
+	*out = v;
+	return KT_OK;
+}
+
+static kt_code on_lock_el(void *ctx, const char *path, const char *text, size_t len,
+                          kt_error *err)
+{
+	kt_s3_lock_config *c = ctx;
+	if (!root_is(path, "ObjectLockConfiguration"))
+		return kt_error_set(err, KT_EPROTO, "the S3 server answered GetObjectLockConfiguration "
+		                    "with a document that is not an ObjectLockConfiguration");
+	const char *leaf = path + strlen("ObjectLockConfiguration");
+	if (!strcmp(leaf, "/ObjectLockEnabled"))
+		c->enabled = len == 7 && !memcmp(text, "Enabled", 7);
+	else if (!strcmp(leaf, "/Rule/DefaultRetention/Mode"))
+		copy_printable(c->mode, sizeof(c->mode), text, len);
+	else if (!strcmp(leaf, "/Rule/DefaultRetention/Days"))
+		return parse_count("default retention period", text, len, &c->days, err);
+	else if (!strcmp(leaf, "/Rule/DefaultRetention/Years"))
+		return parse_count("default retention period", text, len, &c->years, err);
+	return KT_OK;
+}
+
+kt_code kt_s3_parse_lock_config(const char *xml, size_t n, kt_s3_lock_config *out,
+                                kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	kt_code rc = kt_s3xml_parse(xml, n, on_lock_el, out, err);
+	if (!rc && out->mode[0] && strcmp(out->mode, "GOVERNANCE") && strcmp(out->mode, "COMPLIANCE"))
+		rc = kt_error_set(err, KT_EPROTO, "the S3 server sent an unknown Object Lock mode "
+		                  "'%s'", out->mode);
+	return rc;
+}
+
+static kt_code on_retention_el(void *ctx, const char *path, const char *text, size_t len,
+                               kt_error *err)
+{
+	kt_s3_retention *r = ctx;
+	if (!root_is(path, "Retention"))
+		return kt_error_set(err, KT_EPROTO, "the S3 server answered GetObjectRetention with a "
+		                    "document that is not a Retention");
+	if (!strcmp(path, "Retention/Mode"))
+		copy_printable(r->mode, sizeof(r->mode), text, len);
+	else if (!strcmp(path, "Retention/RetainUntilDate"))
+		copy_printable(r->retain_until, sizeof(r->retain_until), text, len);
+	return KT_OK;
+}
+
+kt_code kt_s3_parse_retention(const char *xml, size_t n, kt_s3_retention *out, kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return kt_s3xml_parse(xml, n, on_retention_el, out, err);
+}

@@ -301,21 +301,22 @@ static kt_code local_get(kt_store *s, const char *name, uint64_t offset, uint64_
 		                    "exceed the limit of %zu bytes", (unsigned long long)want, name,
 		                    l->base.desc, out->max);
 	}
-	char *buf = want ? kt_xmalloc(want < COPY_CHUNK ? (size_t)want : COPY_CHUNK) : NULL;
-	kt_code rc = KT_OK;
+	/* Read straight into the caller's buffer: one copy, from the page cache. */
+	kt_code rc = want ? kt_buf_grow(out, (size_t)want, err) : KT_OK;
 	for (uint64_t pos = 0; pos < want && !rc;) {
 		size_t k = want - pos < COPY_CHUNK ? (size_t)(want - pos) : COPY_CHUNK;
-		ssize_t r = pread(fd, buf, k, (off_t)(offset + pos));
+		ssize_t r = pread(fd, out->data + out->len, k, (off_t)(offset + pos));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			rc = sys_fail(l, errno, "read", name, err);
 		else if (r == 0)
 			break;   /* shrank under us: the dispatcher reports the short read */
-		else if (!(rc = kt_buf_add(out, buf, (size_t)r, err)))
+		else {
+			kt_buf_setlen(out, out->len + (size_t)r);
 			pos += (uint64_t)r;
+		}
 	}
-	free(buf);
 	close(fd);
 	if (!rc)
 		*size_out = size;

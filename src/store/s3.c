@@ -207,7 +207,7 @@ kt_code kt_store_s3_open(const char *bucket, const char *prefix, const kt_store_
 	if (o->create) {
 		kt_error e;
 		kt_error_clear(&e);
-		rc = kt_s3_create_bucket(s3, &e);
+		rc = kt_s3_create_bucket(s3, NULL, &e);
 		if (rc && rc != KT_EEXIST) {
 			if (err)
 				*err = e;

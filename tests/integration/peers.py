@@ -53,6 +53,26 @@ _BIN_PEER = {
 _default_bins = None
 
 
+def need(make):
+    """make() a peer; a missing peer fails the test with the peers.sh hint."""
+    import pytest
+    try:
+        return make()
+    except PeerMissing as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def wait_for(pred, timeout=30, what="condition", interval=0.05):
+    """Poll pred() until it returns something true (returned) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def _cache_paths():
     """The cached paths, as `scripts/peers.sh --print-env` names them."""
     global _default_bins

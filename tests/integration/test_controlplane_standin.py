@@ -32,21 +32,11 @@ import peers
 BUMP = 1_000_000_000
 
 
-def need(make):
-    try:
-        return make()
-    except peers.PeerMissing as e:
-        pytest.fail(str(e), pytrace=False)
+need = peers.need
 
 
 def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return peers.wait_for(pred, timeout, what)
 
 
 # ---------------------------------------------------------------------------

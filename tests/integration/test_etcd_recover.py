@@ -18,8 +18,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 import controlplane
 import peers
 from test_etcd_export import secret_body
@@ -29,21 +27,11 @@ from test_s3 import make_bucket
 BUMP = 1_000_000_000
 
 
-def need(make):
-    try:
-        return make()
-    except peers.PeerMissing as e:
-        pytest.fail(str(e), pytrace=False)
+need = peers.need
 
 
 def wait_for(pred, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return peers.wait_for(pred, timeout, what)
 
 
 def backups(d):

@@ -76,6 +76,15 @@ static kt_code print_entry(void *ctx, const kt_s3_entry *e, kt_error *err)
 	return KT_OK;
 }
 
+static kt_code print_version(void *ctx, const kt_s3_version *v, kt_error *err)
+{
+	(void)ctx;
+	(void)err;
+	printf("%s\t%s\t%llu\t%s\t%s\n", v->key, v->version_id, (unsigned long long)v->size,
+	       v->is_latest ? "latest" : "old", v->delete_marker ? "marker" : "data");
+	return KT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	kt_s3_config c;
@@ -84,7 +93,7 @@ int main(int argc, char **argv)
 	kt_code rc;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: s3tool mb|put|putmem|get|head|ls|rm ARGS (see s3tool.c)\n");
+		fprintf(stderr, "usage: s3tool mb [--lock]|lock-get|lock-set|put|putlock|putmem|get|head|ls|lsv|rm|rmv|retention ARGS (see s3tool.c)\n");
 		return 1;
 	}
 	kt_log_setup(stderr, KT_LOG_TEXT, getenv("S3_DEBUG") ? KT_LOG_DEBUG : KT_LOG_WARN);
@@ -114,7 +123,45 @@ int main(int argc, char **argv)
 
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "mb")) {
-		rc = kt_s3_create_bucket(s, &err);
+		kt_s3_bucket_opts bo = { .object_lock = argc >= 3 && !strcmp(argv[2], "--lock") };
+		rc = kt_s3_create_bucket(s, &bo, &err);
+	} else if (!strcmp(cmd, "lock-get")) {
+		kt_s3_lock_config lc;
+		rc = kt_s3_get_object_lock(s, &lc, &err);
+		if (!rc)
+			printf("enabled=%d\nmode=%s\ndays=%u\nyears=%u\n", lc.enabled, lc.mode, lc.days,
+			       lc.years);
+	} else if (!strcmp(cmd, "lock-set") && argc >= 4) {
+		/* lock-set MODE DAYS */
+		kt_s3_lock_config lc = { .enabled = 1, .days = (unsigned)strtoul(argv[3], NULL, 10) };
+		snprintf(lc.mode, sizeof(lc.mode), "%s", argv[2]);
+		rc = kt_s3_put_object_lock(s, &lc, &err);
+	} else if (!strcmp(cmd, "lsv")) {
+		uint64_t n = 0;
+		rc = kt_s3_list_versions(s, argc >= 3 ? argv[2] : NULL, print_version, NULL, &n, &err);
+		if (!rc)
+			printf("count=%llu\n", (unsigned long long)n);
+	} else if (!strcmp(cmd, "rmv") && argc >= 4) {
+		rc = kt_s3_delete_version(s, argv[2], argv[3], &err);
+	} else if (!strcmp(cmd, "retention") && argc >= 3) {
+		kt_s3_retention r;
+		rc = kt_s3_get_retention(s, argv[2], argc >= 4 ? argv[3] : NULL, &r, &err);
+		if (!rc)
+			printf("mode=%s\nretain_until=%s\n", r.mode, r.retain_until);
+	} else if (!strcmp(cmd, "putlock") && argc >= 6) {
+		/* putlock KEY FILE MODE UNTIL */
+		int fd = open(argv[3], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = kt_error_sys(&err, KT_EIO, errno, "cannot open '%s'", argv[3]);
+		} else {
+			kt_s3_put_opts o = { .lock_mode = argv[4], .retain_until = argv[5],
+			                     .if_none_match = 1 };
+			kt_s3_object_info info;
+			rc = kt_s3_put(s, argv[2], fd, &o, &info, &err);
+			if (!rc)
+				printf("etag=%s\n", info.etag);
+			close(fd);
+		}
 	} else if (!strcmp(cmd, "put") && argc >= 4) {
 		int fd = open(argv[3], O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {

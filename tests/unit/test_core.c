@@ -33,6 +33,15 @@ static void test_buf_limit(void)
 	CHECK_STR(p, "d1234");
 	free(p);
 	CHECK(b.len == 0 && b.data[0] == '\0');
+	/* Writing straight into the buffer: grow within max, then setlen. */
+	CHECK(kt_buf_grow(&b, 9, &err) == KT_ELIMIT);
+	kt_buf_reset(&b);   /* an empty, never-grown buffer: the shared slot is untouched */
+	CHECK(b.data[0] == '\0');
+	CHECK(kt_buf_grow(&b, 6, &err) == KT_OK);
+	memcpy(b.data, "abcdef", 6);
+	kt_buf_setlen(&b, 6);
+	CHECK_STR(b.data, "abcdef");
+	CHECK(kt_buf_grow(&b, 3, &err) == KT_ELIMIT);
 	kt_buf_release(&b);
 }
 
