@@ -341,15 +341,6 @@ def test_watch_event_size_is_bounded(kube_apiserver, tmp_path):
     assert "a watch event of configmaps is larger than 100000 bytes" in out["message"]
 
 
-def test_watch_from_a_compacted_version_says_to_list_again(kube_apiserver):
-    k = kube_apiserver
-    ns = new_namespace(k)
-    r, out = failed("--kubeconfig", k.kubeconfig, "watch", "configmaps", ns, "--rv", "1",
-                    "--timeout", "5")
-    assert out["status"] == 410, out
-    assert "list again" in out["message"]
-
-
 # --------------------------------------------------------------------------
 # Credentials
 
