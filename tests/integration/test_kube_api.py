@@ -357,7 +357,7 @@ def exec_kubeconfig(path, k, env, api="client.authentication.k8s.io/v1", hint=No
         f"      command: {command or sys.executable}\n"
         + ("" if command else f"      args: ['{PLUGIN}']\n")
         + "      interactiveMode: Never\n      provideClusterInfo: true\n"
-        + (f"      installHint: '{hint}'\n" if hint else "")
+        + (f'      installHint: "{hint}"\n' if hint else "")
         + ("      env:\n" + env_lines if env_lines else "")
         + "contexts:\n- name: x\n  context:\n    cluster: c\n    user: eks-user\n"
         "current-context: x\n")
