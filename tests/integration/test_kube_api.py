@@ -265,6 +265,7 @@ def test_list_of_5000_pages_with_flat_memory(kube_apiserver):
     assert r2.returncode == 0
     assert len(_names(lines2)) >= 500
     hwm_big, hwm_small = res["vmhwm_kb"], out2["result"]["vmhwm_kb"]
+    print(f"VmHWM: 5000 objects in pages of 500: {hwm_big} KiB; 500 objects: {hwm_small} KiB")
     # Ten times the objects, the same peak: memory holds one page.
     assert hwm_big <= hwm_small * 1.25 + 2048, (hwm_big, hwm_small)
 
@@ -272,6 +273,7 @@ def test_list_of_5000_pages_with_flat_memory(kube_apiserver):
     # (kubetool has no byte-limit option: list with one huge page instead.)
     r3, out3, _ = kubetool("--kubeconfig", kc, "list", "configmaps", big, "--limit", 5000)
     assert r3.returncode == 0 and out3["result"]["n_pages"] == 1
+    print(f"VmHWM: 5000 objects in one page: {out3['result']['vmhwm_kb']} KiB")
     assert out3["result"]["vmhwm_kb"] > hwm_big  # the whole list in one page costs more
 
 
