@@ -107,15 +107,31 @@ kt_opt *kt_cli_etcd_opts(kt_cli_etcd_flags *f, kt_opt *o);
 /* Validate after parsing and fill f->conn; returns 0 or 2 (usage printed). */
 int kt_cli_etcd_finish(kt_cli_etcd_flags *f, const char *path_cmd);
 
-/* Where exported backups are found (--kubeconfig, --export-secret,
+/* --kubeconfig FILE and --context NAME: the one way every command that
+ * talks to the Kubernetes API names its cluster (kube_flags.c).  kubeconfig
+ * NULL or "" means kubectl's lookup: $KUBECONFIG (merged), then
+ * ~/.kube/config, then the in-cluster service account. */
+typedef struct kt_cli_kube_flags {
+	const char *kubeconfig, *context;
+} kt_cli_kube_flags;
+/* Append the 2 flags to o; kubeconfig_help NULL = the generic text.
+ * Returns the next free slot. */
+kt_opt *kt_cli_kube_opts(kt_cli_kube_flags *f, kt_opt *o, const char *kubeconfig_help);
+/* Find and parse the config the flags name; 0, or an exit status after
+ * printing the error (which names the file and field). */
+struct kt_kube_config;
+int kt_cli_kube_config(const kt_cli_kube_flags *f, struct kt_kube_config *out);
+
+/* Where exported backups are found (--kubeconfig, --context, --export-secret,
  * --export-config, --cluster-name, --cluster-id), shared by backup, agent,
  * backups list, restore, recover and drill. */
 typedef struct kt_cli_export_flags {
-	const char *kubeconfig, *export_secret, *export_config, *cluster_name, *cluster_id;
+	kt_cli_kube_flags kube;
+	const char *export_secret, *export_config, *cluster_name, *cluster_id;
 	char secret_ns[254], secret_name[254];
 } kt_cli_export_flags;
 void kt_cli_export_flags_init(kt_cli_export_flags *f);
-/* Append the 5 export flags to o; returns the next free slot. */
+/* Append the 6 export flags to o; returns the next free slot. */
 kt_opt *kt_cli_export_opts(kt_cli_export_flags *f, kt_opt *o);
 /* Validate after parsing and fill the export fields of cfg; 0 or 2. */
 struct kt_backup_config;
@@ -145,17 +161,9 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_unlock(int argc, char **argv, const kt_globals *g);
 
-/* --kubeconfig and --context, shared by every command that talks to the API
- * server (cmd_snapshot.c). */
+/* kt_cli_kube_config, then a client (cancelled by Ctrl-C); 0, or the exit
+ * status after printing the error (cmd_snapshot.c). */
 struct kt_kube;
-typedef struct kt_cli_kube_flags {
-	const char *kubeconfig, *context;
-} kt_cli_kube_flags;
-void kt_cli_kube_flags_init(kt_cli_kube_flags *f);
-/* Append the 2 flags to o; returns the next free slot. */
-kt_opt *kt_cli_kube_opts(kt_cli_kube_flags *f, kt_opt *o);
-/* Find the config (kubectl's order, then in-cluster) and connect; 0 or the
- * exit code after printing the error. */
 int kt_cli_kube_connect(const kt_cli_kube_flags *f, struct kt_kube **out);
 
 /* The snapshot group and doctor (cmd_snapshot.c). */

@@ -48,16 +48,16 @@ kt_opt *kt_cli_etcd_opts(kt_cli_etcd_flags *f, kt_opt *o)
 void kt_cli_export_flags_init(kt_cli_export_flags *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->kubeconfig = "/etc/kubernetes/admin.conf";
+	f->kube.kubeconfig = "/etc/kubernetes/admin.conf";
 	f->cluster_name = "kubernetes";
 	f->export_secret = "kube-system/zadara-backup-export";
 }
 
 kt_opt *kt_cli_export_opts(kt_cli_export_flags *f, kt_opt *o)
 {
+	o = kt_cli_kube_opts(&f->kube, o, "kubeconfig to read the export Secret and cluster id "
+	                     "(default /etc/kubernetes/admin.conf; empty: none)");
 	const kt_opt list[] = {
-		{ "kubeconfig", 0, "FILE", "kubeconfig to read the export Secret and cluster id "
-		  "(default /etc/kubernetes/admin.conf; empty: none)", &f->kubeconfig, NULL },
 		{ "export-secret", 0, "NS/NAME", "Secret holding the export settings (default "
 		  "kube-system/zadara-backup-export)", &f->export_secret, NULL },
 		{ "export-config", 0, "FILE", "YAML map of backup_* export keys, instead of the "
@@ -81,7 +81,8 @@ int kt_cli_export_finish(kt_cli_export_flags *f, kt_backup_config *cfg, const ch
 	snprintf(f->secret_ns, sizeof(f->secret_ns), "%.*s", (int)(slash - f->export_secret),
 	         f->export_secret);
 	snprintf(f->secret_name, sizeof(f->secret_name), "%s", slash + 1);
-	cfg->kubeconfig = f->kubeconfig;
+	cfg->kubeconfig = f->kube.kubeconfig;
+	cfg->kube_context = f->kube.context;
 	cfg->export_config = f->export_config;
 	cfg->secret_namespace = f->secret_ns;
 	cfg->secret_name = f->secret_name;

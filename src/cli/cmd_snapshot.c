@@ -1,8 +1,8 @@
 /*
  * cmd_snapshot.c - `kontinuity snapshot create|list|delete|restore` (CSI
  * VolumeSnapshots of PVCs) and `kontinuity doctor`, over src/volsnap.
- * Also the --kubeconfig/--context flags every command that talks to the
- * API server shares (kt_cli_kube_*).
+ * kt_cli_kube_connect turns the shared --kubeconfig/--context flags
+ * (kube_flags.c) into a client.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,34 +12,21 @@
 #include "kube/kube.h"
 #include "volsnap/volsnap.h"
 
-/* ---- shared API flags ------------------------------------------------ */
-
-void kt_cli_kube_flags_init(kt_cli_kube_flags *f)
-{
-	memset(f, 0, sizeof(*f));
-}
-
-kt_opt *kt_cli_kube_opts(kt_cli_kube_flags *f, kt_opt *o)
-{
-	*o++ = (kt_opt){ "kubeconfig", 0, "FILE", "kubeconfig to use (default: $KUBECONFIG, then "
-	                 "~/.kube/config, then the pod's service account)", &f->kubeconfig, NULL };
-	*o++ = (kt_opt){ "context", 0, "NAME", "kubeconfig context (default: current-context)",
-	                 &f->context, NULL };
-	return o;
-}
+/* ---- the API client from the shared flags ----------------------------- */
 
 int kt_cli_kube_connect(const kt_cli_kube_flags *f, kt_kube **out)
 {
 	kt_kube_config cfg;
 	kt_error err;
 	kt_kube_config_init(&cfg);
-	kt_code c = kt_kube_config_resolve(&cfg, f->kubeconfig, f->context, &err);
-	if (!c) {
+	int rc = kt_cli_kube_config(f, &cfg);
+	if (!rc) {
 		kt_kube_opts o = { .cancel = &kt_cli_cancel };
-		c = kt_kube_client_new(out, &cfg, &o, &err);
+		if (kt_kube_client_new(out, &cfg, &o, &err))
+			rc = kt_cli_fail(&err);
 	}
 	kt_kube_config_release(&cfg);
-	return c ? kt_cli_fail(&err) : 0;
+	return rc;
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -99,10 +86,10 @@ int kt_cmd_snapshot_create(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot create";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_kube_flags_init(&kf);
+	memset(&kf, 0, sizeof(kf));
 	const char *ns = NULL, *class_name = NULL, *name = NULL, *timeout = "10m";
 	int wait = 0;
-	kt_opt opts[10], *o = kt_cli_kube_opts(&kf, opts);
+	kt_opt opts[10], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the PVC (default: the context's)",
 	                 &ns, NULL };
 	*o++ = (kt_opt){ "class", 0, "NAME", "VolumeSnapshotClass (default: the one annotated "
@@ -179,10 +166,10 @@ int kt_cmd_snapshot_list(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot list";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_kube_flags_init(&kf);
+	memset(&kf, 0, sizeof(kf));
 	const char *ns = NULL;
 	int all = 0;
-	kt_opt opts[6], *o = kt_cli_kube_opts(&kf, opts);
+	kt_opt opts[6], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace (default: the context's)", &ns, NULL };
 	*o++ = (kt_opt){ "all-namespaces", 'A', NULL, "every namespace", NULL, &all };
 	memset(o, 0, sizeof(*o));
@@ -228,9 +215,9 @@ int kt_cmd_snapshot_delete(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot delete";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_kube_flags_init(&kf);
+	memset(&kf, 0, sizeof(kf));
 	const char *ns = NULL;
-	kt_opt opts[5], *o = kt_cli_kube_opts(&kf, opts);
+	kt_opt opts[5], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace (default: the context's)", &ns, NULL };
 	memset(o, 0, sizeof(*o));
 	char *pos[1];
@@ -273,11 +260,11 @@ int kt_cmd_snapshot_restore(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot restore";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_kube_flags_init(&kf);
+	memset(&kf, 0, sizeof(kf));
 	const char *ns = NULL, *to = NULL, *size = NULL, *sc = NULL, *mode = NULL;
 	const char *timeout = "10m";
 	int wait = 0;
-	kt_opt opts[12], *o = kt_cli_kube_opts(&kf, opts);
+	kt_opt opts[12], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the snapshot and the new PVC "
 	                 "(default: the context's)", &ns, NULL };
 	*o++ = (kt_opt){ "to-pvc", 0, "NAME", "name of the PVC to create (required)", &to, NULL };
@@ -382,9 +369,9 @@ int kt_cmd_doctor(int argc, char **argv, const kt_globals *g0)
 	const char *path = "doctor";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_kube_flags_init(&kf);
+	memset(&kf, 0, sizeof(kf));
 	const char *manifest = NULL;
-	kt_opt opts[5], *o = kt_cli_kube_opts(&kf, opts);
+	kt_opt opts[5], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "etcd-manifest", 0, "FILE", "the etcd static pod manifest that marks a "
 	                 "control-plane node (default /etc/kubernetes/manifests/etcd.yaml)",
 	                 &manifest, NULL };

@@ -72,6 +72,7 @@ typedef struct kt_backup_config {
 	kt_log_format log_format;    /* of the lines in etcd-backup.log */
 	/* Export (see export.c for where the target comes from). */
 	const char *kubeconfig;      /* the node's kubeconfig; NULL/"" = no API server */
+	const char *kube_context;    /* its context; NULL = current-context */
 	const char *export_config;   /* YAML file of backup_* keys, or NULL */
 	const char *secret_namespace;/* "kube-system" */
 	const char *secret_name;     /* "zadara-backup-export" */

@@ -317,7 +317,7 @@ static kt_code connect_target(const kt_backup_config *cfg, json_t *idx, const ch
 		kt_error kerr;
 		kt_kube_opts ko = { .timeout_ms = 10000, .connect_timeout_ms = 3000,
 		                    .cancel = cfg->etcd.cancel };
-		if (kt_kube_config_load(&kc, cfg->kubeconfig, NULL, &kerr) == KT_OK) {
+		if (kt_kube_config_load(&kc, cfg->kubeconfig, cfg->kube_context, &kerr) == KT_OK) {
 			if (kt_kube_client_new(&kube, &kc, &ko, &kerr))
 				kube = NULL;
 			kt_kube_config_release(&kc);

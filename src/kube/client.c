@@ -457,7 +457,7 @@ static void jwt_expired(const char *tok, char *out, size_t outlen)
 	if (kube_b64_decode(b, n, &dec, &dl) == 0) {
 		json_t *j = json_loadb(dec, dl, 0, NULL);
 		json_t *exp = json_object_get(j, "exp");
-		if (json_is_integer(exp) && json_integer_value(exp) * 1000 < kt_now_ms()) {
+		if (json_is_integer(exp) && json_integer_value(exp) * 1000 < kube_wall_ms()) {
 			time_t t = (time_t)json_integer_value(exp);
 			struct tm tm;
 			char when[40] = "?";

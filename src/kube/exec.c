@@ -320,7 +320,7 @@ kt_code kube_exec_ensure(kt_kube *c, int force, kt_error *err)
 {
 	if (!c->cfg.exec)
 		return KT_OK;
-	if (!force && c->exec_have && kt_now_ms() < c->exec_expiry_ms)
+	if (!force && c->exec_have && kube_wall_ms() < c->exec_expiry_ms)
 		return KT_OK;
 	kt_buf out;
 	kt_buf_init(&out, EXEC_OUT_MAX);

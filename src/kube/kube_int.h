@@ -120,4 +120,7 @@ void kube_exec_free(kt_kube_exec *x);
 /* Parse an RFC 3339 UTC/offset timestamp into unix ms; -1 if malformed. */
 int64_t kube_parse_time(const char *s);
 
+/* Wall-clock time, unix ms (kt_now_ms is monotonic: not for expiry times). */
+int64_t kube_wall_ms(void);
+
 #endif

@@ -348,3 +348,10 @@ int64_t kube_parse_time(const char *s)
 		return -1;
 	return ((int64_t)t - off) * 1000;
 }
+
+int64_t kube_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

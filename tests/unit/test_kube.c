@@ -1556,8 +1556,15 @@ typedef struct mini_server {
 	int repeat;        /* connections to answer (retries make more than one) */
 	char request[4096];
 	size_t request_len;
+	char all[16384];   /* every request's head, in order */
+	size_t all_len;
 	pthread_t thread;
 } mini_server;
+
+/* When set, connection i is answered with mini_replies[i] (the last one
+ * repeats) instead of the single reply. */
+static const char *mini_replies[8];
+static int mini_n_replies;
 
 static void *mini_serve(void *arg)
 {
@@ -1576,8 +1583,16 @@ static void *mini_serve(void *arg)
 		if (strstr(m->request, "\r\n\r\n"))
 			break;
 	}
-	size_t n = strlen(m->reply);
-	if (write(c, m->reply, n) != (ssize_t)n)
+	size_t room = sizeof(m->all) - 1 - m->all_len;
+	size_t take = m->request_len < room ? m->request_len : room;
+	memcpy(m->all + m->all_len, m->request, take);
+	m->all_len += take;
+	m->all[m->all_len] = '\0';
+	const char *rep = m->reply;
+	if (mini_n_replies)
+		rep = mini_replies[i < mini_n_replies ? i : mini_n_replies - 1];
+	size_t n = strlen(rep);
+	if (write(c, rep, n) != (ssize_t)n)
 		m->reply = "";
 	close(c);
 	}
@@ -1611,6 +1626,16 @@ static void mini_stop(mini_server *m)
 }
 
 static char replybuf[1 << 17];
+
+/* A reply in its own buffer (for mini_replies); freed by the process end. */
+static const char *reply_dup(long status, const char *body)
+{
+	size_t n = strlen(body) + 256;
+	char *b = malloc(n);
+	snprintf(b, n, "HTTP/1.1 %ld X\r\nContent-Type: application/json\r\n"
+	         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status, strlen(body), body);
+	return b;
+}
 
 static const char *reply(long status, const char *body)
 {
@@ -1827,6 +1852,264 @@ static void test_client_secret(void)
 	call_release(&r);
 }
 
+/* A client for a mini server answering replies[0..n) in turn. */
+static kt_kube *mini_client(mini_server *m, const char *const *replies, int n)
+{
+	kt_kube_config cfg;
+	kt_kube *c = NULL;
+	kt_error err;
+	char server[64];
+	mini_n_replies = n;
+	for (int i = 0; i < n; i++)
+		mini_replies[i] = replies[i];
+	mini_repeat = n;
+	if (mini_start(m, "") != 0) {
+		CHECK(!"cannot start the mini server");
+		return NULL;
+	}
+	mini_repeat = 1;
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", m->port);
+	kt_kube_config_init(&cfg);
+	cfg.server = server;
+	kt_kube_opts opts = { .timeout_ms = 10000 };
+	CHECK_EQ_U(kt_kube_client_new(&c, &cfg, &opts, &err), KT_OK);
+	return c;
+}
+
+static void mini_done(mini_server *m, kt_kube *c)
+{
+	kt_kube_client_free(c);
+	mini_stop(m);
+	mini_n_replies = 0;
+}
+
+typedef struct seen {
+	char names[8][32];
+	char kinds[8][32];
+	int n;
+} seen;
+
+static kt_code collect(void *ctx, json_t *obj, kt_error *err)
+{
+	seen *s = ctx;
+	(void)err;
+	if (s->n < 8) {
+		snprintf(s->names[s->n], 32, "%s", json_string_value(json_object_get(
+			json_object_get(obj, "metadata"), "name")));
+		snprintf(s->kinds[s->n], 32, "%s", json_string_value(json_object_get(obj, "kind")));
+	}
+	s->n++;
+	return KT_OK;
+}
+
+static void test_client_list_pages(void)
+{
+	mini_server m;
+	kt_error err;
+	seen s;
+	kt_kube_list_result res;
+	kt_kube_target t = { .version = "v1", .resource = "configmaps", .namespace = "ns" };
+	kt_kube_list_opts lo = { .limit = 2, .label_selector = "app=a b" };
+	const char *pages[] = {
+		reply_dup(200, "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
+		               "{\"continue\":\"tok/1=\",\"resourceVersion\":\"5\"},\"items\":"
+		               "[{\"metadata\":{\"name\":\"a\"}},{\"metadata\":{\"name\":\"b\"}}]}"),
+		reply_dup(200, "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
+		               "{\"resourceVersion\":\"6\"},\"items\":[{\"metadata\":{\"name\":\"c\"}}]}"),
+	};
+	kt_kube *c = mini_client(&m, pages, 2);
+	memset(&s, 0, sizeof(s));
+	CHECK_EQ_U(kt_kube_list(c, &t, &lo, collect, &s, &res, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_EQ_U(s.n, 3);
+	CHECK_STR(s.names[0], "a");
+	CHECK_STR(s.names[2], "c");
+	CHECK_STR(s.kinds[1], "ConfigMap");
+	CHECK_EQ_U(res.n_items, 3);
+	CHECK_EQ_U(res.n_pages, 2);
+	CHECK_STR(res.resource_version, "6");
+	CHECK_CONTAINS(m.all, "GET /api/v1/namespaces/ns/configmaps?limit=2&labelSelector=app%3Da%20b "
+	               "HTTP/1.1");
+	CHECK_CONTAINS(m.all, "&continue=tok%2F1%3D HTTP/1.1");
+
+	/* The continue token expired between pages. */
+	const char *expired[] = {
+		pages[0],
+		reply_dup(410, "{\"kind\":\"Status\",\"reason\":\"Expired\",\"code\":410,\"message\":"
+		               "\"The provided continue parameter is too old\"}"),
+	};
+	c = mini_client(&m, expired, 2);
+	memset(&s, 0, sizeof(s));
+	CHECK_EQ_U(kt_kube_list(c, &t, &lo, collect, &s, &res, &err), KT_EREMOTE);
+	mini_done(&m, c);
+	CHECK_EQ_U(err.status, 410);
+	CHECK_CONTAINS(err.msg, "cannot list configmaps in namespace ns: the continue token of page 2 "
+	               "expired");
+	CHECK_CONTAINS(err.msg, "list again from the start");
+	CHECK_EQ_U(s.n, 2);
+
+	/* A page over the byte limit says to lower the limit. */
+	const char *one[] = { pages[0] };
+	c = mini_client(&m, one, 1);
+	lo.max_page = 64;
+	CHECK_EQ_U(kt_kube_list(c, &t, &lo, collect, &s, &res, &err), KT_ELIMIT);
+	mini_done(&m, c);
+	CHECK_CONTAINS(err.msg, "larger than 64 bytes (list with a smaller page limit)");
+}
+
+typedef struct wseen {
+	int n;
+	char last[64];
+	int stop_after;
+} wseen;
+
+static kt_code on_event(void *ctx, const char *type, json_t *obj, int *stop, kt_error *err)
+{
+	wseen *w = ctx;
+	(void)err;
+	snprintf(w->last, sizeof(w->last), "%s %s", type, json_string_value(json_object_get(
+		json_object_get(obj, "metadata"), "name")));
+	if (++w->n == w->stop_after)
+		*stop = 1;
+	return KT_OK;
+}
+
+static void test_client_watch(void)
+{
+	mini_server m;
+	kt_error err;
+	char rv[128];
+	kt_kube_target t = { .version = "v1", .resource = "configmaps", .namespace = "ns" };
+	kt_kube_watch_opts wo = { .resource_version = "7", .bookmarks = 1, .timeout_s = 9 };
+	const char *stream[] = {
+		reply_dup(200, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\","
+		               "\"resourceVersion\":\"8\"}}}\n"
+		               "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"name\":\"\","
+		               "\"resourceVersion\":\"9\"}}}\n"
+		               "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,"
+		               "\"reason\":\"Expired\",\"message\":\"too old resource version: 7 (20)\"}}\n"),
+	};
+	wseen w = { 0 };
+	kt_kube *c = mini_client(&m, stream, 1);
+	CHECK_EQ_U(kt_kube_watch(c, &t, &wo, on_event, &w, rv, &err), KT_EREMOTE);
+	mini_done(&m, c);
+	CHECK_EQ_U(w.n, 2);
+	CHECK_STR(rv, "9");
+	CHECK_EQ_U(err.status, 410);
+	CHECK_CONTAINS(err.msg, "cannot watch configmaps in namespace ns: 410 (Expired): too old "
+	               "resource version");
+	CHECK_CONTAINS(err.msg, "list again");
+	CHECK_CONTAINS(m.all, "GET /api/v1/namespaces/ns/configmaps?watch=1&timeoutSeconds=9&"
+	               "allowWatchBookmarks=true&resourceVersion=7 HTTP/1.1");
+
+	/* The caller stops after the first event: KT_OK. */
+	memset(&w, 0, sizeof(w));
+	w.stop_after = 1;
+	c = mini_client(&m, stream, 1);
+	CHECK_EQ_U(kt_kube_watch(c, &t, &wo, on_event, &w, rv, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_EQ_U(w.n, 1);
+	CHECK_STR(w.last, "ADDED a");
+
+	/* One event larger than max_event. */
+	memset(&w, 0, sizeof(w));
+	wo.max_event = 40;
+	c = mini_client(&m, stream, 1);
+	CHECK_EQ_U(kt_kube_watch(c, &t, &wo, on_event, &w, rv, &err), KT_ELIMIT);
+	mini_done(&m, c);
+	CHECK_CONTAINS(err.msg, "a watch event of configmaps is larger than 40 bytes");
+	CHECK_EQ_U(w.n, 0);
+}
+
+static void test_client_verbs(void)
+{
+	mini_server m;
+	kt_error err;
+	json_t *out = NULL;
+	kt_kube_target t = { .group = "apps", .version = "v1", .resource = "deployments",
+	                     .namespace = "ns", .name = "web" };
+	const char *okr[] = { reply_dup(200, "{\"kind\":\"Deployment\"}") };
+
+	kt_kube *c = mini_client(&m, okr, 1);
+	json_t *obj = json_pack("{s:{s:s}}", "metadata", "name", "web");
+	CHECK_EQ_U(kt_kube_create(c, &t, obj, &out, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_STR(json_string_value(json_object_get(out, "kind")), "Deployment");
+	json_decref(out);
+	CHECK_CONTAINS(m.all, "POST /apis/apps/v1/namespaces/ns/deployments HTTP/1.1");
+	CHECK_CONTAINS(m.all, "Content-Type: application/json\r\n");
+
+	c = mini_client(&m, okr, 1);
+	kt_kube_patch_opts po = { .field_manager = "kt", .force = 1 };
+	const char *y = "apiVersion: apps/v1\nkind: Deployment\n";
+	CHECK_EQ_U(kt_kube_patch(c, &t, KT_KUBE_PATCH_APPLY, y, strlen(y), &po, NULL, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_CONTAINS(m.all, "PATCH /apis/apps/v1/namespaces/ns/deployments/web?fieldManager=kt&"
+	               "force=true HTTP/1.1");
+	CHECK_CONTAINS(m.all, "Content-Type: application/apply-patch+yaml\r\n");
+
+	c = mini_client(&m, okr, 1);
+	CHECK_EQ_U(kt_kube_patch(c, &t, KT_KUBE_PATCH_JSON, "[]", 2, NULL, NULL, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_CONTAINS(m.all, "Content-Type: application/json-patch+json\r\n");
+
+	c = mini_client(&m, okr, 1);
+	kt_kube_delete_opts d = { .propagation = "Foreground", .uid = "u-1" };
+	CHECK_EQ_U(kt_kube_delete(c, &t, &d, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_CONTAINS(m.all, "DELETE /apis/apps/v1/namespaces/ns/deployments/web HTTP/1.1");
+
+	/* Errors name the verb, the object and the namespace. */
+	const char *forbidden[] = { reply_dup(403, "{\"kind\":\"Status\",\"reason\":\"Forbidden\","
+	                                           "\"message\":\"deployments.apps is forbidden\"}") };
+	c = mini_client(&m, forbidden, 1);
+	CHECK_EQ_U(kt_kube_create(c, &t, obj, NULL, &err), KT_EAUTH);
+	mini_done(&m, c);
+	CHECK_CONTAINS(err.msg, "cannot create deployments.apps \"web\" in namespace \"ns\": 403 "
+	               "(Forbidden): deployments.apps is forbidden (user '(service account)'");
+	CHECK_CONTAINS(err.msg, "lacks RBAC permission to create");
+	/* A create is not retried after a 5xx (it may have happened)... */
+	const char *unavailable[] = { reply_dup(503, "{}"), okr[0] };
+	c = mini_client(&m, unavailable, 1);
+	CHECK_EQ_U(kt_kube_create(c, &t, obj, NULL, &err), KT_ETRANSIENT);
+	mini_done(&m, c);
+	/* ...a get is, and succeeds on the second attempt. */
+	c = mini_client(&m, unavailable, 2);
+	CHECK_EQ_U(kt_kube_get_object(c, &t, &out, &err), KT_OK);
+	mini_done(&m, c);
+	json_decref(out);
+	/* Names that would change the path are refused before any request. */
+	kt_kube_config cfg;
+	kt_kube *c2 = NULL;
+	kt_kube_config_init(&cfg);
+	cfg.server = "http://127.0.0.1:9";
+	CHECK_EQ_U(kt_kube_client_new(&c2, &cfg, NULL, &err), KT_OK);
+	static const char *const bad[] = { "../x", "a/b", "%2F", "..", "a?b", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		t.name = bad[i];
+		CHECK_EQ_U(kt_kube_get_object(c2, &t, &out, &err), KT_EUSAGE);
+	}
+	t.name = "web";
+	t.namespace = "Not_A_Namespace";
+	CHECK_EQ_U(kt_kube_get_object(c2, &t, &out, &err), KT_EUSAGE);
+	t.namespace = "ns";
+	t.resource = "Deployments";
+	CHECK_EQ_U(kt_kube_get_object(c2, &t, &out, &err), KT_EUSAGE);
+	kt_kube_client_free(c2);
+	json_decref(obj);
+}
+
+static void test_time_parse(void)
+{
+	CHECK(kube_parse_time("1970-01-01T00:00:00Z") == 0);
+	CHECK(kube_parse_time("2026-11-27T12:00:00Z") == 1795780800000LL);
+	CHECK(kube_parse_time("2026-11-27T12:00:00.123456Z") == 1795780800000LL);
+	CHECK(kube_parse_time("2026-11-27T14:00:00+02:00") == 1795780800000LL);
+	CHECK(kube_parse_time("2026-11-27 12:00:00") == -1);
+	CHECK(kube_parse_time("2026-13-27T12:00:00Z") == -1);
+	CHECK(kube_parse_time("") == -1);
+}
+
 static void test_client_transport_errors_name_the_source(void)
 {
 	kt_kube_config cfg;
@@ -1898,6 +2181,10 @@ int main(void)
 	RUN(test_staticpod_rewrite_errors);
 	RUN(test_staticpod_load);
 	RUN(test_client_get_and_status_mapping);
+	RUN(test_client_list_pages);
+	RUN(test_client_watch);
+	RUN(test_client_verbs);
+	RUN(test_time_parse);
 	RUN(test_client_secret);
 	RUN(test_client_transport_errors_name_the_source);
 	kt_log_clear_secrets();
