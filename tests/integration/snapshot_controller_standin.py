@@ -595,7 +595,7 @@ class SnapshotControllerStandin:
         if err is not None:
             return self._snapshot_error(
                 vs, f"Failed to create snapshot content with error failed to get input "
-                f"parameters to create snapshot {m['name']}: \"{err}\"", True,
+                f"parameters to create snapshot {m['name']}: {json.dumps(err)}", True,
                 "SnapshotContentCreationFailed")
         pm = _meta(pvc)
         if FIN_PVC not in (pm.get("finalizers") or []) and not pm.get("deletionTimestamp"):
@@ -669,7 +669,8 @@ class SnapshotControllerStandin:
         if "error" in old and "error" not in new:
             patch["error"] = None
         self.api.merge_patch(self._vs_path(vs, "/status"), {"status": patch})
-        self.log("snapshot-status", snapshot=_key(vs), content=new["boundVolumeSnapshotContentName"],
+        self.log("snapshot-status", snapshot=_key(vs),
+                 content=new["boundVolumeSnapshotContentName"],
                  ready=new["readyToUse"], restore_size=new.get("restoreSize", "-"),
                  error=(new.get("error") or {}).get("message", "-"))
         if new["readyToUse"] and not old.get("readyToUse"):
@@ -811,13 +812,39 @@ class SnapshotControllerStandin:
 
     # -- csi-provisioner + PV controller (restores) -------------------------
 
+    def _restore_source(self, st, pvc, ds, driver, requested):
+        """(bound content, None) for a PVC's snapshot dataSource, or (None, why
+        the provisioner cannot use it yet)."""
+        name = ds.get("name")
+        vs = st.snapshots_by_key.get(f"{ds.get('namespace') or _meta(pvc)['namespace']}/{name}")
+        content = self._bound_content(st, vs) if vs else None
+        cstatus = (content or {}).get("status") or {}
+        why = None
+        if vs is None:
+            why = (f"error getting snapshot {name} from api server: volumesnapshots.{GROUP} "
+                   f"\"{name}\" not found")
+        elif _meta(vs).get("deletionTimestamp"):
+            why = f"snapshot {name} is currently being deleted"
+        elif not (vs.get("status") or {}).get("readyToUse") or not cstatus.get("snapshotHandle"):
+            why = f"snapshot {name} is not Ready"
+        elif content["spec"]["driver"] != driver:
+            why = (f"snapshot {name} driver {content['spec']['driver']} does not match storage "
+                   f"class provisioner {driver}")
+        if why is not None:
+            return None, ("error getting handle for DataSource Type VolumeSnapshot by Name "
+                          f"{name}: {why}")
+        if cstatus.get("restoreSize") is not None and requested < cstatus["restoreSize"]:
+            return None, (f"requested volume size {requested} is less than the size "
+                          f"{cstatus['restoreSize']} for the source snapshot {name}")
+        return content, None
+
     def _sync_restore(self, st, pvc):
         pm, spec = _meta(pvc), pvc.get("spec") or {}
         ds = spec.get("dataSourceRef") or spec.get("dataSource") or {}
         if ds.get("kind") != "VolumeSnapshot" or ds.get("apiGroup") != GROUP:
             return None
-        if spec.get("volumeName") or (pvc.get("status") or {}).get("phase") not in (None, "Pending") \
-                or pm.get("deletionTimestamp"):
+        if spec.get("volumeName") or pm.get("deletionTimestamp") or \
+                (pvc.get("status") or {}).get("phase") not in (None, "Pending"):
             return None
         sc_name = spec.get("storageClassName")
         if sc_name is None:
@@ -828,36 +855,14 @@ class SnapshotControllerStandin:
         if sc is None or sc.get("provisioner") not in self.drivers:
             return None          # not ours to provision (as with another provisioner)
         driver = sc["provisioner"]
-        ns = ds.get("namespace") or pm["namespace"]
-        vs = st.snapshots_by_key.get(f"{ns}/{ds.get('name')}")
-        content = self._bound_content(st, vs) if vs else None
-        vstatus = (vs or {}).get("status") or {}
-        err = None
-        if vs is None:
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name {ds.get('name')}: " \
-                  f"error getting snapshot {ds.get('name')} from api server: volumesnapshots." \
-                  f"{GROUP} \"{ds.get('name')}\" not found"
-        elif _meta(vs).get("deletionTimestamp"):
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
-                  f"{ds.get('name')}: snapshot {ds.get('name')} is currently being deleted"
-        elif not vstatus.get("readyToUse") or content is None or \
-                not (content.get("status") or {}).get("snapshotHandle"):
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
-                  f"{ds.get('name')}: snapshot {ds.get('name')} is not Ready"
-        elif content["spec"]["driver"] != driver:
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
-                  f"{ds.get('name')}: snapshot {ds.get('name')} driver {content['spec']['driver']} " \
-                  f"does not match storage class provisioner {driver}"
         requested = parse_quantity(((spec.get("resources") or {}).get("requests") or {})
                                    .get("storage", "0"))
-        restore_size = ((content or {}).get("status") or {}).get("restoreSize")
-        if err is None and restore_size is not None and requested < restore_size:
-            err = f"requested volume size {requested} is less than the size {restore_size} " \
-                  f"for the source snapshot {ds.get('name')}"
+        content, err = self._restore_source(st, pvc, ds, driver, requested)
         if err is not None:
             self._event(pvc, "Warning", "ProvisioningFailed",
                         f"failed to provision volume with StorageClass \"{sc_name}\": {err}")
             return None
+        ns = ds.get("namespace") or pm["namespace"]
         pv_name = f"pvc-{pm['uid']}"
         handle = content["status"]["snapshotHandle"]
         pv = {"apiVersion": "v1", "kind": "PersistentVolume",

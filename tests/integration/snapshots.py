@@ -18,7 +18,6 @@ import time
 import uuid
 
 import pytest
-import yaml
 
 import snapshot_controller_standin as sc
 from snapshot_controller_standin import (  # noqa: F401 (re-exported for tests)
@@ -48,6 +47,7 @@ def wait_for(pred, timeout=20, what="condition", interval=0.05):
 
 
 def crd_manifests():
+    import yaml              # python3-yaml (scripts/deps.sh test); only needed here
     return [yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml"))]
 
 

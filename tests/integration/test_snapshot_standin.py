@@ -265,7 +265,11 @@ def test_missing_class_and_unbound_pvc(cluster, ns):
     # a PVC that does not exist / is not bound
     assert cluster.create_snapshot(ns, "s2", pvc="ghost", vsclass=CLASSES[DRIVER])[0] == 201
     vs = cluster.wait_snapshot(ns, "s2", lambda v: status(v).get("error"), what="error")
-    assert "persistentvolumeclaim \\\"ghost\\\" not found" in status(vs)["error"]["message"]
+    msg = status(vs)["error"]["message"]
+    assert msg.startswith("Failed to create snapshot content with error failed to get input "
+                          "parameters to create snapshot s2: ") and "ghost" in msg, msg
+    assert msg.endswith(r'failed to retrieve PVC ghost from the lister: \"persistentvolumeclaim '
+                        r'\\\"ghost\\\" not found\""'), msg
     assert status(vs)["readyToUse"] is False
     cluster.api.create(ns_path(PVC_PATH, ns), {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pending"},
