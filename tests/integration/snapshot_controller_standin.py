@@ -68,6 +68,7 @@ import json
 import re
 import shlex
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -355,6 +356,8 @@ class SnapshotControllerStandin:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads = []
+        self._watch_lock = threading.Lock()
+        self._watch_conns = set()
         self._events_sent = set()
         self.passes = 0
         self.errors = 0
@@ -377,7 +380,14 @@ class SnapshotControllerStandin:
     def stop(self):
         self._stop.set()
         self._wake.set()
-        self._threads[0].join(timeout=30)
+        with self._watch_lock:
+            for conn in self._watch_conns:
+                try:         # unblock the reader now, not when the watch times out
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except (AttributeError, OSError):
+                    pass
+        for t in self._threads:
+            t.join(timeout=30)
         self.log("standin-stop", passes=self.passes, errors=self.errors)
         self.log.close()
 
@@ -391,6 +401,11 @@ class SnapshotControllerStandin:
             try:
                 conn = http.client.HTTPSConnection(self.api.host, self.api.port, timeout=15,
                                                    context=self.api.ctx)
+                conn.connect()
+                with self._watch_lock:
+                    if self._stop.is_set():
+                        break
+                    self._watch_conns.add(conn)
                 conn.request("GET", f"{path}?watch=1&timeoutSeconds=10",
                              headers={"Authorization": f"Bearer {self.api.token}"})
                 r = conn.getresponse()
@@ -407,6 +422,8 @@ class SnapshotControllerStandin:
                 self._stop.wait(0.5)
             finally:
                 if conn is not None:
+                    with self._watch_lock:
+                        self._watch_conns.discard(conn)
                     conn.close()
 
     def _run(self):
