@@ -599,6 +599,8 @@ class SnapshotControllerStandin:
         return pvc, pv, None
 
     def _create_content(self, st, vs):
+        """syncUnreadySnapshot for a dynamic snapshot with no content yet: the
+        checks in the real controller's order, each failure its message."""
         m = _meta(vs)
         pvc, pv, err = self._source_volume(st, vs)
         if not (vs.get("spec") or {}).get("volumeSnapshotClassName") and err:
@@ -607,17 +609,29 @@ class SnapshotControllerStandin:
         cls = self._resolve_class(st, vs, pv)
         if cls is None:
             return None
-        if err is None and "csi" not in pv["spec"]:
-            err = f"cannot find CSI PersistentVolumeSource for volume {_meta(pv)['name']}"
-        if err is not None:
-            return self._snapshot_error(
-                vs, f"Failed to create snapshot content with error failed to get input "
-                f"parameters to create snapshot {m['name']}: {json.dumps(err)}", True,
+        prefix = "Failed to create snapshot content with error "
+        # ensurePVCFinalizer comes first: a missing or deleted claim fails here
+        update_failed = "snapshot controller failed to update {} on API server: {}"
+        if pvc is None:
+            return self._snapshot_error(vs, prefix + update_failed.format(
+                m["name"], "cannot get claim from snapshot"), True,
                 "SnapshotContentCreationFailed")
         pm = _meta(pvc)
-        if FIN_PVC not in (pm.get("finalizers") or []) and not pm.get("deletionTimestamp"):
-            self._set_finalizers(ns_path(PVC_PATH, pm["namespace"], pm["name"]), pvc,
-                                 list(pm.get("finalizers") or []) + [FIN_PVC], _key(pvc))
+        if FIN_PVC not in (pm.get("finalizers") or []):
+            if pm.get("deletionTimestamp"):
+                return self._snapshot_error(vs, prefix + update_failed.format(
+                    pm["name"], "cannot add finalizer on claim because it is being deleted"),
+                    True, "SnapshotContentCreationFailed")
+            return self._set_finalizers(ns_path(PVC_PATH, pm["namespace"], pm["name"]), pvc,
+                                        list(pm.get("finalizers") or []) + [FIN_PVC], _key(pvc))
+        if err is not None:
+            return self._snapshot_error(
+                vs, f"{prefix}failed to get input parameters to create snapshot {m['name']}: "
+                f"{json.dumps(err)}", True, "SnapshotContentCreationFailed")
+        if "csi" not in pv["spec"]:
+            return self._snapshot_error(
+                vs, f"{prefix}cannot find CSI PersistentVolumeSource for volume "
+                f"{_meta(pv)['name']}", True, "SnapshotContentCreationFailed")
         name = f"snapcontent-{m['uid']}"
         spec = {"volumeSnapshotRef": {"apiVersion": f"{GROUP}/v1", "kind": "VolumeSnapshot",
                                       "namespace": m["namespace"], "name": m["name"],

@@ -262,22 +262,30 @@ def test_missing_class_and_unbound_pvc(cluster, ns):
     vs = cluster.wait_snapshot(ns, "s1", lambda v: status(v).get("error"), what="error")
     assert status(vs)["error"]["message"].startswith(
         "Failed to get snapshot class with error failed to retrieve snapshot class nope")
-    # a PVC that does not exist / is not bound
+    # a PVC that does not exist: with a class, and with the default class
     assert cluster.create_snapshot(ns, "s2", pvc="ghost", vsclass=CLASSES[DRIVER])[0] == 201
     vs = cluster.wait_snapshot(ns, "s2", lambda v: status(v).get("error"), what="error")
-    msg = status(vs)["error"]["message"]
-    assert msg.startswith("Failed to create snapshot content with error failed to get input "
-                          "parameters to create snapshot s2: ") and "ghost" in msg, msg
-    assert msg.endswith(r'failed to retrieve PVC ghost from the lister: \"persistentvolumeclaim '
-                        r'\\\"ghost\\\" not found\""'), msg
+    assert status(vs)["error"]["message"] == (
+        "Failed to create snapshot content with error snapshot controller failed to update s2 "
+        "on API server: cannot get claim from snapshot")
     assert status(vs)["readyToUse"] is False
+    assert cluster.create_snapshot(ns, "s4", pvc="ghost")[0] == 201
+    vs = cluster.wait_snapshot(ns, "s4", lambda v: status(v).get("error"), what="error")
+    assert status(vs)["error"]["message"] == (
+        "Failed to set default snapshot class with error failed to retrieve PVC ghost from the "
+        r'lister: "persistentvolumeclaim \"ghost\" not found"')
+    # a PVC that is not bound (it gets the protection finalizer first, as in the real one)
     cluster.api.create(ns_path(PVC_PATH, ns), {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pending"},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
                  "resources": {"requests": {"storage": "1Gi"}}}})
     assert cluster.create_snapshot(ns, "s3", pvc="pending", vsclass=CLASSES[DRIVER])[0] == 201
     vs = cluster.wait_snapshot(ns, "s3", lambda v: status(v).get("error"), what="error")
-    assert "the PVC pending is not yet bound to a PV" in status(vs)["error"]["message"]
+    assert status(vs)["error"]["message"] == (
+        "Failed to create snapshot content with error failed to get input parameters to create "
+        r'snapshot s3: "the PVC pending is not yet bound to a PV, will not attempt to take a '
+        r'snapshot"')
+    assert sc.FIN_PVC in cluster.pvc(ns, "pending")["metadata"]["finalizers"]
 
 
 # ---------------------------------------------------------------------------
