@@ -31,6 +31,9 @@ snapshot.storage.k8s.io/v1 API (external-snapshotter v8):
      creationTime (RFC 3339), readyToUse, restoreSize (a quantity), error;
      adds snapshot.storage.kubernetes.io/volumesnapshot-bound-protection once
      bound to a content whose policy is Delete;
+   - a bound snapshot whose content is gone (or points elsewhere) gets
+     "VolumeSnapshotContent is missing" (or "... is not bound to the
+     VolumeSnapshot correctly") and readyToUse false; no new content is made;
    - on deletion: waits while a Pending PVC restores from the snapshot; marks the
      content snapshot.storage.kubernetes.io/volumesnapshot-being-deleted "yes";
      deletes the content when its policy is Delete and drops the bound finalizer
@@ -52,7 +55,8 @@ snapshot.storage.k8s.io/v1 API (external-snapshotter v8):
    StorageClass's provisioner is one of our drivers gets a PV pvc-<pvc uid>
    (csi volume, claimRef, capacity = the request) and is bound (spec.volumeName,
    the pv.kubernetes.io/* annotations, status.phase Bound). While the snapshot
-   is missing, not ready, of another driver or larger than the request, the PVC
+   is missing, being deleted, not ready, of another driver or larger than the
+   request, the PVC
    stays Pending with a ProvisioningFailed Event, as with the real provisioner.
 4. make_bound_pvc(): a PVC bound to a CSI PV without a kubelet or provisioner.
 
@@ -333,7 +337,9 @@ class _State:
         self.snapshots = api.list(VS_PATH)
         self.contents = {_meta(c)["name"]: c for c in api.list(VSC_PATH)}
         self.classes = {_meta(c)["name"]: c for c in api.list(VSCLASS_PATH)}
-        self.pvcs = {_key(p): p for p in api.list(PVC_PATH)}
+        # items of a core list carry no apiVersion/kind (Events need them)
+        self.pvcs = {_key(p): dict(p, apiVersion="v1", kind="PersistentVolumeClaim")
+                     for p in api.list(PVC_PATH)}
         self.pvs = {_meta(p)["name"]: p for p in api.list(PV_PATH)}
         self.storage_classes = {_meta(s)["name"]: s for s in api.list(SC_PATH)}
         self.snapshots_by_key = {_key(s): s for s in self.snapshots}

@@ -434,6 +434,8 @@ def test_restore_smaller_than_snapshot_stays_pending(cluster, ns):
     restore_pvc(cluster, ns, "small", "s1", size="1Gi")
     ev = wait_for(lambda: [e for e in cluster.events(ns, "small")
                            if e["reason"] == "ProvisioningFailed"], what="ProvisioningFailed")
+    assert ev[0]["involvedObject"]["kind"] == "PersistentVolumeClaim"
+    assert ev[0]["type"] == "Warning"
     assert f"requested volume size {2**30} is less than the size {2 * 2**30}" in ev[0]["message"]
     assert status(cluster.pvc(ns, "small")).get("phase") == "Pending"
 
