@@ -108,6 +108,13 @@ def test_schema_rejects_bad_fields(cluster, ns):
     # an empty class name is refused
     st, out = cluster.create_snapshot(ns, "empty-class", pvc="x", vsclass="")
     assert st == 422 and "volumeSnapshotClassName must not be the empty string" in out["message"]
+    # status.restoreSize is a quantity, as an integer or a string
+    assert cluster.create_snapshot(ns, "sized", pvc="x")[0] == 201
+    path = ns_path(sc.VS_PATH, ns, "sized") + "/status"
+    for value, want in ((1024, 200), ("1Gi", 200), ("1 GB", 422), (True, 422)):
+        st, out = cluster.api.request("PATCH", path, {"status": {"restoreSize": value}},
+                                      content_type="application/merge-patch+json")
+        assert st == want, (value, out)
     # a content needs exactly one source and a full volumeSnapshotRef
     st, out = cluster.api.request("POST", VSC_PATH, {
         "apiVersion": f"{GROUP}/v1", "kind": "VolumeSnapshotContent",
