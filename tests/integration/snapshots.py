@@ -122,6 +122,22 @@ class SnapshotCluster:
             "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
             "metadata": meta, "spec": spec})
 
+    def restore_pvc(self, namespace, name, snapshot, size="1Gi", storage_class=CLASSES[DRIVER]):
+        """Create a PVC whose dataSource is VolumeSnapshot SNAPSHOT (the stand-in
+        provisions and binds it once the snapshot is ready)."""
+        return self.api.create(ns_path(PVC_PATH, namespace), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                     "resources": {"requests": {"storage": size}},
+                     "dataSource": {"apiGroup": "snapshot.storage.k8s.io",
+                                    "kind": "VolumeSnapshot", "name": snapshot}}})
+
+    def wait_pvc_bound(self, namespace, name, timeout=20):
+        def check():
+            p = self.pvc(namespace, name)
+            return p if ((p or {}).get("status") or {}).get("phase") == "Bound" else None
+        return wait_for(check, timeout, f"PVC {namespace}/{name} Bound")
+
     def snapshot(self, namespace, name):
         return self.api.get(ns_path(VS_PATH, namespace, name))
 

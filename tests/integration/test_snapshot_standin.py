@@ -374,23 +374,14 @@ def test_preprovisioned_snapshot_binds(cluster, ns):
 # restore
 
 
-def restore_pvc(cluster, ns, name, snapshot, size="1Gi", storage_class=CLASSES[DRIVER]):
-    return cluster.api.create(ns_path(PVC_PATH, ns), {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
-                 "resources": {"requests": {"storage": size}},
-                 "dataSource": {"apiGroup": GROUP, "kind": "VolumeSnapshot", "name": snapshot}}})
-
-
 def test_restore_pvc_from_snapshot_gets_bound(cluster, ns):
     cluster.bound_pvc(ns, "data", size="1Gi")
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
     vs = cluster.wait_ready(ns, "s1")
     handle = status(cluster.content(status(vs)["boundVolumeSnapshotContentName"]))[
         "snapshotHandle"]
-    pvc = restore_pvc(cluster, ns, "restored", "s1", size="2Gi")
-    pvc = wait_for(lambda: (lambda p: p if status(p).get("phase") == "Bound" else None)(
-        cluster.pvc(ns, "restored")), what="restored PVC Bound")
+    cluster.restore_pvc(ns, "restored", "s1", size="2Gi")
+    pvc = cluster.wait_pvc_bound(ns, "restored")
     pv = cluster.api.get(f"{PV_PATH}/{pvc['spec']['volumeName']}")
     assert pv["metadata"]["name"] == f"pvc-{pvc['metadata']['uid']}"
     assert pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
@@ -405,13 +396,12 @@ def test_restore_pvc_from_snapshot_gets_bound(cluster, ns):
 def test_restore_waits_for_a_ready_snapshot(cluster, ns):
     cluster.bound_pvc(ns, "data", driver=SLOW_DRIVER)
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
-    restore_pvc(cluster, ns, "restored", "s1", storage_class=CLASSES[SLOW_DRIVER])
+    cluster.restore_pvc(ns, "restored", "s1", storage_class=CLASSES[SLOW_DRIVER])
     wait_for(lambda: any(e["reason"] == "ProvisioningFailed" and "is not Ready" in e["message"]
                          for e in cluster.events(ns, "restored")), what="ProvisioningFailed")
     assert status(cluster.pvc(ns, "restored")).get("phase") == "Pending"
     assert status(cluster.snapshot(ns, "s1")).get("readyToUse") is not True
-    wait_for(lambda: status(cluster.pvc(ns, "restored")).get("phase") == "Bound",
-             timeout=SLOW_SECONDS + 15, what="restored PVC Bound")
+    cluster.wait_pvc_bound(ns, "restored", timeout=SLOW_SECONDS + 15)
 
 
 def test_snapshot_deletion_waits_for_a_restoring_pvc(cluster, ns):
@@ -419,7 +409,7 @@ def test_snapshot_deletion_waits_for_a_restoring_pvc(cluster, ns):
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
     vs = cluster.wait_ready(ns, "s1")
     content = status(vs)["boundVolumeSnapshotContentName"]
-    restore_pvc(cluster, ns, "small", "s1", size="1Gi")        # stays Pending: too small
+    cluster.restore_pvc(ns, "small", "s1", size="1Gi")        # stays Pending: too small
     wait_for(lambda: cluster.events(ns, "small"), what="ProvisioningFailed")
     assert cluster.api.delete(ns_path(sc.VS_PATH, ns, "s1"))
     wait_for(lambda: any(e["reason"] == "SnapshotDeletePending" for e in cluster.events(ns, "s1")),
@@ -438,7 +428,7 @@ def test_restore_smaller_than_snapshot_stays_pending(cluster, ns):
     cluster.bound_pvc(ns, "data", size="2Gi")
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
     cluster.wait_ready(ns, "s1")
-    restore_pvc(cluster, ns, "small", "s1", size="1Gi")
+    cluster.restore_pvc(ns, "small", "s1", size="1Gi")
     ev = wait_for(lambda: [e for e in cluster.events(ns, "small")
                            if e["reason"] == "ProvisioningFailed"], what="ProvisioningFailed")
     assert ev[0]["involvedObject"]["kind"] == "PersistentVolumeClaim"
