@@ -366,7 +366,7 @@ class SnapshotControllerStandin:
         self._watch_conns = set()
         self._events_sent = set()
         self.passes = 0
-        self.errors = 0
+        self.errors = 0          # API refusals and exceptions: a stand-in bug, not a race
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -468,7 +468,9 @@ class SnapshotControllerStandin:
         try:
             return fn(*args)
         except ApiError as e:
-            if e.status != 409:  # a conflict is retried on the next pass
+            if e.status in (404, 409):  # changed or gone since listed: the next pass sees it
+                self.log("retry", what=what, object=key, status=e.status)
+            else:
                 self.errors += 1
                 self.log("error", what=what, object=key, error=str(e))
         except Exception as e:

@@ -194,3 +194,8 @@ def snapshot_standin(snapshot_crds, tmp_path_factory):
     yield snapshot_crds
     s.stop()
     snapshot_crds.standin = None
+    if s.errors:                 # the stand-in met something it does not handle
+        bad = [line for line in log.read_text().splitlines()
+               if line.split(" ")[1:2] in (["error"], ["pass-error"])]
+        pytest.fail(f"snapshot stand-in: {s.errors} errors (see {log}):\n" + "\n".join(bad[-10:]),
+                    pytrace=False)
