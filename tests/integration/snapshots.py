@@ -85,6 +85,47 @@ def ensure(api, path, obj):
         raise AssertionError(f"POST {path}: {status} {out}")
 
 
+class Recorder:
+    """Every version of the objects at a list PATH, as a watch delivers them
+    (so a test sees a state that lasted only a moment). .versions(name) ->
+    [object, ...] in order; .close() ends the watch."""
+
+    def __init__(self, api, path):
+        import http.client
+        import threading
+        self.events, self._lock = [], threading.Lock()
+        self._conn = http.client.HTTPSConnection(api.host, api.port, timeout=60,
+                                                 context=api.ctx)
+        self._conn.request("GET", f"{path}?watch=1&timeoutSeconds=60",
+                           headers={"Authorization": f"Bearer {api.token}"})
+        self._resp = self._conn.getresponse()
+        assert self._resp.status == 200, self._resp.read()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import json
+        try:
+            for line in self._resp:
+                ev = json.loads(line)
+                with self._lock:
+                    self.events.append((ev["type"], ev["object"]))
+        except (OSError, ValueError):
+            pass
+
+    def versions(self, name):
+        with self._lock:
+            return [o for _, o in self.events if o.get("metadata", {}).get("name") == name]
+
+    def close(self):
+        try:
+            self._conn.sock.shutdown(2)
+        except (AttributeError, OSError):
+            pass
+        self._thread.join(timeout=10)
+        self._conn.close()
+
+
 class SnapshotCluster:
     """The kube-apiserver with the CRDs, and REST helpers for tests."""
 
@@ -137,6 +178,10 @@ class SnapshotCluster:
             p = self.pvc(namespace, name)
             return p if ((p or {}).get("status") or {}).get("phase") == "Bound" else None
         return wait_for(check, timeout, f"PVC {namespace}/{name} Bound")
+
+    def record_snapshots(self, namespace):
+        """A Recorder of the VolumeSnapshots of NAMESPACE (close it)."""
+        return Recorder(self.api, ns_path(VS_PATH, namespace))
 
     def snapshot(self, namespace, name):
         return self.api.get(ns_path(VS_PATH, namespace, name))
