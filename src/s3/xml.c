@@ -524,6 +524,22 @@ kt_code kt_s3_parse_complete(const char *xml, size_t n, char etag[132], kt_s3_er
 	return KT_OK;
 }
 
+/* A decimal size of 1..20 digits that fits 64 bits into *out; 0 if not. */
+static int parse_size(const char *text, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (len == 0 || len > 20)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		uint64_t d = (uint64_t)(text[i] - '0');
+		if (text[i] < '0' || text[i] > '9' || v > (UINT64_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 1;
+}
+
 /* ---- ListBucketResult (ListObjectsV2) --------------------------------- */
 
 typedef struct list_ctx {
@@ -554,16 +570,7 @@ static kt_code on_list_el(void *ctx, const char *path, const char *text, size_t 
 		c->key[len] = '\0';
 		c->have_key = 1;
 	} else if (!strcmp(path, "ListBucketResult/Contents/Size")) {
-		uint64_t v = 0;
-		c->bad_size = len == 0 || len > 20;
-		for (size_t i = 0; i < len && !c->bad_size; i++) {
-			uint64_t d = (uint64_t)(text[i] - '0');
-			if (text[i] < '0' || text[i] > '9' || v > (UINT64_MAX - d) / 10)
-				c->bad_size = 1;
-			else
-				v = v * 10 + d;
-		}
-		c->size = v;
+		c->bad_size = !parse_size(text, len, &c->size);
 		c->have_size = 1;
 	} else if (!strcmp(path, "ListBucketResult/Contents/ETag")) {
 		char tmp[132];
@@ -656,16 +663,7 @@ static kt_code on_versions_el(void *ctx, const char *path, const char *text, siz
 		copy_printable(tmp, sizeof(tmp), text, len);
 		kt_s3_etag_unquote(c->etag, sizeof(c->etag), tmp);
 	} else if (in_version && !strcmp(field, "Size")) {
-		uint64_t v = 0;
-		c->bad_size = len == 0 || len > 20;
-		for (size_t i = 0; i < len && !c->bad_size; i++) {
-			uint64_t d = (uint64_t)(text[i] - '0');
-			if (text[i] < '0' || text[i] > '9' || v > (UINT64_MAX - d) / 10)
-				c->bad_size = 1;
-			else
-				v = v * 10 + d;
-		}
-		c->size = v;
+		c->bad_size = !parse_size(text, len, &c->size);
 	} else if (!strcmp(leaf, "/Version") || !strcmp(leaf, "/DeleteMarker")) {
 		if (!c->have_key || !c->have_version || c->bad_size)
 			return kt_error_set(err, KT_EPROTO, "the S3 server listed a version without a "
