@@ -29,6 +29,27 @@ int kt_cli_kube_connect(const kt_cli_kube_flags *f, kt_kube **out)
 	return rc;
 }
 
+/* The flags of every snapshot command: --kubeconfig, --context and -n. */
+static kt_opt *common_opts(kt_cli_kube_flags *kf, const char **ns, kt_opt *o,
+                           const char *ns_help)
+{
+	memset(kf, 0, sizeof(*kf));
+	*ns = NULL;
+	o = kt_cli_kube_opts(kf, o, NULL);
+	*o++ = (kt_opt){ "namespace", 'n', "NS", ns_help ? ns_help
+	                 : "namespace (default: the context's)", ns, NULL };
+	return o;
+}
+
+/* Connect; *ns defaults to the context's namespace (unless all_ns). */
+static int connect_ns(const kt_cli_kube_flags *kf, const char **ns, int all_ns, kt_kube **c)
+{
+	int rc = kt_cli_kube_connect(kf, c);
+	if (!rc && !*ns && !all_ns)
+		*ns = kt_kube_client_config(*c)->namespace;
+	return rc;
+}
+
 /* ---- output ---------------------------------------------------------- */
 
 static json_t *vs_json(const kt_vs_info *v)
@@ -86,12 +107,10 @@ int kt_cmd_snapshot_create(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot create";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = NULL, *class_name = NULL, *name = NULL, *timeout = "10m";
+	const char *ns, *class_name = NULL, *name = NULL, *timeout = "10m";
 	int wait = 0;
-	kt_opt opts[10], *o = kt_cli_kube_opts(&kf, opts, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the PVC (default: the context's)",
-	                 &ns, NULL };
+	kt_opt opts[10], *o = common_opts(&kf, &ns, opts, "namespace of the PVC (default: the "
+	                                  "context's)");
 	*o++ = (kt_opt){ "class", 0, "NAME", "VolumeSnapshotClass (default: the one annotated "
 	                 KT_VS_DEFAULT_ANNOTATION "=true for the volume's CSI driver)",
 	                 &class_name, NULL };
@@ -129,10 +148,8 @@ int kt_cmd_snapshot_create(int argc, char **argv, const kt_globals *g0)
 		return rc;
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
-	if ((rc = kt_cli_kube_connect(&kf, &c)))
+	if ((rc = connect_ns(&kf, &ns, 0, &c)))
 		return rc;
-	if (!ns)
-		ns = kt_kube_client_config(c)->namespace;
 	kt_error err;
 	kt_vs_info info;
 	kt_vs_create_opts co = { .namespace = ns, .pvc = pos[0], .name = name,
@@ -166,11 +183,9 @@ int kt_cmd_snapshot_list(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot list";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = NULL;
+	const char *ns;
 	int all = 0;
-	kt_opt opts[6], *o = kt_cli_kube_opts(&kf, opts, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace (default: the context's)", &ns, NULL };
+	kt_opt opts[6], *o = common_opts(&kf, &ns, opts, NULL);
 	*o++ = (kt_opt){ "all-namespaces", 'A', NULL, "every namespace", NULL, &all };
 	memset(o, 0, sizeof(*o));
 	int n_pos = 0, done = 0;
@@ -187,10 +202,8 @@ int kt_cmd_snapshot_list(int argc, char **argv, const kt_globals *g0)
 	if (all && ns)
 		return kt_cli_usage(path, "-n and -A exclude each other");
 	kt_kube *c = NULL;
-	if ((rc = kt_cli_kube_connect(&kf, &c)))
+	if ((rc = connect_ns(&kf, &ns, all, &c)))
 		return rc;
-	if (!all && !ns)
-		ns = kt_kube_client_config(c)->namespace;
 	json_t *rows = json_array();
 	kt_error err;
 	kt_code code = kt_vs_list(c, all ? NULL : ns, collect, rows, &err);
@@ -215,10 +228,8 @@ int kt_cmd_snapshot_delete(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot delete";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = NULL;
-	kt_opt opts[5], *o = kt_cli_kube_opts(&kf, opts, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace (default: the context's)", &ns, NULL };
+	const char *ns;
+	kt_opt opts[5], *o = common_opts(&kf, &ns, opts, NULL);
 	memset(o, 0, sizeof(*o));
 	char *pos[1];
 	int n_pos = 0, done = 0;
@@ -234,10 +245,8 @@ int kt_cmd_snapshot_delete(int argc, char **argv, const kt_globals *g0)
 	if (n_pos != 1)
 		return kt_cli_usage(path, "name the VolumeSnapshot to delete");
 	kt_kube *c = NULL;
-	if ((rc = kt_cli_kube_connect(&kf, &c)))
+	if ((rc = connect_ns(&kf, &ns, 0, &c)))
 		return rc;
-	if (!ns)
-		ns = kt_kube_client_config(c)->namespace;
 	kt_error err;
 	kt_code code = kt_vs_delete(c, ns, pos[0], &err);
 	kt_kube_client_free(c);
@@ -260,13 +269,11 @@ int kt_cmd_snapshot_restore(int argc, char **argv, const kt_globals *g0)
 	const char *path = "snapshot restore";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = NULL, *to = NULL, *size = NULL, *sc = NULL, *mode = NULL;
+	const char *ns, *to = NULL, *size = NULL, *sc = NULL, *mode = NULL;
 	const char *timeout = "10m";
 	int wait = 0;
-	kt_opt opts[12], *o = kt_cli_kube_opts(&kf, opts, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the snapshot and the new PVC "
-	                 "(default: the context's)", &ns, NULL };
+	kt_opt opts[12], *o = common_opts(&kf, &ns, opts, "namespace of the snapshot and the new "
+	                                  "PVC (default: the context's)");
 	*o++ = (kt_opt){ "to-pvc", 0, "NAME", "name of the PVC to create (required)", &to, NULL };
 	*o++ = (kt_opt){ "size", 0, "QUANTITY", "requested size (default: the snapshot's "
 	                 "restoreSize; never less)", &size, NULL };
@@ -312,10 +319,8 @@ int kt_cmd_snapshot_restore(int argc, char **argv, const kt_globals *g0)
 		return kt_cli_usage(path, "--size: %s", err.msg);
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
-	if ((rc = kt_cli_kube_connect(&kf, &c)))
+	if ((rc = connect_ns(&kf, &ns, 0, &c)))
 		return rc;
-	if (!ns)
-		ns = kt_kube_client_config(c)->namespace;
 	kt_vs_restore_opts ro = { .namespace = ns, .snapshot = pos[0], .pvc = to, .size = size,
 	                          .storage_class = sc, .access_mode = mode };
 	json_t *pvc = NULL;

@@ -65,12 +65,13 @@ def need(make):
 def wait_for(pred, timeout=30, what="condition", interval=0.05):
     """Poll pred() until it returns something true (returned) or time runs out."""
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
+        last = pred()
+        if last:
+            return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def _cache_paths():

@@ -14,11 +14,11 @@ NO_DEFAULT_DRIVER (ready, but no default VolumeSnapshotClass).
 """
 
 import pathlib
-import time
 import uuid
 
 import pytest
 
+import peers
 import snapshot_controller_standin as sc
 from snapshot_controller_standin import (  # noqa: F401 (re-exported for tests)
     DRIVER, ERROR_DRIVER, SLOW_DRIVER, VS_PATH, VSC_PATH, VSCLASS_PATH, PVC_PATH, PV_PATH,
@@ -36,14 +36,7 @@ STORAGE_CLASSES = dict(CLASSES, **{NO_DEFAULT_DRIVER: "standin-nodefault"})
 
 def wait_for(pred, timeout=20, what="condition", interval=0.05):
     """Poll PRED until it returns something true; that value, or AssertionError."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return peers.wait_for(pred, timeout, what, interval)
 
 
 def crd_manifests():
