@@ -17,6 +17,7 @@ BUILDS = {
 }
 UNIT = ["test_core", "test_etcd", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo", "test_store", "test_archive"]
 UNIT += ["test_repo_chunker"]
+UNIT += ["test_kube_client"]
 CORPORA = ["bbolt", "grpc", "kubeconfig", "s3xml", "config", "cron", "staticpod", "repo"]
 CORPORA += ["chunker"]
 SAN_ENV = {
