@@ -112,11 +112,16 @@ static void mini_stop(mini_server *m)
 
 static char replybuf[1 << 17];
 
-/* A reply in its own buffer (for mini_replies); freed by the process end. */
+/* A reply in its own buffer (for mini_replies); freed at the end of main. */
+static char *dups[64];
+static size_t n_dups;
+
 static const char *reply_dup(long status, const char *body)
 {
 	size_t n = strlen(body) + 256;
 	char *b = malloc(n);
+	if (n_dups < sizeof(dups) / sizeof(*dups))
+		dups[n_dups++] = b;
 	snprintf(b, n, "HTTP/1.1 %ld X\r\nContent-Type: application/json\r\n"
 	         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status, strlen(body), body);
 	return b;
@@ -637,5 +642,7 @@ int main(void)
 	RUN(test_time_parse);
 	RUN(test_client_secret);
 	RUN(test_client_transport_errors_name_the_source);
+	for (size_t i = 0; i < n_dups; i++)
+		free(dups[i]);
 	return unit_done();
 }
