@@ -538,3 +538,41 @@ def test_lookup_order_home_then_in_cluster(kube_apiserver, tmp_path):
     assert ok("nsuid", "kube-system", env=env)["uid"]
     # Empty $KUBECONFIG counts as unset (as for kubectl).
     assert ok("nsuid", "kube-system", env={**env, "KUBECONFIG": ""})["uid"]
+
+
+# --------------------------------------------------------------------------
+# The front end's --kubeconfig / --context
+
+
+def test_etcd_backup_takes_context(etcd, kube_apiserver, tmp_path):
+    """`kontinuity etcd backup --context` reaches the kube client: with a
+    kubeconfig whose current-context is broken, the named context reads
+    the (absent) export Secret; without it the kubeconfig is unusable."""
+    k = kube_apiserver
+    kt = ROOT / os.environ.get("KT_BUILD", "build") / "src" / "cli" / "kontinuity"
+    cfg = tmp_path / "two.conf"
+    cfg.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: kt\n  cluster:\n    server: {k.url}\n"
+        f"    certificate-authority-data: {b64(k.ca_file.read_bytes())}\n"
+        f"users:\n- name: admin\n  user:\n    token: {k.token}\n"
+        "contexts:\n- name: good\n  context: {cluster: kt, user: admin}\n"
+        "- name: broken\n  context: {cluster: nowhere, user: admin}\n"
+        "current-context: broken\n")
+    k.request("DELETE", "/api/v1/namespaces/kube-system/secrets/zadara-backup-export")
+    env = {n: v for n, v in os.environ.items() if not n.startswith("BACKUP_")}
+
+    def backup(d, *extra):
+        return subprocess.run([str(kt), "etcd", "backup", "--endpoint", etcd.endpoint,
+                               "--dir", str(tmp_path / d), "--hostname", "cp-1",
+                               "--instance-id", "i-cp-1", "--kubeconfig", str(cfg), *extra],
+                              capture_output=True, text=True, timeout=300, env=env)
+
+    r = backup("d1")
+    assert r.returncode == 0, r.stderr
+    assert f"kubeconfig '{cfg}' unusable" in r.stderr and "cluster 'nowhere'" in r.stderr
+    r = backup("d2", "--context", "good")
+    assert r.returncode == 0, r.stderr
+    assert "unusable" not in r.stderr
+    assert "no Secret kube-system/zadara-backup-export" in r.stderr
+    assert k.token not in r.stdout + r.stderr
