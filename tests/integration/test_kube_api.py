@@ -545,6 +545,16 @@ def test_lookup_order_home_then_in_cluster(kube_apiserver, tmp_path):
     assert ok("nsuid", "kube-system", env=env)["uid"]
     # Empty $KUBECONFIG counts as unset (as for kubectl).
     assert ok("nsuid", "kube-system", env={**env, "KUBECONFIG": ""})["uid"]
+    # Without ~/.kube/config, a pod's environment leads to the service
+    # account (here: none mounted, so the error says so).
+    (home / ".kube" / "config").unlink()
+    pod = {**env, "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+           "KUBERNETES_SERVICE_PORT": str(k.port)}
+    if not pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        r, out = failed("nsuid", "kube-system", env=pod)
+        assert "in-cluster config: no service-account token" in out["message"]
+    r, out = failed("--context", "x", "nsuid", "kube-system", env=pod)
+    assert out["code"] == "usage" and "in-cluster config has no contexts" in out["message"]
 
 
 # --------------------------------------------------------------------------

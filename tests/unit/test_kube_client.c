@@ -563,6 +563,14 @@ static void test_client_verbs(void)
 	c = mini_client(&m, unavailable, 1);
 	CHECK_EQ_U(kt_kube_create(c, &t, obj, NULL, &err), KT_ETRANSIENT);
 	mini_done(&m, c);
+	/* 429 is retried for every verb, after Retry-After seconds. */
+	const char *busy[] = { "HTTP/1.1 429 Too Many\r\nRetry-After: 1\r\nContent-Length: 2\r\n"
+	                       "Connection: close\r\n\r\n{}", okr[0] };
+	c = mini_client(&m, busy, 2);
+	int64_t t0 = kt_now_ms();
+	CHECK_EQ_U(kt_kube_create(c, &t, obj, NULL, &err), KT_OK);
+	CHECK(kt_now_ms() - t0 >= 900);
+	mini_done(&m, c);
 	/* ...a get is, and succeeds on the second attempt. */
 	c = mini_client(&m, unavailable, 2);
 	CHECK_EQ_U(kt_kube_get_object(c, &t, &out, &err), KT_OK);
