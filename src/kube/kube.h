@@ -218,9 +218,9 @@ kt_code kt_kube_get(kt_kube *c, const char *path, json_t **out, kt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Discovery (discovery.c): every group, version and resource the server
- * serves, read once per client (GET /api, /api/v1, /apis and
- * /apis/GROUP/VERSION) and kept until the client is freed.  Subresources
- * (pods/log, deployments/scale...) are skipped. */
+ * serves, read once per client (the aggregated documents at /api and /apis,
+ * else /api/VERSION and /apis/GROUP/VERSION) and kept until the client is
+ * freed.  Subresources (pods/log, deployments/scale...) are skipped. */
 
 enum {
 	KT_KUBE_VERB_GET = 1u << 0,

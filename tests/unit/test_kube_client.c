@@ -597,6 +597,73 @@ static void test_client_verbs(void)
 	json_decref(obj);
 }
 
+static void test_client_discovery(void)
+{
+	mini_server m;
+	kt_error err;
+	const kt_kube_resource *all, *r;
+	size_t n;
+	/* A server without aggregated discovery: /api, /api/v1, /apis, /apis/apps/v1. */
+	const char *legacy[] = {
+		reply_dup(200, "{\"kind\":\"APIVersions\",\"versions\":[\"v1\"]}"),
+		reply_dup(200, "{\"kind\":\"APIResourceList\",\"groupVersion\":\"v1\",\"resources\":["
+		               "{\"name\":\"pods\",\"kind\":\"Pod\",\"namespaced\":true,"
+		               "\"verbs\":[\"get\",\"list\",\"watch\"]},"
+		               "{\"name\":\"pods/log\",\"kind\":\"Pod\",\"namespaced\":true,\"verbs\":[]},"
+		               "{\"name\":\"nodes\",\"kind\":\"Node\",\"namespaced\":false,"
+		               "\"verbs\":[\"delete\"]}]}"),
+		reply_dup(200, "{\"kind\":\"APIGroupList\",\"groups\":[{\"name\":\"apps\",\"versions\":"
+		               "[{\"groupVersion\":\"apps/v1\",\"version\":\"v1\"}],\"preferredVersion\":"
+		               "{\"groupVersion\":\"apps/v1\",\"version\":\"v1\"}}]}"),
+		reply_dup(200, "{\"kind\":\"APIResourceList\",\"resources\":[{\"name\":\"deployments\","
+		               "\"kind\":\"Deployment\",\"namespaced\":true,\"verbs\":[\"patch\"]}]}"),
+	};
+	kt_kube *c = mini_client(&m, legacy, 4);
+	CHECK_EQ_U(kt_kube_discover(c, &all, &n, &err), KT_OK);
+	CHECK_EQ_U(n, 3);
+	CHECK_EQ_U(kt_kube_resource_find(c, "Deployment.apps", &r, &err), KT_OK);
+	CHECK_STR(r->resource, "deployments");
+	CHECK(r->namespaced && r->preferred && r->verbs == KT_KUBE_VERB_PATCH);
+	CHECK_EQ_U(kt_kube_resource_find(c, "nodes", &r, &err), KT_OK);
+	CHECK(!r->namespaced && r->verbs == KT_KUBE_VERB_DELETE);
+	CHECK_EQ_U(kt_kube_resource_find(c, "pods/log", &r, &err), KT_ENOTFOUND);
+	/* Cached: no more requests (the server would answer nothing). */
+	CHECK_EQ_U(kt_kube_discover(c, &all, &n, &err), KT_OK);
+	mini_done(&m, c);
+	CHECK_CONTAINS(m.all, "GET /apis/apps/v1 HTTP/1.1");
+	CHECK_CONTAINS(m.all, "Accept: application/json;g=apidiscovery.k8s.io;v=v2;"
+	               "as=APIGroupDiscoveryList,application/json\r\n");
+
+	/* Aggregated: two requests; a Stale version is skipped; the first
+	 * version is the preferred one. */
+	const char *agg[] = {
+		reply_dup(200, "{\"kind\":\"APIGroupDiscoveryList\",\"items\":[{\"metadata\":{},"
+		               "\"versions\":[{\"version\":\"v1\",\"resources\":[{\"resource\":"
+		               "\"configmaps\",\"responseKind\":{\"kind\":\"ConfigMap\"},\"scope\":"
+		               "\"Namespaced\",\"verbs\":[\"list\"]}]}]}]}"),
+		reply_dup(200, "{\"kind\":\"APIGroupDiscoveryList\",\"items\":[{\"metadata\":{\"name\":"
+		               "\"example.com\"},\"versions\":[{\"version\":\"v2\",\"resources\":[{"
+		               "\"resource\":\"widgets\",\"responseKind\":{\"kind\":\"Widget\"},"
+		               "\"scope\":\"Cluster\",\"verbs\":[\"get\"]}]},{\"version\":\"v1\","
+		               "\"resources\":[{\"resource\":\"widgets\",\"responseKind\":{\"kind\":"
+		               "\"Widget\"},\"scope\":\"Cluster\",\"verbs\":[\"get\"]}]},{\"version\":"
+		               "\"v0\",\"freshness\":\"Stale\",\"resources\":[{\"resource\":\"old\","
+		               "\"responseKind\":{\"kind\":\"Old\"}}]}]}]}"),
+	};
+	c = mini_client(&m, agg, 2);
+	CHECK_EQ_U(kt_kube_discover(c, &all, &n, &err), KT_OK);
+	CHECK_EQ_U(n, 3);
+	CHECK_EQ_U(kt_kube_resource_find(c, "widgets", &r, &err), KT_OK);
+	CHECK_STR(r->version, "v2");
+	CHECK(!r->namespaced && r->preferred);
+	CHECK_EQ_U(kt_kube_resource_find(c, "configmap", &r, &err), KT_OK);
+	CHECK_STR(r->group, "");
+	CHECK(r->namespaced);
+	CHECK_EQ_U(kt_kube_resource_find(c, "old", &r, &err), KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "serves no resource 'old'");
+	mini_done(&m, c);
+}
+
 static void test_time_parse(void)
 {
 	CHECK(kube_parse_time("1970-01-01T00:00:00Z") == 0);
@@ -647,6 +714,7 @@ int main(void)
 	RUN(test_client_list_pages);
 	RUN(test_client_watch);
 	RUN(test_client_verbs);
+	RUN(test_client_discovery);
 	RUN(test_time_parse);
 	RUN(test_client_secret);
 	RUN(test_client_transport_errors_name_the_source);
