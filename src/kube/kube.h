@@ -246,8 +246,9 @@ typedef struct kt_kube_resource {
 /*
  * Discover (first call) or return the cached list: *out and *n_out are
  * borrowed from c and live until kt_kube_client_free.  Errors as for
- * kt_kube_get; a group version whose list fails with 503 (an aggregated
- * API that is down, e.g. metrics) is skipped, as kubectl skips it.
+ * kt_kube_get; a group version whose list fails with 503 or that is
+ * marked Stale (an aggregated API that is down, e.g. metrics) is skipped,
+ * as kubectl skips it.
  */
 kt_code kt_kube_discover(kt_kube *c, const kt_kube_resource **out, size_t *n_out,
                          kt_error *err);
