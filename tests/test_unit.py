@@ -16,7 +16,7 @@ BUILDS = {
     "asan": ROOT / os.environ.get("KT_ASAN_BUILD", "build-asan"),
 }
 UNIT = ["test_core", "test_etcd", "test_etcd_kv", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo", "test_store", "test_archive"]
-UNIT += ["test_repo_chunker", "test_blobio"]
+UNIT += ["test_repo_chunker", "test_blobio", "test_kube_client"]
 CORPORA = ["bbolt", "grpc", "kubeconfig", "s3xml", "config", "cron", "staticpod", "repo"]
 CORPORA += ["chunker", "volsnap"]
 SAN_ENV = {

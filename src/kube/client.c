@@ -371,7 +371,7 @@ static kt_code body_fwd(void *ctx, const uint8_t *data, size_t n, kt_error *err)
 
 static kt_code exchange(kt_kube *c, const kube_call *k, xfer *x, retry_hdr *rh, kt_error *err)
 {
-	kt_buf url, auth, ctype;
+	kt_buf url, auth, ctype, accept;
 	kt_http_resp resp;
 	kt_code rc;
 	const char *headers[4] = { "Accept: application/json", NULL, NULL, NULL };
@@ -380,6 +380,11 @@ static kt_code exchange(kt_kube *c, const kube_call *k, xfer *x, retry_hdr *rh, 
 	kt_buf_init(&url, KT_BUF_UNLIMITED);
 	kt_buf_init(&auth, KT_BUF_UNLIMITED);
 	kt_buf_init(&ctype, KT_BUF_UNLIMITED);
+	kt_buf_init(&accept, KT_BUF_UNLIMITED);
+	if (k->accept) {
+		kt_buf_addf(&accept, NULL, "Accept: %s", k->accept);
+		headers[0] = accept.data;
+	}
 	kt_buf_addf(&url, NULL, "%s%s", c->cfg.server, k->path);
 	if (c->token) {
 		kt_buf_addf(&auth, NULL, "Authorization: Bearer %s", c->token);
@@ -406,6 +411,7 @@ static kt_code exchange(kt_kube *c, const kube_call *k, xfer *x, retry_hdr *rh, 
 	kt_buf_release(&auth);
 	kt_buf_release(&url);
 	kt_buf_release(&ctype);
+	kt_buf_release(&accept);
 	if (!x->status)
 		x->status = resp.status;
 	if (rc == KT_ETLS && err) {

@@ -1,13 +1,16 @@
 /*
  * kube.h - the Kubernetes REST client: where the API server is and how to
- * prove who we are (kubeconfig files, in-cluster service-account config),
- * and GET of one object as decoded JSON.
+ * prove who we are (kubeconfig files merged as kubectl merges them, exec
+ * credential plugins, the in-cluster service account), discovery, and the
+ * verbs: get, paged list, create, update, merge/JSON patch, server-side
+ * apply, delete, watch.
  *
- * Owns: bounded kubeconfig parsing (libyaml document API), context
- * selection, the auth forms we support (client certificate and key as file
- * or inline data, bearer token inline or from a file), in-cluster config,
- * the HTTP status -> kt_code mapping with the API server's Status message,
- * and a few typed helpers (Secret data, namespace UID).
+ * Owns: bounded kubeconfig parsing (libyaml document API), the lookup
+ * order, context selection, the auth forms we support (client certificate
+ * and key as file or inline data, bearer token inline or from a file, exec
+ * plugins), in-cluster config, retries with backoff, the HTTP status ->
+ * kt_code mapping with the API server's Status message, and a few typed
+ * helpers (Secret data, namespace UID).
  *
  * Invariants:
  *   1. TLS verification is never disabled: a kubeconfig that asks for
@@ -20,7 +23,9 @@
  *      directory and used when a client is created.  So the parser is safe
  *      to fuzz from memory.
  *   4. Every input is bounded: kubeconfig size and nesting depth, token
- *      file size, response size.
+ *      file size, exec plugin output, response size, list page size, watch
+ *      event size.  Memory does not grow with the size of a list or the
+ *      length of a watch.
  *   5. Error messages name the source and the field, e.g.
  *      "kubeconfig '/etc/kubernetes/admin.conf': users[0].user.client-key-data
  *      is not valid base64".
@@ -105,7 +110,7 @@ void kt_kube_config_release(kt_kube_config *cfg);
  *   context   the context to use, or NULL for current-context
  * On success *out holds the config (caller releases it).  On failure *out is
  * left zeroed and err names the field: KT_EUSAGE for malformed or missing
- * fields, refused and unsupported features (exec, auth-provider, basic
+ * fields, refused and unsupported features (auth-provider, basic
  * auth, insecure-skip-tls-verify...), KT_ENOTFOUND for an unknown context,
  * cluster or user, KT_ELIMIT for size and depth limits.
  */
@@ -213,9 +218,9 @@ kt_code kt_kube_get(kt_kube *c, const char *path, json_t **out, kt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Discovery (discovery.c): every group, version and resource the server
- * serves, read once per client (GET /api, /api/v1, /apis and
- * /apis/GROUP/VERSION) and kept until the client is freed.  Subresources
- * (pods/log, deployments/scale...) are skipped. */
+ * serves, read once per client (the aggregated documents at /api and /apis,
+ * else /api/VERSION and /apis/GROUP/VERSION) and kept until the client is
+ * freed.  Subresources (pods/log, deployments/scale...) are skipped. */
 
 enum {
 	KT_KUBE_VERB_GET = 1u << 0,
@@ -241,8 +246,9 @@ typedef struct kt_kube_resource {
 /*
  * Discover (first call) or return the cached list: *out and *n_out are
  * borrowed from c and live until kt_kube_client_free.  Errors as for
- * kt_kube_get; a group version whose list fails with 503 (an aggregated
- * API that is down, e.g. metrics) is skipped, as kubectl skips it.
+ * kt_kube_get; a group version whose list fails with 503 or that is
+ * marked Stale (an aggregated API that is down, e.g. metrics) is skipped,
+ * as kubectl skips it.
  */
 kt_code kt_kube_discover(kt_kube *c, const kt_kube_resource **out, size_t *n_out,
                          kt_error *err);

@@ -43,6 +43,7 @@ typedef struct kube_call {
 	const kt_kube_target *t;    /* names the object in messages; may be NULL */
 	const char *method;         /* "GET", "POST", "PUT", "PATCH", "DELETE" */
 	const char *path;           /* absolute API path, query included */
+	const char *accept;         /* Accept header value; NULL = application/json */
 	const char *content_type;   /* of body, or NULL */
 	const char *body;
 	size_t body_len;
