@@ -92,7 +92,9 @@ kt_code kt_vs_quantity(const char *q, uint64_t *bytes, kt_error *err)
 		{ "Ei", 1152921504606846976.0L }, { "k", 1e3L }, { "M", 1e6L }, { "G", 1e9L },
 		{ "T", 1e12L }, { "P", 1e15L }, { "E", 1e18L }, { "", 1.0L },
 	};
-	const char *p = q ? q : "";
+	if (!q)
+		goto bad;
+	const char *p = q;
 	size_t digits = strspn(p, "0123456789");
 	long double v = 0;
 	for (size_t i = 0; i < digits; i++)
@@ -135,7 +137,7 @@ kt_code kt_vs_quantity(const char *q, uint64_t *bytes, kt_error *err)
 	return KT_OK;
 bad:
 	return kt_error_set(err, KT_EUSAGE, "'%.40s' is not a size (use a quantity such as 10Gi, "
-	                    "500Mi or 1G)", q ? q : "");
+	                    "500Mi or 1G)", q ? q : "(none)");
 }
 
 /* ---- classes --------------------------------------------------------- */
