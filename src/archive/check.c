@@ -24,6 +24,7 @@ typedef struct cctx {
 	kt_archive_check_result *res;
 	uint8_t *seen;     /* trees already walked: one bit per table slot */
 	int read_data;     /* decode every delta file too */
+	kt_delta_cache *dc;   /* the last one decoded */
 } cctx;
 
 static void problem(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -92,7 +93,7 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 			walk_tree(c, nd->delta_tree, snap, depth + 1);
 			if (kt_delta_check_base(c->a, nd, &err))
 				problem(c, "snapshot %.8s: delta file '%s': %s", snap, nd->name, err.msg);
-			else if (c->read_data && !missing && kt_delta_verify(c->a, nd, &err))
+			else if (c->read_data && !missing && kt_delta_verify(c->a, nd, id, c->dc, &err))
 				problem(c, "snapshot %.8s: delta file '%s' (tree %.16s): %s", snap, nd->name,
 				        hex, err.msg);
 		}
@@ -146,7 +147,8 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
                          kt_archive_check_result *res, kt_error *err)
 {
 	memset(res, 0, sizeof(*res));
-	cctx c = { a, fn, ctx, res, kt_xcalloc(a->cap / 8 + 1, 1), read_data };
+	cctx c = { a, fn, ctx, res, kt_xcalloc(a->cap / 8 + 1, 1), read_data,
+	           read_data ? kt_delta_cache_new() : NULL };
 	/* 1. Every pack the index names, and how long its entries need it. */
 	uint64_t *need = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t));
 	for (size_t i = 0; i < a->cap; i++)
@@ -202,6 +204,7 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
 	free(need);
 	free(size);
 	free(c.seen);
+	kt_delta_cache_free(c.dc);
 	if (!rc && res->problems)
 		rc = kt_error_set(err, KT_ECORRUPT, "the repository has %llu problem%s (listed above)",
 		                  (unsigned long long)res->problems, res->problems == 1 ? "" : "s");

@@ -46,6 +46,16 @@ struct kt_delta_base {
 	int level;                 /* zstd level of the patch */
 };
 
+/* The last file check decoded (check walks a chain base first, so the
+ * next delta's base is usually this one: one decode per delta, not one
+ * per delta per depth). */
+struct kt_delta_cache {
+	int fd;                    /* -1: empty */
+	uint8_t tree[32];
+	char name[KT_REPO_MAX_NAME + 1];
+	uint64_t size;
+};
+
 /* ------------------------------------------------------------------ */
 /* Helpers: SHA-256, temp files, mapping. */
 
@@ -205,7 +215,7 @@ kt_code kt_delta_check_base(kt_archive *a, const kt_repo_node *nd, kt_error *err
 /* Decoding: the bytes of any file node into an empty file. */
 
 static kt_code materialize(kt_archive *a, const kt_repo_node *nd, int outfd, int tmpdirfd,
-                           kt_error *err);
+                           const kt_delta_cache *cache, kt_error *err);
 
 /* Plain node: its blobs in order; SHA-256 checked when recorded. */
 static kt_code write_plain(kt_archive *a, const kt_repo_node *nd, int outfd, kt_error *err)
@@ -259,7 +269,7 @@ static kt_code write_plain(kt_archive *a, const kt_repo_node *nd, int outfd, kt_
 
 /* Delta node: its base into a temp file, then the patch frame into outfd. */
 static kt_code write_delta(kt_archive *a, const kt_repo_node *nd, int outfd, int tmpdirfd,
-                           kt_error *err)
+                           const kt_delta_cache *cache, kt_error *err)
 {
 	kt_repo_tree t;
 	const kt_repo_node *bn;
@@ -269,10 +279,17 @@ static kt_code write_delta(kt_archive *a, const kt_repo_node *nd, int outfd, int
 	if (!c && window_log(bsize, nd->size) == 0)
 		c = kt_error_set(err, KT_ECORRUPT, "'%s': base and file exceed the largest zstd window",
 		                 nd->name);
-	if (!c && (basefd = temp_file(tmpdirfd, err)) < 0)
-		c = err->code;
-	if (!c)
-		c = materialize(a, bn, basefd, tmpdirfd, err);
+	if (!c && cache && cache->fd >= 0 && !memcmp(cache->tree, nd->delta_tree, 32) &&
+	    !strcmp(cache->name, nd->delta_name) && cache->size == bsize) {
+		if ((basefd = dup(cache->fd)) < 0)
+			c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot reuse a decoded "
+			                 "base");
+	} else if (!c) {
+		if ((basefd = temp_file(tmpdirfd, err)) < 0)
+			c = err->code;
+		else
+			c = materialize(a, bn, basefd, tmpdirfd, cache, err);
+	}
 	kt_repo_tree_release(&t);
 	uint8_t *base = NULL, *out = NULL;
 	if (!c)
@@ -338,12 +355,12 @@ static kt_code write_delta(kt_archive *a, const kt_repo_node *nd, int outfd, int
 }
 
 static kt_code materialize(kt_archive *a, const kt_repo_node *nd, int outfd, int tmpdirfd,
-                           kt_error *err)
+                           const kt_delta_cache *cache, kt_error *err)
 {
 	kt_archive_lock_tick(a);
 	if (nd->type != KT_NODE_FILE)
 		return kt_error_set(err, KT_ECORRUPT, "'%s' is not a file", nd->name);
-	return nd->has_delta ? write_delta(a, nd, outfd, tmpdirfd, err)
+	return nd->has_delta ? write_delta(a, nd, outfd, tmpdirfd, cache, err)
 	                     : write_plain(a, nd, outfd, err);
 }
 
@@ -380,7 +397,7 @@ kt_code kt_delta_restore(kt_archive *a, int dirfd, const kt_repo_node *nd, const
 	int fd = openat(dirfd, part, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'", path);
-	kt_code c = materialize(a, nd, fd, dirfd, err);
+	kt_code c = materialize(a, nd, fd, dirfd, NULL, err);
 	if (c)
 		kt_error_wrap(err, "cannot restore '%s'", path);
 	if (!c && fsync(fd) != 0)
@@ -403,16 +420,42 @@ kt_code kt_delta_restore(kt_archive *a, int dirfd, const kt_repo_node *nd, const
 	return c;
 }
 
-kt_code kt_delta_verify(kt_archive *a, const kt_repo_node *nd, kt_error *err)
+kt_delta_cache *kt_delta_cache_new(void)
+{
+	kt_delta_cache *k = kt_xcalloc(1, sizeof(*k));
+	k->fd = -1;
+	return k;
+}
+
+void kt_delta_cache_free(kt_delta_cache *k)
+{
+	if (!k)
+		return;
+	if (k->fd >= 0)
+		close(k->fd);
+	free(k);
+}
+
+kt_code kt_delta_verify(kt_archive *a, const kt_repo_node *nd, const uint8_t tree[32],
+                        kt_delta_cache *cache, kt_error *err)
 {
 	int dirfd = open_tmpdir(err);
 	if (dirfd < 0)
 		return err->code;
 	int fd = temp_file(dirfd, err);
-	kt_code c = fd < 0 ? err->code : materialize(a, nd, fd, dirfd, err);
+	kt_code c = fd < 0 ? err->code : materialize(a, nd, fd, dirfd, cache, err);
+	close(dirfd);
+	if (!c && cache && strlen(nd->name) <= KT_REPO_MAX_NAME) {   /* keep it for the next */
+		if (cache->fd >= 0)
+			close(cache->fd);
+		cache->fd = fd;
+		memcpy(cache->tree, tree, 32);
+		snprintf(cache->name, sizeof(cache->name), "%s", nd->name);
+		cache->size = nd->size;
+		fd = -1;
+	}
 	if (fd >= 0)
 		close(fd);
-	close(dirfd);
 	return c;
 }
 
@@ -572,7 +615,7 @@ kt_code kt_delta_prepare(kt_archive *a, const kt_archive_backup_opts *o,
 		int dirfd = open_tmpdir(&e);
 		if (dirfd >= 0) {
 			b->fd = temp_file(dirfd, &e);
-			if (b->fd >= 0 && materialize(a, &pick->nd, b->fd, dirfd, &e)) {
+			if (b->fd >= 0 && materialize(a, &pick->nd, b->fd, dirfd, NULL, &e)) {
 				close(b->fd);
 				b->fd = -1;
 			}

@@ -65,8 +65,17 @@ kt_code kt_delta_restore(kt_archive *a, int dirfd, const kt_repo_node *nd, const
  * names a file with a sha256 and the depth one less.  KT_ECORRUPT else. */
 kt_code kt_delta_check_base(kt_archive *a, const kt_repo_node *nd, kt_error *err);
 
-/* Decode delta node nd (its whole chain, into temp files in $TMPDIR) and
- * compare the result's SHA-256 with the node's.  KT_ECORRUPT on mismatch. */
-kt_code kt_delta_verify(kt_archive *a, const kt_repo_node *nd, kt_error *err);
+/* The last file kt_delta_verify decoded (an open temp file), so that a
+ * chain verified base first decodes each delta once. */
+typedef struct kt_delta_cache kt_delta_cache;
+kt_delta_cache *kt_delta_cache_new(void);
+void kt_delta_cache_free(kt_delta_cache *k);
+
+/* Decode delta node nd of tree blob `tree` (its chain, into temp files in
+ * $TMPDIR; a base found in cache is not decoded again) and compare the
+ * result's SHA-256 with the node's.  KT_ECORRUPT on mismatch.  On success
+ * the result replaces what cache (may be NULL) held. */
+kt_code kt_delta_verify(kt_archive *a, const kt_repo_node *nd, const uint8_t tree[32],
+                        kt_delta_cache *cache, kt_error *err);
 
 #endif
