@@ -519,8 +519,9 @@ int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
 	         "Check the repository: every pack the index names exists and is long enough,\n"
 	         "every snapshot opens and every blob its trees name is indexed.  With\n"
 	         "--read-data also every byte: each pack must hash to its name and every blob\n"
-	         "must authenticate and match its id.  Each problem is printed; exit status\n"
-	         "3 when there is any.\n%s\n"
+	         "must authenticate and match its id, and every delta-encoded etcd database\n"
+	         "is decoded and compared with its recorded SHA-256.  Each problem is\n"
+	         "printed; exit status 3 when there is any.\n%s\n"
 	         "Examples:\n  kontinuity repo check\n  kontinuity repo check --read-data\n",
 	         repo_help_tail);
 	char *pos[1];
