@@ -113,6 +113,7 @@ typedef struct kt_archive_snap {
 	char **tags;
 	size_t n_tags;
 	uint64_t files, bytes, added_bytes;
+	int version;                 /* snapshot format: 2 when it holds delta files */
 } kt_archive_snap;
 
 /* Every snapshot, oldest first; free with kt_archive_snaps_free. */

@@ -354,13 +354,15 @@ int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g0)
 			json_array_append_new(tags, kt_cli_json_text(v[i].tags[j]));
 		char short_id[9];
 		snprintf(short_id, sizeof(short_id), "%.8s", v[i].id);
-		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I}",
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I, "
+		                                      "s:i}",
 		                                      "id", v[i].id, "short_id", short_id, "time",
 		                                      v[i].time, "hostname",
 		                                      kt_cli_json_text(v[i].hostname), "paths", paths,
 		                                      "tags", tags, "files", (json_int_t)v[i].files,
 		                                      "bytes", (json_int_t)v[i].bytes, "added_bytes",
-		                                      (json_int_t)v[i].added_bytes));
+		                                      (json_int_t)v[i].added_bytes, "version",
+		                                      v[i].version));
 	}
 	kt_archive_snaps_free(v, n);
 	static const kt_column cols[] = {
