@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -183,10 +184,11 @@ def test_etcd_backup_repo_uses_deltas(etcd, tmp_path):
     for i in range(3):
         if i:
             churn(etcd, i)
+            time.sleep(1.1)   # backup names have whole seconds
         p = subprocess.run([str(KT), "etcd", "backup", "--endpoint", etcd.endpoint, "--dir",
-                            str(d), "--hostname", "cp-1", "--kubeconfig", "", "--repo", str(r),
-                            "-o", "json"], capture_output=True, text=True, timeout=120,
-                           env=env())
+                            str(d), "--hostname", "cp-1", "--instance-id", "i-test",
+                            "--kubeconfig", "", "--repo", str(r), "-o", "json"],
+                           capture_output=True, text=True, timeout=120, env=env())
         assert p.returncode == 0, p.stderr
         outs.append(json.loads(p.stdout))
     assert [o["repo"]["deltaDepth"] for o in outs] == [0, 1, 2], outs
@@ -200,8 +202,10 @@ def test_etcd_backup_repo_uses_deltas(etcd, tmp_path):
         assert sha(restored(out, local)) == o["sha256"] == sha(local)
     # --repo-no-delta stores pages.
     churn(etcd, 3)
+    time.sleep(1.1)
     p = subprocess.run([str(KT), "etcd", "backup", "--endpoint", etcd.endpoint, "--dir", str(d),
-                        "--hostname", "cp-1", "--kubeconfig", "", "--repo", str(r),
+                        "--hostname", "cp-1", "--instance-id", "i-test", "--kubeconfig", "",
+                        "--repo", str(r),
                         "--repo-no-delta", "-o", "json"], capture_output=True, text=True,
                        timeout=120, env=env())
     assert p.returncode == 0, p.stderr
