@@ -564,6 +564,8 @@ kt_code kt_delta_prepare(kt_archive *a, const kt_archive_backup_opts *o,
 		return KT_OK;
 	char id[65];
 	kt_code c = kt_archive_find_snapshot(a, o->delta_parent, id, err);
+	if (c == KT_ENOTFOUND && !strcmp(o->delta_parent, "latest"))
+		return KT_OK;   /* the first backup of a repository: nothing to encode against */
 	if (c)
 		return kt_error_wrap(err, "delta parent");
 	kt_repo_snapshot s;

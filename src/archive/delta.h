@@ -27,8 +27,9 @@ typedef struct kt_delta_base kt_delta_base;
  * file's SHA-256 matches, else from the repository (restored into an
  * unlinked 0600 temp file in $TMPDIR, gone when the base is freed).  Uses
  * the store: call before the packer starts.  *out is NULL when deltas are
- * off or no usable base exists (the reason is logged); errors only for a
- * delta_parent that names no snapshot or a failing store.
+ * off or no usable base exists (the reason is logged; "latest" in an empty
+ * repository is no base); errors only for a delta_parent that names no
+ * snapshot or a failing store.
  */
 kt_code kt_delta_prepare(kt_archive *a, const kt_archive_backup_opts *o,
                          const char *const *paths, size_t n_paths, kt_delta_base **out,

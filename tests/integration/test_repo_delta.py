@@ -107,9 +107,8 @@ def test_max_depth_forces_keyframes(etcd, series, tmp_path):
     r = tmp_path / "repo"
     repo("init", "--repo", r)
     depths = []
-    for i, f in enumerate(series):
-        extra = ["--delta-parent", "latest", "--delta-max-depth", "2"] if i else []
-        res = backup(r, f, *extra)
+    for f in series:   # "latest" in the empty repository: no base, pages
+        res = backup(r, f, "--delta-parent", "latest", "--delta-max-depth", "2")
         depths.append(res["deltaDepth"])
     assert depths == [0, 1, 2, 0, 1, 2]
     for i, f in enumerate(series):
