@@ -275,7 +275,8 @@ kt_code kt_repo_snapshot_encode(const kt_repo_snapshot *s, kt_buf *out, kt_error
 	for (size_t i = 0; i < s->n_tags; i++)
 		json_array_append_new(tags, json_string(s->tags[i]));
 	json_t *doc = json_pack("{s:i, s:s, s:s, s:o, s:o, s:s, s:s, s:{s:I, s:I, s:I}}",
-	                        "version", s->version > 1 ? s->version : 1, "time", s->time, "hostname", s->hostname,
+	                        "version", s->version > 1 ? s->version : 1, "time", s->time,
+	                        "hostname", s->hostname,
 	                        "paths", paths, "tags", tags, "tree", tree,
 	                        "program", "kontinuity " KT_VERSION, "summary",
 	                        "files", (json_int_t)s->files, "bytes", (json_int_t)s->bytes,
