@@ -5,7 +5,9 @@
  * Owns: init and open (key files, config), the in-memory index of every
  * blob, backup (walk, chunk, dedup, pack, upload; index then snapshot
  * last), restore (byte-identical files with modes and times), listing
- * snapshots and trees, and check (structure; with read_data every byte).
+ * snapshots and trees, and check (structure; with read_data every byte);
+ * etcd databases optionally stored as deltas against an earlier backup
+ * (delta.c; docs/repository-format.md, "Delta-encoded files").
  *
  * Invariants (the format's write order):
  *   1. Packs are uploaded before the index file naming them; index files

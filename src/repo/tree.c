@@ -10,6 +10,10 @@
  *   2. Encoders are canonical: nodes sorted by name bytewise, keys in a
  *      fixed order, so the same directory always makes the same blob (and
  *      the same blob id, so unchanged directories deduplicate).
+ *   3. A delta node ("delta", docs/repository-format.md "Delta-encoded
+ *      files") always has a sha256, a safe base name and 1 <= depth <= 100;
+ *      snapshots that reach one are version 2, and versions above
+ *      KT_REPO_SNAPSHOT_VERSION_MAX are refused by name.
  */
 #include <jansson.h>
 #include <stdlib.h>
