@@ -66,10 +66,13 @@ def main():
     ap.add_argument("--max-depth", type=int, default=0, help="K (0: the default, 20)")
     ap.add_argument("--no-base-file", action="store_true",
                     help="do not pass --delta-base (the base is restored from the repository)")
+    ap.add_argument("--count", type=int, default=0, help="only the first N snapshots")
     ap.add_argument("--csv")
     ap.add_argument("--keep", help="keep the repository in this directory")
     a = ap.parse_args()
     files = sorted(glob.glob(os.path.join(a.snapshots, "snap-*.db")))
+    if a.count:
+        files = files[:a.count]
     if not files:
         sys.exit("no snap-*.db in " + a.snapshots)
     work = tempfile.mkdtemp(prefix="kt-series-")
