@@ -576,6 +576,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth, kt_
 			free(child.name);
 			free(child.content);
 			free(child.target);
+			free(child.delta_name);
 			continue;
 		}
 		tree_add(&t, &cap, &child);
@@ -783,6 +784,7 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth, 
 			free(child.name);
 			free(child.content);
 			free(child.target);
+			free(child.delta_name);
 		}
 	}
 	if (!c)
@@ -832,6 +834,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			free(nd.name);
 			free(nd.content);
 			free(nd.target);
+			free(nd.delta_name);
 		}
 	}
 	stop_readers(&b);   /* every file is read (the walk waited for each) */
