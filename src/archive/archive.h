@@ -5,7 +5,9 @@
  * Owns: init and open (key files, config), the in-memory index of every
  * blob, backup (walk, chunk, dedup, pack, upload; index then snapshot
  * last), restore (byte-identical files with modes and times), listing
- * snapshots and trees, and check (structure; with read_data every byte).
+ * snapshots and trees, and check (structure; with read_data every byte);
+ * etcd databases optionally stored as deltas against an earlier backup
+ * (delta.c; docs/repository-format.md, "Delta-encoded files").
  *
  * Invariants (the format's write order):
  *   1. Packs are uploaded before the index file naming them; index files
@@ -71,6 +73,14 @@ typedef struct kt_archive_backup_opts {
 	kt_archive_progress_fn progress;
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel;
+	/* Delta encoding of etcd databases (docs/repository-format.md,
+	 * "Delta-encoded files"): the snapshot (id, prefix or "latest") that
+	 * holds the base, NULL = no deltas; a local file believed to hold the
+	 * base's bytes (used only when its SHA-256 matches), or NULL; the
+	 * longest chain (K) before a keyframe, 0 = 20. */
+	const char *delta_parent;
+	const char *delta_base_path;
+	unsigned delta_max_depth;
 } kt_archive_backup_opts;
 
 typedef struct kt_archive_backup_result {
@@ -79,6 +89,8 @@ typedef struct kt_archive_backup_result {
 	uint64_t blobs_new, bytes_new;  /* raw bytes of blobs not stored before */
 	uint64_t stored_bytes;          /* bytes uploaded (packs, index, snapshot) */
 	uint64_t packs;
+	uint64_t files_delta;           /* files stored as deltas */
+	uint32_t delta_depth;           /* the deepest of them (0: none) */
 	int64_t duration_ms;
 } kt_archive_backup_result;
 
@@ -103,6 +115,7 @@ typedef struct kt_archive_snap {
 	char **tags;
 	size_t n_tags;
 	uint64_t files, bytes, added_bytes;
+	int version;                 /* snapshot format: 2 when it holds delta files */
 } kt_archive_snap;
 
 /* Every snapshot, oldest first; free with kt_archive_snaps_free. */
@@ -138,9 +151,10 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 
 /* ---------------- listing and check ---------------- */
 
-/* Called per entry of a snapshot, depth first: path relative to the root. */
+/* Called per entry of a snapshot, depth first: path relative to the root;
+ * delta_depth > 0 for a delta-encoded file (its chain's length). */
 typedef void (*kt_archive_ls_fn)(void *ctx, const char *path, int type, uint32_t mode,
-                                 uint64_t size, const char *mtime);
+                                 uint64_t size, const char *mtime, uint32_t delta_depth);
 kt_code kt_archive_ls(kt_archive *a, const char *id, kt_archive_ls_fn fn, void *ctx,
                       kt_error *err);
 
@@ -155,8 +169,10 @@ typedef struct kt_archive_check_result {
 /*
  * Check the repository: every index entry's pack exists with a size that
  * fits its entries, every snapshot's trees decode and every blob they name
- * is indexed.  With read_data, every pack is read, its name checked against
- * its SHA-256, its header against the index, and every blob opened.  Each
+ * is indexed, and every delta file's base exists.  With read_data, every
+ * pack is read, its name checked against its SHA-256, its header against
+ * the index, and every blob opened; every delta file is decoded (its chain,
+ * into temp files in $TMPDIR) and compared with its recorded SHA-256.  Each
  * problem is reported through fn (naming pack, blob or snapshot) and
  * counted; KT_ECORRUPT when there was any.
  */

@@ -42,8 +42,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "archive_int.h"
 #include "blobio.h"
+#include "delta.h"
 #include "packer.h"
 
 #define SLICE (1u << 20)
@@ -122,6 +125,7 @@ typedef struct bctx {
 	kt_archive_backup_result *res;   /* under mu while the readers run */
 	kt_packer *pk;
 	kt_blobio *io;             /* the walker's, for tree blobs */
+	kt_delta_base *delta;      /* the base for etcd databases (delta.c), or NULL */
 	pthread_mutex_t mu;
 	pthread_cond_t cv_task;    /* readers: a task is queued, or closing */
 	pthread_cond_t cv_done;    /* walker: a task is done */
@@ -200,7 +204,16 @@ static int is_bbolt(const uint8_t *p, size_t n)
 	return n >= 20 && p[16] == 0xed && p[17] == 0xda && p[18] == 0x0c && p[19] == 0xed;
 }
 
-/* Read, chunk and hash the file of task t (on reader r's thread). */
+/* A blob of a delta's patch (kt_delta_add_fn). */
+static kt_code delta_add(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err)
+{
+	reader *r = ctx;
+	return add_blob(r->b, r->io, KT_BLOB_DATA, blob, id_out, err);
+}
+
+/* Read, chunk and hash the file of task t (on reader r's thread).  An etcd
+ * database gets its SHA-256 recorded (a later backup may use it as a delta
+ * base) and, with a base prepared, may be stored as a delta (delta.c). */
 static kt_code read_file(reader *r, ftask *t, kt_error *err)
 {
 	bctx *b = r->b;
@@ -211,23 +224,52 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 	size_t cap_content = 0;
 	int first = 1;
 	uint64_t total = 0;
+	EVP_MD_CTX *sha = NULL;
 	kt_buf_clear(&r->chunk);
 	for (;;) {
-		if (b->o && b->o->cancel && *b->o->cancel)
+		if (b->o && b->o->cancel && *b->o->cancel) {
+			EVP_MD_CTX_free(sha);
 			return kt_error_set(err, KT_ECANCELED, "interrupted");
+		}
 		ssize_t n = read(t->fd, r->slice, SLICE);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			EVP_MD_CTX_free(sha);
 			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot read '%s'",
 			                    t->path);
+		}
 		if (first) {
-			const kt_chunker_params *pp = is_bbolt(r->slice, (size_t)n) ? &b->a->chunk_etcd
-			                                                             : &b->a->chunk_files;
-			if ((c = kt_chunker_init(&ch, pp, b->a->keys.id, err)))
+			int bbolt = is_bbolt(r->slice, (size_t)n);
+			if (bbolt && b->delta) {
+				int done = 0;
+				if ((c = kt_delta_encode(b->a, b->delta, t->fd, t->path, delta_add, r, nd,
+				                         &done, err)))
+					return c;
+				if (done) {
+					pthread_mutex_lock(&b->mu);
+					b->res->files++;
+					b->res->bytes += nd->size;
+					b->res->files_delta++;
+					if (nd->delta_depth > b->res->delta_depth)
+						b->res->delta_depth = nd->delta_depth;
+					b->bytes_read += nd->size;
+					pthread_mutex_unlock(&b->mu);
+					return KT_OK;
+				}
+			}
+			if (bbolt && (!(sha = EVP_MD_CTX_new()) ||
+			              !EVP_DigestInit_ex(sha, EVP_sha256(), NULL)))
+				abort();
+			const kt_chunker_params *pp = bbolt ? &b->a->chunk_etcd : &b->a->chunk_files;
+			if ((c = kt_chunker_init(&ch, pp, b->a->keys.id, err))) {
+				EVP_MD_CTX_free(sha);
 				return c;
+			}
 			first = 0;
 		}
+		if (sha)
+			EVP_DigestUpdate(sha, r->slice, (size_t)n);
 		total += (uint64_t)n;
 		const uint8_t *p = r->slice;
 		size_t left = (size_t)n;
@@ -237,8 +279,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 			size_t used = 0;
 			if (left) {
 				used = kt_chunker_scan(&ch, p, left, &cut);
-				if ((c = kt_buf_add(&r->chunk, p, used, err)))
+				if ((c = kt_buf_add(&r->chunk, p, used, err))) {
+					EVP_MD_CTX_free(sha);
 					return c;
+				}
 				p += used;
 				left -= used;
 			} else {
@@ -252,8 +296,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 						abort();
 				}
 				if ((c = add_blob(b, r->io, KT_BLOB_DATA, &r->chunk,
-				                  nd->content[nd->n_content], err)))
+				                  nd->content[nd->n_content], err))) {
+					EVP_MD_CTX_free(sha);
 					return c;
+				}
 				nd->n_content++;
 			}
 			if (eof)
@@ -263,8 +309,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 		b->bytes_read += (uint64_t)n;
 		int stop = b->err_code != KT_OK;
 		pthread_mutex_unlock(&b->mu);
-		if (stop)   /* another reader failed: the backup is over */
+		if (stop) {   /* another reader failed: the backup is over */
+			EVP_MD_CTX_free(sha);
 			return kt_error_set(err, KT_ECANCELED, "interrupted");
+		}
 		if (eof)
 			break;
 	}
@@ -276,6 +324,12 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 		kt_log(KT_LOG_WARN, "'%s' changed while it was read; the snapshot holds the %llu bytes "
 		       "read", t->path, (unsigned long long)total);
 	nd->size = total;
+	if (sha) {
+		unsigned len = 32;
+		EVP_DigestFinal_ex(sha, nd->sha256, &len);
+		EVP_MD_CTX_free(sha);
+		nd->has_sha256 = 1;
+	}
 	pthread_mutex_lock(&b->mu);
 	b->res->files++;
 	b->res->bytes += total;
@@ -422,6 +476,7 @@ static void task_free(ftask *t, int keep_node)
 	if (!keep_node) {
 		free(t->nd.name);
 		free(t->nd.content);
+		free(t->nd.delta_name);
 	}
 	free(t->path);
 	free(t);
@@ -521,6 +576,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth, kt_
 			free(child.name);
 			free(child.content);
 			free(child.target);
+			free(child.delta_name);
 			continue;
 		}
 		tree_add(&t, &cap, &child);
@@ -728,6 +784,7 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth, 
 			free(child.name);
 			free(child.content);
 			free(child.target);
+			free(child.delta_name);
 		}
 	}
 	if (!c)
@@ -756,6 +813,9 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	b.res = res;
 	int level = o && o->compression_level ? (o->compression_level < 0 ? 0 : o->compression_level)
 	                                      : 3;
+	/* The delta base needs the store: before the packer owns it. */
+	if (!c)
+		c = kt_delta_prepare(a, o, paths, n_paths, &b.delta, err);
 	b.pk = kt_packer_start(a, level, 0);
 	b.io = kt_blobio_new(&a->keys);
 	start_readers(&b);
@@ -774,6 +834,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			free(nd.name);
 			free(nd.content);
 			free(nd.target);
+			free(nd.delta_name);
 		}
 	}
 	stop_readers(&b);   /* every file is read (the walk waited for each) */
@@ -809,6 +870,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			n_tags++;
 		snap.tags = n_tags ? (char **)o->tags : NULL;
 		snap.n_tags = n_tags;
+		snap.version = res->files_delta ? 2 : 1;   /* 2: trees hold delta nodes */
 		snap.files = res->files;
 		snap.bytes = res->bytes;
 		snap.added_bytes = res->bytes_new;
@@ -821,6 +883,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 		kt_buf_release(&enc);
 	}
 	free(b.fresh.ids);
+	kt_delta_base_free(b.delta);
 	kt_blobio_free(b.io);
 	pthread_mutex_destroy(&b.mu);
 	pthread_cond_destroy(&b.cv_task);

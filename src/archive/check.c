@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "archive_int.h"
+#include "delta.h"
 
 typedef struct cctx {
 	kt_archive *a;
@@ -22,6 +23,8 @@ typedef struct cctx {
 	void *ctx;
 	kt_archive_check_result *res;
 	uint8_t *seen;     /* trees already walked: one bit per table slot */
+	int read_data;     /* decode every delta file too */
+	kt_delta_cache *dc;   /* the last one decoded */
 } cctx;
 
 static void problem(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -74,6 +77,7 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 			walk_tree(c, nd->subtree, snap, depth + 1);
 			continue;
 		}
+		int missing = 0;
 		for (size_t j = 0; j < nd->n_content; j++) {
 			kt_loc *d = kt_archive_lookup(c->a, nd->content[j]);
 			if (!d || d->type != KT_BLOB_DATA) {
@@ -81,7 +85,17 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 				kt_hex(bh, nd->content[j], 32);
 				problem(c, "snapshot %.8s: file '%s' needs data blob %.16s, which is %s", snap,
 				        nd->name, bh, d ? "a tree" : "in no index");
+				missing = 1;
 			}
+		}
+		if (nd->type == KT_NODE_FILE && nd->has_delta) {
+			/* Its base's tree keeps the chain alive: walk it like a subtree. */
+			walk_tree(c, nd->delta_tree, snap, depth + 1);
+			if (kt_delta_check_base(c->a, nd, &err))
+				problem(c, "snapshot %.8s: delta file '%s': %s", snap, nd->name, err.msg);
+			else if (c->read_data && !missing && kt_delta_verify(c->a, nd, id, c->dc, &err))
+				problem(c, "snapshot %.8s: delta file '%s' (tree %.16s): %s", snap, nd->name,
+				        hex, err.msg);
 		}
 	}
 	kt_repo_tree_release(&t);
@@ -133,7 +147,8 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
                          kt_archive_check_result *res, kt_error *err)
 {
 	memset(res, 0, sizeof(*res));
-	cctx c = { a, fn, ctx, res, kt_xcalloc(a->cap / 8 + 1, 1) };
+	cctx c = { a, fn, ctx, res, kt_xcalloc(a->cap / 8 + 1, 1), read_data,
+	           read_data ? kt_delta_cache_new() : NULL };
 	/* 1. Every pack the index names, and how long its entries need it. */
 	uint64_t *need = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t));
 	for (size_t i = 0; i < a->cap; i++)
@@ -189,6 +204,7 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
 	free(need);
 	free(size);
 	free(c.seen);
+	kt_delta_cache_free(c.dc);
 	if (!rc && res->problems)
 		rc = kt_error_set(err, KT_ECORRUPT, "the repository has %llu problem%s (listed above)",
 		                  (unsigned long long)res->problems, res->problems == 1 ? "" : "s");

@@ -177,6 +177,9 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 			}
 			p->used[d - p->a->tab] = 1;
 		}
+		/* A delta keeps its base's tree (and so the whole chain) alive. */
+		if (!c && nd->type == KT_NODE_FILE && nd->has_delta)
+			c = mark_tree(p, nd->delta_tree, depth + 1, err);
 	}
 	kt_repo_tree_release(&t);
 	return c;

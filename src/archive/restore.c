@@ -23,6 +23,7 @@
 
 #include "archive_int.h"
 #include "blobio.h"
+#include "delta.h"
 
 /* ------------------------------------------------------------------ */
 /* Walking trees. */
@@ -61,7 +62,8 @@ static kt_code ls_tree(kt_archive *a, const uint8_t id[32], char *path, size_t p
 		}
 		path[plen] = '/';
 		memcpy(path + plen + 1, nd->name, n + 1);
-		fn(ctx, path, nd->type, nd->mode, nd->size, nd->mtime);
+		fn(ctx, path, nd->type, nd->mode, nd->size, nd->mtime,
+		   nd->has_delta ? nd->delta_depth : 0);
 		if (nd->type == KT_NODE_DIR)
 			c = ls_tree(a, nd->subtree, path, plen + 1 + n, fn, ctx, depth + 1, err);
 		path[plen] = '\0';
@@ -770,7 +772,18 @@ static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen,
 		}
 		r->path[plen] = '/';
 		memcpy(r->path + plen + 1, nd->name, n + 1);
-		if (nd->type == KT_NODE_FILE) {
+		if (nd->type == KT_NODE_FILE && nd->has_delta) {
+			/* Decoded here, whole, under the store's lock (delta.c). */
+			pthread_mutex_lock(&r->smu);
+			c = kt_delta_restore(r->a, d->fd, nd, r->path, r->o && r->o->owners, err);
+			pthread_mutex_unlock(&r->smu);
+			if (!c) {
+				pthread_mutex_lock(&r->mu);
+				r->res->files++;
+				r->res->bytes += nd->size;
+				pthread_mutex_unlock(&r->mu);
+			}
+		} else if (nd->type == KT_NODE_FILE) {
 			c = restore_file(r, d, nd, err);
 		} else if (nd->type == KT_NODE_SYMLINK) {
 			if (symlinkat(nd->target, d->fd, nd->name) != 0)

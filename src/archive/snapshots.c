@@ -66,6 +66,7 @@ kt_code kt_archive_snapshots(kt_archive *a, kt_archive_snap **out, size_t *n_out
 		d->files = s.files;
 		d->bytes = s.bytes;
 		d->added_bytes = s.added_bytes;
+		d->version = s.version;
 		s.paths = NULL;
 		s.tags = NULL;
 		s.n_paths = s.n_tags = 0;

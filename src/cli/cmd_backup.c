@@ -41,7 +41,7 @@ typedef struct backup_flags {
 	kt_drill_opts drill;
 	const char *repo, *repo_password_file;
 	char repo_pass[1024];
-	int no_client_cert, no_initial;
+	int no_client_cert, no_initial, repo_no_delta;
 	kt_opt opts[44];
 } backup_flags;
 
@@ -100,6 +100,8 @@ static void backup_flags_init(backup_flags *f, int agent)
 		  &f->repo, NULL },
 		{ "repo-password-file", 0, "FILE", "the repository's passphrase (else "
 		  "KONTINUITY_PASSWORD)", &f->repo_password_file, NULL },
+		{ "repo-no-delta", 0, NULL, "store each backup in the repository whole (as pages) "
+		  "instead of as a delta against the previous one", NULL, &f->repo_no_delta },
 	};
 	memcpy(o, drill, sizeof(drill));
 	o += sizeof(drill) / sizeof(drill[0]);
@@ -187,6 +189,7 @@ static int backup_parse(backup_flags *f, int agent, int argc, char **argv, const
 		kt_log_add_secret(f->repo_pass);
 		cfg->repo_url = f->repo;
 		cfg->repo_password = f->repo_pass;
+		cfg->repo_no_delta = f->repo_no_delta;
 		cfg->repo_s3.endpoint = getenv("AWS_ENDPOINT_URL_S3") ? getenv("AWS_ENDPOINT_URL_S3")
 		                                                       : getenv("AWS_ENDPOINT_URL");
 		cfg->repo_s3.region = getenv("AWS_DEFAULT_REGION");
@@ -249,9 +252,10 @@ int kt_cmd_etcd_backup(int argc, char **argv, const kt_globals *g0)
 		                      "remoteDeleted", (int)x->n_remote_deleted,
 		                      "error", x->code ? x->error : NULL);
 		if (res.repo.attempted)
-			json_object_set_new(j, "repo", json_pack("{s:s?, s:I, s:s?}", "snapshot",
+			json_object_set_new(j, "repo", json_pack("{s:s?, s:I, s:I, s:s?}", "snapshot",
 			                    res.repo.code ? NULL : res.repo.snapshot, "added",
-			                    (json_int_t)res.repo.added,
+			                    (json_int_t)res.repo.added, "deltaDepth",
+			                    (json_int_t)res.repo.delta_depth,
 			                    "error", res.repo.code ? res.repo.error : NULL));
 		if (res.drilled)
 			json_object_set_new(j, "drill", json_pack("{s:s, s:f, s:s}", "result",

@@ -221,16 +221,23 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	const char *path_cmd = "repo backup";
 	kt_globals g = *g0;
 	repo_flags rf;
-	const char *tag = NULL, *host = NULL;
-	kt_opt opts[16];
+	const char *tag = NULL, *host = NULL, *delta_parent = NULL, *delta_base = NULL;
+	const char *delta_max = NULL;
+	kt_opt opts[20];
 	kt_opt *o = repo_opts(&rf, opts);
 	const kt_opt own[] = {
 		{ "tag", 0, "TAG", "a tag recorded in the snapshot (e.g. etcd)", &tag, NULL },
 		{ "host", 0, "NAME", "host name recorded in the snapshot (default: this host's)",
 		  &host, NULL },
+		{ "delta-parent", 0, "SNAP", "store etcd databases as deltas against the one in "
+		  "snapshot SNAP (id prefix or latest) when that is smaller", &delta_parent, NULL },
+		{ "delta-base", 0, "FILE", "a local copy of that base (used only if its SHA-256 "
+		  "matches; else it is restored from the repository)", &delta_base, NULL },
+		{ "delta-max-depth", 0, "K", "longest delta chain before a full copy (default 20, at "
+		  "most 100)", &delta_max, NULL },
 	};
 	memcpy(o, own, sizeof(own));
-	memset(o + 2, 0, sizeof(kt_opt));
+	memset(o + sizeof(own) / sizeof(own[0]), 0, sizeof(kt_opt));
 	char help[2048];
 	snprintf(help, sizeof(help),
 	         "Back up files and directories into a new snapshot.  Files are cut into\n"
@@ -257,9 +264,22 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	}
 	const char *tags[2] = { tag, NULL };
 	int64_t last = 0;
+	unsigned long kmax = 0;
+	if (delta_max) {
+		char *end;
+		errno = 0;
+		kmax = strtoul(delta_max, &end, 10);
+		if (errno || *end || kmax < 1 || kmax > 100) {
+			kt_archive_free(a);
+			kt_store_free(s);
+			return kt_cli_usage(path_cmd, "--delta-max-depth takes a number from 1 to 100");
+		}
+	}
 	kt_archive_backup_opts bo = { .hostname = host, .tags = tag ? tags : NULL,
 	                              .progress = backup_progress, .progress_ctx = &last,
-	                              .cancel = &kt_cli_cancel };
+	                              .cancel = &kt_cli_cancel, .delta_parent = delta_parent,
+	                              .delta_base_path = delta_base,
+	                              .delta_max_depth = (unsigned)kmax };
 	kt_archive_backup_result res;
 	kt_error err;
 	kt_code c = kt_archive_lock(a, 0, &err);
@@ -277,15 +297,21 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 		       res.snapshot_id, (unsigned long long)res.files, (unsigned long long)res.dirs,
 		       kt_human_bytes(res.bytes, b1), kt_human_bytes(res.bytes_new, b2),
 		       kt_human_bytes(res.stored_bytes, b3), (double)res.duration_ms / 1000.0);
+		if (res.files_delta)
+			printf("%llu file%s stored as delta%s (chain depth %u)\n",
+			       (unsigned long long)res.files_delta, res.files_delta == 1 ? "" : "s",
+			       res.files_delta == 1 ? "" : "s", res.delta_depth);
 	} else {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I}",
 		                      "id", res.snapshot_id, "files", (json_int_t)res.files,
 		                      "dirs", (json_int_t)res.dirs, "bytes", (json_int_t)res.bytes,
 		                      "blobsNew", (json_int_t)res.blobs_new,
 		                      "bytesNew", (json_int_t)res.bytes_new,
 		                      "storedBytes", (json_int_t)res.stored_bytes,
 		                      "packs", (json_int_t)res.packs,
-		                      "seconds", (double)res.duration_ms / 1000.0);
+		                      "seconds", (double)res.duration_ms / 1000.0,
+		                      "filesDelta", (json_int_t)res.files_delta,
+		                      "deltaDepth", (json_int_t)res.delta_depth);
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}
@@ -328,13 +354,15 @@ int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g0)
 			json_array_append_new(tags, kt_cli_json_text(v[i].tags[j]));
 		char short_id[9];
 		snprintf(short_id, sizeof(short_id), "%.8s", v[i].id);
-		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I}",
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:I, "
+		                                      "s:i}",
 		                                      "id", v[i].id, "short_id", short_id, "time",
 		                                      v[i].time, "hostname",
 		                                      kt_cli_json_text(v[i].hostname), "paths", paths,
 		                                      "tags", tags, "files", (json_int_t)v[i].files,
 		                                      "bytes", (json_int_t)v[i].bytes, "added_bytes",
-		                                      (json_int_t)v[i].added_bytes));
+		                                      (json_int_t)v[i].added_bytes, "version",
+		                                      v[i].version));
 	}
 	kt_archive_snaps_free(v, n);
 	static const kt_column cols[] = {
@@ -416,16 +444,17 @@ typedef struct ls_ctx {
 } ls_ctx;
 
 static void on_ls(void *ctx, const char *path, int type, uint32_t mode, uint64_t size,
-                  const char *mtime)
+                  const char *mtime, uint32_t delta_depth)
 {
 	ls_ctx *l = ctx;
 	static const char *const types[] = { "file", "dir", "symlink" };
 	char m[8];
 	snprintf(m, sizeof(m), "%04o", mode);
-	json_array_append_new(l->rows, json_pack("{s:o, s:s, s:s, s:I, s:s}", "path",
+	json_array_append_new(l->rows, json_pack("{s:o, s:s, s:s, s:I, s:s, s:I}", "path",
 	                                         kt_cli_json_text(path), "type",
 	                                         types[type < 3 ? type : 0], "mode", m,
-	                                         "size", (json_int_t)size, "mtime", mtime));
+	                                         "size", (json_int_t)size, "mtime", mtime,
+	                                         "delta_depth", (json_int_t)delta_depth));
 }
 
 int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g0)
@@ -462,7 +491,7 @@ int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g0)
 	else {
 		static const kt_column cols[] = {
 			{ "TYPE", "type" }, { "MODE", "mode" }, { "SIZE", "size" }, { "MTIME", "mtime" },
-			{ "PATH", "path" },
+			{ "DELTA", "delta_depth" }, { "PATH", "path" },
 		};
 		kt_cli_print(l.rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
 	}
@@ -492,8 +521,9 @@ int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
 	         "Check the repository: every pack the index names exists and is long enough,\n"
 	         "every snapshot opens and every blob its trees name is indexed.  With\n"
 	         "--read-data also every byte: each pack must hash to its name and every blob\n"
-	         "must authenticate and match its id.  Each problem is printed; exit status\n"
-	         "3 when there is any.\n%s\n"
+	         "must authenticate and match its id, and every delta-encoded etcd database\n"
+	         "is decoded and compared with its recorded SHA-256.  Each problem is\n"
+	         "printed; exit status 3 when there is any.\n%s\n"
 	         "Examples:\n  kontinuity repo check\n  kontinuity repo check --read-data\n",
 	         repo_help_tail);
 	char *pos[1];

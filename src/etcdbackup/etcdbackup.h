@@ -85,6 +85,7 @@ typedef struct kt_backup_config {
 	struct {
 		const char *endpoint, *region, *access_key, *secret_key, *cacert;
 	} repo_s3;                   /* for an s3:// repository */
+	int repo_no_delta;           /* store every backup as pages, never as a delta */
 	unsigned drill_every;        /* drill every Nth successful backup; 0 = never */
 	const struct kt_drill_opts *drill;  /* how (etcd, etcdutl paths); needed with drill_every */
 } kt_backup_config;
@@ -105,6 +106,7 @@ typedef struct kt_repo_result {
 	kt_code code;
 	char snapshot[65];
 	uint64_t added;              /* bytes the repository did not hold yet */
+	uint32_t delta_depth;        /* > 0: stored as a delta, chain this deep */
 	int64_t duration_ms;
 	char error[KT_ERROR_MSG_MAX];
 } kt_repo_result;

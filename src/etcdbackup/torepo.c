@@ -5,6 +5,11 @@
  * many backups of one cluster cost little more than one.  The local files
  * stay as they are.  A failure is logged and reported, never fatal to the
  * cycle: the file is still saved locally and exported.
+ *
+ * Unless cfg->repo_no_delta, the backup is stored as a delta
+ * (docs/repository-format.md, "Delta-encoded files") against the newest
+ * snapshot tagged etcd of the same node, with the node's previous local
+ * backup offered as the base's bytes (used only if its SHA-256 matches).
  */
 #include <jansson.h>
 #include <string.h>
@@ -13,6 +18,49 @@
 #include "archive/archive.h"
 #include "etcdbackup.h"
 #include "etcdbackup_int.h"
+
+/* The newest snapshot tagged etcd of node into id ("" when none). */
+static void newest_etcd_snapshot(kt_archive *a, const char *node, char id[65])
+{
+	id[0] = '\0';
+	kt_archive_snap *v;
+	size_t n;
+	kt_error err;
+	if (kt_archive_snapshots(a, &v, &n, &err)) {
+		kt_log(KT_LOG_WARN, "cannot list the repository's snapshots for a delta base: %s",
+		       err.msg);
+		return;
+	}
+	for (size_t i = n; i-- > 0 && !id[0];) {
+		if (strcmp(v[i].hostname, node))
+			continue;
+		for (size_t j = 0; j < v[i].n_tags; j++)
+			if (!strcmp(v[i].tags[j], "etcd")) {
+				memcpy(id, v[i].id, 65);
+				break;
+			}
+	}
+	kt_archive_snaps_free(v, n);
+}
+
+/* The node's newest local backup other than the new one, into path ("" when
+ * none): likely the bytes of the delta base. */
+static void previous_local(const kt_backup_config *cfg, const char *node, const char *file,
+                           char *path, size_t cap)
+{
+	path[0] = '\0';
+	kt_backup_entry *e;
+	size_t n;
+	kt_error err;
+	if (!cfg->dir || kt_etcdbackup_list(cfg->dir, &e, &n, &err))
+		return;
+	const char *base = strrchr(file, '/');
+	base = base ? base + 1 : file;
+	for (size_t i = n; i-- > 0 && !path[0];)
+		if (e[i].node && !strcmp(e[i].node, node) && strcmp(e[i].file, base))
+			snprintf(path, cap, "%s/%s", cfg->dir, e[i].file);
+	kt_backup_entries_free(e, n);
+}
 
 void kt_backup_to_repo(const kt_backup_config *cfg, kt_backup_result *res, const char *iso)
 {
@@ -44,9 +92,19 @@ void kt_backup_to_repo(const kt_backup_config *cfg, kt_backup_result *res, const
 	if (!c) {
 		const char *paths[] = { res->file };
 		const char *tags[] = { "etcd", NULL };
+		char parent[65] = "", prev[4096] = "";
+		if (!cfg->repo_no_delta) {
+			newest_etcd_snapshot(a, res->node, parent);
+			if (parent[0])
+				previous_local(cfg, res->node, res->file, prev, sizeof(prev));
+		}
 		kt_archive_backup_opts bo = { .hostname = res->node, .tags = tags,
-		                              .cancel = cfg->etcd.cancel };
+		                              .cancel = cfg->etcd.cancel,
+		                              .delta_parent = parent[0] ? parent : NULL,
+		                              .delta_base_path = prev[0] ? prev : NULL };
 		c = kt_archive_backup(a, paths, 1, &bo, &br, &err);
+		if (!c)
+			rr->delta_depth = br.delta_depth;
 	}
 	kt_archive_free(a);
 	kt_store_free(s);
@@ -72,11 +130,13 @@ void kt_backup_to_repo(const kt_backup_config *cfg, kt_backup_result *res, const
 		snprintf(rr->snapshot, sizeof(rr->snapshot), "%s", br.snapshot_id);
 		rr->added = br.bytes_new;
 		snprintf(text, sizeof(text), "repo node=%s file=%s snapshot=%.8s added=%llu "
-		         "duration=%.2fs outcome=ok", res->node, base, br.snapshot_id,
-		         (unsigned long long)br.bytes_new, (double)rr->duration_ms / 1000.0);
-		f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:f, s:s}", "event", "repo", "node",
+		         "delta_depth=%u duration=%.2fs outcome=ok", res->node, base, br.snapshot_id,
+		         (unsigned long long)br.bytes_new, br.delta_depth,
+		         (double)rr->duration_ms / 1000.0);
+		f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}", "event", "repo", "node",
 		              res->node, "file", base, "snapshot", br.snapshot_id, "added",
-		              (json_int_t)br.bytes_new, "duration",
+		              (json_int_t)br.bytes_new, "delta_depth", (json_int_t)br.delta_depth,
+		              "duration",
 		              (double)rr->duration_ms / 1000.0, "outcome", "ok");
 		kt_log(KT_LOG_INFO, "%s", text);
 	}

@@ -127,7 +127,23 @@ typedef struct kt_repo_node {
 	size_t n_content;
 	uint8_t subtree[32];     /* dirs */
 	char *target;            /* symlinks */
+	/* Files, optional: the SHA-256 of the whole file ("sha256"; recorded
+	 * for etcd databases, mandatory on delta nodes and their bases). */
+	int has_sha256;
+	uint8_t sha256[32];
+	/* Files, optional: a delta node ("delta"; docs/repository-format.md,
+	 * "Delta-encoded files"): content is then one zstd frame compressed
+	 * with the base file's bytes as prefix.  The base is the file named
+	 * delta_name in tree blob delta_tree; delta_depth = its depth + 1
+	 * (a plain base has depth 0). */
+	int has_delta;
+	uint8_t delta_tree[32];
+	char *delta_name;
+	uint32_t delta_depth;
 } kt_repo_node;
+
+/* The deepest delta chain a reader follows (writers keep to less). */
+#define KT_REPO_MAX_DELTA_DEPTH 100u
 
 typedef struct kt_repo_tree {
 	kt_repo_node *nodes;
@@ -145,7 +161,12 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err);
 kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err);
 void kt_repo_tree_release(kt_repo_tree *t);
 
+/* Snapshot format versions: 1 = trees hold plain files only; 2 = trees may
+ * hold delta nodes (a reader that does not know them must refuse). */
+#define KT_REPO_SNAPSHOT_VERSION_MAX 2
+
 typedef struct kt_repo_snapshot {
+	int version;             /* 0 (= 1) when encoding plain trees */
 	char time[40];
 	char hostname[256];
 	char **paths;

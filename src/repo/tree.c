@@ -10,6 +10,10 @@
  *   2. Encoders are canonical: nodes sorted by name bytewise, keys in a
  *      fixed order, so the same directory always makes the same blob (and
  *      the same blob id, so unchanged directories deduplicate).
+ *   3. A delta node ("delta", docs/repository-format.md "Delta-encoded
+ *      files") always has a sha256, a safe base name and 1 <= depth <= 100;
+ *      snapshots that reach one are version 2, and versions above
+ *      KT_REPO_SNAPSHOT_VERSION_MAX are refused by name.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -49,6 +53,7 @@ void kt_repo_tree_release(kt_repo_tree *t)
 		free(t->nodes[i].name);
 		free(t->nodes[i].target);
 		free(t->nodes[i].content);
+		free(t->nodes[i].delta_name);
 	}
 	free(t->nodes);
 	memset(t, 0, sizeof(*t));
@@ -84,6 +89,19 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
 			}
 			json_object_set_new(o, "size", json_integer((json_int_t)nd->size));
 			json_object_set_new(o, "content", c);
+			if (nd->has_sha256 || nd->has_delta) {
+				char hex[65];
+				kt_hex(hex, nd->sha256, 32);
+				json_object_set_new(o, "sha256", json_string(hex));
+			}
+			if (nd->has_delta) {
+				char hex[65];
+				kt_hex(hex, nd->delta_tree, 32);
+				json_t *d = json_pack("{s:{s:s, s:s}, s:I}", "base", "tree", hex, "name",
+				                      nd->delta_name ? nd->delta_name : "", "depth",
+				                      (json_int_t)nd->delta_depth);
+				json_object_set_new(o, "delta", d);
+			}
 		} else if (nd->type == KT_NODE_DIR) {
 			char hex[65];
 			kt_hex(hex, nd->subtree, 32);
@@ -107,6 +125,40 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
 static const char *str(json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));
+}
+
+/* The optional "sha256" and "delta" of a file node. */
+static kt_code decode_file_extra(json_t *o, kt_repo_node *nd, const char *name, kt_error *err)
+{
+	json_t *sha = json_object_get(o, "sha256");
+	if (sha) {
+		if (kt_repo_id_parse(json_string_value(sha), nd->sha256))
+			return kt_error_set(err, KT_ECORRUPT, "tree: file '%s' has a bad sha256", name);
+		nd->has_sha256 = 1;
+	}
+	json_t *d = json_object_get(o, "delta");
+	if (!d)
+		return KT_OK;
+	json_t *base = json_object_get(d, "base");
+	json_t *depth = json_object_get(d, "depth");
+	const char *bname = str(base, "name");
+	if (!json_is_object(d) || !json_is_object(base) || kt_repo_id_parse(str(base, "tree"),
+	                                                                    nd->delta_tree))
+		return kt_error_set(err, KT_ECORRUPT, "tree: delta file '%s' has a bad base tree id",
+		                    name);
+	if (!bname || !kt_repo_name_ok(bname) ||
+	    strlen(bname) != json_string_length(json_object_get(base, "name")))
+		return kt_error_set(err, KT_ECORRUPT, "tree: delta file '%s' has a bad base name", name);
+	if (!json_is_integer(depth) || json_integer_value(depth) < 1 ||
+	    json_integer_value(depth) > KT_REPO_MAX_DELTA_DEPTH)
+		return kt_error_set(err, KT_ECORRUPT, "tree: delta file '%s' has a depth outside 1..%u",
+		                    name, KT_REPO_MAX_DELTA_DEPTH);
+	if (!nd->has_sha256)
+		return kt_error_set(err, KT_ECORRUPT, "tree: delta file '%s' lacks its sha256", name);
+	nd->has_delta = 1;
+	nd->delta_depth = (uint32_t)json_integer_value(depth);
+	nd->delta_name = kt_xstrdup(bname);
+	return KT_OK;
 }
 
 kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err)
@@ -178,6 +230,8 @@ kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_
 					                 name);
 					break;
 				}
+			if (!c)
+				c = decode_file_extra(o, nd, name, err);
 		} else if (!strcmp(type, "dir")) {
 			nd->type = KT_NODE_DIR;
 			if (kt_repo_id_parse(str(o, "subtree"), nd->subtree))
@@ -225,7 +279,8 @@ kt_code kt_repo_snapshot_encode(const kt_repo_snapshot *s, kt_buf *out, kt_error
 	for (size_t i = 0; i < s->n_tags; i++)
 		json_array_append_new(tags, json_string(s->tags[i]));
 	json_t *doc = json_pack("{s:i, s:s, s:s, s:o, s:o, s:s, s:s, s:{s:I, s:I, s:I}}",
-	                        "version", 1, "time", s->time, "hostname", s->hostname,
+	                        "version", s->version > 1 ? s->version : 1, "time", s->time,
+	                        "hostname", s->hostname,
 	                        "paths", paths, "tags", tags, "tree", tree,
 	                        "program", "kontinuity " KT_VERSION, "summary",
 	                        "files", (json_int_t)s->files, "bytes", (json_int_t)s->bytes,
@@ -267,7 +322,12 @@ kt_code kt_repo_snapshot_decode(const char *data, size_t len, kt_repo_snapshot *
 	kt_code c = KT_OK;
 	const char *time = str(doc, "time"), *host = str(doc, "hostname");
 	json_t *summary = json_object_get(doc, "summary");
-	if (json_integer_value(json_object_get(doc, "version")) != 1)
+	json_int_t ver = json_integer_value(json_object_get(doc, "version"));
+	if (ver > KT_REPO_SNAPSHOT_VERSION_MAX)
+		c = kt_error_set(err, KT_EUSAGE, "snapshot: format version %lld is newer than this "
+		                 "kontinuity reads (%d); upgrade kontinuity to read it", (long long)ver,
+		                 KT_REPO_SNAPSHOT_VERSION_MAX);
+	else if (ver < 1)
 		c = kt_error_set(err, KT_ECORRUPT, "snapshot: unknown version");
 	else if (!time || strlen(time) >= sizeof(out->time) || !host ||
 	         strlen(host) >= sizeof(out->hostname))
@@ -279,6 +339,7 @@ kt_code kt_repo_snapshot_decode(const char *data, size_t len, kt_repo_snapshot *
 	if (!c)
 		c = strings(json_object_get(doc, "tags"), &out->tags, &out->n_tags, 64, err);
 	if (!c) {
+		out->version = (int)ver;
 		snprintf(out->time, sizeof(out->time), "%s", time);
 		snprintf(out->hostname, sizeof(out->hostname), "%s", host);
 		json_int_t v;

@@ -249,6 +249,71 @@ static void test_tree_and_snapshot(void)
 	kt_buf_release(&b2);
 }
 
+static void test_delta_nodes(void)
+{
+	kt_error err;
+	uint8_t (*content)[32] = calloc(1, 32);
+	kt_repo_node nd = { .name = (char *)"b.db", .type = KT_NODE_FILE, .mode = 0600, .size = 9,
+	                    .content = content, .n_content = 1, .mtime = "2026-11-27T08:00:00Z",
+	                    .has_sha256 = 1, .sha256 = { 0x5a }, .has_delta = 1,
+	                    .delta_tree = { 0x11 }, .delta_name = (char *)"a.db", .delta_depth = 3 };
+	kt_repo_tree t = { &nd, 1 };
+	kt_buf b, b2;
+	kt_buf_init(&b, 1 << 20);
+	kt_buf_init(&b2, 1 << 20);
+	CHECK(kt_repo_tree_encode(&t, &b, &err) == KT_OK);
+	CHECK_CONTAINS(b.data, "\"delta\":{\"base\":{\"tree\":\"1100");
+	kt_repo_tree d;
+	CHECK(kt_repo_tree_decode(b.data, b.len, &d, &err) == KT_OK);
+	CHECK(d.n == 1 && d.nodes[0].has_delta && d.nodes[0].delta_depth == 3 &&
+	      d.nodes[0].has_sha256 && d.nodes[0].sha256[0] == 0x5a &&
+	      d.nodes[0].delta_tree[0] == 0x11 && !strcmp(d.nodes[0].delta_name, "a.db"));
+	CHECK(kt_repo_tree_encode(&d, &b2, &err) == KT_OK);
+	CHECK(b.len == b2.len && !memcmp(b.data, b2.data, b.len));
+	kt_repo_tree_release(&d);
+	free(content);
+	/* What a reader must refuse in a delta node. */
+	const char *pre = "{\"nodes\":[{\"name\":\"b\",\"type\":\"file\",\"mode\":384,"
+	                  "\"mtime\":\"x\",\"size\":1,\"content\":[]";
+	const char *z64 = "0000000000000000000000000000000000000000000000000000000000000000";
+	struct { const char *tail; const char *msg; } bad[] = {
+		{ ",\"delta\":{\"base\":{\"tree\":\"%s\",\"name\":\"a\"},\"depth\":1}}]}",
+		  "lacks its sha256" },
+		{ ",\"sha256\":\"%s\",\"delta\":{\"base\":{\"tree\":\"%s\",\"name\":\"..\"},"
+		  "\"depth\":1}}]}", "bad base name" },
+		{ ",\"sha256\":\"%s\",\"delta\":{\"base\":{\"tree\":\"%s\",\"name\":\"a\"},"
+		  "\"depth\":0}}]}", "depth outside" },
+		{ ",\"sha256\":\"%s\",\"delta\":{\"base\":{\"tree\":\"%s\",\"name\":\"a\"},"
+		  "\"depth\":101}}]}", "depth outside" },
+		{ ",\"sha256\":\"%s\",\"delta\":{\"base\":{\"tree\":\"x%s\",\"name\":\"a\"},"
+		  "\"depth\":1}}]}", "bad base tree id" },
+		{ ",\"sha256\":\"12\"}]}", "bad sha256" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char doc[1024], tail[512];
+		snprintf(tail, sizeof(tail), bad[i].tail, z64, z64);
+		snprintf(doc, sizeof(doc), "%s%s", pre, tail);
+		CHECK(kt_repo_tree_decode(doc, strlen(doc), &d, &err) == KT_ECORRUPT);
+		CHECK_CONTAINS(err.msg, bad[i].msg);
+		kt_repo_tree_release(&d);
+	}
+	/* Snapshot versions: 2 round-trips, a newer one is refused by name. */
+	kt_repo_snapshot s = { .version = 2, .time = "t", .hostname = "h", .tree = { 1 } };
+	kt_buf_reset(&b);
+	CHECK(kt_repo_snapshot_encode(&s, &b, &err) == KT_OK);
+	CHECK_CONTAINS(b.data, "\"version\":2");
+	kt_repo_snapshot s2;
+	CHECK(kt_repo_snapshot_decode(b.data, b.len, &s2, &err) == KT_OK);
+	CHECK(s2.version == 2);
+	kt_repo_snapshot_release(&s2);
+	const char *v3 = "{\"version\":3,\"time\":\"t\",\"hostname\":\"h\",\"paths\":[],"
+	                 "\"tags\":[],\"tree\":\"00\"}";
+	CHECK(kt_repo_snapshot_decode(v3, strlen(v3), &s2, &err) != KT_OK);
+	CHECK_CONTAINS(err.msg, "upgrade kontinuity");
+	kt_buf_release(&b);
+	kt_buf_release(&b2);
+}
+
 int main(void)
 {
 	RUN(test_seal_open);
@@ -257,5 +322,6 @@ int main(void)
 	RUN(test_pack_roundtrip);
 	RUN(test_index_roundtrip_and_hostile);
 	RUN(test_tree_and_snapshot);
+	RUN(test_delta_nodes);
 	return unit_done();
 }
