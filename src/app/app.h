@@ -1,0 +1,57 @@
+/*
+ * app.h - application backup and restore (engine layer): which objects of a
+ * namespace a restore point takes, how a restore cleans and maps them, and
+ * in which order it applies them.  docs/app-backup.md is the contract; the
+ * functions here are pure (objects in, objects out) so that every rule is
+ * unit-tested and fuzzed without a cluster.
+ */
+#ifndef KT_APP_H
+#define KT_APP_H
+
+#include <jansson.h>
+
+#include "core/core.h"
+
+/* ---- capture rules (capture.c) -------------------------------------- */
+
+/* Why a whole resource is not captured ("events" ...), or NULL to take it.
+ * group "" is the core group; verbs is a space-separated list as discovery
+ * reports it (e.g. "create delete get list patch update watch"). */
+const char *kt_app_skip_resource(const char *group, const char *resource, const char *verbs);
+
+/* Why one object of a taken resource is not captured (a Pod with a
+ * controller owner, a service-account token Secret ...), or NULL. */
+const char *kt_app_skip_object(const char *group, const char *resource, json_t *obj);
+
+/* ---- restore transforms (transform.c) ------------------------------- */
+
+/* Gives the restore point's VolumeSnapshot name for a PVC, or NULL. */
+typedef const char *(*kt_app_snapshot_fn)(void *ctx, const char *pvc);
+
+typedef struct kt_app_map {
+	const char *from_ns;       /* the namespace the objects came from; NULL = no mapping */
+	const char *to_ns;         /* target namespace; NULL = from_ns */
+	int keep_node_ports;       /* keep Service ports[].nodePort */
+	kt_app_snapshot_fn snapshot_of; /* PVC data sources; NULL = leave dataSource alone */
+	void *ctx;
+} kt_app_map;
+
+/*
+ * Clean obj in place for creating it again (docs/app-backup.md "What a
+ * restore drops or rewrites"): drop cluster-assigned metadata, status,
+ * owner references and controller annotations; per-kind fixes (Service IPs
+ * and node ports, PVC volume and data source, Pod node, Job generated
+ * selector, ServiceAccount token secrets); namespace mapping.  kind is read
+ * from obj.  Idempotent.  KT_EUSAGE if obj is not an object with
+ * apiVersion, kind and metadata.name.
+ */
+kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err);
+
+/* ---- order (order.c) ------------------------------------------------- */
+
+#define KT_APP_TIERS 10
+
+/* The restore tier (0..KT_APP_TIERS-1) of an object of group/kind. */
+int kt_app_tier(const char *group, const char *kind);
+
+#endif /* KT_APP_H */
