@@ -31,6 +31,9 @@ snapshot.storage.k8s.io/v1 API (external-snapshotter v8):
      creationTime (RFC 3339), readyToUse, restoreSize (a quantity), error;
      adds snapshot.storage.kubernetes.io/volumesnapshot-bound-protection once
      bound to a content whose policy is Delete;
+   - a bound snapshot whose content is gone (or points elsewhere) gets
+     "VolumeSnapshotContent is missing" (or "... is not bound to the
+     VolumeSnapshot correctly") and readyToUse false; no new content is made;
    - on deletion: waits while a Pending PVC restores from the snapshot; marks the
      content snapshot.storage.kubernetes.io/volumesnapshot-being-deleted "yes";
      deletes the content when its policy is Delete and drops the bound finalizer
@@ -52,7 +55,8 @@ snapshot.storage.k8s.io/v1 API (external-snapshotter v8):
    StorageClass's provisioner is one of our drivers gets a PV pvc-<pvc uid>
    (csi volume, claimRef, capacity = the request) and is bound (spec.volumeName,
    the pv.kubernetes.io/* annotations, status.phase Bound). While the snapshot
-   is missing, not ready, of another driver or larger than the request, the PVC
+   is missing, being deleted, not ready, of another driver or larger than the
+   request, the PVC
    stays Pending with a ProvisioningFailed Event, as with the real provisioner.
 4. make_bound_pvc(): a PVC bound to a CSI PV without a kubelet or provisioner.
 
@@ -68,6 +72,7 @@ import json
 import re
 import shlex
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -332,7 +337,9 @@ class _State:
         self.snapshots = api.list(VS_PATH)
         self.contents = {_meta(c)["name"]: c for c in api.list(VSC_PATH)}
         self.classes = {_meta(c)["name"]: c for c in api.list(VSCLASS_PATH)}
-        self.pvcs = {_key(p): p for p in api.list(PVC_PATH)}
+        # items of a core list carry no apiVersion/kind (Events need them)
+        self.pvcs = {_key(p): dict(p, apiVersion="v1", kind="PersistentVolumeClaim")
+                     for p in api.list(PVC_PATH)}
         self.pvs = {_meta(p)["name"]: p for p in api.list(PV_PATH)}
         self.storage_classes = {_meta(s)["name"]: s for s in api.list(SC_PATH)}
         self.snapshots_by_key = {_key(s): s for s in self.snapshots}
@@ -355,9 +362,11 @@ class SnapshotControllerStandin:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads = []
+        self._watch_lock = threading.Lock()
+        self._watch_conns = set()
         self._events_sent = set()
         self.passes = 0
-        self.errors = 0
+        self.errors = 0          # API refusals and exceptions: a stand-in bug, not a race
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -377,7 +386,14 @@ class SnapshotControllerStandin:
     def stop(self):
         self._stop.set()
         self._wake.set()
-        self._threads[0].join(timeout=30)
+        with self._watch_lock:
+            for conn in self._watch_conns:
+                try:         # unblock the reader now, not when the watch times out
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except (AttributeError, OSError):
+                    pass
+        for t in self._threads:
+            t.join(timeout=30)
         self.log("standin-stop", passes=self.passes, errors=self.errors)
         self.log.close()
 
@@ -391,6 +407,11 @@ class SnapshotControllerStandin:
             try:
                 conn = http.client.HTTPSConnection(self.api.host, self.api.port, timeout=15,
                                                    context=self.api.ctx)
+                conn.connect()
+                with self._watch_lock:
+                    if self._stop.is_set():
+                        break
+                    self._watch_conns.add(conn)
                 conn.request("GET", f"{path}?watch=1&timeoutSeconds=10",
                              headers={"Authorization": f"Bearer {self.api.token}"})
                 r = conn.getresponse()
@@ -407,6 +428,8 @@ class SnapshotControllerStandin:
                 self._stop.wait(0.5)
             finally:
                 if conn is not None:
+                    with self._watch_lock:
+                        self._watch_conns.discard(conn)
                     conn.close()
 
     def _run(self):
@@ -445,7 +468,9 @@ class SnapshotControllerStandin:
         try:
             return fn(*args)
         except ApiError as e:
-            if e.status != 409:  # a conflict is retried on the next pass
+            if e.status in (404, 409):  # changed or gone since listed: the next pass sees it
+                self.log("retry", what=what, object=key, status=e.status)
+            else:
                 self.errors += 1
                 self.log("error", what=what, object=key, error=str(e))
         except Exception as e:
@@ -582,6 +607,8 @@ class SnapshotControllerStandin:
         return pvc, pv, None
 
     def _create_content(self, st, vs):
+        """syncUnreadySnapshot for a dynamic snapshot with no content yet: the
+        checks in the real controller's order, each failure its message."""
         m = _meta(vs)
         pvc, pv, err = self._source_volume(st, vs)
         if not (vs.get("spec") or {}).get("volumeSnapshotClassName") and err:
@@ -590,17 +617,29 @@ class SnapshotControllerStandin:
         cls = self._resolve_class(st, vs, pv)
         if cls is None:
             return None
-        if err is None and "csi" not in pv["spec"]:
-            err = f"cannot find CSI PersistentVolumeSource for volume {_meta(pv)['name']}"
-        if err is not None:
-            return self._snapshot_error(
-                vs, f"Failed to create snapshot content with error failed to get input "
-                f"parameters to create snapshot {m['name']}: \"{err}\"", True,
+        prefix = "Failed to create snapshot content with error "
+        # ensurePVCFinalizer comes first: a missing or deleted claim fails here
+        update_failed = "snapshot controller failed to update {} on API server: {}"
+        if pvc is None:
+            return self._snapshot_error(vs, prefix + update_failed.format(
+                m["name"], "cannot get claim from snapshot"), True,
                 "SnapshotContentCreationFailed")
         pm = _meta(pvc)
-        if FIN_PVC not in (pm.get("finalizers") or []) and not pm.get("deletionTimestamp"):
-            self._set_finalizers(ns_path(PVC_PATH, pm["namespace"], pm["name"]), pvc,
-                                 list(pm.get("finalizers") or []) + [FIN_PVC], _key(pvc))
+        if FIN_PVC not in (pm.get("finalizers") or []):
+            if pm.get("deletionTimestamp"):
+                return self._snapshot_error(vs, prefix + update_failed.format(
+                    pm["name"], "cannot add finalizer on claim because it is being deleted"),
+                    True, "SnapshotContentCreationFailed")
+            return self._set_finalizers(ns_path(PVC_PATH, pm["namespace"], pm["name"]), pvc,
+                                        list(pm.get("finalizers") or []) + [FIN_PVC], _key(pvc))
+        if err is not None:
+            return self._snapshot_error(
+                vs, f"{prefix}failed to get input parameters to create snapshot {m['name']}: "
+                f"{json.dumps(err)}", True, "SnapshotContentCreationFailed")
+        if "csi" not in pv["spec"]:
+            return self._snapshot_error(
+                vs, f"{prefix}cannot find CSI PersistentVolumeSource for volume "
+                f"{_meta(pv)['name']}", True, "SnapshotContentCreationFailed")
         name = f"snapcontent-{m['uid']}"
         spec = {"volumeSnapshotRef": {"apiVersion": f"{GROUP}/v1", "kind": "VolumeSnapshot",
                                       "namespace": m["namespace"], "name": m["name"],
@@ -669,7 +708,8 @@ class SnapshotControllerStandin:
         if "error" in old and "error" not in new:
             patch["error"] = None
         self.api.merge_patch(self._vs_path(vs, "/status"), {"status": patch})
-        self.log("snapshot-status", snapshot=_key(vs), content=new["boundVolumeSnapshotContentName"],
+        self.log("snapshot-status", snapshot=_key(vs),
+                 content=new["boundVolumeSnapshotContentName"],
                  ready=new["readyToUse"], restore_size=new.get("restoreSize", "-"),
                  error=(new.get("error") or {}).get("message", "-"))
         if new["readyToUse"] and not old.get("readyToUse"):
@@ -811,13 +851,39 @@ class SnapshotControllerStandin:
 
     # -- csi-provisioner + PV controller (restores) -------------------------
 
+    def _restore_source(self, st, pvc, ds, driver, requested):
+        """(bound content, None) for a PVC's snapshot dataSource, or (None, why
+        the provisioner cannot use it yet)."""
+        name = ds.get("name")
+        vs = st.snapshots_by_key.get(f"{ds.get('namespace') or _meta(pvc)['namespace']}/{name}")
+        content = self._bound_content(st, vs) if vs else None
+        cstatus = (content or {}).get("status") or {}
+        why = None
+        if vs is None:
+            why = (f"error getting snapshot {name} from api server: volumesnapshots.{GROUP} "
+                   f"\"{name}\" not found")
+        elif _meta(vs).get("deletionTimestamp"):
+            why = f"snapshot {name} is currently being deleted"
+        elif not (vs.get("status") or {}).get("readyToUse") or not cstatus.get("snapshotHandle"):
+            why = f"snapshot {name} is not Ready"
+        elif content["spec"]["driver"] != driver:
+            why = (f"snapshot {name} driver {content['spec']['driver']} does not match storage "
+                   f"class provisioner {driver}")
+        if why is not None:
+            return None, ("error getting handle for DataSource Type VolumeSnapshot by Name "
+                          f"{name}: {why}")
+        if cstatus.get("restoreSize") is not None and requested < cstatus["restoreSize"]:
+            return None, (f"requested volume size {requested} is less than the size "
+                          f"{cstatus['restoreSize']} for the source snapshot {name}")
+        return content, None
+
     def _sync_restore(self, st, pvc):
         pm, spec = _meta(pvc), pvc.get("spec") or {}
         ds = spec.get("dataSourceRef") or spec.get("dataSource") or {}
         if ds.get("kind") != "VolumeSnapshot" or ds.get("apiGroup") != GROUP:
             return None
-        if spec.get("volumeName") or (pvc.get("status") or {}).get("phase") not in (None, "Pending") \
-                or pm.get("deletionTimestamp"):
+        if spec.get("volumeName") or pm.get("deletionTimestamp") or \
+                (pvc.get("status") or {}).get("phase") not in (None, "Pending"):
             return None
         sc_name = spec.get("storageClassName")
         if sc_name is None:
@@ -828,36 +894,14 @@ class SnapshotControllerStandin:
         if sc is None or sc.get("provisioner") not in self.drivers:
             return None          # not ours to provision (as with another provisioner)
         driver = sc["provisioner"]
-        ns = ds.get("namespace") or pm["namespace"]
-        vs = st.snapshots_by_key.get(f"{ns}/{ds.get('name')}")
-        content = self._bound_content(st, vs) if vs else None
-        vstatus = (vs or {}).get("status") or {}
-        err = None
-        if vs is None:
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name {ds.get('name')}: " \
-                  f"error getting snapshot {ds.get('name')} from api server: volumesnapshots." \
-                  f"{GROUP} \"{ds.get('name')}\" not found"
-        elif _meta(vs).get("deletionTimestamp"):
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
-                  f"{ds.get('name')}: snapshot {ds.get('name')} is currently being deleted"
-        elif not vstatus.get("readyToUse") or content is None or \
-                not (content.get("status") or {}).get("snapshotHandle"):
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
-                  f"{ds.get('name')}: snapshot {ds.get('name')} is not Ready"
-        elif content["spec"]["driver"] != driver:
-            err = f"error getting handle for DataSource Type VolumeSnapshot by Name " \
-                  f"{ds.get('name')}: snapshot {ds.get('name')} driver {content['spec']['driver']} " \
-                  f"does not match storage class provisioner {driver}"
         requested = parse_quantity(((spec.get("resources") or {}).get("requests") or {})
                                    .get("storage", "0"))
-        restore_size = ((content or {}).get("status") or {}).get("restoreSize")
-        if err is None and restore_size is not None and requested < restore_size:
-            err = f"requested volume size {requested} is less than the size {restore_size} " \
-                  f"for the source snapshot {ds.get('name')}"
+        content, err = self._restore_source(st, pvc, ds, driver, requested)
         if err is not None:
             self._event(pvc, "Warning", "ProvisioningFailed",
                         f"failed to provision volume with StorageClass \"{sc_name}\": {err}")
             return None
+        ns = ds.get("namespace") or pm["namespace"]
         pv_name = f"pvc-{pm['uid']}"
         handle = content["status"]["snapshotHandle"]
         pv = {"apiVersion": "v1", "kind": "PersistentVolume",

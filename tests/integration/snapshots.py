@@ -18,7 +18,6 @@ import time
 import uuid
 
 import pytest
-import yaml
 
 import snapshot_controller_standin as sc
 from snapshot_controller_standin import (  # noqa: F401 (re-exported for tests)
@@ -48,6 +47,7 @@ def wait_for(pred, timeout=20, what="condition", interval=0.05):
 
 
 def crd_manifests():
+    import yaml              # python3-yaml (scripts/deps.sh test); only needed here
     return [yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml"))]
 
 
@@ -83,6 +83,47 @@ def ensure(api, path, obj):
     status, out = api.request("POST", path, obj)
     if status not in (200, 201, 409):
         raise AssertionError(f"POST {path}: {status} {out}")
+
+
+class Recorder:
+    """Every version of the objects at a list PATH, as a watch delivers them
+    (so a test sees a state that lasted only a moment). .versions(name) ->
+    [object, ...] in order; .close() ends the watch."""
+
+    def __init__(self, api, path):
+        import http.client
+        import threading
+        self.events, self._lock = [], threading.Lock()
+        self._conn = http.client.HTTPSConnection(api.host, api.port, timeout=60,
+                                                 context=api.ctx)
+        self._conn.request("GET", f"{path}?watch=1&timeoutSeconds=60",
+                           headers={"Authorization": f"Bearer {api.token}"})
+        self._resp = self._conn.getresponse()
+        assert self._resp.status == 200, self._resp.read()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import json
+        try:
+            for line in self._resp:
+                ev = json.loads(line)
+                with self._lock:
+                    self.events.append((ev["type"], ev["object"]))
+        except (OSError, ValueError):
+            pass
+
+    def versions(self, name):
+        with self._lock:
+            return [o for _, o in self.events if o.get("metadata", {}).get("name") == name]
+
+    def close(self):
+        try:
+            self._conn.sock.shutdown(2)
+        except (AttributeError, OSError):
+            pass
+        self._thread.join(timeout=10)
+        self._conn.close()
 
 
 class SnapshotCluster:
@@ -121,6 +162,26 @@ class SnapshotCluster:
         return self.api.request("POST", ns_path(VS_PATH, namespace), {
             "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
             "metadata": meta, "spec": spec})
+
+    def restore_pvc(self, namespace, name, snapshot, size="1Gi", storage_class=CLASSES[DRIVER]):
+        """Create a PVC whose dataSource is VolumeSnapshot SNAPSHOT (the stand-in
+        provisions and binds it once the snapshot is ready)."""
+        return self.api.create(ns_path(PVC_PATH, namespace), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                     "resources": {"requests": {"storage": size}},
+                     "dataSource": {"apiGroup": "snapshot.storage.k8s.io",
+                                    "kind": "VolumeSnapshot", "name": snapshot}}})
+
+    def wait_pvc_bound(self, namespace, name, timeout=20):
+        def check():
+            p = self.pvc(namespace, name)
+            return p if ((p or {}).get("status") or {}).get("phase") == "Bound" else None
+        return wait_for(check, timeout, f"PVC {namespace}/{name} Bound")
+
+    def record_snapshots(self, namespace):
+        """A Recorder of the VolumeSnapshots of NAMESPACE (close it)."""
+        return Recorder(self.api, ns_path(VS_PATH, namespace))
 
     def snapshot(self, namespace, name):
         return self.api.get(ns_path(VS_PATH, namespace, name))
@@ -178,3 +239,8 @@ def snapshot_standin(snapshot_crds, tmp_path_factory):
     yield snapshot_crds
     s.stop()
     snapshot_crds.standin = None
+    if s.errors:                 # the stand-in met something it does not handle
+        bad = [line for line in log.read_text().splitlines()
+               if line.split(" ")[1:2] in (["error"], ["pass-error"])]
+        pytest.fail(f"snapshot stand-in: {s.errors} errors (see {log}):\n" + "\n".join(bad[-10:]),
+                    pytrace=False)

@@ -108,6 +108,13 @@ def test_schema_rejects_bad_fields(cluster, ns):
     # an empty class name is refused
     st, out = cluster.create_snapshot(ns, "empty-class", pvc="x", vsclass="")
     assert st == 422 and "volumeSnapshotClassName must not be the empty string" in out["message"]
+    # status.restoreSize is a quantity, as an integer or a string
+    assert cluster.create_snapshot(ns, "sized", pvc="x")[0] == 201
+    path = ns_path(sc.VS_PATH, ns, "sized") + "/status"
+    for value, want in ((1024, 200), ("1Gi", 200), ("1 GB", 422), (True, 422)):
+        st, out = cluster.api.request("PATCH", path, {"status": {"restoreSize": value}},
+                                      content_type="application/merge-patch+json")
+        assert st == want, (value, out)
     # a content needs exactly one source and a full volumeSnapshotRef
     st, out = cluster.api.request("POST", VSC_PATH, {
         "apiVersion": f"{GROUP}/v1", "kind": "VolumeSnapshotContent",
@@ -174,23 +181,33 @@ def test_ready_snapshot_binds_a_content(cluster, ns):
     assert "CreatingSnapshot" in reasons and "SnapshotReady" in reasons
 
 
+def not_ready_then_ready(versions):
+    """The readyToUse values a snapshot went through, once bound and cut."""
+    seen = [status(v).get("readyToUse") for v in versions if status(v).get("creationTime")]
+    return [x for i, x in enumerate(seen) if i == 0 or seen[i - 1] != x]
+
+
 def test_slow_snapshot_is_not_ready_first(cluster, ns):
     cluster.bound_pvc(ns, "data", driver=SLOW_DRIVER)
-    t0 = time.monotonic()
-    assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
-    # first bound (content created), then cut (creationTime) but not ready
-    vs = cluster.wait_snapshot(ns, "s1", lambda v: status(v).get("creationTime"),
-                               what="bound and cut")
-    s = status(vs)
-    assert s["readyToUse"] is False and s["creationTime"] and s["restoreSize"] == "1Gi"
-    assert vs["spec"]["volumeSnapshotClassName"] == CLASSES[SLOW_DRIVER]
-    # the source PVC is protected while the snapshot is not ready
-    assert sc.FIN_PVC in cluster.pvc(ns, "data")["metadata"]["finalizers"]
-    c = cluster.content(s["boundVolumeSnapshotContentName"])
-    assert status(c)["readyToUse"] is False and status(c)["snapshotHandle"]
-    vs = cluster.wait_ready(ns, "s1", timeout=SLOW_SECONDS + 15)
-    assert time.monotonic() - t0 >= SLOW_SECONDS * 0.9
+    rec = cluster.record_snapshots(ns)
+    try:
+        assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
+        vs = cluster.wait_ready(ns, "s1", timeout=SLOW_SECONDS + 15)
+        wait_for(lambda: not_ready_then_ready(rec.versions("s1"))[-1:] == [True],
+                 what="the watch to deliver the ready version")
+        versions = rec.versions("s1")
+    finally:
+        rec.close()
+    # bound and cut (creationTime, restoreSize) but not ready, then ready
+    assert not_ready_then_ready(versions) == [False, True]
+    cut = [v for v in versions if status(v).get("creationTime")][0]
+    s = status(cut)
+    assert s["restoreSize"] == "1Gi" and s["boundVolumeSnapshotContentName"]
     assert status(vs)["creationTime"] == s["creationTime"]
+    assert vs["spec"]["volumeSnapshotClassName"] == CLASSES[SLOW_DRIVER]
+    c = cluster.content(s["boundVolumeSnapshotContentName"])
+    assert status(c)["readyToUse"] is True and status(c)["snapshotHandle"]
+    # the source PVC was protected while the snapshot was not ready, and is no more
     wait_for(lambda: sc.FIN_PVC not in (cluster.pvc(ns, "data")["metadata"].get("finalizers")
                                         or []), what="PVC finalizer removed")
 
@@ -198,11 +215,16 @@ def test_slow_snapshot_is_not_ready_first(cluster, ns):
 def test_slow_by_annotation(cluster, ns):
     """The mode can be picked per snapshot, whatever the driver's."""
     cluster.bound_pvc(ns, "data")
-    assert cluster.create_snapshot(ns, "s1", pvc="data", annotations={
-        sc.MODE_ANNOTATION: "slow", sc.SLOW_ANNOTATION: "1"})[0] == 201
-    vs = cluster.wait_snapshot(ns, "s1", lambda v: "readyToUse" in status(v), what="status")
-    assert status(vs)["readyToUse"] is False
-    cluster.wait_ready(ns, "s1", timeout=15)
+    rec = cluster.record_snapshots(ns)
+    try:
+        assert cluster.create_snapshot(ns, "s1", pvc="data", annotations={
+            sc.MODE_ANNOTATION: "slow", sc.SLOW_ANNOTATION: "1"})[0] == 201
+        cluster.wait_ready(ns, "s1", timeout=15)
+        wait_for(lambda: not_ready_then_ready(rec.versions("s1"))[-1:] == [True],
+                 what="the watch to deliver the ready version")
+        assert not_ready_then_ready(rec.versions("s1")) == [False, True]
+    finally:
+        rec.close()
 
 
 def test_error_mode_sets_status_error(cluster, ns):
@@ -262,18 +284,30 @@ def test_missing_class_and_unbound_pvc(cluster, ns):
     vs = cluster.wait_snapshot(ns, "s1", lambda v: status(v).get("error"), what="error")
     assert status(vs)["error"]["message"].startswith(
         "Failed to get snapshot class with error failed to retrieve snapshot class nope")
-    # a PVC that does not exist / is not bound
+    # a PVC that does not exist: with a class, and with the default class
     assert cluster.create_snapshot(ns, "s2", pvc="ghost", vsclass=CLASSES[DRIVER])[0] == 201
     vs = cluster.wait_snapshot(ns, "s2", lambda v: status(v).get("error"), what="error")
-    assert "persistentvolumeclaim \\\"ghost\\\" not found" in status(vs)["error"]["message"]
+    assert status(vs)["error"]["message"] == (
+        "Failed to create snapshot content with error snapshot controller failed to update s2 "
+        "on API server: cannot get claim from snapshot")
     assert status(vs)["readyToUse"] is False
+    assert cluster.create_snapshot(ns, "s4", pvc="ghost")[0] == 201
+    vs = cluster.wait_snapshot(ns, "s4", lambda v: status(v).get("error"), what="error")
+    assert status(vs)["error"]["message"] == (
+        "Failed to set default snapshot class with error failed to retrieve PVC ghost from the "
+        r'lister: "persistentvolumeclaim \"ghost\" not found"')
+    # a PVC that is not bound (it gets the protection finalizer first, as in the real one)
     cluster.api.create(ns_path(PVC_PATH, ns), {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pending"},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
                  "resources": {"requests": {"storage": "1Gi"}}}})
     assert cluster.create_snapshot(ns, "s3", pvc="pending", vsclass=CLASSES[DRIVER])[0] == 201
     vs = cluster.wait_snapshot(ns, "s3", lambda v: status(v).get("error"), what="error")
-    assert "the PVC pending is not yet bound to a PV" in status(vs)["error"]["message"]
+    assert status(vs)["error"]["message"] == (
+        "Failed to create snapshot content with error failed to get input parameters to create "
+        r'snapshot s3: "the PVC pending is not yet bound to a PV, will not attempt to take a '
+        r'snapshot"')
+    assert sc.FIN_PVC in cluster.pvc(ns, "pending")["metadata"]["finalizers"]
 
 
 # ---------------------------------------------------------------------------
@@ -355,23 +389,14 @@ def test_preprovisioned_snapshot_binds(cluster, ns):
 # restore
 
 
-def restore_pvc(cluster, ns, name, snapshot, size="1Gi", storage_class=CLASSES[DRIVER]):
-    return cluster.api.create(ns_path(PVC_PATH, ns), {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
-                 "resources": {"requests": {"storage": size}},
-                 "dataSource": {"apiGroup": GROUP, "kind": "VolumeSnapshot", "name": snapshot}}})
-
-
 def test_restore_pvc_from_snapshot_gets_bound(cluster, ns):
     cluster.bound_pvc(ns, "data", size="1Gi")
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
     vs = cluster.wait_ready(ns, "s1")
     handle = status(cluster.content(status(vs)["boundVolumeSnapshotContentName"]))[
         "snapshotHandle"]
-    pvc = restore_pvc(cluster, ns, "restored", "s1", size="2Gi")
-    pvc = wait_for(lambda: (lambda p: p if status(p).get("phase") == "Bound" else None)(
-        cluster.pvc(ns, "restored")), what="restored PVC Bound")
+    cluster.restore_pvc(ns, "restored", "s1", size="2Gi")
+    pvc = cluster.wait_pvc_bound(ns, "restored")
     pv = cluster.api.get(f"{PV_PATH}/{pvc['spec']['volumeName']}")
     assert pv["metadata"]["name"] == f"pvc-{pvc['metadata']['uid']}"
     assert pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
@@ -386,13 +411,11 @@ def test_restore_pvc_from_snapshot_gets_bound(cluster, ns):
 def test_restore_waits_for_a_ready_snapshot(cluster, ns):
     cluster.bound_pvc(ns, "data", driver=SLOW_DRIVER)
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
-    restore_pvc(cluster, ns, "restored", "s1", storage_class=CLASSES[SLOW_DRIVER])
+    cluster.restore_pvc(ns, "restored", "s1", storage_class=CLASSES[SLOW_DRIVER])
     wait_for(lambda: any(e["reason"] == "ProvisioningFailed" and "is not Ready" in e["message"]
                          for e in cluster.events(ns, "restored")), what="ProvisioningFailed")
-    assert status(cluster.pvc(ns, "restored")).get("phase") == "Pending"
-    assert status(cluster.snapshot(ns, "s1")).get("readyToUse") is not True
-    wait_for(lambda: status(cluster.pvc(ns, "restored")).get("phase") == "Bound",
-             timeout=SLOW_SECONDS + 15, what="restored PVC Bound")
+    # (the PVC was Pending then: that is when the provisioner reports this)
+    cluster.wait_pvc_bound(ns, "restored", timeout=SLOW_SECONDS + 15)
 
 
 def test_snapshot_deletion_waits_for_a_restoring_pvc(cluster, ns):
@@ -400,7 +423,7 @@ def test_snapshot_deletion_waits_for_a_restoring_pvc(cluster, ns):
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
     vs = cluster.wait_ready(ns, "s1")
     content = status(vs)["boundVolumeSnapshotContentName"]
-    restore_pvc(cluster, ns, "small", "s1", size="1Gi")        # stays Pending: too small
+    cluster.restore_pvc(ns, "small", "s1", size="1Gi")        # stays Pending: too small
     wait_for(lambda: cluster.events(ns, "small"), what="ProvisioningFailed")
     assert cluster.api.delete(ns_path(sc.VS_PATH, ns, "s1"))
     wait_for(lambda: any(e["reason"] == "SnapshotDeletePending" for e in cluster.events(ns, "s1")),
@@ -419,9 +442,11 @@ def test_restore_smaller_than_snapshot_stays_pending(cluster, ns):
     cluster.bound_pvc(ns, "data", size="2Gi")
     assert cluster.create_snapshot(ns, "s1", pvc="data")[0] == 201
     cluster.wait_ready(ns, "s1")
-    restore_pvc(cluster, ns, "small", "s1", size="1Gi")
+    cluster.restore_pvc(ns, "small", "s1", size="1Gi")
     ev = wait_for(lambda: [e for e in cluster.events(ns, "small")
                            if e["reason"] == "ProvisioningFailed"], what="ProvisioningFailed")
+    assert ev[0]["involvedObject"]["kind"] == "PersistentVolumeClaim"
+    assert ev[0]["type"] == "Warning"
     assert f"requested volume size {2**30} is less than the size {2 * 2**30}" in ev[0]["message"]
     assert status(cluster.pvc(ns, "small")).get("phase") == "Pending"
 
