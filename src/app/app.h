@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "core/core.h"
+#include "kube/kube.h"
 
 /* ---- capture rules (capture.c) -------------------------------------- */
 
@@ -22,6 +23,53 @@ const char *kt_app_skip_resource(const char *group, const char *resource, const 
 /* Why one object of a taken resource is not captured (a Pod with a
  * controller owner, a service-account token Secret ...), or NULL. */
 const char *kt_app_skip_object(const char *group, const char *resource, json_t *obj);
+
+/* The verbs of a discovered resource as kt_app_skip_resource takes them. */
+void kt_app_verbs_text(unsigned verbs, char out[96]);
+
+/* ---- capture walk (collect.c) ---------------------------------------- */
+
+typedef enum kt_app_note_kind {
+	KT_APP_SKIPPED_RESOURCE = 0, /* what = "events", why = the rule's reason */
+	KT_APP_SKIPPED_OBJECT,       /* what = "pods/web-0" */
+	KT_APP_FAILED,               /* what = "secrets" or "persistentvolumes/pv-1", why = error */
+} kt_app_note_kind;
+
+typedef void (*kt_app_note_fn)(void *ctx, kt_app_note_kind kind, const char *what,
+                               const char *why);
+
+/* One captured object: r names its resource (borrowed from the client's
+ * discovery), obj is borrowed for the call (apiVersion and kind set). */
+typedef kt_code (*kt_app_object_fn)(void *ctx, const kt_kube_resource *r, json_t *obj,
+                                    kt_error *err);
+
+typedef struct kt_app_collect_opts {
+	const char *namespace;       /* required */
+	const char *selector;        /* label selector for the namespaced objects, or NULL */
+	int cluster_rbac;            /* also ClusterRoleBindings naming its ServiceAccounts and
+	                                their ClusterRoles */
+	kt_app_note_fn note;         /* skips and failures, as they happen; may be NULL */
+	void *note_ctx;
+} kt_app_collect_opts;
+
+typedef struct kt_app_collect_stats {
+	uint64_t objects, skipped_objects, failed;
+	unsigned resources, skipped_resources;
+} kt_app_collect_stats;
+
+/*
+ * Walk what a restore point of the namespace takes (docs/app-backup.md):
+ * the Namespace object, every namespaced resource discovery reports (its
+ * preferred version; kt_app_skip_resource and kt_app_skip_object applied),
+ * then the PersistentVolumes of captured PVCs and the
+ * CustomResourceDefinitions of captured custom resources (and cluster RBAC
+ * when asked).  Objects go to fn one at a time, page by page, so memory
+ * stays flat.  A resource that cannot be listed (RBAC, a broken aggregated
+ * API) is a KT_APP_FAILED note and the walk goes on; fn's error, a missing
+ * namespace or an unreachable API server stop it.  st may be NULL.
+ */
+kt_code kt_app_collect(kt_kube *c, const kt_app_collect_opts *o, kt_app_object_fn fn, void *ctx,
+                       kt_app_collect_stats *st, kt_error *err);
 
 /* ---- restore transforms (transform.c) ------------------------------- */
 

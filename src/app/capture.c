@@ -94,3 +94,18 @@ const char *kt_app_skip_object(const char *group, const char *resource, json_t *
 	}
 	return NULL;
 }
+
+void kt_app_verbs_text(unsigned verbs, char out[96])
+{
+	static const struct { unsigned bit; const char *name; } v[] = {
+		{ KT_KUBE_VERB_CREATE, "create" }, { KT_KUBE_VERB_DELETE, "delete" },
+		{ KT_KUBE_VERB_DELETECOLLECTION, "deletecollection" }, { KT_KUBE_VERB_GET, "get" },
+		{ KT_KUBE_VERB_LIST, "list" }, { KT_KUBE_VERB_PATCH, "patch" },
+		{ KT_KUBE_VERB_UPDATE, "update" }, { KT_KUBE_VERB_WATCH, "watch" },
+	};
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (verbs & v[i].bit)
+			n += (size_t)snprintf(out + n, 96 - n, "%s%s", n ? " " : "", v[i].name);
+}

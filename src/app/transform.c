@@ -165,6 +165,8 @@ kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err)
 	if (from && to) {
 		if (json_object_get(meta, "namespace"))
 			json_object_set_new(meta, "namespace", json_string(to));
+		if (core && !strcmp(kind, "Namespace") && !strcmp(name, from))
+			json_object_set_new(meta, "name", json_string(to));
 		if (!strncmp(api, "rbac.authorization.k8s.io/", 26) &&
 		    (!strcmp(kind, "RoleBinding") || !strcmp(kind, "ClusterRoleBinding")))
 			map_subjects(obj, from, to);

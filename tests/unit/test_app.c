@@ -182,6 +182,14 @@ static void test_sanitize_per_kind(void)
 	CHECK_STR(at(rb, "metadata.namespace"), "pg-copy");
 	json_decref(rb);
 
+	json_t *nsobj = obj("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{"
+	                    "\"name\":\"pg\",\"uid\":\"u\"},\"spec\":{\"finalizers\":"
+	                    "[\"kubernetes\"]},\"status\":{\"phase\":\"Active\"}}");
+	CHECK(kt_app_sanitize(nsobj, &mv, &err) == KT_OK);
+	CHECK_STR(at(nsobj, "metadata.name"), "pg-copy");
+	CHECK(at(nsobj, "metadata.namespace") == NULL && at(nsobj, "status") == NULL);
+	json_decref(nsobj);
+
 	json_t *pod = obj("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"},"
 	                  "\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"phase\":\"Running\"}}");
 	CHECK(kt_app_sanitize(pod, NULL, &err) == KT_OK);
