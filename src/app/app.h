@@ -30,9 +30,9 @@ void kt_app_verbs_text(unsigned verbs, char out[96]);
 /* ---- capture walk (collect.c) ---------------------------------------- */
 
 typedef enum kt_app_note_kind {
-	KT_APP_SKIPPED_RESOURCE = 0, /* what = "events", why = the rule's reason */
-	KT_APP_SKIPPED_OBJECT,       /* what = "pods/web-0" */
-	KT_APP_FAILED,               /* what = "secrets" or "persistentvolumes/pv-1", why = error */
+	KT_APP_NOTE_SKIPPED_RESOURCE = 0, /* what = "events", why = the rule's reason */
+	KT_APP_NOTE_SKIPPED_OBJECT,       /* what = "pods/web-0" */
+	KT_APP_NOTE_FAILED,          /* what = "secrets" or "persistentvolumes/pv-1", why = error */
 } kt_app_note_kind;
 
 typedef void (*kt_app_note_fn)(void *ctx, kt_app_note_kind kind, const char *what,
@@ -65,7 +65,7 @@ typedef struct kt_app_collect_stats {
  * CustomResourceDefinitions of captured custom resources (and cluster RBAC
  * when asked).  Objects go to fn one at a time, page by page, so memory
  * stays flat.  A resource that cannot be listed (RBAC, a broken aggregated
- * API) is a KT_APP_FAILED note and the walk goes on; fn's error, a missing
+ * API) is a KT_APP_NOTE_FAILED note and the walk goes on; fn's error, a missing
  * namespace or an unreachable API server stop it.  st may be NULL.
  */
 kt_code kt_app_collect(kt_kube *c, const kt_app_collect_opts *o, kt_app_object_fn fn, void *ctx,
@@ -94,6 +94,52 @@ typedef struct kt_app_map {
  * apiVersion, kind and metadata.name.
  */
 kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err);
+
+/* ---- applying objects (apply.c) -------------------------------------- */
+
+typedef enum kt_app_outcome {
+	KT_APP_CREATED = 0,
+	KT_APP_UPDATED,
+	KT_APP_SKIPPED,     /* existed (--existing skip), or filtered out */
+	KT_APP_FAILED,
+	KT_APP_WOULD_CREATE, /* dry run */
+	KT_APP_WOULD_UPDATE,
+	KT_APP_WOULD_SKIP,
+} kt_app_outcome;
+
+/* The word a report uses for an outcome ("created", "would-skip" ...). */
+const char *kt_app_outcome_name(kt_app_outcome o);
+
+/* One line of the restore report: the object, what happened, and why
+ * (the API server's message for a failure, "exists" for a skip ...). */
+typedef void (*kt_app_report_fn)(void *ctx, const char *kind, const char *ns, const char *name,
+                                 kt_app_outcome outcome, const char *detail);
+
+typedef struct kt_app_apply_opts {
+	int update_existing;            /* --existing update: server-side apply, forced */
+	int dry_run;                    /* read the cluster, change nothing, report the plan */
+	const char *const *include_kinds; /* NULL-terminated Kind names, or NULL = all */
+	const char *const *exclude_kinds; /* NULL-terminated, or NULL */
+	int64_t wait_ms;                /* for CRDs to be Established; 0 = 60 s */
+	kt_app_report_fn report;
+	void *ctx;
+} kt_app_apply_opts;
+
+typedef struct kt_app_apply_stats {
+	unsigned created, updated, skipped, failed;
+} kt_app_apply_stats;
+
+/*
+ * Create the sanitized objects (a JSON array; reordered in place by tier,
+ * then kind, then name) in the cluster, tier by tier, waiting for new
+ * CustomResourceDefinitions to be Established (and rediscovering) before
+ * the tiers that need them.  An object that fails is reported and the
+ * restore goes on; the return is KT_OK when every object was created,
+ * updated or skipped, KT_EREMOTE naming the count otherwise.  Cancel,
+ * discovery and transport failures stop it.
+ */
+kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
+                     kt_app_apply_stats *st, kt_error *err);
 
 /* ---- order (order.c) ------------------------------------------------- */
 

@@ -7,7 +7,7 @@
  *   1. Objects are handed over one at a time as pages arrive; nothing but
  *      the names needed for the dependency pass (PV names, custom resource
  *      types, ServiceAccount names) is kept.
- *   2. A resource that cannot be listed is reported (KT_APP_FAILED) and
+ *   2. A resource that cannot be listed is reported (KT_APP_NOTE_FAILED) and
  *      skipped: a backup that misses one resource says so instead of
  *      failing as a whole or, worse, silently missing it.
  */
@@ -65,9 +65,9 @@ typedef struct walk {
 
 static void note(walk *w, kt_app_note_kind k, const char *what, const char *why)
 {
-	if (k == KT_APP_SKIPPED_OBJECT)
+	if (k == KT_APP_NOTE_SKIPPED_OBJECT)
 		w->st.skipped_objects++;
-	else if (k == KT_APP_SKIPPED_RESOURCE)
+	else if (k == KT_APP_NOTE_SKIPPED_RESOURCE)
 		w->st.skipped_resources++;
 	else
 		w->st.failed++;
@@ -89,7 +89,7 @@ static kt_code on_object(void *ctx, json_t *obj, kt_error *err)
 	if (why) {
 		char what[600];
 		snprintf(what, sizeof(what), "%s/%s", r->resource, meta_str(obj, "name"));
-		note(w, KT_APP_SKIPPED_OBJECT, what, why);
+		note(w, KT_APP_NOTE_SKIPPED_OBJECT, what, why);
 		return KT_OK;
 	}
 	if (!*r->group && !strcmp(r->resource, "persistentvolumeclaims")) {
@@ -158,7 +158,7 @@ static kt_code take_dependency(walk *w, const char *group, const char *resource,
 	if (rc && rc != KT_ECANCELED) {
 		char what[600];
 		snprintf(what, sizeof(what), "%s/%s", resource, name);
-		note(w, KT_APP_FAILED, what, e.msg);
+		note(w, KT_APP_NOTE_FAILED, what, e.msg);
 		return KT_OK;
 	}
 	if (rc)
@@ -206,7 +206,7 @@ static kt_code cluster_rbac(walk *w, kt_error *err)
 	if (rc == KT_ECANCELED) {
 		*err = e;
 	} else if (rc) {
-		note(w, KT_APP_FAILED, "clusterrolebindings", e.msg);
+		note(w, KT_APP_NOTE_FAILED, "clusterrolebindings", e.msg);
 		rc = KT_OK;
 	}
 	for (size_t i = 0; !rc && i < s.bindings.n; i++)
@@ -251,7 +251,7 @@ kt_code kt_app_collect(kt_kube *c, const kt_app_collect_opts *o, kt_app_object_f
 		snprintf(what, sizeof(what), "%s%s%s", r->resource, *r->group ? "." : "", r->group);
 		const char *why = kt_app_skip_resource(r->group, r->resource, verbs);
 		if (why) {
-			note(w, KT_APP_SKIPPED_RESOURCE, what, why);
+			note(w, KT_APP_NOTE_SKIPPED_RESOURCE, what, why);
 			continue;
 		}
 		w->st.resources++;
@@ -264,7 +264,7 @@ kt_code kt_app_collect(kt_kube *c, const kt_app_collect_opts *o, kt_app_object_f
 		w->fn_failed = 0;
 		rc = kt_kube_list(c, &t, &lo, on_object, w, NULL, &e);
 		if (rc && rc != KT_ECANCELED && !w->fn_failed) {
-			note(w, KT_APP_FAILED, what, e.msg);   /* this resource only */
+			note(w, KT_APP_NOTE_FAILED, what, e.msg);   /* this resource only */
 			rc = KT_OK;
 		} else if (rc) {
 			*err = e;

@@ -262,3 +262,42 @@ def test_sanitized_objects_create_in_another_namespace(kube_apiserver, app, api)
     pvc = api.get(f"/api/v1/namespaces/{to}/persistentvolumeclaims/data-pg-0")
     assert "volumeName" not in pvc["spec"] or not pvc["spec"]["volumeName"]
     assert api.get(f"/api/v1/namespaces/{to}/secrets/creds")["data"]["password"]
+
+
+def reports(out):
+    rows = {}
+    for line in out.splitlines():
+        if line.startswith("report "):
+            head, _, detail = line[len("report "):].partition("\t")
+            outcome, kind, name = head.split(" ")
+            rows[(kind, name)] = (outcome, detail)
+    applied = [int(x) for x in out.splitlines()[-1].split()[1:]]
+    return rows, applied
+
+
+def test_restore_engine_creates_skips_updates_and_plans(kube_apiserver, app, api):
+    ns, to = app["ns"], app["ns"] + "-r"
+    k = kube_apiserver
+    # A dry run reads only: every object would be created, nothing is.
+    rows, applied = reports(apptool(k, "restore", ns, to, "--dry-run").stdout)
+    assert {o for o, _ in rows.values()} == {"would-create"}, rows
+    assert api.request("GET", f"/api/v1/namespaces/{to}")[0] == 404
+    # The real run: everything created, Services excluded when asked.
+    rows, applied = reports(apptool(k, "restore", ns, to, "--exclude", "Service").stdout)
+    assert rows[("Namespace", to)][0] == "created"
+    assert rows[("ConfigMap", "cfg")][0] == "created"
+    assert rows[("Widget", "w1")][0] == "created"
+    assert rows[("Service", "pg")] == ("skipped", "excluded by --include-kinds/--exclude-kinds")
+    assert api.request("GET", f"/api/v1/namespaces/{to}/services/pg")[0] == 404
+    assert applied[3] == 0 and applied[0] == len(rows) - 2, (applied, rows)
+    # Again: what exists is skipped by default ...
+    rows, applied = reports(apptool(k, "restore", ns, to).stdout)
+    assert rows[("ConfigMap", "cfg")] == ("skipped", "exists")
+    assert rows[("Service", "pg")][0] == "created"
+    # ... and brought back to the restore point with --update (server-side apply).
+    api.merge_patch(f"/api/v1/namespaces/{to}/configmaps/cfg", {"data": {"a": "changed"}})
+    rows, applied = reports(apptool(k, "restore", ns, to, "--update",
+                                    "--include", "ConfigMap").stdout)
+    assert rows[("ConfigMap", "cfg")][0] == "updated"
+    assert api.get(f"/api/v1/namespaces/{to}/configmaps/cfg")["data"]["a"] == "1"
+    assert rows[("Secret", "creds")][0] == "skipped"

@@ -11,6 +11,11 @@
  *   apptool --kubeconfig FILE sanitize NS TO_NS
  *       the collected objects, sanitized and mapped to TO_NS, one JSON per
  *       line in restore order (tier, then name)
+ *   apptool --kubeconfig FILE restore NS TO_NS [--update] [--dry-run]
+ *           [--exclude KIND] [--include KIND]
+ *       collect, sanitize and apply into TO_NS (namespaced objects only):
+ *       "report OUTCOME KIND NAME\tDETAIL" per object, then
+ *       "applied CREATED UPDATED SKIPPED FAILED"
  * Exit 0, or 1 with the error on stderr.
  */
 #include <stdio.h>
@@ -65,6 +70,14 @@ static int cmp_rows(const void *a, const void *b)
 	return strcmp(json_string_value(json_array_get(x, 1)), json_string_value(json_array_get(y, 1)));
 }
 
+static void on_report(void *ctx, const char *kind, const char *ns, const char *name,
+                      kt_app_outcome out, const char *detail)
+{
+	(void)ctx;
+	(void)ns;
+	printf("report %s %s %s\t%s\n", kt_app_outcome_name(out), kind, name, detail);
+}
+
 static long vmhwm_kb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -89,12 +102,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[i], *ns = argv[i + 1];
-	sink s = { .sanitize = !strcmp(cmd, "sanitize"), .from = ns };
+	int restore = !strcmp(cmd, "restore");
+	sink s = { .sanitize = restore || !strcmp(cmd, "sanitize"), .from = ns };
+	kt_app_apply_opts ao = { .report = on_report };
+	const char *include[2] = { NULL, NULL }, *exclude[2] = { NULL, NULL };
 	for (int j = i + 2; j < argc; j++) {
 		if (!strcmp(argv[j], "--selector") && j + 1 < argc)
 			selector = argv[++j];
 		else if (!strcmp(argv[j], "--cluster-rbac"))
 			rbac = 1;
+		else if (!strcmp(argv[j], "--update"))
+			ao.update_existing = 1;
+		else if (!strcmp(argv[j], "--dry-run"))
+			ao.dry_run = 1;
+		else if (!strcmp(argv[j], "--include") && j + 1 < argc)
+			include[0] = argv[++j], ao.include_kinds = include;
+		else if (!strcmp(argv[j], "--exclude") && j + 1 < argc)
+			exclude[0] = argv[++j], ao.exclude_kinds = exclude;
 		else if (s.sanitize && !s.to)
 			s.to = argv[j];
 	}
@@ -113,13 +137,36 @@ int main(int argc, char **argv)
 	s.all = json_array();
 	if (!rc)
 		rc = kt_app_collect(c, &o, on_obj, &s, &st, &err);
+	if (!rc && restore) {
+		/* namespaced objects and the Namespace only: the cluster-scoped
+		 * dependencies exist in this cluster already */
+		json_t *keep = json_array();
+		size_t k;
+		json_t *row;
+		json_array_foreach(s.all, k, row) {
+			json_t *obj = json_array_get(row, 2);
+			const char *kind = json_string_value(json_object_get(obj, "kind"));
+			if (json_object_get(json_object_get(obj, "metadata"), "namespace") ||
+			    (kind && !strcmp(kind, "Namespace")))
+				json_array_append(keep, obj);
+		}
+		kt_app_apply_stats as = { 0 };
+		kt_code arc = kt_app_apply(c, keep, &ao, &as, &err);
+		printf("applied %u %u %u %u\n", as.created, as.updated, as.skipped, as.failed);
+		json_decref(keep);
+		if (arc && arc != KT_EREMOTE)
+			rc = arc;
+		json_array_clear(s.all);
+	}
 	kt_kube_client_free(c);
 	if (rc) {
 		fprintf(stderr, "apptool: %s: %s\n", kt_code_name(rc), err.msg);
 		json_decref(s.all);
 		return 1;
 	}
-	if (s.sanitize) {
+	if (restore) {
+		/* printed above */
+	} else if (s.sanitize) {
 		size_t n = json_array_size(s.all);
 		json_t **rows = malloc((n ? n : 1) * sizeof(*rows));
 		for (size_t k = 0; k < n; k++)
