@@ -1,0 +1,151 @@
+/*
+ * app.h - application backup and restore (engine layer): which objects of a
+ * namespace a restore point takes, how a restore cleans and maps them, and
+ * in which order it applies them.  docs/app-backup.md is the contract; the
+ * functions here are pure (objects in, objects out) so that every rule is
+ * unit-tested and fuzzed without a cluster.
+ */
+#ifndef KT_APP_H
+#define KT_APP_H
+
+#include <jansson.h>
+
+#include "core/core.h"
+#include "kube/kube.h"
+
+/* ---- capture rules (capture.c) -------------------------------------- */
+
+/* Why a whole resource is not captured ("events" ...), or NULL to take it.
+ * group "" is the core group; verbs is a space-separated list as discovery
+ * reports it (e.g. "create delete get list patch update watch"). */
+const char *kt_app_skip_resource(const char *group, const char *resource, const char *verbs);
+
+/* Why one object of a taken resource is not captured (a Pod with a
+ * controller owner, a service-account token Secret ...), or NULL. */
+const char *kt_app_skip_object(const char *group, const char *resource, json_t *obj);
+
+/* The verbs of a discovered resource as kt_app_skip_resource takes them. */
+void kt_app_verbs_text(unsigned verbs, char out[96]);
+
+/* ---- capture walk (collect.c) ---------------------------------------- */
+
+typedef enum kt_app_note_kind {
+	KT_APP_NOTE_SKIPPED_RESOURCE = 0, /* what = "events", why = the rule's reason */
+	KT_APP_NOTE_SKIPPED_OBJECT,       /* what = "pods/web-0" */
+	KT_APP_NOTE_FAILED,          /* what = "secrets" or "persistentvolumes/pv-1", why = error */
+} kt_app_note_kind;
+
+typedef void (*kt_app_note_fn)(void *ctx, kt_app_note_kind kind, const char *what,
+                               const char *why);
+
+/* One captured object: r names its resource (borrowed from the client's
+ * discovery), obj is borrowed for the call (apiVersion and kind set). */
+typedef kt_code (*kt_app_object_fn)(void *ctx, const kt_kube_resource *r, json_t *obj,
+                                    kt_error *err);
+
+typedef struct kt_app_collect_opts {
+	const char *namespace;       /* required */
+	const char *selector;        /* label selector for the namespaced objects, or NULL */
+	int cluster_rbac;            /* also ClusterRoleBindings naming its ServiceAccounts and
+	                                their ClusterRoles */
+	kt_app_note_fn note;         /* skips and failures, as they happen; may be NULL */
+	void *note_ctx;
+} kt_app_collect_opts;
+
+typedef struct kt_app_collect_stats {
+	uint64_t objects, skipped_objects, failed;
+	unsigned resources, skipped_resources;
+} kt_app_collect_stats;
+
+/*
+ * Walk what a restore point of the namespace takes (docs/app-backup.md):
+ * the Namespace object, every namespaced resource discovery reports (its
+ * preferred version; kt_app_skip_resource and kt_app_skip_object applied),
+ * then the PersistentVolumes of captured PVCs and the
+ * CustomResourceDefinitions of captured custom resources (and cluster RBAC
+ * when asked).  Objects go to fn one at a time, page by page, so memory
+ * stays flat.  A resource that cannot be listed (RBAC, a broken aggregated
+ * API) is a KT_APP_NOTE_FAILED note and the walk goes on; fn's error, a missing
+ * namespace or an unreachable API server stop it.  st may be NULL.
+ */
+kt_code kt_app_collect(kt_kube *c, const kt_app_collect_opts *o, kt_app_object_fn fn, void *ctx,
+                       kt_app_collect_stats *st, kt_error *err);
+
+/* ---- restore transforms (transform.c) ------------------------------- */
+
+/* Gives the restore point's VolumeSnapshot name for a PVC, or NULL. */
+typedef const char *(*kt_app_snapshot_fn)(void *ctx, const char *pvc);
+
+typedef struct kt_app_map {
+	const char *from_ns;       /* the namespace the objects came from; NULL = no mapping */
+	const char *to_ns;         /* target namespace; NULL = from_ns */
+	int keep_node_ports;       /* keep Service ports[].nodePort */
+	kt_app_snapshot_fn snapshot_of; /* PVC data sources; NULL = leave dataSource alone */
+	void *ctx;
+} kt_app_map;
+
+/*
+ * Clean obj in place for creating it again (docs/app-backup.md "What a
+ * restore drops or rewrites"): drop cluster-assigned metadata, status,
+ * owner references and controller annotations; per-kind fixes (Service IPs
+ * and node ports, PVC volume and data source, Pod node, Job generated
+ * selector, ServiceAccount token secrets); namespace mapping.  kind is read
+ * from obj.  Idempotent.  KT_EUSAGE if obj is not an object with
+ * apiVersion, kind and metadata.name.
+ */
+kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err);
+
+/* ---- applying objects (apply.c) -------------------------------------- */
+
+typedef enum kt_app_outcome {
+	KT_APP_CREATED = 0,
+	KT_APP_UPDATED,
+	KT_APP_SKIPPED,     /* existed (--existing skip), or filtered out */
+	KT_APP_FAILED,
+	KT_APP_WOULD_CREATE, /* dry run */
+	KT_APP_WOULD_UPDATE,
+	KT_APP_WOULD_SKIP,
+} kt_app_outcome;
+
+/* The word a report uses for an outcome ("created", "would-skip" ...). */
+const char *kt_app_outcome_name(kt_app_outcome o);
+
+/* One line of the restore report: the object, what happened, and why
+ * (the API server's message for a failure, "exists" for a skip ...). */
+typedef void (*kt_app_report_fn)(void *ctx, const char *kind, const char *ns, const char *name,
+                                 kt_app_outcome outcome, const char *detail);
+
+typedef struct kt_app_apply_opts {
+	int update_existing;            /* --existing update: server-side apply, forced */
+	int dry_run;                    /* read the cluster, change nothing, report the plan */
+	const char *const *include_kinds; /* NULL-terminated Kind names, or NULL = all */
+	const char *const *exclude_kinds; /* NULL-terminated, or NULL */
+	int64_t wait_ms;                /* for CRDs to be Established; 0 = 60 s */
+	kt_app_report_fn report;
+	void *ctx;
+} kt_app_apply_opts;
+
+typedef struct kt_app_apply_stats {
+	unsigned created, updated, skipped, failed;
+} kt_app_apply_stats;
+
+/*
+ * Create the sanitized objects (a JSON array; reordered in place by tier,
+ * then kind, then name) in the cluster, tier by tier, waiting for new
+ * CustomResourceDefinitions to be Established (and rediscovering) before
+ * the tiers that need them.  An object that fails is reported and the
+ * restore goes on; the return is KT_OK when every object was created,
+ * updated or skipped, KT_EREMOTE naming the count otherwise.  Cancel,
+ * discovery and transport failures stop it.
+ */
+kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
+                     kt_app_apply_stats *st, kt_error *err);
+
+/* ---- order (order.c) ------------------------------------------------- */
+
+#define KT_APP_TIERS 10
+
+/* The restore tier (0..KT_APP_TIERS-1) of an object of group/kind. */
+int kt_app_tier(const char *group, const char *kind);
+
+#endif /* KT_APP_H */
