@@ -272,12 +272,18 @@ void kt_progress_format(const kt_progress *p, char *out, size_t outlen);
 typedef struct kt_proc_opts {
 	int64_t timeout_ms;              /* 0 = no limit; the child is killed after */
 	volatile sig_atomic_t *cancel;   /* non-zero: kill the child, KT_ECANCELED */
+	char *const *envp;               /* the child's environment; NULL = ours */
+	int stdout_only;                 /* capture stdout alone (stderr stays ours) ... */
+	size_t output_max;               /* ... and with this set, more output than this is
+	                                    KT_ELIMIT (the child is killed) instead of keeping
+	                                    the last KT_PROC_OUTPUT_MAX bytes */
+	int secret_output;               /* the output is a credential: wipe the read buffer */
 } kt_proc_opts;
 
 typedef struct kt_proc_result {
 	int exit_code;    /* -1 when it did not exit normally */
 	int signal;       /* the signal that killed it, else 0 */
-	kt_buf output;    /* the last KT_PROC_OUTPUT_MAX bytes of stdout+stderr */
+	kt_buf output;    /* stdout+stderr (or stdout alone), see kt_proc_opts */
 } kt_proc_result;
 
 /* Resolve name (a path, or a file searched on $PATH) to an executable

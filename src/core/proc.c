@@ -55,7 +55,8 @@ kt_code kt_proc_find(const char *name, char *out, size_t outlen, kt_error *err)
 }
 
 /* In the child, between fork and exec: async-signal-safe calls only. */
-static void child_exec(const char *const argv[], int out_fd, pid_t parent, const char *cwd)
+static void child_exec(const char *const argv[], int out_fd, pid_t parent, const char *cwd,
+                       char *const *envp, int stdout_only)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
@@ -68,12 +69,16 @@ static void child_exec(const char *const argv[], int out_fd, pid_t parent, const
 		dup2(devnull, 0);
 	if (out_fd >= 0) {
 		dup2(out_fd, 1);
-		dup2(out_fd, 2);
+		if (!stdout_only)
+			dup2(out_fd, 2);
 	}
 	signal(SIGPIPE, SIG_DFL);
 	if (cwd && chdir(cwd) != 0)
 		_exit(127);
-	execv(argv[0], (char *const *)argv);
+	if (envp)
+		execve(argv[0], (char *const *)argv, envp);
+	else
+		execv(argv[0], (char *const *)argv);
 	static const char msg[] = "exec failed\n";
 	ssize_t w = write(2, msg, sizeof(msg) - 1);
 	(void)w;
@@ -103,7 +108,7 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
                     kt_error *err)
 {
 	memset(res, 0, sizeof(*res));
-	kt_buf_init(&res->output, 2 * KT_PROC_OUTPUT_MAX);
+	kt_buf_init(&res->output, o && o->output_max ? o->output_max : 2 * KT_PROC_OUTPUT_MAX);
 	res->exit_code = -1;
 	reap_children_ourselves();
 	pid_t parent = getpid();
@@ -117,7 +122,7 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 		return kt_error_sys(err, KT_EIO, errno, "cannot run '%s'", argv[0]);
 	}
 	if (pid == 0)
-		child_exec(argv, p[1], parent, NULL);
+		child_exec(argv, p[1], parent, NULL, o ? o->envp : NULL, o && o->stdout_only);
 	close(p[1]);
 	int64_t deadline = o && o->timeout_ms > 0 ? kt_now_ms() + o->timeout_ms : 0;
 	kt_code rc = KT_OK;
@@ -145,9 +150,18 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 			continue;
 		if (r <= 0)
 			break;   /* EOF: the child closed its output (normally: exited) */
-		if (res->output.len + (size_t)r > res->output.max)
-			kt_buf_consume(&res->output, res->output.len + (size_t)r - res->output.max);
-		kt_buf_add(&res->output, chunk, (size_t)r, NULL);
+		if (o && o->output_max && res->output.len + (size_t)r > o->output_max) {
+			rc = kt_error_set(err, KT_ELIMIT, "'%s' printed more than %zu bytes", argv[0],
+			                  o->output_max);
+		} else {
+			if (res->output.len + (size_t)r > res->output.max)
+				kt_buf_consume(&res->output, res->output.len + (size_t)r - res->output.max);
+			kt_buf_add(&res->output, chunk, (size_t)r, NULL);
+		}
+		if (o && o->secret_output)
+			explicit_bzero(chunk, sizeof(chunk));
+		if (rc)
+			break;
 	}
 	close(p[0]);
 	if (rc)
@@ -169,9 +183,10 @@ kt_code kt_proc_run(const char *const argv[], const kt_proc_opts *o, kt_proc_res
 		return rc ? rc : kt_error_sys(err, KT_EIO, e, "cannot learn how '%s' ended", argv[0]);
 	}
 	result_from_status(res, status);
-	if (res->output.len > KT_PROC_OUTPUT_MAX)
+	if (!(o && o->output_max) && res->output.len > KT_PROC_OUTPUT_MAX)
 		kt_buf_consume(&res->output, res->output.len - KT_PROC_OUTPUT_MAX);
-	if (!rc && res->exit_code == 127 && strstr(res->output.data, "exec failed"))
+	if (!rc && res->exit_code == 127 && !(o && o->stdout_only) &&
+	    strstr(res->output.data, "exec failed"))
 		rc = kt_error_set(err, KT_ENOTFOUND, "cannot execute '%s'", argv[0]);
 	return rc;
 }
@@ -221,7 +236,7 @@ kt_code kt_proc_spawn(const char *const argv[], const char *cwd, const char *log
 		return kt_error_sys(err, KT_EIO, e, "cannot start '%s'", argv[0]);
 	}
 	if (pid == 0)
-		child_exec(argv, fd, parent, cwd);
+		child_exec(argv, fd, parent, cwd, NULL, 0);
 	if (fd >= 0)
 		close(fd);
 	*pid_out = pid;

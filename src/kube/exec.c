@@ -14,19 +14,13 @@
  *      wiped after parsing; the token is registered with kt_log_add_secret.
  *   3. A returned client certificate/key goes to memory files (slots 3, 4)
  *      and the kt_http handle is remade to present it.
- *
- * kt_proc_run (src/core/proc.c) is not used: it merges stderr into stdout
- * and cannot set the environment, and a plugin's stdout must be the
- * credential alone.
+ *   4. It runs through kt_proc_run (src/core/proc.c) with stdout captured
+ *      alone, its own environment, a hard output limit and the read buffer
+ *      wiped.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,98 +117,36 @@ static kt_code run_plugin(kt_kube *c, kt_buf *out, kt_error *err)
 	for (size_t i = 0; i < x->n_args; i++)
 		argv[i + 1] = x->args[i];
 
-	kt_code rc = KT_OK;
-	int p[2] = { -1, -1 };
-	pid_t parent = getpid();
-	pid_t pid = -1;
-	struct sigaction sa;
-	if (sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
-		sa.sa_handler = SIG_DFL; /* so waitpid sees the exit status */
-		sa.sa_flags = 0;
-		sigaction(SIGCHLD, &sa, NULL);
-	}
-	if (pipe2(p, O_CLOEXEC) != 0 || (pid = fork()) < 0) {
-		int er = errno;
-		rc = kt_error_sys(err, KT_EIO, er, "%s: cannot start exec plugin '%s'", c->cfg.source,
-		                  x->command);
-		goto out;
-	}
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (devnull >= 0)
-			dup2(devnull, 0);
-		dup2(p[1], 1);
-		signal(SIGPIPE, SIG_DFL);
-		execve(argv[0], argv, envp);
-		_exit(127);
-	}
-	close(p[1]);
-	p[1] = -1;
+	kt_proc_opts po = { .timeout_ms = c->opts.timeout_ms, .cancel = c->opts.cancel,
+	                    .envp = envp, .stdout_only = 1, .output_max = EXEC_OUT_MAX,
+	                    .secret_output = 1 };
+	kt_proc_result res;
 	c->n_exec_runs++;
-	int64_t deadline = kt_now_ms() + c->opts.timeout_ms;
-	for (;;) {
-		if (c->opts.cancel && *c->opts.cancel) {
-			rc = kt_error_set(err, KT_ECANCELED, "interrupted while exec plugin '%s' ran",
-			                  x->command);
-			break;
-		}
-		if (kt_now_ms() > deadline) {
-			snprintf(what, sizeof(what), "did not finish within %lld s",
-			         (long long)(c->opts.timeout_ms / 1000));
-			rc = exec_fail(c, err, KT_ETRANSIENT, what);
-			break;
-		}
-		struct pollfd pf = { p[0], POLLIN, 0 };
-		int n = poll(&pf, 1, 100);
-		if (n < 0 && errno != EINTR) {
-			rc = kt_error_sys(err, KT_EIO, errno, "cannot read exec plugin '%s'", x->command);
-			break;
-		}
-		if (n <= 0)
-			continue;
-		char chunk[4096];
-		ssize_t r = read(p[0], chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (out->len + (size_t)r > EXEC_OUT_MAX) {
-			snprintf(what, sizeof(what), "printed more than %u bytes", EXEC_OUT_MAX);
-			rc = exec_fail(c, err, KT_ELIMIT, what);
-			break;
-		}
-		kt_buf_add(out, chunk, (size_t)r, NULL);
-		explicit_bzero(chunk, sizeof(chunk));
-	}
-	if (rc)
-		kill(pid, SIGKILL);
-	int status = 0;
-	pid_t w;
-	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-		;
-	if (rc == KT_OK && w < 0)
-		rc = kt_error_sys(err, KT_EIO, errno, "cannot learn how exec plugin '%s' ended",
+	kt_code rc = kt_proc_run((const char *const *)argv, &po, &res, &e);
+	if (rc == KT_ECANCELED) {
+		rc = kt_error_set(err, KT_ECANCELED, "interrupted while exec plugin '%s' ran",
 		                  x->command);
-	if (rc == KT_OK && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-		if (WIFEXITED(status))
-			snprintf(what, sizeof(what), "exited with status %d%s", WEXITSTATUS(status),
-			         WEXITSTATUS(status) == 127 ? " (could not be executed)" : "");
+	} else if (rc == KT_ETRANSIENT) {
+		snprintf(what, sizeof(what), "did not finish within %lld s",
+		         (long long)(c->opts.timeout_ms / 1000));
+		rc = exec_fail(c, err, KT_ETRANSIENT, what);
+	} else if (rc == KT_ELIMIT) {
+		snprintf(what, sizeof(what), "printed more than %u bytes", EXEC_OUT_MAX);
+		rc = exec_fail(c, err, KT_ELIMIT, what);
+	} else if (rc) {
+		rc = kt_error_set(err, rc, "cannot run exec plugin '%s': %s", x->command, e.msg);
+	} else if (res.exit_code != 0) {
+		if (res.exit_code > 0)
+			snprintf(what, sizeof(what), "exited with status %d%s", res.exit_code,
+			         res.exit_code == 127 ? " (could not be executed)" : "");
 		else
-			snprintf(what, sizeof(what), "was killed by signal %d",
-			         WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			snprintf(what, sizeof(what), "was killed by signal %d", res.signal);
 		rc = exec_fail(c, err, KT_EAUTH, what);
+	} else {
+		kt_buf_add(out, res.output.data, res.output.len, NULL);
 	}
-out:
-	if (p[0] >= 0)
-		close(p[0]);
-	if (p[1] >= 0)
-		close(p[1]);
+	explicit_bzero(res.output.data, res.output.len);
+	kt_proc_result_release(&res);
 	free(argv);
 	free(envp);
 	kt_buf_release(&info);
