@@ -141,6 +141,47 @@ typedef struct kt_app_apply_stats {
 kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
                      kt_app_apply_stats *st, kt_error *err);
 
+/* ---- export profiles (profile.c) ------------------------------------- */
+
+#define KT_PROFILE_GROUP "kontinuity.io"
+#define KT_PROFILE_VERSION "v1alpha1"
+#define KT_PROFILE_NAMESPACE "kontinuity"   /* where profiles live by default */
+
+/* A Profile custom resource with its credentials (docs/profiles.md). */
+typedef struct kt_profile {
+	char namespace[254], name[254];
+	char endpoint[513], region[65], bucket[64], prefix[513];
+	int path_style;
+	char *ca_pem;            /* spec.location.caBundle, or NULL */
+	char secret_name[254];
+	unsigned immutable_days;
+	char *access_key;        /* from the Secret; NULL until loaded */
+	char *secret_key;        /* wiped by kt_profile_release */
+} kt_profile;
+
+/* Read and check spec of a Profile object into out (no credentials). */
+kt_code kt_profile_from_object(kt_profile *out, json_t *obj, kt_error *err);
+/* GET the Profile ns/name and its Secret.  KT_ENOTFOUND names what is
+ * missing (the Profile, the Secret, or a key in it). */
+kt_code kt_profile_get(kt_kube *c, const char *ns, const char *name, kt_profile *out,
+                       kt_error *err);
+void kt_profile_release(kt_profile *p);
+
+/* One line of `profile check` (the same shape as doctor's). */
+typedef struct kt_profile_check {
+	const char *id;          /* "bucket", "object-lock", "write" (static) */
+	int result;              /* 0 ok, 1 warn, 2 fail, 3 skip */
+	char detail[512];
+	char fix[512];
+} kt_profile_check;
+
+/* Reach the location with the profile's keys: list under the prefix,
+ * compare Object Lock with the immutability asked for, write, read back
+ * and remove a probe object.  *out (caller frees) gets *n_out lines; only
+ * a local failure (a temporary CA file) is an error. */
+kt_code kt_profile_check_run(const kt_profile *p, kt_profile_check **out, size_t *n_out,
+                             kt_error *err);
+
 /* ---- order (order.c) ------------------------------------------------- */
 
 #define KT_APP_TIERS 10

@@ -56,6 +56,11 @@ static const kt_command commands[] = {
 	{ "snapshot restore", "restore a VolumeSnapshot into a new PVC", kt_cmd_snapshot_restore },
 	{ "doctor", "check that the cluster is ready: snapshot CRDs, classes, RBAC, etcd",
 	  kt_cmd_doctor },
+	{ "profile create", "create an export profile (S3 location, keys in a Secret)",
+	  kt_cmd_profile_create },
+	{ "profile list", "list export profiles and their last check", kt_cmd_profile_list },
+	{ "profile check", "prove a profile works: keys, bucket, Object Lock, a probe object",
+	  kt_cmd_profile_check },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

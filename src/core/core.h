@@ -177,6 +177,11 @@ const char *kt_human_bytes(uint64_t n, char buf[32]);
 
 /* Monotonic milliseconds. */
 int64_t kt_now_ms(void);
+/* The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" into out (>= 21 bytes). */
+void kt_time_iso(char *out, size_t outlen);
+/* Read a whole (small) file into out, bounded by out->max: KT_ELIMIT past
+ * it; errors name the file. */
+kt_code kt_read_file(const char *path, kt_buf *out, kt_error *err);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void kt_hex(char *out, const uint8_t *data, size_t n);

@@ -2,9 +2,12 @@
  * util.c - small helpers: durations, human sizes, clocks, hex, allocation
  * that cannot fail, and progress arithmetic.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -147,4 +150,38 @@ void kt_progress_format(const kt_progress *p, char *out, size_t outlen)
 	} else {
 		snprintf(out, outlen, "%s  %s/s", done, rate_s);
 	}
+}
+
+void kt_time_iso(char *out, size_t outlen)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+kt_code kt_read_file(const char *path, kt_buf *out, kt_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open '%s'", path);
+	kt_code rc = KT_OK;
+	for (;;) {
+		char chunk[4096];
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = kt_error_sys(err, KT_EIO, errno, "cannot read '%s'", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		if ((rc = kt_buf_add(out, chunk, (size_t)n, err))) {
+			kt_error_wrap(err, "'%s'", path);
+			break;
+		}
+	}
+	close(fd);
+	return rc;
 }

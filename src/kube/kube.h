@@ -282,6 +282,7 @@ typedef struct kt_kube_target {
 	const char *resource;  /* required: plural, lowercase */
 	const char *namespace; /* NULL: cluster-scoped object, or every namespace (list/watch) */
 	const char *name;      /* the object; NULL for list, watch and create */
+	const char *subresource; /* "status" (get/update/patch of .../NAME/status), or NULL */
 } kt_kube_target;
 
 /* Fill t from a discovered resource (pointers borrowed from r). */

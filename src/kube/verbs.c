@@ -72,6 +72,12 @@ kt_code kube_target_path(const kt_kube_target *t, int with_name, kt_buf *b, kt_e
 	kt_buf_addf(b, NULL, "/%s", t->resource);
 	if (with_name)
 		kt_buf_addf(b, NULL, "/%s", t->name);
+	if (with_name && t->subresource) {
+		if (!valid_word(t->subresource, 0))
+			return kt_error_set(err, KT_EUSAGE, "kube: subresource '%.60s' is not valid",
+			                    t->subresource);
+		kt_buf_addf(b, NULL, "/%s", t->subresource);
+	}
 	return KT_OK;
 }
 
@@ -98,6 +104,7 @@ void kt_kube_target_of(kt_kube_target *t, const kt_kube_resource *r, const char 
 	t->resource = r->resource;
 	t->namespace = r->namespaced ? ns : NULL;
 	t->name = name;
+	t->subresource = NULL;
 }
 
 /* ------------------------------------------------------------------ */
