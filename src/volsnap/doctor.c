@@ -270,9 +270,12 @@ static void check_etcd(const kt_doctor_opts *o, checks *out)
 	char endpoint[256] = "https://127.0.0.1:2379";
 	if (urls) {
 		/* The first URL on the loopback, else the first one. */
-		const char *pick = strstr(urls, "127.0.0.1") ? strstr(urls, "127.0.0.1") - 8 : urls;
-		if (pick < urls || strncmp(pick, "https://", 8))
-			pick = urls;
+		const char *pick = urls;
+		for (const char *u = urls; *u; u += strcspn(u, ",") + (u[strcspn(u, ",")] != 0))
+			if (!strncmp(u, "https://127.0.0.1:", 18) || !strncmp(u, "http://127.0.0.1:", 17)) {
+				pick = u;
+				break;
+			}
 		size_t n = strcspn(pick, ",");
 		snprintf(endpoint, sizeof(endpoint), "%.*s", (int)n, pick);
 	}
