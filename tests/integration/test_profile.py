@@ -139,3 +139,17 @@ def test_profile_create_refuses_bad_input_and_leaves_nothing(kube_apiserver, api
     assert api.request("GET", f"{PROFILES}/badurl")[0] == 404
     r = kt(kube_apiserver, "profile", "check", "nope")
     assert r.returncode == 1 and "profile 'nope' not found in namespace 'kontinuity'" in r.stderr
+
+
+def test_valgrind_profile_check(kube_apiserver, api, minio, keys):
+    from test_valgrind import VALGRIND
+    s3tool(minio, "prof-vg", "mb")
+    assert kt(kube_apiserver, "profile", "create", "vg", "--endpoint", minio.endpoint,
+              "--bucket", "prof-vg", "--path-style", "--access-key-id-file", keys / "ak",
+              "--secret-access-key-file", keys / "sk").returncode == 0
+    for args in (["profile", "check", "vg"], ["profile", "list", "-o", "json"],
+                 ["profile", "check", "nope"]):
+        r = subprocess.run([*VALGRIND, str(KT), *args, "--kubeconfig",
+                            str(kube_apiserver.kubeconfig)],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"

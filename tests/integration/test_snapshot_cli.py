@@ -249,3 +249,23 @@ def test_doctor_checks_etcd_on_a_control_plane_node(cluster, tmp_path):
     e = [c for c in json.loads(r.stdout) if c["check"] == "etcd"][0]
     assert e["result"] == "FAIL" and "does not answer" in e["detail"] and e["fix"]
     assert r.returncode == 1
+
+
+def test_valgrind_snapshot_commands_and_doctor(cluster, ns, tmp_path):
+    """The snapshot paths (create with a watch, list with contents, restore,
+    delete) and doctor under valgrind: no invalid access, no leak."""
+    from test_valgrind import VALGRIND
+    cluster.bound_pvc(ns, "vg", driver=SLOW_DRIVER)
+    cfg = str(cluster.kube.kubeconfig)
+
+    def vg(*args):
+        r = subprocess.run([*VALGRIND, str(KT), *map(str, args), "--kubeconfig", cfg],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"
+        return r
+    assert vg("snapshot", "create", "vg", "-n", ns, "--name", "v", "--wait").returncode == 0
+    assert vg("snapshot", "list", "-A", "-o", "yaml").returncode == 0
+    assert vg("snapshot", "restore", "v", "-n", ns, "--to-pvc", "vg2", "--wait").returncode == 0
+    assert vg("snapshot", "create", "missing", "-n", ns).returncode == 1
+    assert vg("doctor", "--etcd-manifest", tmp_path / "none").returncode in (0, 1)
+    assert vg("snapshot", "delete", "v", "-n", ns).returncode == 0
