@@ -301,3 +301,16 @@ def test_restore_engine_creates_skips_updates_and_plans(kube_apiserver, app, api
     assert rows[("ConfigMap", "cfg")][0] == "updated"
     assert api.get(f"/api/v1/namespaces/{to}/configmaps/cfg")["data"]["a"] == "1"
     assert rows[("Secret", "creds")][0] == "skipped"
+
+
+def test_valgrind_capture_and_restore_engine(kube_apiserver, app):
+    """kt_app_collect, kt_app_sanitize and kt_app_apply under valgrind."""
+    from test_valgrind import VALGRIND
+    for args in (["collect", app["ns"], "--cluster-rbac"],
+                 ["restore", app["ns"], app["ns"] + "-vg"],
+                 ["restore", app["ns"], app["ns"] + "-vg", "--dry-run"]):
+        r = subprocess.run([*VALGRIND, str(APPTOOL), "--kubeconfig",
+                            str(kube_apiserver.kubeconfig), *args],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"
+        assert r.returncode == 0, r.stderr
