@@ -104,6 +104,32 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
                           const kt_archive_backup_opts *o, kt_archive_backup_result *res,
                           kt_error *err);
 
+/* ---------------- a snapshot from memory (writer.c) ---------------- */
+
+/* Build a snapshot from files handed over in memory (application restore
+ * points): begin, add each file, commit (or free to abandon: nothing is
+ * named, prune removes what was uploaded).  The caller holds the archive
+ * lock and does not use the store in between. */
+typedef struct kt_archive_writer kt_archive_writer;
+kt_code kt_archive_writer_begin(kt_archive *a, int compression_level, kt_archive_writer **out,
+                                kt_error *err);
+/* Add a regular file at path ("a/b/c.json": '/'-separated safe names; the
+ * directories are made as needed) holding data[0..n). */
+kt_code kt_archive_writer_add(kt_archive_writer *w, const char *path, const void *data,
+                              size_t n, uint32_t mode, kt_error *err);
+/* Write the trees, finish the packs and index, then the snapshot (hostname
+ * and tags from o; paths as given).  res is filled on success. */
+kt_code kt_archive_writer_commit(kt_archive_writer *w, const kt_archive_backup_opts *o,
+                                 const char *const *paths, size_t n_paths,
+                                 kt_archive_backup_result *res, kt_error *err);
+void kt_archive_writer_free(kt_archive_writer *w);
+
+/* Append the whole file at path ("a/b/c.json") of snapshot id (full hex
+ * id) to out (bounded by out->max).  KT_ENOTFOUND naming the path when it
+ * is absent; delta-encoded files are refused (restore them to disk). */
+kt_code kt_archive_read_file(kt_archive *a, const char *id, const char *path, kt_buf *out,
+                             kt_error *err);
+
 /* ---------------- snapshots ---------------- */
 
 typedef struct kt_archive_snap {

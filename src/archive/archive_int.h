@@ -33,6 +33,16 @@ struct kt_archive {
 	int64_t lock_written_ms;
 };
 
+/* A set of blob ids (idset.c).  Zero-initialise; the all-zero id marks an
+ * empty slot (a keyed hash that is all zeros does not happen). */
+typedef struct kt_idset {
+	uint8_t (*ids)[32];
+	size_t cap, n;
+} kt_idset;
+/* 1 when id was in s; else adds it and returns 0. */
+int kt_idset_put(kt_idset *s, const uint8_t id[32]);
+void kt_idset_release(kt_idset *s);
+
 /* Refresh our lock when it is older than 5 minutes (cheap otherwise);
  * called as work goes on. */
 void kt_archive_lock_tick(kt_archive *a);

@@ -1,7 +1,8 @@
 /*
  * test_archive.c - unit tests for src/archive that need its internals:
  * the lock protocol (conflicts, stale locks, refresh) on a local store, and
- * the delta codec (delta.c) end to end on synthetic bbolt-like files.
+ * the delta codec (delta.c) end to end on synthetic bbolt-like files, and
+ * snapshots written from memory (writer.c) read back file by file.
  */
 #include <fcntl.h>
 #include <jansson.h>
@@ -182,9 +183,86 @@ static void test_delta_codec(void)
 	CHECK(system(cmd) == 0);
 }
 
+static void test_writer(void)
+{
+	char dir[] = "/tmp/kt-unit-writer-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/repo", dir);
+	kt_store *s = store_at(path);
+	kt_error err;
+	kt_archive_init_opts io = { .kdf_n = 16384 };
+	CHECK(kt_archive_init(s, "pw", 2, &io, &err) == KT_OK);
+	kt_archive *a;
+	CHECK(kt_archive_open(s, "pw", 2, &a, &err) == KT_OK);
+	size_t big_n = 3u << 20;
+	uint8_t *big = malloc(big_n);
+	uint64_t x = 7;
+	for (size_t i = 0; i < big_n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		big[i] = (uint8_t)(x >> 24);
+	}
+	const char *const paths[] = { "app:pg" };
+	const char *tags[] = { "app", NULL };
+	kt_archive_backup_opts o = { .hostname = "cluster-1", .tags = tags };
+	kt_archive_backup_result r1, r2;
+	for (int round = 0; round < 2; round++) {
+		kt_archive_writer *w;
+		CHECK(kt_archive_writer_begin(a, 0, &w, &err) == KT_OK);
+		CHECK(kt_archive_writer_add(w, "pg/core/configmaps/cfg.json", "{\"a\":1}", 7, 0600,
+		                            &err) == KT_OK);
+		CHECK(kt_archive_writer_add(w, "pg/core/secrets/creds.json", "{\"a\":1}", 7, 0600,
+		                            &err) == KT_OK);
+		CHECK(kt_archive_writer_add(w, "pg/big.bin", big, big_n, 0600, &err) == KT_OK);
+		CHECK(kt_archive_writer_add(w, "empty", "", 0, 0600, &err) == KT_OK);
+		CHECK(kt_archive_writer_add(w, "pg/../x", "", 0, 0600, &err) == KT_EUSAGE);
+		CHECK(kt_archive_writer_add(w, "manifest.json", "{}", 2, 0600, &err) == KT_OK);
+		CHECK(kt_archive_writer_commit(w, &o, paths, 1, round ? &r2 : &r1, &err) == KT_OK);
+		kt_archive_writer_free(w);
+	}
+	CHECK(r1.files == 5 && r1.bytes == big_n + 16);
+	CHECK(r1.bytes_new >= big_n && r1.bytes_new < big_n + 16384);  /* data once, + trees */
+	CHECK(r2.bytes_new == 0);                                         /* all known */
+	kt_buf got;
+	kt_buf_init(&got, 8u << 20);
+	CHECK(kt_archive_read_file(a, r2.snapshot_id, "pg/big.bin", &got, &err) == KT_OK);
+	CHECK(got.len == big_n && !memcmp(got.data, big, big_n));
+	kt_buf_reset(&got);
+	CHECK(kt_archive_read_file(a, r1.snapshot_id, "pg/core/secrets/creds.json", &got,
+	                           &err) == KT_OK);
+	CHECK(got.len == 7 && !memcmp(got.data, "{\"a\":1}", 7));
+	kt_buf_reset(&got);
+	CHECK(kt_archive_read_file(a, r1.snapshot_id, "empty", &got, &err) == KT_OK && !got.len);
+	CHECK(kt_archive_read_file(a, r1.snapshot_id, "pg/core/nope.json", &got, &err) ==
+	      KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "pg/core/nope.json");
+	CHECK(kt_archive_read_file(a, r1.snapshot_id, "pg/core", &got, &err) == KT_ENOTFOUND);
+	kt_buf_release(&got);
+	/* An abandoned writer names nothing: the repository still checks clean. */
+	kt_archive_writer *w;
+	CHECK(kt_archive_writer_begin(a, 0, &w, &err) == KT_OK);
+	CHECK(kt_archive_writer_add(w, "x", "abandoned", 9, 0600, &err) == KT_OK);
+	kt_archive_writer_free(w);
+	kt_archive_check_result cr;
+	CHECK(kt_archive_check(a, 1, NULL, NULL, &cr, &err) == KT_OK);
+	CHECK(cr.problems == 0);
+	kt_archive_snap *snaps;
+	size_t n;
+	CHECK(kt_archive_snapshots(a, &snaps, &n, &err) == KT_OK);
+	CHECK(n == 2 && !strcmp(snaps[0].hostname, "cluster-1") && snaps[0].n_tags == 1);
+	kt_archive_snaps_free(snaps, n);
+	free(big);
+	kt_archive_free(a);
+	kt_store_free(s);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	RUN(test_locks);
 	RUN(test_delta_codec);
+	RUN(test_writer);
 	return unit_done();
 }
