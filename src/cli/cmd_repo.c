@@ -221,23 +221,30 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	const char *path_cmd = "repo backup";
 	kt_globals g = *g0;
 	repo_flags rf;
-	const char *tag = NULL, *host = NULL;
+	const char *tag = NULL, *host = NULL, *parent = NULL;
+	int force = 0;
 	kt_opt opts[16];
 	kt_opt *o = repo_opts(&rf, opts);
 	const kt_opt own[] = {
 		{ "tag", 0, "TAG", "a tag recorded in the snapshot (e.g. etcd)", &tag, NULL },
 		{ "host", 0, "NAME", "host name recorded in the snapshot (default: this host's)",
 		  &host, NULL },
+		{ "parent", 0, "SNAP", "compare files with this snapshot (id prefix or latest; "
+		  "default: the newest of this host with the same paths)", &parent, NULL },
+		{ "force", 0, NULL, "read every file, even those unchanged since the parent",
+		  NULL, &force },
 	};
 	memcpy(o, own, sizeof(own));
-	memset(o + 2, 0, sizeof(kt_opt));
+	memset(o + sizeof(own) / sizeof(own[0]), 0, sizeof(kt_opt));
 	char help[2048];
 	snprintf(help, sizeof(help),
 	         "Back up files and directories into a new snapshot.  Files are cut into\n"
 	         "chunks (content-defined for files, page-aware for etcd databases), and only\n"
 	         "chunks the repository does not hold yet are compressed, encrypted and\n"
 	         "uploaded.  The snapshot is written last: an interrupted backup leaves no\n"
-	         "snapshot, only data the next backup reuses.\n%s\n"
+	         "snapshot, only data the next backup reuses.  Files whose size, mtime, ctime\n"
+	         "and inode match the parent snapshot are not read again (--force reads all).\n"
+	         "Snapshots record the absolute paths.\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity repo backup /etc/kubernetes/zadara --tag etcd\n"
 	         "  kontinuity repo backup --repo s3://backups/a /srv/data -o json\n",
@@ -258,6 +265,7 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	const char *tags[2] = { tag, NULL };
 	int64_t last = 0;
 	kt_archive_backup_opts bo = { .hostname = host, .tags = tag ? tags : NULL,
+	                              .parent = parent, .force = force,
 	                              .progress = backup_progress, .progress_ctx = &last,
 	                              .cancel = &kt_cli_cancel };
 	kt_archive_backup_result res;
@@ -277,6 +285,10 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 		       res.snapshot_id, (unsigned long long)res.files, (unsigned long long)res.dirs,
 		       kt_human_bytes(res.bytes, b1), kt_human_bytes(res.bytes_new, b2),
 		       kt_human_bytes(res.stored_bytes, b3), (double)res.duration_ms / 1000.0);
+		if (res.parent_id[0])
+			printf("parent %.8s: %llu files read, %llu unchanged (%s) not read\n",
+			       res.parent_id, (unsigned long long)res.files_read,
+			       (unsigned long long)res.files_reused, kt_human_bytes(res.bytes_reused, b1));
 	} else {
 		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
 		                      "id", res.snapshot_id, "files", (json_int_t)res.files,
@@ -286,6 +298,11 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 		                      "storedBytes", (json_int_t)res.stored_bytes,
 		                      "packs", (json_int_t)res.packs,
 		                      "seconds", (double)res.duration_ms / 1000.0);
+		json_object_set_new(j, "filesRead", json_integer((json_int_t)res.files_read));
+		json_object_set_new(j, "filesReused", json_integer((json_int_t)res.files_reused));
+		json_object_set_new(j, "bytesReused", json_integer((json_int_t)res.bytes_reused));
+		json_object_set_new(j, "parent", res.parent_id[0] ? json_string(res.parent_id)
+		                                                  : json_null());
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}
