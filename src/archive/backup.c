@@ -244,14 +244,29 @@ static const kt_repo_node *parent_node(const kt_repo_tree *t, const char *name)
 	return NULL;
 }
 
+/* 1 when the regular file st looks as the parent's node p recorded it:
+ * same size, mtime, ctime (any write or metadata change sets it), inode
+ * and device. */
+static int unchanged(const kt_repo_node *p, const struct stat *st)
+{
+	if (!p || p->type != KT_NODE_FILE || !S_ISREG(st->st_mode) ||
+	    p->size != (uint64_t)st->st_size || !p->inode || p->inode != (uint64_t)st->st_ino ||
+	    p->device != (uint64_t)st->st_dev || !p->ctime[0])
+		return 0;
+	char t[40];
+	time_text(&st->st_ctim, t);
+	if (strcmp(p->ctime, t))
+		return 0;
+	time_text(&st->st_mtim, t);
+	return !strcmp(p->mtime, t);
+}
+
 /* Take over the parent's content of the regular file nd (meta filled from
- * st) when nothing that a write changes differs and every blob is still
- * indexed; 1 when taken over. */
+ * st) when it is unchanged and every blob is still indexed; 1 when taken
+ * over. */
 static int reuse_parent(bctx *b, const kt_repo_node *p, kt_repo_node *nd, const struct stat *st)
 {
-	if (!p || p->type != KT_NODE_FILE || p->size != (uint64_t)st->st_size || !p->inode ||
-	    p->inode != nd->inode || p->device != nd->device || !p->ctime[0] ||
-	    strcmp(p->ctime, nd->ctime) || strcmp(p->mtime, nd->mtime))
+	if (!unchanged(p, st))
 		return 0;
 	for (size_t i = 0; i < p->n_content; i++)
 		if (!kt_archive_lookup(b->a, p->content[i]))
@@ -539,12 +554,12 @@ static kt_code backup_entry(bctx *b, size_t plen, const char *name, kt_repo_node
  * cache, many reads in flight at once go much faster than one file at a
  * time.  Only regular files are opened (a fifo or a device must not be);
  * big ones need no help, the kernel reads ahead of sequential reads. */
-static void prefetch(int dfd, const char *name)
+static void prefetch(int dfd, const char *name, const kt_repo_node *pnode)
 {
 	struct stat st;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size == 0 || st.st_size > PREFETCH_MAX)
-		return;
+	    st.st_size == 0 || st.st_size > PREFETCH_MAX || unchanged(pnode, &st))
+		return;   /* (an unchanged file is not read at all) */
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -587,7 +602,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 	for (size_t i = 0; !c && i < n_names; i++) {
 		for (; ahead < n_names && ahead <= i + PREFETCH_AHEAD; ahead++)
 			if (ahead > i)
-				prefetch(dirfd(d), names[ahead]);
+				prefetch(dirfd(d), names[ahead], parent_node(&ptree, names[ahead]));
 		kt_repo_node child;
 		memset(&child, 0, sizeof(child));
 		ftask *task = NULL;
