@@ -67,7 +67,7 @@ typedef void (*kt_archive_progress_fn)(void *ctx, uint64_t files, uint64_t bytes
 typedef struct kt_archive_backup_opts {
 	const char *hostname;        /* NULL: gethostname */
 	const char *const *tags;     /* NULL-terminated, or NULL */
-	int compression_level;       /* zstd level; 0 = 3; -1 = off */
+	int compression_level;       /* zstd level; 0 = 1 (docs/benchmarks.md); -1 = off */
 	/* The parent snapshot, whose file metadata lets unchanged files be
 	 * taken over without reading them: NULL = the newest snapshot with
 	 * this host name and the same set of absolute paths, else "latest" or

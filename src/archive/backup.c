@@ -120,6 +120,10 @@ typedef struct reader {
 	kt_blobio *io;             /* its HMAC context for blob ids */
 	kt_buf chunk;
 	uint8_t *slice;
+	/* Its chunkers, files' and etcd's, set up once: deriving the keyed
+	 * gear table (64 HMACs) per file cost more than chunking a small file. */
+	kt_chunker ch[2];
+	int ch_ready[2];
 	pthread_t thread;
 } reader;
 
@@ -299,7 +303,7 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 	bctx *b = r->b;
 	kt_repo_node *nd = &t->nd;
 	nd->type = KT_NODE_FILE;
-	kt_chunker ch;
+	kt_chunker *ch = NULL;
 	kt_code c = KT_OK;
 	size_t cap_content = 0;
 	int first = 1;
@@ -315,10 +319,16 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot read '%s'",
 			                    t->path);
 		if (first) {
-			const kt_chunker_params *pp = is_bbolt(r->slice, (size_t)n) ? &b->a->chunk_etcd
-			                                                             : &b->a->chunk_files;
-			if ((c = kt_chunker_init(&ch, pp, b->a->keys.id, err)))
-				return c;
+			int k = is_bbolt(r->slice, (size_t)n);
+			ch = &r->ch[k];
+			if (r->ch_ready[k]) {
+				kt_chunker_reset(ch);   /* a new stream, same parameters and key */
+			} else {
+				if ((c = kt_chunker_init(ch, k ? &b->a->chunk_etcd : &b->a->chunk_files,
+				                         b->a->keys.id, err)))
+					return c;
+				r->ch_ready[k] = 1;
+			}
 			first = 0;
 		}
 		total += (uint64_t)n;
@@ -329,13 +339,13 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 			int cut = 0;
 			size_t used = 0;
 			if (left) {
-				used = kt_chunker_scan(&ch, p, left, &cut);
+				used = kt_chunker_scan(ch, p, left, &cut);
 				if ((c = kt_buf_add(&r->chunk, p, used, err)))
 					return c;
 				p += used;
 				left -= used;
 			} else {
-				cut = kt_chunker_finish(&ch) > 0 || r->chunk.len > 0;
+				cut = kt_chunker_finish(ch) > 0 || r->chunk.len > 0;
 			}
 			if (cut && r->chunk.len) {
 				if (nd->n_content == cap_content) {
@@ -952,7 +962,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 		c = find_parent(a, o, host, abs, n_abs, res->parent_id, b.parent_root, err);
 	b.have_parent = !c && res->parent_id[0];
 	int level = o && o->compression_level ? (o->compression_level < 0 ? 0 : o->compression_level)
-	                                      : 3;
+	                                      : 1;
 	b.pk = kt_packer_start(a, level, 0);
 	b.io = kt_blobio_new(&a->keys);
 	start_readers(&b);
