@@ -129,16 +129,8 @@ kt_code kt_archive_find_snapshot(kt_archive *a, const char *spec, char id[65], k
 
 /* ---------------- restore ---------------- */
 
-#define KT_ARCHIVE_MAX_READERS 8
-
 typedef struct kt_archive_restore_opts {
 	int owners;                  /* restore uid/gid (root only) */
-	/* More handles on the archive's store (the same repository, borrowed,
-	 * at most KT_ARCHIVE_MAX_READERS): each gets a thread that reads packs
-	 * besides the one on the archive's own store.  NULL entries are
-	 * skipped. */
-	kt_store *const *readers;
-	size_t n_readers;
 	kt_archive_progress_fn progress;
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel;

@@ -115,13 +115,8 @@ static int parse_time(const char *s, struct timespec *ts)
  *   caller   walks the trees depth first; makes directories and links;
  *            plans jobs[]: a job is a span of at most RANGE_MAX bytes of
  *            one pack with the blobs of one or more files that lie in it.
- *   readers  read the planned jobs' spans, in plan order, each job by one
- *            reader: the first on the archive's store, taking turns with
- *            the caller (reading trees) on it (smu); one more per extra
- *            store handle the caller gave (opts.readers), each on its own,
- *            so that several reads are in flight (a cold page cache, S3
- *            round trips).  Jobs may become ready out of order: every
- *            piece knows its place in its file.
+ *   reader   reads each planned job's span from the store.  It and the
+ *            caller (reading trees) take turns on the store (smu).
  *   workers  the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
  *            decompress, check length and id: kt_blobio_open, in place) and
@@ -211,7 +206,7 @@ typedef struct rctx {
 	int pend;                            /* the caller's job being filled, or -1 */
 	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
 	size_t p_head, n_planned;
-	int reading;                         /* readers that have a job */
+	int reading;                         /* the reader has a job */
 	pthread_mutex_t smu;                 /* the store: the caller's tree reads, the reader's */
 	pthread_cond_t cv_io;                /* reader: a job is planned, or stop/close */
 	rfile *fin_head, *fin_tail;
@@ -223,13 +218,8 @@ typedef struct rctx {
 	rfile *files;
 	rdir *dirs;
 	size_t n_dirs;
-	pthread_t workers[N_WORKERS_MAX], namer;
-	struct rreader {
-		struct rctx *r;
-		kt_store *s;                     /* a->s (under smu) or an extra handle */
-		pthread_t thread;
-	} readers[1 + KT_ARCHIVE_MAX_READERS];
-	int n_workers, n_readers, running;
+	pthread_t workers[N_WORKERS_MAX], namer, reader;
+	int n_workers, running;
 } rctx;
 
 static void set_times(int dirfd, const char *name, const char *mtime, int nofollow)
@@ -406,9 +396,7 @@ static kt_code write_job(rctx *r, rjob *j, kt_blobio *io, kt_error *err)
  * this thread waits for the store. */
 static void *reader_main(void *arg)
 {
-	struct rreader *rd = arg;
-	rctx *r = rd->r;
-	int shared = rd->s == r->a->s;
+	rctx *r = arg;
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		while (!r->n_planned && !r->stop && !r->closing)
@@ -418,21 +406,19 @@ static void *reader_main(void *arg)
 		int s = r->planned[r->p_head];
 		r->p_head = (r->p_head + 1) % N_JOBS;
 		r->n_planned--;
-		r->reading++;
+		r->reading = 1;
 		pthread_mutex_unlock(&r->mu);
 
 		rjob *j = &r->jobs[s];
 		char name[80];
 		kt_archive_pack_name(r->a->packs[j->pack], name);
 		kt_error err;
-		if (shared)
-			pthread_mutex_lock(&r->smu);
-		kt_code c = kt_store_get(rd->s, name, j->base, j->end - j->base, &j->sealed, &err);
-		if (shared)
-			pthread_mutex_unlock(&r->smu);
+		pthread_mutex_lock(&r->smu);
+		kt_code c = kt_store_get(r->a->s, name, j->base, j->end - j->base, &j->sealed, &err);
+		pthread_mutex_unlock(&r->smu);
 
 		pthread_mutex_lock(&r->mu);
-		r->reading--;
+		r->reading = 0;
 		if (c) {
 			/* Its files will never complete: stop before any could be named. */
 			fail_locked(r, c, &err);
@@ -871,21 +857,9 @@ static void start_threads(rctx *r)
 			abort();
 		r->n_workers++;
 	}
-	if (pthread_create(&r->namer, NULL, namer_main, r) != 0)
+	if (pthread_create(&r->namer, NULL, namer_main, r) != 0 ||
+	    pthread_create(&r->reader, NULL, reader_main, r) != 0)
 		abort();
-	size_t extra = r->o && r->o->readers ? r->o->n_readers : 0;
-	if (extra > KT_ARCHIVE_MAX_READERS)
-		extra = KT_ARCHIVE_MAX_READERS;
-	for (size_t i = 0; i <= extra; i++) {
-		struct rreader *rd = &r->readers[r->n_readers];
-		rd->r = r;
-		rd->s = i ? r->o->readers[i - 1] : r->a->s;
-		if (!rd->s)
-			continue;
-		if (pthread_create(&rd->thread, NULL, reader_main, rd) != 0)
-			abort();
-		r->n_readers++;
-	}
 	r->running = 1;
 }
 
@@ -905,9 +879,7 @@ static void stop_threads(rctx *r, int stop)
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i], NULL);
 	pthread_join(r->namer, NULL);
-	for (int i = 0; i < r->n_readers; i++)
-		pthread_join(r->readers[i].thread, NULL);
-	r->n_readers = 0;
+	pthread_join(r->reader, NULL);
 	r->running = 0;
 	for (rfile *f = r->files, *next; f; f = next) {
 		next = f->next;

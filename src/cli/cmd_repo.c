@@ -100,33 +100,23 @@ static int get_password(const repo_flags *f, const char *path_cmd, int confirm, 
 	return 0;
 }
 
-/* The store of f->repo with retries, or an error (nothing printed). */
-static kt_code open_store_quiet(const repo_flags *f, int create, kt_store **out, kt_error *err)
-{
-	kt_store_opts so = { .create = create, .endpoint = f->endpoint, .region = f->region,
-	                     .access_key = getenv("AWS_ACCESS_KEY_ID"),
-	                     .secret_key = getenv("AWS_SECRET_ACCESS_KEY"), .cacert = f->cacert,
-	                     .cancel = &kt_cli_cancel };
-	kt_store *s;
-	kt_code c = kt_store_open(f->repo, &so, &s, err);
-	if (!c)
-		*out = kt_store_retry_wrap(s, 5, 200);
-	return c;
-}
-
 static int open_store(const repo_flags *f, const char *path_cmd, int create, kt_store **out)
 {
 	if (!f->repo || !*f->repo)
 		return kt_cli_usage(path_cmd, "--repo URL is required (or set KONTINUITY_REPO)");
+	kt_store_opts so = { .create = create, .endpoint = f->endpoint, .region = f->region,
+	                     .access_key = getenv("AWS_ACCESS_KEY_ID"),
+	                     .secret_key = getenv("AWS_SECRET_ACCESS_KEY"), .cacert = f->cacert,
+	                     .cancel = &kt_cli_cancel };
 	kt_error err;
 	kt_store *s;
-	kt_code c = open_store_quiet(f, create, &s, &err);
+	kt_code c = kt_store_open(f->repo, &so, &s, &err);
 	if (c == KT_ENOTFOUND && !create)
 		kt_error_set(&err, c, "no repository at '%s' (create one with `kontinuity repo init "
 		             "--repo %s`)", f->repo, f->repo);
 	if (c)
 		return kt_cli_fail(&err);
-	*out = s;
+	*out = kt_store_retry_wrap(s, 5, 200);
 	return 0;
 }
 
@@ -376,8 +366,6 @@ int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g0)
 	return 0;
 }
 
-#define RESTORE_EXTRA_READERS 2
-
 int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo restore";
@@ -412,20 +400,10 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 	kt_archive_restore_result res;
 	if (!c)
 		c = kt_archive_lock(a, 0, &err);
-	/* Two more handles on the repository: three pack reads in flight
-	 * (a cold cache, S3 round trips).  Without them restore still works. */
-	kt_store *more[RESTORE_EXTRA_READERS] = { NULL };
-	size_t n_more = 0;
-	kt_error oerr;
-	while (!c && n_more < RESTORE_EXTRA_READERS && !open_store_quiet(&rf, 0, &more[n_more], &oerr))
-		n_more++;
 	if (!c) {
-		kt_archive_restore_opts ro = { .owners = owners, .cancel = &kt_cli_cancel,
-		                               .readers = more, .n_readers = n_more };
+		kt_archive_restore_opts ro = { .owners = owners, .cancel = &kt_cli_cancel };
 		c = kt_archive_restore(a, id, pos[1], &ro, &res, &err);
 	}
-	for (size_t i = 0; i < n_more; i++)
-		kt_store_free(more[i]);
 	kt_archive_free(a);
 	kt_store_free(s);
 	if (n_pos != 2)
