@@ -69,7 +69,13 @@ typedef void (*kt_archive_progress_fn)(void *ctx, uint64_t files, uint64_t bytes
 typedef struct kt_archive_backup_opts {
 	const char *hostname;        /* NULL: gethostname */
 	const char *const *tags;     /* NULL-terminated, or NULL */
-	int compression_level;       /* zstd level; 0 = 3; -1 = off */
+	int compression_level;       /* zstd level; 0 = 1 (docs/benchmarks.md); -1 = off */
+	/* The parent snapshot, whose file metadata lets unchanged files be
+	 * taken over without reading them: NULL = the newest snapshot with
+	 * this host name and the same set of absolute paths, else "latest" or
+	 * an id prefix.  force: no parent, every file is read. */
+	const char *parent;
+	int force;
 	kt_archive_progress_fn progress;
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel;
@@ -91,12 +97,21 @@ typedef struct kt_archive_backup_result {
 	uint64_t packs;
 	uint64_t files_delta;           /* files stored as deltas */
 	uint32_t delta_depth;           /* the deepest of them (0: none) */
+	/* Files read, and files taken over from the parent unread (their
+	 * metadata matched and every blob is indexed), with their bytes. */
+	uint64_t files_read, files_reused, bytes_reused;
+	char parent_id[65];             /* "" when there was no parent */
 	int64_t duration_ms;
 } kt_archive_backup_result;
 
 /*
  * Back up paths (files, directories recursively, symlinks as links) into a
- * new snapshot.  Each path is stored under its absolute path's components.
+ * new snapshot.  Each path is stored under its absolute path's components,
+ * and the snapshot's paths are the absolute paths (sorted, once each).
+ * A regular file whose size, mtime, ctime, inode and device equal those of
+ * the same path in the parent snapshot (see the opts) and whose blobs are
+ * all indexed is not read: its content list is the parent's.  KT_ENOTFOUND
+ * when an explicit parent does not exist.
  * Unreadable entries fail the backup (nothing half-recorded: no snapshot
  * is written).  res is filled on success.
  */

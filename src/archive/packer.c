@@ -16,7 +16,8 @@
  *
  * Invariants:
  *   1. The store is only used by the uploader while the threads run (it
- *      also refreshes the repository lock: kt_archive_lock_tick).
+ *      also refreshes the repository lock: kt_archive_lock_tick), and
+ *      by a caller between kt_packer_store_lock and _unlock (store_mu).
  *   2. An index file is put only after every pack it names was put, and
  *      the caller hears of a pack (drain) only once an index names it.
  *   3. After the first error (err_code) every thread stops taking work;
@@ -54,6 +55,7 @@ struct kt_packer {
 	kt_archive *a;
 	int level;
 	pthread_mutex_t mu;
+	pthread_mutex_t store_mu;     /* the store: the uploader, or kt_packer_store_lock's caller */
 	pthread_cond_t cv_work;   /* workers: a job is ready, or stop/close */
 	pthread_cond_t cv_slot;   /* caller: a slot came free, or a worker went idle */
 	pthread_cond_t cv_up;     /* uploader: a pack is queued, or stop/close */
@@ -239,7 +241,9 @@ static kt_code write_index(kt_packer *p, kt_error *err)
 		char hex[65], name[128];
 		kt_archive_storage_id(enc.data, enc.len, id, hex);
 		snprintf(name, sizeof(name), "index/%s", hex);
+		pthread_mutex_lock(&p->store_mu);
 		c = kt_store_put(p->a->s, name, enc.data, enc.len, err);
+		pthread_mutex_unlock(&p->store_mu);
 		if (c == KT_EEXIST)
 			c = KT_OK;
 	}
@@ -265,7 +269,9 @@ static kt_code put_pack(kt_packer *p, opack *o, kt_error *err)
 	char name[80];
 	kt_archive_storage_id(o->buf.data, o->buf.len, id, NULL);
 	kt_archive_pack_name(id, name);
+	pthread_mutex_lock(&p->store_mu);
 	kt_code c = kt_store_put(p->a->s, name, o->buf.data, o->buf.len, err);
+	pthread_mutex_unlock(&p->store_mu);
 	if (c == KT_EEXIST)
 		c = KT_OK;   /* identical bytes are already stored under that name */
 	if (c)
@@ -298,8 +304,11 @@ static void *uploader_main(void *arg)
 			c = write_index(p, &err);
 		/* The lock of a long backup stays fresh; from this thread, as
 		 * it is the one using the store. */
-		if (!c)
+		if (!c) {
+			pthread_mutex_lock(&p->store_mu);
 			kt_archive_lock_tick(p->a);
+			pthread_mutex_unlock(&p->store_mu);
+		}
 
 		pthread_mutex_lock(&p->mu);
 		if (!c) {
@@ -357,6 +366,7 @@ kt_packer *kt_packer_start(kt_archive *a, int level, int n_workers)
 	if (n_workers > MAX_WORKERS)
 		n_workers = MAX_WORKERS;
 	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->store_mu, NULL);
 	pthread_cond_init(&p->cv_work, NULL);
 	pthread_cond_init(&p->cv_slot, NULL);
 	pthread_cond_init(&p->cv_up, NULL);
@@ -520,9 +530,20 @@ void kt_packer_free(kt_packer *p)
 		free(p->stored[i].entries);
 	free(p->stored);
 	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->store_mu);
 	pthread_cond_destroy(&p->cv_work);
 	pthread_cond_destroy(&p->cv_slot);
 	pthread_cond_destroy(&p->cv_up);
 	pthread_cond_destroy(&p->cv_buf);
 	free(p);
+}
+
+void kt_packer_store_lock(kt_packer *p)
+{
+	pthread_mutex_lock(&p->store_mu);
+}
+
+void kt_packer_store_unlock(kt_packer *p)
+{
+	pthread_mutex_unlock(&p->store_mu);
 }

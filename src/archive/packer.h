@@ -73,6 +73,11 @@ void kt_packer_drain(kt_packer *p, kt_packer_stored_fn fn, void *ctx);
  */
 kt_code kt_packer_finish(kt_packer *p, kt_error *err);
 
+/* Borrow the store from the uploader (it waits meanwhile): between the two
+ * calls the caller may read a->s (the previous snapshot's trees during a
+ * backup).  Never held across kt_packer_add. */
+void kt_packer_store_lock(kt_packer *p);
+void kt_packer_store_unlock(kt_packer *p);
 /* Bytes put into the store (packs and index files) and packs put so far. */
 void kt_packer_stats(kt_packer *p, uint64_t *stored_bytes, uint64_t *packs);
 

@@ -222,8 +222,9 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	kt_globals g = *g0;
 	repo_flags rf;
 	const char *tag = NULL, *host = NULL, *delta_parent = NULL, *delta_base = NULL;
-	const char *delta_max = NULL;
-	kt_opt opts[20];
+	const char *delta_max = NULL, *parent = NULL;
+	int force = 0;
+	kt_opt opts[24];
 	kt_opt *o = repo_opts(&rf, opts);
 	const kt_opt own[] = {
 		{ "tag", 0, "TAG", "a tag recorded in the snapshot (e.g. etcd)", &tag, NULL },
@@ -235,6 +236,10 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 		  "matches; else it is restored from the repository)", &delta_base, NULL },
 		{ "delta-max-depth", 0, "K", "longest delta chain before a full copy (default 20, at "
 		  "most 100)", &delta_max, NULL },
+		{ "parent", 0, "SNAP", "compare files with this snapshot (id prefix or latest; "
+		  "default: the newest of this host with the same paths)", &parent, NULL },
+		{ "force", 0, NULL, "read every file, even those unchanged since the parent",
+		  NULL, &force },
 	};
 	memcpy(o, own, sizeof(own));
 	memset(o + sizeof(own) / sizeof(own[0]), 0, sizeof(kt_opt));
@@ -244,7 +249,9 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	         "chunks (content-defined for files, page-aware for etcd databases), and only\n"
 	         "chunks the repository does not hold yet are compressed, encrypted and\n"
 	         "uploaded.  The snapshot is written last: an interrupted backup leaves no\n"
-	         "snapshot, only data the next backup reuses.\n%s\n"
+	         "snapshot, only data the next backup reuses.  Files whose size, mtime, ctime\n"
+	         "and inode match the parent snapshot are not read again (--force reads all).\n"
+	         "Snapshots record the absolute paths.\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity repo backup /etc/kubernetes/zadara --tag etcd\n"
 	         "  kontinuity repo backup --repo s3://backups/a /srv/data -o json\n",
@@ -276,6 +283,7 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 		}
 	}
 	kt_archive_backup_opts bo = { .hostname = host, .tags = tag ? tags : NULL,
+	                              .parent = parent, .force = force,
 	                              .progress = backup_progress, .progress_ctx = &last,
 	                              .cancel = &kt_cli_cancel, .delta_parent = delta_parent,
 	                              .delta_base_path = delta_base,
@@ -301,6 +309,10 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 			printf("%llu file%s stored as delta%s (chain depth %u)\n",
 			       (unsigned long long)res.files_delta, res.files_delta == 1 ? "" : "s",
 			       res.files_delta == 1 ? "" : "s", res.delta_depth);
+		if (res.parent_id[0])
+			printf("parent %.8s: %llu files read, %llu unchanged (%s) not read\n",
+			       res.parent_id, (unsigned long long)res.files_read,
+			       (unsigned long long)res.files_reused, kt_human_bytes(res.bytes_reused, b1));
 	} else {
 		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I}",
 		                      "id", res.snapshot_id, "files", (json_int_t)res.files,
@@ -312,6 +324,11 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 		                      "seconds", (double)res.duration_ms / 1000.0,
 		                      "filesDelta", (json_int_t)res.files_delta,
 		                      "deltaDepth", (json_int_t)res.delta_depth);
+		json_object_set_new(j, "filesRead", json_integer((json_int_t)res.files_read));
+		json_object_set_new(j, "filesReused", json_integer((json_int_t)res.files_reused));
+		json_object_set_new(j, "bytesReused", json_integer((json_int_t)res.bytes_reused));
+		json_object_set_new(j, "parent", res.parent_id[0] ? json_string(res.parent_id)
+		                                                  : json_null());
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}

@@ -123,6 +123,11 @@ typedef struct kt_repo_node {
 	char mtime[40];          /* RFC 3339 with nanoseconds, UTC */
 	uint32_t uid, gid;
 	uint64_t size;           /* files */
+	/* files, for the next backup's change detection (0 / "" when the
+	 * writer did not record them): status change time like mtime, inode
+	 * and device number.  Restore ignores them. */
+	char ctime[40];
+	uint64_t inode, device;
 	uint8_t (*content)[32];  /* files: n_content blob ids, in order */
 	size_t n_content;
 	uint8_t subtree[32];     /* dirs */

@@ -88,6 +88,12 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
 				json_array_append_new(c, json_string(hex));
 			}
 			json_object_set_new(o, "size", json_integer((json_int_t)nd->size));
+			if (nd->ctime[0])
+				json_object_set_new(o, "ctime", json_string(nd->ctime));
+			if (nd->inode)
+				json_object_set_new(o, "inode", json_integer((json_int_t)nd->inode));
+			if (nd->device)
+				json_object_set_new(o, "device", json_integer((json_int_t)nd->device));
 			json_object_set_new(o, "content", c);
 			if (nd->has_sha256 || nd->has_delta) {
 				char hex[65];
@@ -221,6 +227,15 @@ kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_
 				break;
 			}
 			nd->size = (uint64_t)json_integer_value(size);
+			/* Optional (older writers lack them); a bad one only costs a
+			 * re-read of the file at the next backup. */
+			const char *ctime = str(o, "ctime");
+			if (ctime && strlen(ctime) < sizeof(nd->ctime))
+				snprintf(nd->ctime, sizeof(nd->ctime), "%s", ctime);
+			json_int_t ino = json_integer_value(json_object_get(o, "inode"));
+			json_int_t dev = json_integer_value(json_object_get(o, "device"));
+			nd->inode = ino > 0 ? (uint64_t)ino : 0;
+			nd->device = dev > 0 ? (uint64_t)dev : 0;
 			nd->content = kt_xcalloc(m ? m : 1, 32);
 			nd->n_content = m;
 			for (size_t j = 0; j < m; j++)

@@ -197,7 +197,8 @@ static void test_tree_and_snapshot(void)
 	content[1][0] = 0xab;
 	kt_repo_node nodes[3] = {
 		{ .name = (char *)"z.db", .type = KT_NODE_FILE, .mode = 0600, .size = 10,
-		  .content = content, .n_content = 2, .mtime = "2026-11-27T08:00:00.5Z" },
+		  .content = content, .n_content = 2, .mtime = "2026-11-27T08:00:00.5Z",
+		  .ctime = "2026-11-27T08:00:01.25Z", .inode = 1ull << 40, .device = 64768 },
 		{ .name = (char *)"a", .type = KT_NODE_DIR, .mode = 0700, .subtree = { 7 },
 		  .mtime = "2026-11-27T08:00:00Z" },
 		{ .name = (char *)"l", .type = KT_NODE_SYMLINK, .mode = 0777, .target = (char *)"z.db",
@@ -214,6 +215,10 @@ static void test_tree_and_snapshot(void)
 	if (d.n == 3) {
 		CHECK(d.nodes[2].type == KT_NODE_FILE && d.nodes[2].n_content == 2 &&
 		      d.nodes[2].content[1][0] == 0xab && d.nodes[2].mode == 0600);
+		/* The change-detection fields of files (the parent snapshot). */
+		CHECK_STR(d.nodes[2].ctime, "2026-11-27T08:00:01.25Z");
+		CHECK(d.nodes[2].inode == 1ull << 40 && d.nodes[2].device == 64768);
+		CHECK(!d.nodes[0].ctime[0] && !d.nodes[0].inode);
 		CHECK(d.nodes[0].subtree[0] == 7 && !strcmp(d.nodes[1].target, "z.db"));
 	}
 	/* Re-encoding gives the same bytes: equal directories, equal blob ids. */
