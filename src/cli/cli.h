@@ -149,6 +149,26 @@ int kt_cmd_etcd_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_recover(int argc, char **argv, const kt_globals *g);
 int kt_cmd_etcd_drill(int argc, char **argv, const kt_globals *g);
 
+/* The flags of every command that opens a repository (repo_flags.c). */
+struct kt_store;
+struct kt_archive;
+typedef struct kt_cli_repo_flags {
+	const char *repo, *password_file, *endpoint, *region, *cacert;
+	kt_opt *end;
+} kt_cli_repo_flags;
+/* Append the 5 repository flags to o (defaults from the environment). */
+kt_opt *kt_cli_repo_opts(kt_cli_repo_flags *f, kt_opt *o);
+extern const char kt_cli_repo_help_tail[];
+/* The passphrase into buf (NUL-terminated); 0 or an exit code (printed). */
+int kt_cli_repo_password(const kt_cli_repo_flags *f, const char *path_cmd, int confirm,
+                         char *buf, size_t cap);
+/* The store --repo names (create: make the directory or bucket). */
+int kt_cli_repo_store(const kt_cli_repo_flags *f, const char *path_cmd, int create,
+                      struct kt_store **out);
+/* Store, passphrase and archive; 0 or the exit status after printing. */
+int kt_cli_repo_open(const kt_cli_repo_flags *f, const char *path_cmd, struct kt_store **s,
+                     struct kt_archive **a);
+
 /* The repo group (cmd_repo.c). */
 int kt_cmd_repo_init(int argc, char **argv, const kt_globals *g);
 int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g);

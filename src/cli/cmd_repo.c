@@ -8,142 +8,23 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "archive/archive.h"
 #include "cli.h"
 
-/* Flags every repo command shares. */
-typedef struct repo_flags {
-	const char *repo, *password_file, *endpoint, *region, *cacert;
-	kt_opt *end;
-} repo_flags;
-
-static kt_opt *repo_opts(repo_flags *f, kt_opt *o)
-{
-	memset(f, 0, sizeof(*f));
-	f->repo = getenv("KONTINUITY_REPO");
-	f->endpoint = getenv("AWS_ENDPOINT_URL_S3") ? getenv("AWS_ENDPOINT_URL_S3")
-	                                              : getenv("AWS_ENDPOINT_URL");
-	f->region = getenv("AWS_DEFAULT_REGION") ? getenv("AWS_DEFAULT_REGION")
-	                                           : getenv("AWS_REGION");
-	const kt_opt list[] = {
-		{ "repo", 'r', "URL", "the repository: a directory, or s3://BUCKET/PREFIX (or "
-		  "KONTINUITY_REPO)", &f->repo, NULL },
-		{ "password-file", 0, "FILE", "read the passphrase from FILE (else "
-		  "KONTINUITY_PASSWORD, else a prompt)", &f->password_file, NULL },
-		{ "s3-endpoint", 0, "URL", "S3 endpoint (or AWS_ENDPOINT_URL); keys come from "
-		  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", &f->endpoint, NULL },
-		{ "s3-region", 0, "REGION", "S3 region (or AWS_DEFAULT_REGION; default us-east-1)",
-		  &f->region, NULL },
-		{ "s3-cacert", 0, "FILE", "CA bundle for the S3 endpoint", &f->cacert, NULL },
-	};
-	memcpy(o, list, sizeof(list));
-	return o + sizeof(list) / sizeof(list[0]);
-}
-
-static const char repo_help_tail[] =
-	"\nThe passphrase comes from --password-file, else KONTINUITY_PASSWORD, else a\n"
-	"prompt on the terminal.  Losing it loses the repository: nothing can open it\n"
-	"without it.  S3 credentials come from AWS_ACCESS_KEY_ID and\n"
-	"AWS_SECRET_ACCESS_KEY, never from flags.\n";
-
-/* The passphrase into buf (NUL-terminated); 0 or an exit code (printed). */
-static int get_password(const repo_flags *f, const char *path_cmd, int confirm, char *buf,
-                        size_t cap)
-{
-	if (f->password_file) {
-		int fd = open(f->password_file, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			fprintf(stderr, "kontinuity: cannot read the password file '%s': %s\n",
-			        f->password_file, strerror(errno));
-			return 1;
-		}
-		ssize_t n = read(fd, buf, cap - 1);
-		close(fd);
-		if (n < 0)
-			n = 0;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\r\n")] = '\0';
-	} else if (getenv("KONTINUITY_PASSWORD")) {
-		snprintf(buf, cap, "%s", getenv("KONTINUITY_PASSWORD"));
-	} else if (isatty(STDIN_FILENO)) {
-		for (int round = 0; round < (confirm ? 2 : 1); round++) {
-			char *dst = round ? buf + cap / 2 : buf;
-			fprintf(stderr, round ? "repeat the passphrase: " : "passphrase: ");
-			struct termios old, quiet;
-			tcgetattr(STDIN_FILENO, &old);
-			quiet = old;
-			quiet.c_lflag &= ~(tcflag_t)ECHO;
-			tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-			if (!fgets(dst, (int)(cap / 2), stdin))
-				dst[0] = '\0';
-			tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-			fprintf(stderr, "\n");
-			dst[strcspn(dst, "\r\n")] = '\0';
-		}
-		if (confirm && strcmp(buf, buf + cap / 2)) {
-			fprintf(stderr, "kontinuity: the passphrases differ\n");
-			return 1;
-		}
-	} else {
-		return kt_cli_usage(path_cmd, "no passphrase: give --password-file or set "
-		                    "KONTINUITY_PASSWORD");
-	}
-	if (!buf[0]) {
-		fprintf(stderr, "kontinuity: the passphrase is empty\n");
-		return 1;
-	}
-	kt_log_add_secret(buf);
-	return 0;
-}
-
-static int open_store(const repo_flags *f, const char *path_cmd, int create, kt_store **out)
-{
-	if (!f->repo || !*f->repo)
-		return kt_cli_usage(path_cmd, "--repo URL is required (or set KONTINUITY_REPO)");
-	kt_store_opts so = { .create = create, .endpoint = f->endpoint, .region = f->region,
-	                     .access_key = getenv("AWS_ACCESS_KEY_ID"),
-	                     .secret_key = getenv("AWS_SECRET_ACCESS_KEY"), .cacert = f->cacert,
-	                     .cancel = &kt_cli_cancel };
-	kt_error err;
-	kt_store *s;
-	kt_code c = kt_store_open(f->repo, &so, &s, &err);
-	if (c == KT_ENOTFOUND && !create)
-		kt_error_set(&err, c, "no repository at '%s' (create one with `kontinuity repo init "
-		             "--repo %s`)", f->repo, f->repo);
-	if (c)
-		return kt_cli_fail(&err);
-	*out = kt_store_retry_wrap(s, 5, 200);
-	return 0;
-}
-
 /* Parse, get the store and open the archive.  Returns 0 or an exit code. */
-static int repo_setup(int argc, char **argv, kt_opt *opts, repo_flags *rf, const char *path_cmd,
-                      const char *usage, const char *help, char **pos, int max_pos, int *n_pos,
-                      kt_globals *g, int *done, kt_store **s, kt_archive **a)
+static int repo_setup(int argc, char **argv, kt_opt *opts, kt_cli_repo_flags *rf,
+                      const char *path_cmd, const char *usage, const char *help, char **pos,
+                      int max_pos, int *n_pos, kt_globals *g, int *done, kt_store **s,
+                      kt_archive **a)
 {
 	int rc = kt_cli_parse(argc, argv, opts, path_cmd, usage, help, pos, max_pos, n_pos, g, done);
 	if (rc || *done)
 		return rc;
 	kt_cli_catch_signals();
-	if ((rc = open_store(rf, path_cmd, 0, s)))
-		return rc;
-	char pass[1024];
-	if ((rc = get_password(rf, path_cmd, 0, pass, sizeof(pass)))) {
-		kt_store_free(*s);
-		return rc;
-	}
-	kt_error err;
-	kt_code c = kt_archive_open(*s, pass, strlen(pass), a, &err);
-	explicit_bzero(pass, sizeof(pass));
-	if (c) {
-		kt_store_free(*s);
-		return kt_cli_fail(&err);
-	}
-	return 0;
+	return kt_cli_repo_open(rf, path_cmd, s, a);
 }
 
 /* ------------------------------------------------------------------ */
@@ -152,9 +33,9 @@ int kt_cmd_repo_init(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo init";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	kt_opt opts[12];
-	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	memset(kt_cli_repo_opts(&rf, opts), 0, sizeof(kt_opt));
 	char help[2048];
 	snprintf(help, sizeof(help),
 	         "Create a new, empty repository: a random repository id and master keys,\n"
@@ -163,7 +44,7 @@ int kt_cmd_repo_init(int argc, char **argv, const kt_globals *g0)
 	         "Examples:\n"
 	         "  KONTINUITY_PASSWORD=... kontinuity repo init --repo /var/backups/kontinuity\n"
 	         "  kontinuity repo init --repo s3://backups/cluster-a --s3-endpoint https://s3.local\n",
-	         repo_help_tail);
+	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	int rc = kt_cli_parse(argc, argv, opts, path_cmd, "--repo URL", help, pos, 0, &n_pos, &g,
@@ -171,10 +52,10 @@ int kt_cmd_repo_init(int argc, char **argv, const kt_globals *g0)
 	if (rc || done)
 		return rc;
 	kt_store *s;
-	if ((rc = open_store(&rf, path_cmd, 1, &s)))
+	if ((rc = kt_cli_repo_store(&rf, path_cmd, 1, &s)))
 		return rc;
 	char pass[1024];
-	if ((rc = get_password(&rf, path_cmd, 1, pass, sizeof(pass)))) {
+	if ((rc = kt_cli_repo_password(&rf, path_cmd, 1, pass, sizeof(pass)))) {
 		kt_store_free(s);
 		return rc;
 	}
@@ -220,12 +101,12 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo backup";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	const char *tag = NULL, *host = NULL, *delta_parent = NULL, *delta_base = NULL;
 	const char *delta_max = NULL, *parent = NULL;
 	int force = 0;
 	kt_opt opts[24];
-	kt_opt *o = repo_opts(&rf, opts);
+	kt_opt *o = kt_cli_repo_opts(&rf, opts);
 	const kt_opt own[] = {
 		{ "tag", 0, "TAG", "a tag recorded in the snapshot (e.g. etcd)", &tag, NULL },
 		{ "host", 0, "NAME", "host name recorded in the snapshot (default: this host's)",
@@ -255,7 +136,7 @@ int kt_cmd_repo_backup(int argc, char **argv, const kt_globals *g0)
 	         "Examples:\n"
 	         "  kontinuity repo backup /etc/kubernetes/zadara --tag etcd\n"
 	         "  kontinuity repo backup --repo s3://backups/a /srv/data -o json\n",
-	         repo_help_tail);
+	         kt_cli_repo_help_tail);
 	char *pos[256];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -339,13 +220,13 @@ int kt_cmd_repo_snapshots(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo snapshots";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	kt_opt opts[12];
-	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	memset(kt_cli_repo_opts(&rf, opts), 0, sizeof(kt_opt));
 	char help[1024];
 	snprintf(help, sizeof(help), "List the snapshots, oldest first.%s\nExamples:\n"
 	         "  kontinuity repo snapshots\n  kontinuity repo snapshots -o json\n",
-	         repo_help_tail);
+	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -398,10 +279,10 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo restore";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	int owners = 0;
 	kt_opt opts[14];
-	kt_opt *o = repo_opts(&rf, opts);
+	kt_opt *o = kt_cli_repo_opts(&rf, opts);
 	o[0] = (kt_opt){ "owners", 0, NULL, "give files their recorded owner and group (as root)",
 	                 NULL, &owners };
 	memset(o + 1, 0, sizeof(kt_opt));
@@ -413,7 +294,7 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 	         "modes and modification times; each appears only once complete.\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity repo restore latest /tmp/restored\n"
-	         "  kontinuity repo restore 1a2b3c4d /srv/restore --owners\n", repo_help_tail);
+	         "  kontinuity repo restore 1a2b3c4d /srv/restore --owners\n", kt_cli_repo_help_tail);
 	char *pos[2];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -478,13 +359,13 @@ int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo ls";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	kt_opt opts[12];
-	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	memset(kt_cli_repo_opts(&rf, opts), 0, sizeof(kt_opt));
 	char help[1024];
 	snprintf(help, sizeof(help), "List what snapshot SNAP holds (id prefix or latest).%s\n"
 	         "Examples:\n  kontinuity repo ls latest\n  kontinuity repo ls 1a2b3c4d -o json\n",
-	         repo_help_tail);
+	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -526,10 +407,10 @@ int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo check";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	int read_data = 0;
 	kt_opt opts[14];
-	kt_opt *o = repo_opts(&rf, opts);
+	kt_opt *o = kt_cli_repo_opts(&rf, opts);
 	o[0] = (kt_opt){ "read-data", 0, NULL, "read every pack and open every blob (slow: "
 	                 "downloads the whole repository)", NULL, &read_data };
 	memset(o + 1, 0, sizeof(kt_opt));
@@ -542,7 +423,7 @@ int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
 	         "is decoded and compared with its recorded SHA-256.  Each problem is\n"
 	         "printed; exit status 3 when there is any.\n%s\n"
 	         "Examples:\n  kontinuity repo check\n  kontinuity repo check --read-data\n",
-	         repo_help_tail);
+	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -580,13 +461,13 @@ int kt_cmd_repo_stats(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo stats";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	kt_opt opts[12];
-	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	memset(kt_cli_repo_opts(&rf, opts), 0, sizeof(kt_opt));
 	char help[1024];
 	snprintf(help, sizeof(help), "Print what the repository holds: snapshots, packs, blobs,\n"
 	         "the bytes the blobs stand for and the bytes stored.%s\nExamples:\n"
-	         "  kontinuity repo stats -o json\n", repo_help_tail);
+	         "  kontinuity repo stats -o json\n", kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -635,11 +516,11 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo forget";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	const char *k[6] = { NULL };
 	int dry_run = 0, prune = 0;
 	kt_opt opts[20];
-	kt_opt *o = repo_opts(&rf, opts);
+	kt_opt *o = kt_cli_repo_opts(&rf, opts);
 	const kt_opt own[] = {
 		{ "keep-last", 0, "N", "keep the newest N snapshots", &k[0], NULL },
 		{ "keep-hourly", 0, "N", "keep the newest snapshot of each of the last N hours", &k[1],
@@ -664,7 +545,7 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 	         "--prune) then removes the data nothing needs any more.\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity repo forget --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --dry-run\n"
-	         "  kontinuity repo forget --keep-last 100 --prune\n", repo_help_tail);
+	         "  kontinuity repo forget --keep-last 100 --prune\n", kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -721,10 +602,10 @@ int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo prune";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	int dry_run = 0;
 	kt_opt opts[14];
-	kt_opt *o = repo_opts(&rf, opts);
+	kt_opt *o = kt_cli_repo_opts(&rf, opts);
 	o[0] = (kt_opt){ "dry-run", 'n', NULL, "count what would go; change nothing", NULL,
 	                 &dry_run };
 	memset(o + 1, 0, sizeof(kt_opt));
@@ -737,7 +618,7 @@ int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g0)
 	         "loses nothing.  Objects an Object Lock bucket refuses to delete are\n"
 	         "reported and left.\n%s\n"
 	         "Examples:\n  kontinuity repo prune --dry-run\n  kontinuity repo prune -o json\n",
-	         repo_help_tail);
+	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -780,13 +661,13 @@ int kt_cmd_repo_unlock(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo unlock";
 	kt_globals g = *g0;
-	repo_flags rf;
+	kt_cli_repo_flags rf;
 	kt_opt opts[12];
-	memset(repo_opts(&rf, opts), 0, sizeof(kt_opt));
+	memset(kt_cli_repo_opts(&rf, opts), 0, sizeof(kt_opt));
 	char help[1024];
 	snprintf(help, sizeof(help), "Remove stale locks (not refreshed for 30 minutes), left by "
 	         "killed\nprocesses.  Live locks are never removed.%s\nExamples:\n"
-	         "  kontinuity repo unlock\n", repo_help_tail);
+	         "  kontinuity repo unlock\n", kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos, done;
 	kt_store *s = NULL;
