@@ -141,6 +141,60 @@ typedef struct kt_app_apply_stats {
 kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
                      kt_app_apply_stats *st, kt_error *err);
 
+/* ---- restore points (restorepoint.c) ---------------------------------- */
+
+struct kt_archive;
+
+/* Tags of a restore point's repository snapshot: "app" and "ns=NAMESPACE". */
+#define KT_APP_TAG "app"
+
+typedef struct kt_app_backup_opts {
+	const char *namespace;   /* required */
+	const char *selector;    /* or NULL */
+	int cluster_rbac;
+	const char *cluster;     /* recorded as the snapshot's host; NULL = kube-system's uid */
+	kt_app_note_fn note;     /* skips and failures as they happen, or NULL */
+	void *note_ctx;
+	void (*progress)(void *ctx, uint64_t objects, uint64_t bytes); /* or NULL */
+	void *progress_ctx;
+} kt_app_backup_opts;
+
+typedef struct kt_app_backup_result {
+	char id[65];             /* the restore point (repository snapshot id) */
+	kt_app_collect_stats st;
+	uint64_t bytes;          /* of the objects as stored (JSON) */
+	uint64_t bytes_new;      /* what the repository did not hold yet */
+	int64_t duration_ms;
+} kt_app_backup_result;
+
+/*
+ * Capture the namespace (kt_app_collect) into a new restore point in the
+ * repository: each object as objects/GROUP/RESOURCE/NAMESPACE/NAME.json
+ * (GROUP "core", NAMESPACE "_cluster" for cluster-scoped ones), then
+ * manifest.json naming every object, what was skipped and what failed (the
+ * snapshot object, written last, makes it exist).  The caller holds the
+ * archive's lock.  A partial failure still makes a restore point (that
+ * records it); failures of the repository or the walk make none.
+ */
+kt_code kt_app_backup(kt_kube *c, struct kt_archive *a, const kt_app_backup_opts *o,
+                      kt_app_backup_result *res, kt_error *err);
+
+typedef struct kt_app_restore_opts {
+	const char *to_namespace;       /* NULL: the namespace it came from */
+	kt_app_apply_opts apply;        /* existing, dry run, kinds, report */
+	int keep_node_ports;
+} kt_app_restore_opts;
+
+/*
+ * Recreate restore point id (a full repository snapshot id) in the cluster:
+ * read its manifest and objects, sanitize and map them, and apply them in
+ * restore order.  PersistentVolumes are not restored (volumes come from
+ * snapshots); CRDs and cluster RBAC only when missing.  Errors as
+ * kt_app_apply; KT_ECORRUPT for a manifest that is not ours.
+ */
+kt_code kt_app_restore(kt_kube *c, struct kt_archive *a, const char *id,
+                       const kt_app_restore_opts *o, kt_app_apply_stats *st, kt_error *err);
+
 /* ---- export profiles (profile.c) ------------------------------------- */
 
 #define KT_PROFILE_GROUP "kontinuity.io"

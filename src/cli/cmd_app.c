@@ -1,0 +1,314 @@
+/*
+ * cmd_app.c - `kontinuity app backup|restore` and `kontinuity restorepoint
+ * list`: application restore points in the repository (src/app,
+ * docs/app-backup.md).  Volume snapshots of the PVCs and exports to
+ * profiles come next; today a restore point holds the objects.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "archive/archive.h"
+#include "cli.h"
+#include "kube/kube.h"
+
+static void on_backup_note(void *ctx, kt_app_note_kind k, const char *what, const char *why)
+{
+	(void)ctx;
+	if (k == KT_APP_NOTE_FAILED)
+		kt_log(KT_LOG_WARN, "not captured: %s: %s", what, why);
+	else if (k == KT_APP_NOTE_SKIPPED_OBJECT)
+		kt_log(KT_LOG_DEBUG, "skipped %s: %s", what, why);
+}
+
+static void on_backup_progress(void *ctx, uint64_t objects, uint64_t bytes)
+{
+	int64_t *last = ctx;
+	int64_t now = kt_now_ms();
+	if (now - *last < 1000)
+		return;
+	*last = now;
+	char b[32];
+	fprintf(stderr, "\r%llu objects, %s", (unsigned long long)objects, kt_human_bytes(bytes, b));
+}
+
+int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path = "app backup";
+	kt_globals g = *g0;
+	kt_cli_kube_flags kf;
+	kt_cli_repo_flags rf;
+	memset(&kf, 0, sizeof(kf));
+	const char *selector = NULL;
+	int rbac = 0;
+	kt_opt opts[16], *o = kt_cli_repo_opts(&rf, opts);
+	o = kt_cli_kube_opts(&kf, o, NULL);
+	*o++ = (kt_opt){ "selector", 'l', "LABELS", "only the namespaced objects with these "
+	                 "labels (app=pg,tier!=cache)", &selector, NULL };
+	*o++ = (kt_opt){ "include-cluster-rbac", 0, NULL, "also the ClusterRoleBindings that "
+	                 "name its ServiceAccounts, and their ClusterRoles", NULL, &rbac };
+	memset(o, 0, sizeof(*o));
+	char help[3000];
+	snprintf(help, sizeof(help),
+	         "Capture an application - a namespace, optionally narrowed by a label\n"
+	         "selector - into a restore point in the repository: every namespaced object\n"
+	         "the API server serves (found by discovery), minus what the cluster recreates\n"
+	         "(events, endpoints, pods and replica sets owned by controllers...: the list\n"
+	         "and the reasons are in docs/app-backup.md), plus the PersistentVolumes and\n"
+	         "CustomResourceDefinitions it depends on.  Secrets are encrypted like\n"
+	         "everything in the repository and never written to local disk.  A resource\n"
+	         "that cannot be read is named and recorded in the restore point; the command\n"
+	         "then exits 1 after making it.\n%s\n"
+	         "Examples:\n"
+	         "  kontinuity app backup pg --repo /var/backups/kontinuity\n"
+	         "  kontinuity app backup shop -l app=cart --repo s3://backups/cluster-a -o json\n",
+	         kt_cli_repo_help_tail);
+	char *pos[1];
+	int n_pos = 0, done = 0;
+	int rc = kt_cli_parse(argc, argv, opts, path, "NAMESPACE --repo URL [-l LABELS]", help, pos,
+	                      1, &n_pos, &g, &done);
+	if (rc || done)
+		return rc;
+	if (n_pos != 1)
+		return kt_cli_usage(path, "name the namespace to back up");
+	kt_cli_catch_signals();
+	kt_kube *c = NULL;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	if ((rc = kt_cli_kube_connect(&kf, &c)))
+		return rc;
+	if ((rc = kt_cli_repo_open(&rf, path, &s, &a))) {
+		kt_kube_client_free(c);
+		return rc;
+	}
+	kt_error err;
+	int64_t last = 0;
+	kt_app_backup_opts bo = { .namespace = pos[0], .selector = selector, .cluster_rbac = rbac,
+	                          .note = on_backup_note, .progress = on_backup_progress,
+	                          .progress_ctx = &last };
+	kt_app_backup_result res;
+	kt_code code = kt_archive_lock(a, 0, &err);
+	if (!code) {
+		code = kt_app_backup(c, a, &bo, &res, &err);
+		kt_archive_unlock(a);
+	}
+	if (last)
+		fprintf(stderr, "\n");
+	kt_archive_free(a);
+	kt_store_free(s);
+	kt_kube_client_free(c);
+	if (code)
+		return kt_cli_fail(&err);
+	if (g.output == KT_OUT_TABLE) {
+		char b1[32], b2[32];
+		printf("restore point %.8s of namespace %s: %llu objects (%s, %s new), %llu skipped, "
+		       "%llu failed, %.1fs\n", res.id, pos[0], (unsigned long long)res.st.objects,
+		       kt_human_bytes(res.bytes, b1), kt_human_bytes(res.bytes_new, b2),
+		       (unsigned long long)res.st.skipped_objects, (unsigned long long)res.st.failed,
+		       (double)res.duration_ms / 1000.0);
+	} else {
+		json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", res.id,
+		                      "namespace", pos[0], "objects", (json_int_t)res.st.objects,
+		                      "skippedObjects", (json_int_t)res.st.skipped_objects,
+		                      "failed", (json_int_t)res.st.failed, "bytes",
+		                      (json_int_t)res.bytes, "bytesNew", (json_int_t)res.bytes_new,
+		                      "seconds", (double)res.duration_ms / 1000.0);
+		kt_cli_print(j, g.output, NULL, 0);
+		json_decref(j);
+	}
+	if (res.st.failed)
+		fprintf(stderr, "kontinuity: %llu resources or objects could not be captured (named "
+		        "above; recorded in the restore point)\n", (unsigned long long)res.st.failed);
+	return res.st.failed ? 1 : 0;
+}
+
+/* "A,B,C" into a NULL-terminated array pointing into a copy (*keep frees). */
+static const char **split_kinds(const char *list, char **keep)
+{
+	if (!list)
+		return NULL;
+	*keep = kt_xstrdup(list);
+	size_t n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	const char **v = kt_xcalloc(n + 1, sizeof(*v));
+	size_t k = 0;
+	for (char *p = *keep, *comma; p; p = comma ? comma + 1 : NULL) {
+		comma = strchr(p, ',');
+		if (comma)
+			*comma = '\0';
+		if (*p)
+			v[k++] = p;
+	}
+	return v;
+}
+
+typedef struct report_rows {
+	json_t *rows;
+	int table;
+} report_rows;
+
+static void on_report(void *ctx, const char *kind, const char *ns, const char *name,
+                      kt_app_outcome out, const char *detail)
+{
+	report_rows *r = ctx;
+	json_array_append_new(r->rows, json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind,
+	                      "namespace", ns, "name", name, "result", kt_app_outcome_name(out),
+	                      "detail", detail));
+}
+
+int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path = "app restore";
+	kt_globals g = *g0;
+	kt_cli_kube_flags kf;
+	kt_cli_repo_flags rf;
+	memset(&kf, 0, sizeof(kf));
+	const char *to = NULL, *include = NULL, *exclude = NULL, *existing = "skip";
+	int dry = 0, node_ports = 0;
+	kt_opt opts[20], *o = kt_cli_repo_opts(&rf, opts);
+	o = kt_cli_kube_opts(&kf, o, NULL);
+	*o++ = (kt_opt){ "to-namespace", 0, "NS", "restore into NS (default: the namespace it "
+	                 "came from); references to the old name are rewritten", &to, NULL };
+	*o++ = (kt_opt){ "include-kinds", 0, "K,K", "only these kinds (Deployment,Secret,...)",
+	                 &include, NULL };
+	*o++ = (kt_opt){ "exclude-kinds", 0, "K,K", "not these kinds", &exclude, NULL };
+	*o++ = (kt_opt){ "existing", 0, "skip|update", "objects that exist: leave them (skip, the "
+	                 "default) or bring them back to the restore point (update)", &existing,
+	                 NULL };
+	*o++ = (kt_opt){ "dry-run", 0, NULL, "read the cluster and report what would happen; "
+	                 "change nothing", NULL, &dry };
+	*o++ = (kt_opt){ "keep-node-ports", 0, NULL, "keep Services' node ports (else the "
+	                 "cluster allocates new ones)", NULL, &node_ports };
+	memset(o, 0, sizeof(*o));
+	char help[3000];
+	snprintf(help, sizeof(help),
+	         "Recreate an application from a restore point, in the same or another\n"
+	         "namespace (or cluster), in dependency order: CRDs, the namespace,\n"
+	         "ServiceAccounts and RBAC, Secrets and ConfigMaps, PVCs, Services, workloads,\n"
+	         "then the rest.  Cluster-assigned fields (uid, resourceVersion, status, cluster\n"
+	         "IPs, volume names, owner references...) are dropped; Helm's labels and\n"
+	         "annotations stay, so helm list and helm upgrade go on working.  One line per\n"
+	         "object: created, skipped, updated, or failed with the API server's reason.\n"
+	         "RESTORE-POINT is an id (prefix) from 'kontinuity restorepoint list' or latest.\n%s\n"
+	         "Examples:\n"
+	         "  kontinuity app restore 1a2b3c4d --repo /var/backups/kontinuity\n"
+	         "  kontinuity app restore latest --to-namespace pg-copy --dry-run --repo ...\n",
+	         kt_cli_repo_help_tail);
+	char *pos[1];
+	int n_pos = 0, done = 0;
+	int rc = kt_cli_parse(argc, argv, opts, path, "RESTORE-POINT --repo URL [--to-namespace NS]",
+	                      help, pos, 1, &n_pos, &g, &done);
+	if (rc || done)
+		return rc;
+	if (n_pos != 1)
+		return kt_cli_usage(path, "name the restore point (kontinuity restorepoint list)");
+	if (strcmp(existing, "skip") && strcmp(existing, "update"))
+		return kt_cli_usage(path, "--existing is skip or update, not '%s'", existing);
+	if (to && !kt_kube_valid_label(to))
+		return kt_cli_usage(path, "--to-namespace '%s' is not a valid namespace name", to);
+	kt_cli_catch_signals();
+	kt_kube *c = NULL;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	if ((rc = kt_cli_kube_connect(&kf, &c)))
+		return rc;
+	if ((rc = kt_cli_repo_open(&rf, path, &s, &a))) {
+		kt_kube_client_free(c);
+		return rc;
+	}
+	char *keep_in = NULL, *keep_ex = NULL;
+	report_rows rep = { json_array(), g.output == KT_OUT_TABLE };
+	kt_app_restore_opts ro = { .to_namespace = to, .keep_node_ports = node_ports };
+	ro.apply.update_existing = !strcmp(existing, "update");
+	ro.apply.dry_run = dry;
+	ro.apply.include_kinds = split_kinds(include, &keep_in);
+	ro.apply.exclude_kinds = split_kinds(exclude, &keep_ex);
+	ro.apply.report = on_report;
+	ro.apply.ctx = &rep;
+	kt_error err;
+	char id[65];
+	kt_app_apply_stats st = { 0 };
+	kt_code code = kt_archive_find_snapshot(a, pos[0], id, &err);
+	if (!code && !(code = kt_archive_lock(a, 0, &err))) {
+		code = kt_app_restore(c, a, id, &ro, &st, &err);
+		kt_archive_unlock(a);
+	}
+	kt_archive_free(a);
+	kt_store_free(s);
+	kt_kube_client_free(c);
+	free((void *)ro.apply.include_kinds);
+	free((void *)ro.apply.exclude_kinds);
+	free(keep_in);
+	free(keep_ex);
+	static const kt_column cols[] = {
+		{ "KIND", "kind" }, { "NAMESPACE", "namespace" }, { "NAME", "name" },
+		{ "RESULT", "result" }, { "DETAIL", "detail" },
+	};
+	if (json_array_size(rep.rows))
+		kt_cli_print(rep.rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(rep.rows);
+	if (g.output == KT_OUT_TABLE && (st.created || st.updated || st.skipped || st.failed))
+		printf("%s%u created, %u updated, %u skipped, %u failed\n", dry ? "dry run: " : "",
+		       st.created, st.updated, st.skipped, st.failed);
+	return code ? kt_cli_fail(&err) : 0;
+}
+
+int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path = "restorepoint list";
+	kt_globals g = *g0;
+	kt_cli_repo_flags rf;
+	const char *ns = NULL;
+	kt_opt opts[10], *o = kt_cli_repo_opts(&rf, opts);
+	*o++ = (kt_opt){ "namespace", 'n', "NS", "only restore points of this namespace", &ns,
+	                 NULL };
+	memset(o, 0, sizeof(*o));
+	int n_pos = 0, done = 0;
+	int rc = kt_cli_parse(argc, argv, opts, path, "--repo URL [-n NS]",
+	                      "List the application restore points in the repository, oldest "
+	                      "first.\n", NULL, 0, &n_pos, &g, &done);
+	if (rc || done)
+		return rc;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	if ((rc = kt_cli_repo_open(&rf, path, &s, &a)))
+		return rc;
+	kt_archive_snap *v = NULL;
+	size_t n = 0;
+	kt_error err;
+	kt_code code = kt_archive_snapshots(a, &v, &n, &err);
+	json_t *rows = json_array();
+	for (size_t i = 0; !code && i < n; i++) {
+		const char *space = NULL;
+		int app = 0;
+		for (size_t t = 0; t < v[i].n_tags; t++) {
+			app |= !strcmp(v[i].tags[t], KT_APP_TAG);
+			if (!strncmp(v[i].tags[t], "ns=", 3))
+				space = v[i].tags[t] + 3;
+		}
+		if (!app || !space || (ns && strcmp(ns, space)))
+			continue;
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", v[i].id,
+		                      "time", v[i].time, "cluster", v[i].hostname, "namespace", space,
+		                      "objects", (json_int_t)(v[i].files ? v[i].files - 1 : 0),
+		                      "bytes", (json_int_t)v[i].bytes));
+	}
+	kt_archive_snaps_free(v, n);
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (code) {
+		json_decref(rows);
+		return kt_cli_fail(&err);
+	}
+	static const kt_column cols[] = {
+		{ "ID", "id" }, { "TIME", "time" }, { "NAMESPACE", "namespace" },
+		{ "OBJECTS", "objects" }, { "CLUSTER", "cluster" },
+	};
+	if (g.output == KT_OUT_TABLE && !json_array_size(rows))
+		fprintf(stderr, "no restore points%s%s\n", ns ? " of namespace " : "", ns ? ns : "");
+	else
+		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(rows);
+	return 0;
+}
