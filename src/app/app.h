@@ -157,6 +157,8 @@ typedef struct kt_app_backup_opts {
 	void *note_ctx;
 	void (*progress)(void *ctx, uint64_t objects, uint64_t bytes); /* or NULL */
 	void *progress_ctx;
+	int no_volume_snapshots;  /* do not snapshot the PVCs (their data is then not kept) */
+	int64_t snapshot_timeout_ms; /* per VolumeSnapshot to become ready; 0 = 10 min */
 } kt_app_backup_opts;
 
 typedef struct kt_app_backup_result {
@@ -164,15 +166,17 @@ typedef struct kt_app_backup_result {
 	kt_app_collect_stats st;
 	uint64_t bytes;          /* of the objects as stored (JSON) */
 	uint64_t bytes_new;      /* what the repository did not hold yet */
+	unsigned volumes;        /* PVCs whose VolumeSnapshot became ready */
 	int64_t duration_ms;
 } kt_app_backup_result;
 
 /*
  * Capture the namespace (kt_app_collect) into a new restore point in the
  * repository: each object as objects/GROUP/RESOURCE/NAMESPACE/NAME.json
- * (GROUP "core", NAMESPACE "_cluster" for cluster-scoped ones), then
- * manifest.json naming every object, what was skipped and what failed (the
- * snapshot object, written last, makes it exist).  The caller holds the
+ * (GROUP "core", NAMESPACE "_cluster" for cluster-scoped ones), a CSI
+ * VolumeSnapshot of every Bound PVC (waited for until ready), then
+ * manifest.json naming every object and snapshot, what was skipped and what
+ * failed (the snapshot object, written last, makes it exist).  The caller holds the
  * archive's lock.  A partial failure still makes a restore point (that
  * records it); failures of the repository or the walk make none.
  */

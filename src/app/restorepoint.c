@@ -14,14 +14,16 @@
  * cluster-scoped objects.  The manifest: {"format": "kontinuity restore
  * point", "version": 1, "namespace", "selector", "cluster", "time",
  * "objects": [{"group", "version", "resource", "kind", "namespace", "name",
- * "path"}], "skipped": [{"what", "why"}], "failed": [{"what", "why"}],
- * "counts": {...}, "durationMs"}.
+ * "path"}], "volumes": [{"pvc", "snapshot", "content", "snapshotHandle",
+ * "driver", "class", "restoreSize"}], "skipped": [{"what", "why"}],
+ * "failed": [{"what", "why"}], "counts": {...}, "durationMs"}.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
 #include "archive/archive.h"
+#include "volsnap/volsnap.h"
 
 #define MANIFEST "manifest.json"
 #define FORMAT "kontinuity restore point"
@@ -30,7 +32,8 @@
 typedef struct bk {
 	kt_archive_writer *w;
 	const kt_app_backup_opts *o;
-	json_t *objects, *skipped, *failed;
+	json_t *objects, *skipped, *failed, *volumes;
+	json_t *pvcs;                /* names of the captured PVCs */
 	uint64_t bytes;
 } bk;
 
@@ -65,12 +68,53 @@ static kt_code on_object(void *ctx, const kt_kube_resource *r, json_t *obj, kt_e
 	if (c)
 		return c;
 	b->bytes += n;
+	if (!*r->group && !strcmp(r->resource, "persistentvolumeclaims"))
+		json_array_append_new(b->pvcs, json_string(name));
 	json_array_append_new(b->objects, json_pack("{s:s, s:s, s:s, s:O*, s:s*, s:s, s:s}",
 	                      "group", r->group, "version", r->version, "resource", r->resource,
 	                      "kind", json_object_get(obj, "kind"), "namespace", ns, "name", name,
 	                      "path", path));
 	if (b->o->progress)
 		b->o->progress(b->o->progress_ctx, json_array_size(b->objects), b->bytes);
+	return KT_OK;
+}
+
+/* A crash-consistent CSI snapshot of every captured PVC, waited for; each
+ * outcome recorded (a failure is a failure of the restore point: that
+ * volume's data is not kept). */
+static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
+{
+	const kt_app_backup_opts *o = b->o;
+	size_t i;
+	json_t *v;
+	json_array_foreach(b->pvcs, i, v) {
+		const char *pvc = json_string_value(v);
+		kt_vs_info info;
+		kt_error e;
+		kt_error_clear(&e);
+		kt_vs_create_opts co = { .namespace = o->namespace, .pvc = pvc };
+		kt_code rc = kt_vs_create(c, &co, &info, &e);
+		if (!rc)
+			rc = kt_vs_wait_ready(c, info.namespace, info.name, o->snapshot_timeout_ms ?
+			                      o->snapshot_timeout_ms : 600000, NULL, NULL, &info, &e);
+		if (rc == KT_ECANCELED)
+			return rc;
+		char what[600];
+		snprintf(what, sizeof(what), "persistentvolumeclaims/%s (volume snapshot)", pvc);
+		if (rc) {
+			json_array_append_new(b->failed, json_pack("{s:s, s:s}", "what", what, "why",
+			                                           e.msg));
+			res->st.failed++;
+			if (o->note)
+				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
+			continue;
+		}
+		json_array_append_new(b->volumes, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+		                      "pvc", pvc, "snapshot", info.name, "content", info.content,
+		                      "snapshotHandle", info.handle, "driver", info.driver, "class",
+		                      info.class_name, "restoreSize", info.restore_size));
+		res->volumes++;
+	}
 	return KT_OK;
 }
 
@@ -84,23 +128,25 @@ kt_code kt_app_backup(kt_kube *c, kt_archive *a, const kt_app_backup_opts *o,
 	if (!o->cluster && (rc = kt_kube_namespace_uid(c, "kube-system", &cluster, err)))
 		return rc;
 	bk b = { .o = o, .objects = json_array(), .skipped = json_array(),
-	         .failed = json_array() };
+	         .failed = json_array(), .volumes = json_array(), .pvcs = json_array() };
 	if (!(rc = kt_archive_writer_begin(a, 0, &b.w, err))) {
 		kt_app_collect_opts co = { .namespace = o->namespace, .selector = o->selector,
 		                           .cluster_rbac = o->cluster_rbac, .note = on_note,
 		                           .note_ctx = &b };
 		rc = kt_app_collect(c, &co, on_object, &b, &res->st, err);
 	}
+	if (!rc && !o->no_volume_snapshots && (rc = snapshot_volumes(c, &b, res)))
+		kt_error_set(err, rc, "interrupted while snapshotting volumes");
 	char time_iso[40];
 	kt_time_iso(time_iso, sizeof(time_iso));
 	if (!rc) {
-		json_t *m = json_pack("{s:s, s:i, s:s, s:s*, s:s, s:s, s:O, s:O, s:O, "
+		json_t *m = json_pack("{s:s, s:i, s:s, s:s*, s:s, s:s, s:O, s:O, s:O, s:O, "
 		                      "s:{s:I, s:I, s:I, s:i, s:i}, s:I}",
 		                      "format", FORMAT, "version", 1, "namespace", o->namespace,
 		                      "selector", o->selector, "cluster", o->cluster ? o->cluster
 		                                                                  : cluster,
-		                      "time", time_iso, "objects", b.objects, "skipped", b.skipped,
-		                      "failed", b.failed, "counts", "objects",
+		                      "time", time_iso, "objects", b.objects, "volumes", b.volumes,
+		                      "skipped", b.skipped, "failed", b.failed, "counts", "objects",
 		                      (json_int_t)res->st.objects, "skippedObjects",
 		                      (json_int_t)res->st.skipped_objects, "failed",
 		                      (json_int_t)res->st.failed, "resources", res->st.resources,
@@ -131,12 +177,189 @@ kt_code kt_app_backup(kt_kube *c, kt_archive *a, const kt_app_backup_opts *o,
 	json_decref(b.objects);
 	json_decref(b.skipped);
 	json_decref(b.failed);
+	json_decref(b.volumes);
+	json_decref(b.pvcs);
 	free(cluster);
 	res->duration_ms = kt_now_ms() - start;
 	return rc;
 }
 
 /* ---- restore ---------------------------------------------------------- */
+
+/* The restore point's VolumeSnapshot of a PVC (the manifest's volumes). */
+static const char *snapshot_of(void *ctx, const char *pvc)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach((json_t *)ctx, i, v) {
+		const char *p = json_string_value(json_object_get(v, "pvc"));
+		if (p && !strcmp(p, pvc))
+			return json_string_value(json_object_get(v, "snapshot"));
+	}
+	return NULL;
+}
+
+/* Make every volume's snapshot usable in the target namespace: the original
+ * VolumeSnapshot when restoring in place and it still exists, else a
+ * pre-provisioned copy bound to the same storage snapshot.  Reported like
+ * objects, as kind VolumeSnapshot. */
+static kt_code prepare_volumes(kt_kube *c, json_t *volumes, const char *from, const char *to,
+                               const kt_app_apply_opts *ao, kt_app_apply_stats *st)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(volumes, i, v) {
+		const char *name = json_string_value(json_object_get(v, "snapshot"));
+		const char *handle = json_string_value(json_object_get(v, "snapshotHandle"));
+		const char *driver = json_string_value(json_object_get(v, "driver"));
+		const char *cls = json_string_value(json_object_get(v, "class"));
+		if (!name)
+			continue;
+		kt_kube_target t = { .group = KT_VS_GROUP, .version = KT_VS_VERSION,
+		                     .resource = "volumesnapshots", .namespace = to, .name = name };
+		json_t *cur = NULL;
+		kt_error e;
+		kt_code rc = kt_kube_get_object(c, &t, &cur, &e);
+		json_decref(cur);
+		kt_app_outcome out;
+		const char *detail = "";
+		if (rc == KT_OK) {
+			out = ao->dry_run ? KT_APP_WOULD_SKIP : KT_APP_SKIPPED;
+			detail = !strcmp(from, to) ? "the original snapshot" : "exists";
+		} else if (rc != KT_ENOTFOUND) {
+			if (rc == KT_ECANCELED)
+				return rc;
+			out = KT_APP_FAILED;
+			detail = e.msg;
+		} else if (ao->dry_run) {
+			out = KT_APP_WOULD_CREATE;
+			detail = "a copy bound to the same storage snapshot";
+		} else if ((rc = kt_vs_import(c, to, name, handle, driver, cls, &e))) {
+			out = KT_APP_FAILED;
+			detail = e.msg;
+		} else {
+			out = KT_APP_CREATED;
+			detail = "a copy bound to the same storage snapshot";
+		}
+		if (out == KT_APP_FAILED)
+			st->failed++;
+		else if (out == KT_APP_CREATED || out == KT_APP_WOULD_CREATE)
+			st->created++;
+		else
+			st->skipped++;
+		if (ao->report)
+			ao->report(ao->ctx, "VolumeSnapshot", to, name, out, detail);
+	}
+	return KT_OK;
+}
+
+typedef struct sc_pick {
+	const char *driver;
+	char name[254];
+	int is_default;
+} sc_pick;
+
+static kt_code on_storage_class(void *ctx, json_t *obj, kt_error *err)
+{
+	(void)err;
+	sc_pick *p = ctx;
+	const char *prov = json_string_value(json_object_get(obj, "provisioner"));
+	const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"),
+	                                                     "name"));
+	const char *def = json_string_value(json_object_get(json_object_get(json_object_get(obj,
+	                                    "metadata"), "annotations"),
+	                                    "storageclass.kubernetes.io/is-default-class"));
+	int is_def = def && !strcmp(def, "true");
+	if (prov && name && !strcmp(prov, p->driver) && (!p->name[0] || (is_def && !p->is_default))) {
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		p->is_default = is_def;
+	}
+	return KT_OK;
+}
+
+/* A PVC restored from a snapshot is provisioned by the snapshot's CSI
+ * driver: one whose source had no StorageClass (a statically bound volume)
+ * gets a StorageClass of that driver (its default one if several), else it
+ * would wait for a volume forever. */
+static void class_for_restored_pvcs(kt_kube *c, json_t *objects, json_t *volumes)
+{
+	size_t i;
+	json_t *obj;
+	json_array_foreach(objects, i, obj) {
+		const char *kind = json_string_value(json_object_get(obj, "kind"));
+		json_t *spec = json_object_get(obj, "spec");
+		const char *cls = json_string_value(json_object_get(spec, "storageClassName"));
+		const char *snap = json_string_value(json_object_get(json_object_get(spec,
+		                                     "dataSource"), "name"));
+		if (!kind || strcmp(kind, "PersistentVolumeClaim") || !snap || (cls && *cls))
+			continue;
+		const char *driver = NULL;
+		size_t k;
+		json_t *v;
+		json_array_foreach(volumes, k, v) {
+			const char *name = json_string_value(json_object_get(v, "snapshot"));
+			if (name && !strcmp(name, snap))
+				driver = json_string_value(json_object_get(v, "driver"));
+		}
+		if (!driver || !*driver)
+			continue;
+		sc_pick p = { .driver = driver };
+		kt_kube_target t = { .group = "storage.k8s.io", .version = "v1",
+		                     .resource = "storageclasses" };
+		kt_error e;
+		if (kt_kube_list(c, &t, NULL, on_storage_class, &p, NULL, &e) == KT_OK && p.name[0])
+			json_object_set_new(spec, "storageClassName", json_string(p.name));
+	}
+}
+
+/* Apply the objects below the PVC tier (namespace, RBAC, Secrets ...), then
+ * make the volumes' snapshots usable in the namespace, then the rest (PVCs
+ * from those snapshots, workloads ...). */
+static kt_code apply_with_volumes(kt_kube *c, json_t *objects, json_t *volumes,
+                                  const char *from, const char *to,
+                                  const kt_app_apply_opts *ao, kt_app_apply_stats *st,
+                                  kt_error *err)
+{
+	int pvc_tier = kt_app_tier("", "PersistentVolumeClaim");
+	json_t *early = json_array(), *late = json_array();
+	size_t i;
+	json_t *obj;
+	json_array_foreach(objects, i, obj) {
+		const char *api = json_string_value(json_object_get(obj, "apiVersion"));
+		const char *slash = api ? strrchr(api, '/') : NULL;
+		char group[256];
+		snprintf(group, sizeof(group), "%.*s", slash ? (int)(slash - api) : 0, api ? api : "");
+		int tier = kt_app_tier(group, json_string_value(json_object_get(obj, "kind")));
+		json_array_append(tier < pvc_tier ? early : late, obj);
+	}
+	kt_app_apply_stats s1 = { 0 }, s2 = { 0 }, sv = { 0 };
+	kt_error e1;
+	kt_error_clear(&e1);
+	kt_code rc = kt_app_apply(c, early, ao, &s1, &e1);
+	if (rc == KT_OK || rc == KT_EREMOTE) {
+		kt_code r2 = prepare_volumes(c, volumes, from, to, ao, &sv);
+		class_for_restored_pvcs(c, late, volumes);
+		if (r2 == KT_OK)
+			r2 = kt_app_apply(c, late, ao, &s2, err);
+		if (r2 == KT_EREMOTE || (r2 == KT_OK && (rc == KT_EREMOTE || sv.failed)))
+			rc = kt_error_set(err, KT_EREMOTE, "%u of %zu objects and volume snapshots "
+			                  "failed (see the report)", s1.failed + s2.failed + sv.failed,
+			                  json_array_size(objects) + json_array_size(volumes));
+		else if (r2)
+			rc = r2;
+		else
+			rc = KT_OK;
+	} else {
+		*err = e1;
+	}
+	json_decref(early);
+	json_decref(late);
+	st->created = s1.created + s2.created + sv.created;
+	st->updated = s1.updated + s2.updated;
+	st->skipped = s1.skipped + s2.skipped + sv.skipped;
+	st->failed = s1.failed + s2.failed + sv.failed;
+	return rc;
+}
 
 kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_restore_opts *o,
                        kt_app_apply_stats *st, kt_error *err)
@@ -162,8 +385,11 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 	if (!rc && (!from || !kt_kube_valid_label(from)))
 		rc = kt_error_set(err, KT_ECORRUPT, "restore point %.8s names no valid namespace", id);
 	json_t *objects = json_array();
+	json_t *volumes = json_object_get(m, "volumes");
 	kt_app_map map = { .from_ns = from, .to_ns = o->to_namespace ? o->to_namespace : from,
-	                   .keep_node_ports = o->keep_node_ports };
+	                   .keep_node_ports = o->keep_node_ports,
+	                   .snapshot_of = json_is_array(volumes) ? snapshot_of : NULL,
+	                   .ctx = volumes };
 	size_t i;
 	json_t *e;
 	json_array_foreach(rc ? NULL : json_object_get(m, "objects"), i, e) {
@@ -196,7 +422,7 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 	}
 	kt_buf_release(&buf);
 	if (!rc)
-		rc = kt_app_apply(c, objects, &o->apply, st, err);
+		rc = apply_with_volumes(c, objects, volumes, from, map.to_ns, &o->apply, st, err);
 	json_decref(objects);
 	json_decref(m);
 	return rc;

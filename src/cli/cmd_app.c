@@ -39,14 +39,18 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_cli_kube_flags kf;
 	kt_cli_repo_flags rf;
 	memset(&kf, 0, sizeof(kf));
-	const char *selector = NULL;
-	int rbac = 0;
-	kt_opt opts[16], *o = kt_cli_repo_opts(&rf, opts);
+	const char *selector = NULL, *snap_timeout = "10m";
+	int rbac = 0, no_snap = 0;
+	kt_opt opts[18], *o = kt_cli_repo_opts(&rf, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "selector", 'l', "LABELS", "only the namespaced objects with these "
 	                 "labels (app=pg,tier!=cache)", &selector, NULL };
 	*o++ = (kt_opt){ "include-cluster-rbac", 0, NULL, "also the ClusterRoleBindings that "
 	                 "name its ServiceAccounts, and their ClusterRoles", NULL, &rbac };
+	*o++ = (kt_opt){ "no-volume-snapshots", 0, NULL, "do not snapshot the PVCs (their data is "
+	                 "then not kept)", NULL, &no_snap };
+	*o++ = (kt_opt){ "snapshot-timeout", 0, "DURATION", "how long each VolumeSnapshot may take "
+	                 "to become ready (default 10m)", &snap_timeout, NULL };
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -55,7 +59,9 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	         "the API server serves (found by discovery), minus what the cluster recreates\n"
 	         "(events, endpoints, pods and replica sets owned by controllers...: the list\n"
 	         "and the reasons are in docs/app-backup.md), plus the PersistentVolumes and\n"
-	         "CustomResourceDefinitions it depends on.  Secrets are encrypted like\n"
+	         "CustomResourceDefinitions it depends on, and a crash-consistent CSI\n"
+	         "VolumeSnapshot of every Bound PVC (waited for until ready; restores create\n"
+	         "the PVCs from them).  Secrets are encrypted like\n"
 	         "everything in the repository and never written to local disk.  A resource\n"
 	         "that cannot be read is named and recorded in the restore point; the command\n"
 	         "then exits 1 after making it.\n%s\n"
@@ -71,6 +77,10 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		return rc;
 	if (n_pos != 1)
 		return kt_cli_usage(path, "name the namespace to back up");
+	int64_t snap_ms;
+	kt_error perr;
+	if (kt_parse_duration_ms(snap_timeout, &snap_ms, &perr))
+		return kt_cli_usage(path, "--snapshot-timeout: %s", perr.msg);
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
@@ -85,7 +95,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	int64_t last = 0;
 	kt_app_backup_opts bo = { .namespace = pos[0], .selector = selector, .cluster_rbac = rbac,
 	                          .note = on_backup_note, .progress = on_backup_progress,
-	                          .progress_ctx = &last };
+	                          .progress_ctx = &last, .no_volume_snapshots = no_snap,
+	                          .snapshot_timeout_ms = snap_ms };
 	kt_app_backup_result res;
 	kt_code code = kt_archive_lock(a, 0, &err);
 	if (!code) {
@@ -101,14 +112,16 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		return kt_cli_fail(&err);
 	if (g.output == KT_OUT_TABLE) {
 		char b1[32], b2[32];
-		printf("restore point %.8s of namespace %s: %llu objects (%s, %s new), %llu skipped, "
-		       "%llu failed, %.1fs\n", res.id, pos[0], (unsigned long long)res.st.objects,
-		       kt_human_bytes(res.bytes, b1), kt_human_bytes(res.bytes_new, b2),
+		printf("restore point %.8s of namespace %s: %llu objects (%s, %s new), %u volume "
+		       "snapshots, %llu skipped, %llu failed, %.1fs\n", res.id, pos[0],
+		       (unsigned long long)res.st.objects, kt_human_bytes(res.bytes, b1),
+		       kt_human_bytes(res.bytes_new, b2), res.volumes,
 		       (unsigned long long)res.st.skipped_objects, (unsigned long long)res.st.failed,
 		       (double)res.duration_ms / 1000.0);
 	} else {
-		json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "id", res.id,
+		json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:f}", "id", res.id,
 		                      "namespace", pos[0], "objects", (json_int_t)res.st.objects,
+		                      "volumes", (int)res.volumes,
 		                      "skippedObjects", (json_int_t)res.st.skipped_objects,
 		                      "failed", (json_int_t)res.st.failed, "bytes",
 		                      (json_int_t)res.bytes, "bytesNew", (json_int_t)res.bytes_new,

@@ -349,18 +349,20 @@ static kt_code on_vs_event(void *ctx, const char *type, json_t *obj, int *stop, 
 	return KT_OK;
 }
 
-/* The snapshotHandle of a content (best effort: "" if unreadable). */
-static void content_handle(kt_kube *c, const char *content, char *out, size_t cap)
+/* The snapshotHandle and driver of a content (best effort: "" if
+ * unreadable). */
+static void content_handle(kt_kube *c, kt_vs_info *v)
 {
-	out[0] = '\0';
-	if (!content[0])
+	v->handle[0] = v->driver[0] = '\0';
+	if (!v->content[0])
 		return;
 	kt_kube_target t;
-	target(&t, KT_VS_GROUP, KT_VS_VERSION, "volumesnapshotcontents", NULL, content);
+	target(&t, KT_VS_GROUP, KT_VS_VERSION, "volumesnapshotcontents", NULL, v->content);
 	json_t *o = NULL;
 	kt_error e;
 	if (kt_kube_get_object(c, &t, &o, &e) == KT_OK) {
-		copy(out, cap, jpath(o, "status", "snapshotHandle", NULL));
+		copy(v->handle, sizeof(v->handle), jpath(o, "status", "snapshotHandle", NULL));
+		copy(v->driver, sizeof(v->driver), jpath(o, "spec", "driver", NULL));
 		json_decref(o);
 	}
 }
@@ -410,7 +412,7 @@ kt_code kt_vs_wait_ready(kt_kube *c, const char *ns, const char *name, int64_t t
 	}
 	switch (w.done) {
 	case 1:
-		content_handle(c, out->content, out->handle, sizeof(out->handle));
+		content_handle(c, out);
 		return KT_OK;
 	case 2:
 		return kt_error_set(err, KT_EREMOTE, "VolumeSnapshot '%s/%s' failed: %s", ns, name,
@@ -498,6 +500,45 @@ kt_code kt_vs_list(kt_kube *c, const char *ns, kt_vs_info_fn fn, void *ctx, kt_e
 	}
 	free(m.content);
 	free(m.handle);
+	return rc;
+}
+
+kt_code kt_vs_import(kt_kube *c, const char *ns, const char *name, const char *handle,
+                     const char *driver, const char *class_name, kt_error *err)
+{
+	if (!handle || !*handle || !driver || !*driver)
+		return kt_error_set(err, KT_EUSAGE, "importing a snapshot into '%s' needs its "
+		                    "snapshotHandle and driver", ns);
+	char content[254];
+	snprintf(content, sizeof(content), "kt-%.*s-%.*s", 100, ns, 140, name);
+	json_t *vsc = json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s, s:s, s:{s:s}, "
+	                        "s:{s:s, s:s}}}",
+	                        "apiVersion", KT_VS_GROUP "/" KT_VS_VERSION, "kind",
+	                        "VolumeSnapshotContent", "metadata", "name", content, "labels",
+	                        "app.kubernetes.io/managed-by", "kontinuity", "spec",
+	                        "deletionPolicy", "Retain", "driver", driver, "source",
+	                        "snapshotHandle", handle, "volumeSnapshotRef", "namespace", ns,
+	                        "name", name);
+	json_t *spec = json_object_get(vsc, "spec");
+	if (class_name && *class_name)
+		json_object_set_new(spec, "volumeSnapshotClassName", json_string(class_name));
+	kt_kube_target t;
+	target(&t, KT_VS_GROUP, KT_VS_VERSION, "volumesnapshotcontents", NULL, NULL);
+	kt_code rc = kt_kube_create(c, &t, vsc, NULL, err);
+	json_decref(vsc);
+	if (rc && rc != KT_EEXIST)
+		return rc;
+	json_t *vs = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:{s:s}}}",
+	                       "apiVersion", KT_VS_GROUP "/" KT_VS_VERSION, "kind", "VolumeSnapshot",
+	                       "metadata", "name", name, "namespace", ns, "labels",
+	                       "app.kubernetes.io/managed-by", "kontinuity", "spec", "source",
+	                       "volumeSnapshotContentName", content);
+	VS(&t, ns, NULL);
+	rc = kt_kube_create(c, &t, vs, NULL, err);
+	json_decref(vs);
+	if (rc == KT_EEXIST)
+		return kt_error_set(err, KT_EEXIST, "VolumeSnapshot '%s' already exists in namespace "
+		                    "'%s'", name, ns);
 	return rc;
 }
 

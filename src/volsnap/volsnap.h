@@ -31,6 +31,7 @@ typedef struct kt_vs_info {
 	char class_name[254];   /* spec.volumeSnapshotClassName */
 	char content[254];      /* status.boundVolumeSnapshotContentName */
 	char handle[1024];      /* the content's status.snapshotHandle (filled by wait/list) */
+	char driver[254];       /* the content's spec.driver (filled by wait) */
 	char restore_size[64];  /* status.restoreSize, a quantity ("1Gi") */
 	char created[64];       /* status.creationTime (RFC 3339) */
 	char error[512];        /* status.error.message */
@@ -75,6 +76,14 @@ kt_code kt_vs_wait_ready(kt_kube *c, const char *ns, const char *name, int64_t t
  * orders them.  fn may stop the walk by returning non-OK. */
 typedef kt_code (*kt_vs_info_fn)(void *ctx, const kt_vs_info *vs, kt_error *err);
 kt_code kt_vs_list(kt_kube *c, const char *ns, kt_vs_info_fn fn, void *ctx, kt_error *err);
+
+/* Make a ready snapshot of another namespace (or cluster) usable in ns:
+ * a pre-provisioned VolumeSnapshotContent naming the storage snapshot
+ * (handle, driver; deletionPolicy Retain, so deleting the copy never
+ * deletes the storage snapshot) and a VolumeSnapshot name in ns bound to
+ * it.  KT_EEXIST when name exists in ns already. */
+kt_code kt_vs_import(kt_kube *c, const char *ns, const char *name, const char *handle,
+                     const char *driver, const char *class_name, kt_error *err);
 
 /* Delete ns/name (the controller deletes the content and the storage
  * snapshot when the class's deletionPolicy is Delete). */

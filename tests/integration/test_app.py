@@ -10,8 +10,13 @@ import subprocess
 
 import pytest
 
+import peers
 from test_app_capture import api, app  # noqa: F401 (fixtures)
 from test_etcd_snapshot import KT
+
+# The PVC of the application is snapshotted through the real API server with
+# the snapshot controller stood in (snapshots.py).
+pytestmark = pytest.mark.usefixtures("snapshot_standin")
 
 PASS = "restore point passphrase"
 
@@ -73,6 +78,9 @@ def comparable(obj, ns, resource):
             p.pop("nodePort", None)
     if o["kind"] == "PersistentVolumeClaim":
         o["spec"].pop("volumeName", None)
+        o["spec"].pop("dataSource", None)       # the restored one comes from the snapshot
+        o["spec"].pop("dataSourceRef", None)
+        o["spec"].pop("storageClassName", None) # "" (static) becomes the driver's class
         m.pop("annotations", None)
         m.get("finalizers", []).clear()
     if o["kind"] == "RoleBinding":
@@ -96,6 +104,11 @@ def test_backup_restore_into_another_namespace_field_by_field(kube_apiserver, ap
     r = kt(kube_apiserver, "app", "backup", ns, "--repo", repo, "-o", "json")
     out = json.loads(r.stdout)
     assert out["objects"] >= 14 and out["failed"] == 0 and out["skippedObjects"] == 3
+    assert out["volumes"] == 1
+    snaps = api.list(f"/apis/snapshot.storage.k8s.io/v1/namespaces/{ns}/volumesnapshots")
+    vsnaps = [v for v in snaps if v["spec"]["source"].get("persistentVolumeClaimName") ==
+              "data-pg-0"]
+    assert vsnaps and vsnaps[-1]["status"]["readyToUse"] is True
     rows = json.loads(rp(kube_apiserver, repo, "restorepoint", "list", "-o", "json").stdout)
     mine = [x for x in rows if x["namespace"] == ns]
     assert mine and mine[-1]["id"] == out["id"] and mine[-1]["objects"] == out["objects"]
@@ -126,6 +139,29 @@ def test_backup_restore_into_another_namespace_field_by_field(kube_apiserver, ap
                 continue
             assert comparable(dst[name], to, resource) == comparable(obj, ns, resource), \
                 (resource, name)
+    # The PVC comes back from the restore point's snapshot, made usable in the
+    # new namespace as a copy bound to the same storage snapshot.
+    snap = vsnaps[-1]["metadata"]["name"]
+    assert results[("VolumeSnapshot", snap)] == "created"
+    copy = api.get(f"/apis/snapshot.storage.k8s.io/v1/namespaces/{to}/volumesnapshots/{snap}")
+    content = api.get("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/"
+                      + copy["spec"]["source"]["volumeSnapshotContentName"])
+    orig = api.get("/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/"
+                   + vsnaps[-1]["status"]["boundVolumeSnapshotContentName"])
+    assert content["spec"]["source"]["snapshotHandle"] == orig["status"]["snapshotHandle"]
+    assert content["spec"]["deletionPolicy"] == "Retain"
+    pvc = api.get(f"/api/v1/namespaces/{to}/persistentvolumeclaims/data-pg-0")
+    assert pvc["spec"]["storageClassName"] == "standin"   # the snapshot driver's class
+    assert pvc["spec"]["dataSource"] == {"apiGroup": "snapshot.storage.k8s.io",
+                                         "kind": "VolumeSnapshot", "name": snap}
+    try:
+        peers.wait_for(lambda: api.get(f"/api/v1/namespaces/{to}/persistentvolumeclaims/"
+                                       "data-pg-0").get("status", {}).get("phase") == "Bound",
+                       30, "the restored PVC bound (provisioned from the snapshot)")
+    except AssertionError:
+        ev = api.list(f"/api/v1/namespaces/{to}/events")
+        vs = api.get(f"/apis/snapshot.storage.k8s.io/v1/namespaces/{to}/volumesnapshots/{snap}")
+        raise AssertionError(f"{[e['message'] for e in ev]}\n{vs}\n{content}")
     helm = api.get(f"/api/v1/namespaces/{to}/secrets/sh.helm.release.v1.pg.v1")
     assert helm["metadata"]["labels"]["owner"] == "helm" and helm["type"] == "helm.sh/release.v1"
 
