@@ -12,7 +12,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 PYTEST     ?= python3 -m pytest
 
-.PHONY: all deps test-deps peers build build-asan build-fuzz check unit demo bench bench-repo fuzz clean
+.PHONY: all deps test-deps peers build build-asan build-fuzz check unit demo bench bench-repo bench-app fuzz clean
 
 all: build
 
@@ -65,16 +65,21 @@ bench: build
 	@scripts/peers.sh etcd
 	bench/run.sh $(BUILD)/src/cli/kontinuity
 	python3 bench/repo_bench.py $(BUILD)/src/cli/kontinuity
+	eval "$$(scripts/peers.sh --print-env)" && python3 bench/app_bench.py $(BUILD)/src/cli/kontinuity
 
 # Only the repository benchmark (kontinuity repo vs restic and borg, ~15 min).
 bench-repo: build
 	@scripts/deps.sh bench
 	python3 bench/repo_bench.py $(BUILD)/src/cli/kontinuity
 
+# Only the application benchmark (app backup/restore of 2,000 objects, ~1 min).
+bench-app: build peers
+	eval "$$(scripts/peers.sh --print-env)" && python3 bench/app_bench.py $(BUILD)/src/cli/kontinuity
+
 # Run each libFuzzer target for FUZZ_SECONDS (default 60) growing the corpus.
 FUZZ_SECONDS ?= 60
 fuzz: build-fuzz
-	for t in bbolt grpc kubeconfig s3xml config cron staticpod repo chunker; do \
+	for t in bbolt grpc kubeconfig s3xml config cron staticpod repo chunker volsnap app; do \
 	  $(FUZZ_BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 fuzz/corpus/$$t || exit 1; \
 	done
 
