@@ -215,6 +215,7 @@ typedef struct kt_profile {
 	unsigned immutable_days;
 	char *access_key;        /* from the Secret; NULL until loaded */
 	char *secret_key;        /* wiped by kt_profile_release */
+	char *repo_password;     /* the Secret's repository_password (exports), or NULL */
 } kt_profile;
 
 /* Read and check spec of a Profile object into out (no credentials). */

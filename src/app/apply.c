@@ -5,7 +5,8 @@
  * Invariants:
  *   1. Tier by tier: every object of a tier is submitted before the next
  *      tier starts; CustomResourceDefinitions created in tier 0 are waited
- *      for (Established) and discovery is read again before tier 1.
+ *      for (Established) and the client's discovery is read again, so the
+ *      caller's client knows the new kinds afterwards too.
  *   2. One object's failure never stops the others; it is reported with the
  *      API server's reason and counted.
  *   3. A dry run only reads (GET per object) and reports what it would do.
@@ -70,11 +71,9 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Wait until CRD name is Established, then until discovery on a fresh client
- * serves its kind; *fresh (replacing the old one, which it frees unless it
- * is the caller's) is that client. */
-static kt_code wait_crd(kt_kube **cur, kt_kube *callers, json_t *crd, int64_t wait_ms,
-                        kt_error *err)
+/* Wait until CRD crd is Established, then until discovery (asked again)
+ * serves its kind. */
+static kt_code wait_crd(kt_kube *c, json_t *crd, int64_t wait_ms, kt_error *err)
 {
 	const char *name = str(crd, "metadata", "name");
 	kt_kube_target t = { .group = "apiextensions.k8s.io", .version = "v1",
@@ -82,7 +81,7 @@ static kt_code wait_crd(kt_kube **cur, kt_kube *callers, json_t *crd, int64_t wa
 	int64_t deadline = kt_now_ms() + wait_ms;
 	for (;;) {
 		json_t *o = NULL;
-		kt_code rc = kt_kube_get_object(*cur, &t, &o, err);
+		kt_code rc = kt_kube_get_object(c, &t, &o, err);
 		if (rc)
 			return rc;
 		int ok = 0;
@@ -106,16 +105,10 @@ static kt_code wait_crd(kt_kube **cur, kt_kube *callers, json_t *crd, int64_t wa
 	snprintf(what, sizeof(what), "%s.%s", str(json_object_get(crd, "spec"), "names", "kind"),
 	         str(crd, "spec", "group"));
 	for (;;) {
-		kt_kube *fresh = NULL;
-		kt_code rc = kt_kube_client_new(&fresh, kt_kube_client_config(*cur), NULL, err);
-		if (rc)
-			return rc;
-		if (*cur != callers)
-			kt_kube_client_free(*cur);
-		*cur = fresh;
+		kt_kube_discovery_forget(c);
 		const kt_kube_resource *r;
 		kt_error e;
-		if (kt_kube_resource_find(fresh, what, &r, &e) == KT_OK)
+		if (kt_kube_resource_find(c, what, &r, &e) == KT_OK)
 			return KT_OK;
 		if (kt_now_ms() > deadline)
 			return kt_error_set(err, KT_ETRANSIENT, "the API server does not serve '%s' "
@@ -218,7 +211,6 @@ kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
 	free(v);
 
 	run r = { .o = o };
-	kt_kube *cur = c;
 	kt_code rc = KT_OK;
 	int64_t wait_ms = o->wait_ms ? o->wait_ms : 60000;
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -231,11 +223,11 @@ kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
 			continue;
 		}
 		int created_crd = 0;
-		rc = apply_one(cur, &r, obj, &created_crd);
+		rc = apply_one(c, &r, obj, &created_crd);
 		if (!rc && created_crd) {
 			kt_error e;
 			kt_error_clear(&e);
-			if ((rc = wait_crd(&cur, c, obj, wait_ms, &e)) && rc != KT_ECANCELED) {
+			if ((rc = wait_crd(c, obj, wait_ms, &e)) && rc != KT_ECANCELED) {
 				report(&r, obj, KT_APP_FAILED, e.msg);
 				rc = KT_OK;
 			} else if (rc) {
@@ -243,8 +235,6 @@ kt_code kt_app_apply(kt_kube *c, json_t *objects, const kt_app_apply_opts *o,
 			}
 		}
 	}
-	if (cur != c)
-		kt_kube_client_free(cur);
 	if (st)
 		*st = r.st;
 	if (rc == KT_ECANCELED)

@@ -103,6 +103,11 @@ kt_code kt_profile_get(kt_kube *c, const char *ns, const char *name, kt_profile 
 			out->access_key = kt_xstrdup(ak->value);
 			out->secret_key = kt_xstrdup(sk->value);
 			kt_log_add_secret(out->secret_key);
+			const kt_kube_secret_item *rp = kt_kube_secret_find(s, "repository_password");
+			if (rp && rp->len) {
+				out->repo_password = kt_xstrdup(rp->value);
+				kt_log_add_secret(out->repo_password);
+			}
 		}
 	}
 	kt_kube_secret_free(s);
@@ -117,9 +122,13 @@ void kt_profile_release(kt_profile *p)
 		explicit_bzero(p->secret_key, strlen(p->secret_key));
 		free(p->secret_key);
 	}
+	if (p->repo_password) {
+		explicit_bzero(p->repo_password, strlen(p->repo_password));
+		free(p->repo_password);
+	}
 	free(p->access_key);
 	free(p->ca_pem);
-	p->secret_key = p->access_key = p->ca_pem = NULL;
+	p->secret_key = p->access_key = p->ca_pem = p->repo_password = NULL;
 }
 
 /* ---- check ----------------------------------------------------------- */

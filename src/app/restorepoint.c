@@ -20,6 +20,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "app.h"
 #include "archive/archive.h"
@@ -312,6 +313,14 @@ static void class_for_restored_pvcs(kt_kube *c, json_t *objects, json_t *volumes
 	}
 }
 
+static int kinds_have(const char *const *kinds, const char *kind)
+{
+	for (size_t i = 0; kinds[i]; i++)
+		if (!strcasecmp(kinds[i], kind))
+			return 1;
+	return 0;
+}
+
 /* Apply the objects below the PVC tier (namespace, RBAC, Secrets ...), then
  * make the volumes' snapshots usable in the namespace, then the rest (PVCs
  * from those snapshots, workloads ...). */
@@ -336,8 +345,11 @@ static kt_code apply_with_volumes(kt_kube *c, json_t *objects, json_t *volumes,
 	kt_error e1;
 	kt_error_clear(&e1);
 	kt_code rc = kt_app_apply(c, early, ao, &s1, &e1);
+	/* Volumes only when PVCs are restored at all. */
+	int pvcs = !(ao->exclude_kinds && kinds_have(ao->exclude_kinds, "PersistentVolumeClaim")) &&
+	           !(ao->include_kinds && !kinds_have(ao->include_kinds, "PersistentVolumeClaim"));
 	if (rc == KT_OK || rc == KT_EREMOTE) {
-		kt_code r2 = prepare_volumes(c, volumes, from, to, ao, &sv);
+		kt_code r2 = pvcs ? prepare_volumes(c, volumes, from, to, ao, &sv) : KT_OK;
 		class_for_restored_pvcs(c, late, volumes);
 		if (r2 == KT_OK)
 			r2 = kt_app_apply(c, late, ao, &s2, err);

@@ -196,6 +196,7 @@ int kt_cmd_doctor(int argc, char **argv, const kt_globals *g);
 /* Application restore points (cmd_app.c). */
 int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g);
 int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g);
+int kt_cmd_app_import(int argc, char **argv, const kt_globals *g);
 int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g);
 
 /* The profile group (cmd_profile.c). */

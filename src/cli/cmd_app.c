@@ -1,16 +1,115 @@
 /*
  * cmd_app.c - `kontinuity app backup|restore` and `kontinuity restorepoint
- * list`: application restore points in the repository (src/app,
- * docs/app-backup.md).  Volume snapshots of the PVCs and exports to
- * profiles come next; today a restore point holds the objects.
+ * list` and `app import`: application restore points in a repository
+ * (src/app, docs/app-backup.md): the one --repo names, or the one in the
+ * bucket of an export profile (--profile; docs/profiles.md), which another
+ * cluster imports from.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/app.h"
 #include "archive/archive.h"
 #include "cli.h"
 #include "kube/kube.h"
+
+/* Where restore points go: --repo, or --profile. */
+typedef struct target {
+	kt_cli_repo_flags rf;
+	const char *profile, *profile_ns;
+	char ca_path[64];            /* the profile's CA bundle as a temporary file, or "" */
+} target;
+
+static kt_opt *target_opts(target *t, kt_opt *o)
+{
+	o = kt_cli_repo_opts(&t->rf, o);
+	t->profile = NULL;
+	t->profile_ns = KT_PROFILE_NAMESPACE;
+	t->ca_path[0] = '\0';
+	*o++ = (kt_opt){ "profile", 0, "NAME", "use the repository in the bucket of this export "
+	                 "profile instead of --repo (its keys and passphrase come from the "
+	                 "profile's Secret; immutable profiles lock every object written)",
+	                 &t->profile, NULL };
+	*o++ = (kt_opt){ "profile-namespace", 0, "NS", "namespace of the profile (default "
+	                 KT_PROFILE_NAMESPACE ")", &t->profile_ns, NULL };
+	return o;
+}
+
+/* Open the target's repository; a profile's is created on first use. */
+static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt_archive **a)
+{
+	if (!t->profile)
+		return kt_cli_repo_open(&t->rf, path, s, a);
+	if (t->rf.repo && *t->rf.repo && !getenv("KONTINUITY_REPO"))
+		return kt_cli_usage(path, "give --repo or --profile, not both");
+	kt_profile p;
+	kt_error err;
+	if (kt_profile_get(c, t->profile_ns, t->profile, &p, &err))
+		return kt_cli_fail(&err);
+	int rc = 0;
+	if (!p.repo_password) {
+		kt_profile_release(&p);
+		kt_error_set(&err, KT_EUSAGE, "profile '%s': its Secret '%s' has no "
+		             "repository_password (the passphrase of the repository in the bucket)",
+		             t->profile, p.secret_name);
+		return kt_cli_fail(&err);
+	}
+	if (p.ca_pem) {
+		snprintf(t->ca_path, sizeof(t->ca_path), "/tmp/kontinuity-ca-XXXXXX");
+		int fd = mkstemp(t->ca_path);
+		size_t n = strlen(p.ca_pem);
+		if (fd < 0 || write(fd, p.ca_pem, n) != (ssize_t)n) {
+			if (fd >= 0)
+				close(fd);
+			kt_error_sys(&err, KT_EIO, errno, "cannot write the profile's CA bundle");
+			kt_profile_release(&p);
+			return kt_cli_fail(&err);
+		}
+		close(fd);
+	}
+	char url[700];
+	snprintf(url, sizeof(url), "s3://%s%s%s", p.bucket, p.prefix[0] ? "/" : "", p.prefix);
+	kt_store_opts so = { .create = 0, .endpoint = p.endpoint, .region = p.region,
+	                     .access_key = p.access_key, .secret_key = p.secret_key,
+	                     .cacert = t->ca_path[0] ? t->ca_path : NULL,
+	                     .style = p.path_style ? KT_S3_STYLE_PATH : KT_S3_STYLE_AUTO,
+	                     .lock_days = p.immutable_days, .cancel = &kt_cli_cancel };
+	kt_code code = kt_store_open(url, &so, s, &err);
+	if (!code) {
+		*s = kt_store_retry_wrap(*s, 5, 200);
+		const char *pw = p.repo_password;
+		code = kt_archive_open(*s, pw, strlen(pw), a, &err);
+		if (code == KT_ENOTFOUND) {
+			/* The first export to this profile: make its repository. */
+			kt_archive_init_opts io = { 0 };
+			kt_error_clear(&err);
+			code = kt_archive_init(*s, pw, strlen(pw), &io, &err);
+			if (!code) {
+				kt_log(KT_LOG_INFO, "created the repository of profile %s at %s", t->profile,
+				       url);
+				code = kt_archive_open(*s, pw, strlen(pw), a, &err);
+			}
+		}
+		if (code) {
+			kt_store_free(*s);
+			*s = NULL;
+		}
+	}
+	kt_profile_release(&p);
+	if (code)
+		rc = kt_cli_fail(&err);
+	return rc;
+}
+
+static void close_target(target *t, kt_store *s, kt_archive *a)
+{
+	kt_archive_free(a);
+	kt_store_free(s);
+	if (t->ca_path[0])
+		unlink(t->ca_path);
+}
 
 static void on_backup_note(void *ctx, kt_app_note_kind k, const char *what, const char *why)
 {
@@ -37,11 +136,11 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	const char *path = "app backup";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_repo_flags rf;
+	target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *selector = NULL, *snap_timeout = "10m";
 	int rbac = 0, no_snap = 0;
-	kt_opt opts[18], *o = kt_cli_repo_opts(&rf, opts);
+	kt_opt opts[20], *o = target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "selector", 'l', "LABELS", "only the namespaced objects with these "
 	                 "labels (app=pg,tier!=cache)", &selector, NULL };
@@ -87,7 +186,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_archive *a = NULL;
 	if ((rc = kt_cli_kube_connect(&kf, &c)))
 		return rc;
-	if ((rc = kt_cli_repo_open(&rf, path, &s, &a))) {
+	if ((rc = open_target(&tg, c, path, &s, &a))) {
 		kt_kube_client_free(c);
 		return rc;
 	}
@@ -105,8 +204,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	}
 	if (last)
 		fprintf(stderr, "\n");
-	kt_archive_free(a);
-	kt_store_free(s);
+	close_target(&tg, s, a);
 	kt_kube_client_free(c);
 	if (code)
 		return kt_cli_fail(&err);
@@ -170,16 +268,19 @@ static void on_report(void *ctx, const char *kind, const char *ns, const char *n
 	                      "detail", detail));
 }
 
-int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g0)
+static int list_restore_points(kt_archive *a, const char *ns, const kt_globals *g);
+
+/* app restore, and app import (which lists without a restore point). */
+static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 {
-	const char *path = "app restore";
+	const char *path = import ? "app import" : "app restore";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	kt_cli_repo_flags rf;
+	target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *to = NULL, *include = NULL, *exclude = NULL, *existing = "skip";
 	int dry = 0, node_ports = 0;
-	kt_opt opts[20], *o = kt_cli_repo_opts(&rf, opts);
+	kt_opt opts[24], *o = target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "to-namespace", 0, "NS", "restore into NS (default: the namespace it "
 	                 "came from); references to the old name are rewritten", &to, NULL };
@@ -210,11 +311,23 @@ int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g0)
 	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos = 0, done = 0;
-	int rc = kt_cli_parse(argc, argv, opts, path, "RESTORE-POINT --repo URL [--to-namespace NS]",
+	if (import)
+		snprintf(help, sizeof(help),
+		         "Restore points exported by any cluster to a profile's bucket: without\n"
+		         "RESTORE-POINT, list them (with the cluster each came from); with it,\n"
+		         "restore it here exactly as 'app restore' does (for DR and migration).\n\n"
+		         "Examples:\n"
+		         "  kontinuity app import --profile offsite\n"
+		         "  kontinuity app import 1a2b3c4d --profile offsite --to-namespace pg\n");
+	int rc = kt_cli_parse(argc, argv, opts, path, import ? "[RESTORE-POINT] --profile NAME"
+	                      : "RESTORE-POINT --repo URL|--profile NAME [--to-namespace NS]",
 	                      help, pos, 1, &n_pos, &g, &done);
 	if (rc || done)
 		return rc;
-	if (n_pos != 1)
+	if (import && !tg.profile)
+		return kt_cli_usage(path, "--profile NAME is required (where the restore points were "
+		                    "exported)");
+	if (n_pos != 1 && !import)
 		return kt_cli_usage(path, "name the restore point (kontinuity restorepoint list)");
 	if (strcmp(existing, "skip") && strcmp(existing, "update"))
 		return kt_cli_usage(path, "--existing is skip or update, not '%s'", existing);
@@ -226,7 +339,13 @@ int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g0)
 	kt_archive *a = NULL;
 	if ((rc = kt_cli_kube_connect(&kf, &c)))
 		return rc;
-	if ((rc = kt_cli_repo_open(&rf, path, &s, &a))) {
+	if ((rc = open_target(&tg, c, path, &s, &a))) {
+		kt_kube_client_free(c);
+		return rc;
+	}
+	if (n_pos == 0) {   /* app import without a restore point: the list */
+		rc = list_restore_points(a, NULL, &g);
+		close_target(&tg, s, a);
 		kt_kube_client_free(c);
 		return rc;
 	}
@@ -247,8 +366,7 @@ int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g0)
 		code = kt_app_restore(c, a, id, &ro, &st, &err);
 		kt_archive_unlock(a);
 	}
-	kt_archive_free(a);
-	kt_store_free(s);
+	close_target(&tg, s, a);
 	kt_kube_client_free(c);
 	free((void *)ro.apply.include_kinds);
 	free((void *)ro.apply.exclude_kinds);
@@ -267,32 +385,27 @@ int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g0)
 	return code ? kt_cli_fail(&err) : 0;
 }
 
-int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g0)
+int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g)
 {
-	const char *path = "restorepoint list";
-	kt_globals g = *g0;
-	kt_cli_repo_flags rf;
-	const char *ns = NULL;
-	kt_opt opts[10], *o = kt_cli_repo_opts(&rf, opts);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "only restore points of this namespace", &ns,
-	                 NULL };
-	memset(o, 0, sizeof(*o));
-	int n_pos = 0, done = 0;
-	int rc = kt_cli_parse(argc, argv, opts, path, "--repo URL [-n NS]",
-	                      "List the application restore points in the repository, oldest "
-	                      "first.\n", NULL, 0, &n_pos, &g, &done);
-	if (rc || done)
-		return rc;
-	kt_store *s = NULL;
-	kt_archive *a = NULL;
-	if ((rc = kt_cli_repo_open(&rf, path, &s, &a)))
-		return rc;
+	return restore_cmd(argc, argv, g, 0);
+}
+
+int kt_cmd_app_import(int argc, char **argv, const kt_globals *g)
+{
+	return restore_cmd(argc, argv, g, 1);
+}
+
+/* Print the restore points of the repository (of namespace ns, or all). */
+static int list_restore_points(kt_archive *a, const char *ns, const kt_globals *g)
+{
 	kt_archive_snap *v = NULL;
 	size_t n = 0;
 	kt_error err;
 	kt_code code = kt_archive_snapshots(a, &v, &n, &err);
+	if (code)
+		return kt_cli_fail(&err);
 	json_t *rows = json_array();
-	for (size_t i = 0; !code && i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const char *space = NULL;
 		int app = 0;
 		for (size_t t = 0; t < v[i].n_tags; t++) {
@@ -308,20 +421,47 @@ int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g0)
 		                      "bytes", (json_int_t)v[i].bytes));
 	}
 	kt_archive_snaps_free(v, n);
-	kt_archive_free(a);
-	kt_store_free(s);
-	if (code) {
-		json_decref(rows);
-		return kt_cli_fail(&err);
-	}
 	static const kt_column cols[] = {
 		{ "ID", "id" }, { "TIME", "time" }, { "NAMESPACE", "namespace" },
 		{ "OBJECTS", "objects" }, { "CLUSTER", "cluster" },
 	};
-	if (g.output == KT_OUT_TABLE && !json_array_size(rows))
+	if (g->output == KT_OUT_TABLE && !json_array_size(rows))
 		fprintf(stderr, "no restore points%s%s\n", ns ? " of namespace " : "", ns ? ns : "");
 	else
-		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+		kt_cli_print(rows, g->output, cols, sizeof(cols) / sizeof(cols[0]));
 	json_decref(rows);
 	return 0;
+}
+
+int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g0)
+{
+	const char *path = "restorepoint list";
+	kt_globals g = *g0;
+	kt_cli_kube_flags kf;
+	target tg;
+	memset(&kf, 0, sizeof(kf));
+	const char *ns = NULL;
+	kt_opt opts[14], *o = target_opts(&tg, opts);
+	o = kt_cli_kube_opts(&kf, o, "kubeconfig to read --profile with (default: $KUBECONFIG, "
+	                     "then ~/.kube/config, then the pod's service account)");
+	*o++ = (kt_opt){ "namespace", 'n', "NS", "only restore points of this namespace", &ns,
+	                 NULL };
+	memset(o, 0, sizeof(*o));
+	int n_pos = 0, done = 0;
+	int rc = kt_cli_parse(argc, argv, opts, path, "--repo URL|--profile NAME [-n NS]",
+	                      "List the application restore points in the repository, oldest "
+	                      "first.\n", NULL, 0, &n_pos, &g, &done);
+	if (rc || done)
+		return rc;
+	kt_kube *c = NULL;
+	if (tg.profile && (rc = kt_cli_kube_connect(&kf, &c)))
+		return rc;
+	kt_store *s = NULL;
+	kt_archive *a = NULL;
+	if (!(rc = open_target(&tg, c, path, &s, &a))) {
+		rc = list_restore_points(a, ns, &g);
+		close_target(&tg, s, a);
+	}
+	kt_kube_client_free(c);
+	return rc;
 }

@@ -51,9 +51,9 @@ int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g0)
 	memset(&kf, 0, sizeof(kf));
 	const char *ns = KT_PROFILE_NAMESPACE, *endpoint = NULL, *bucket = NULL, *region = NULL;
 	const char *prefix = NULL, *ca_file = NULL, *secret = NULL, *ak_file = NULL;
-	const char *sk_file = NULL, *days = NULL;
+	const char *sk_file = NULL, *days = NULL, *rp_file = NULL;
 	int path_style = 0;
-	kt_opt opts[20], *o = kt_cli_kube_opts(&kf, opts, NULL);
+	kt_opt opts[22], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the profile and its Secret "
 	                 "(default " KT_PROFILE_NAMESPACE ")", &ns, NULL };
 	*o++ = (kt_opt){ "endpoint", 0, "URL", "S3 endpoint, https://host[:port] (required)",
@@ -74,6 +74,9 @@ int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g0)
 	                 &sk_file, NULL };
 	*o++ = (kt_opt){ "immutable-days", 0, "N", "keep exports under S3 Object Lock retention "
 	                 "for N days (needs an Object Lock bucket; default 0)", &days, NULL };
+	*o++ = (kt_opt){ "repository-password-file", 0, "FILE", "passphrase of the encrypted "
+	                 "repository in the bucket (with the key files; needed to export and "
+	                 "import restore points)", &rp_file, NULL };
 	memset(o, 0, sizeof(*o));
 	char *pos[1];
 	int n_pos = 0, done = 0;
@@ -114,10 +117,18 @@ int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g0)
 		kt_buf_release(&ca);
 		return kt_cli_usage(path, "--ca-file: %s", err.msg);
 	}
-	char *ak = NULL, *sk = NULL, secret_name[260];
+	char *ak = NULL, *sk = NULL, *rp = NULL, secret_name[260];
+	if (rp_file && secret) {
+		kt_buf_release(&ca);
+		return kt_cli_usage(path, "--repository-password-file goes with the key files (with "
+		                    "--secret, put repository_password in that Secret)");
+	}
 	if (!secret && ((rc = read_key_file(path, "access-key-id-file", ak_file, &ak)) ||
-	                (rc = read_key_file(path, "secret-access-key-file", sk_file, &sk)))) {
+	                (rc = read_key_file(path, "secret-access-key-file", sk_file, &sk)) ||
+	                (rp_file && (rc = read_key_file(path, "repository-password-file", rp_file,
+	                                                &rp))))) {
 		free(ak);
+		free(sk);
 		kt_buf_release(&ca);
 		return rc;
 	}
@@ -144,6 +155,7 @@ int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g0)
 		json_decref(prof);
 		free(ak);
 		free(sk);
+		free(rp);
 		return kt_cli_usage(path, "%s", err.msg);
 	}
 	kt_profile_release(&check);
@@ -154,6 +166,7 @@ int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g0)
 		json_decref(prof);
 		free(ak);
 		free(sk);
+		free(rp);
 		return rc;
 	}
 	kt_code code = KT_OK;
@@ -165,14 +178,20 @@ int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g0)
 		                      "metadata", "name", secret_name, "namespace", ns, "labels",
 		                      "app.kubernetes.io/managed-by", "kontinuity", "data",
 		                      "access_key_id", ak, "secret_access_key", sk);
+		if (rp)
+			json_object_set_new(json_object_get(s, "data"), "repository_password",
+			                    json_string(rp));
 		code = kt_kube_create(c, &st, s, NULL, &err);
 		json_decref(s);
 		made_secret = code == KT_OK;
 	}
 	if (sk)
 		explicit_bzero(sk, strlen(sk));
+	if (rp)
+		explicit_bzero(rp, strlen(rp));
 	free(ak);
 	free(sk);
+	free(rp);
 	kt_kube_target pt = profiles;
 	pt.namespace = ns;
 	if (!code && (code = kt_kube_create(c, &pt, prof, NULL, &err)) && made_secret) {

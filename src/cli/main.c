@@ -60,6 +60,8 @@ static const kt_command commands[] = {
 	  kt_cmd_app_backup },
 	{ "app restore", "recreate an application from a restore point, in dependency order",
 	  kt_cmd_app_restore },
+	{ "app import", "list or restore the restore points another cluster exported to a profile",
+	  kt_cmd_app_import },
 	{ "restorepoint list", "list the application restore points in the repository",
 	  kt_cmd_restorepoint_list },
 	{ "profile create", "create an export profile (S3 location, keys in a Secret)",

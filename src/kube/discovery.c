@@ -172,6 +172,16 @@ static kt_code fetch(kt_kube *c, const char *path, const char *accept, json_t **
 	return rc;
 }
 
+void kt_kube_discovery_forget(kt_kube *c)
+{
+	c->disc_done = 0;
+	free(c->res);
+	c->res = NULL;
+	c->n_res = 0;
+	json_decref(c->disc_docs);
+	c->disc_docs = NULL;
+}
+
 kt_code kt_kube_discover(kt_kube *c, const kt_kube_resource **out, size_t *n_out,
                          kt_error *err)
 {

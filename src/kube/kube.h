@@ -253,6 +253,11 @@ typedef struct kt_kube_resource {
 kt_code kt_kube_discover(kt_kube *c, const kt_kube_resource **out, size_t *n_out,
                          kt_error *err);
 
+/* Drop the cached discovery (a CRD was just created): the next lookup asks
+ * the server again.  Pointers from earlier kt_kube_discover or
+ * kt_kube_resource_find calls become invalid. */
+void kt_kube_discovery_forget(kt_kube *c);
+
 /*
  * Find a resource by plural name, singular-ish kind or "resource.group"
  * ("configmaps", "ConfigMap", "deployments.apps", "Deployment.apps"),

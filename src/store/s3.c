@@ -20,6 +20,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store_int.h"
 
@@ -28,7 +29,23 @@ typedef struct s3_store {
 	kt_s3 *s3;
 	char *prefix;      /* "" or a valid name without trailing '/' */
 	size_t prefix_len;
+	unsigned lock_days; /* Object Lock retention of every write, or 0 */
 } s3_store;
+
+/* Write-once options, with the retention asked for (until = now + days). */
+static void put_opts(const s3_store *b, kt_s3_put_opts *po, char until[32])
+{
+	memset(po, 0, sizeof(*po));
+	po->if_none_match = 1;
+	if (!b->lock_days)
+		return;
+	time_t t = time(NULL) + (time_t)b->lock_days * 86400;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(until, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	po->lock_mode = "COMPLIANCE";
+	po->retain_until = until;
+}
 
 /* The key of name (a valid name, so it always fits). */
 static void key_of(const s3_store *b, const char *name, char key[KT_S3_MAX_KEY + 1])
@@ -42,7 +59,9 @@ static kt_code s3_put(kt_store *s, const char *name, const void *data, size_t le
 	s3_store *b = (s3_store *)s;
 	char key[KT_S3_MAX_KEY + 1];
 	key_of(b, name, key);
-	kt_s3_put_opts po = { .if_none_match = 1 };
+	kt_s3_put_opts po;
+	char until[32];
+	put_opts(b, &po, until);
 	return kt_s3_put_mem(b->s3, key, data, len, &po, NULL, err);
 }
 
@@ -60,7 +79,9 @@ static kt_code s3_put_file(kt_store *s, const char *name, int fd, kt_error *err)
 	}
 	if (rc != KT_ENOTFOUND)
 		return rc;
-	kt_s3_put_opts po = { .if_none_match = 1 };
+	kt_s3_put_opts po;
+	char until[32];
+	put_opts(b, &po, until);
 	return kt_s3_put(b->s3, key, fd, &po, NULL, err);
 }
 
@@ -220,6 +241,7 @@ kt_code kt_store_s3_open(const char *bucket, const char *prefix, const kt_store_
 	b->base.cancel = o->cancel;
 	b->s3 = s3;
 	b->prefix = kt_xstrdup(prefix);
+	b->lock_days = o->lock_days;
 	b->prefix_len = strlen(prefix);
 	kt_buf d;
 	kt_buf_init(&d, KT_BUF_UNLIMITED);

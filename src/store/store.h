@@ -63,6 +63,9 @@ typedef struct kt_store_opts {
 	uint64_t part_size;       /* multipart part size for put_file; 0 = 16 MiB */
 	int n_threads;            /* multipart workers; 0 = 4 */
 	int64_t timeout_ms;       /* per S3 request; 0 = none (stall timeout guards) */
+	unsigned lock_days;       /* S3: every object written gets S3 Object Lock retention
+	                             (COMPLIANCE) for this many days; 0 = none (the bucket's
+	                             default applies) */
 	volatile sig_atomic_t *cancel; /* non-zero: stop with KT_ECANCELED (also stops
 	                                  the retry wrapper's waits) */
 } kt_store_opts;

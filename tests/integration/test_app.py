@@ -224,3 +224,59 @@ def test_valgrind_app_backup_restore_list(kube_apiserver, app, repo):
                            capture_output=True, text=True, env=env(), timeout=600)
         assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"
         assert r.returncode == 0, r.stderr
+
+
+def test_export_to_an_immutable_profile_and_import_into_another_cluster(
+        kube_apiserver, app, api, minio, tmp_path):
+    """The mission's DR story: restore points go to an export profile whose
+    bucket has Object Lock (every object under COMPLIANCE retention, never
+    deletable before its date); a second cluster with the same profile lists
+    and restores them."""
+    from test_profile import install_kontinuity_crds
+    from test_s3 import s3tool, versions
+    ns = app["ns"]
+    s3tool(minio, "rp-export", "mb", "--lock")
+    (tmp_path / "ak").write_text(minio.access_key)
+    (tmp_path / "sk").write_text(minio.secret_key)
+    (tmp_path / "rp").write_text("export passphrase")
+
+    def make_profile(kube):
+        install_kontinuity_crds(kube)
+        r = kt(kube, "profile", "create", "offsite", "--endpoint", minio.endpoint, "--bucket",
+               "rp-export", "--prefix", "restore-points", "--path-style", "--immutable-days",
+               "1", "--access-key-id-file", tmp_path / "ak", "--secret-access-key-file",
+               tmp_path / "sk", "--repository-password-file", tmp_path / "rp", check=False)
+        assert r.returncode == 0, r.stderr
+    make_profile(kube_apiserver)
+    out = json.loads(kt(kube_apiserver, "app", "backup", ns, "--profile", "offsite",
+                        "-o", "json").stdout)
+    assert out["objects"] >= 14 and out["failed"] == 0
+    # Every object written carries COMPLIANCE retention; none can be destroyed.
+    vs = [v for v in versions(minio, "rp-export", "restore-points/") if v[4] == "data"]
+    assert any(k.startswith("restore-points/data/") for k, *_ in vs)
+    pack = next(v for v in vs if v[0].startswith("restore-points/data/"))
+    ret = dict(line.split("=", 1) for line in
+               s3tool(minio, "rp-export", "retention", pack[0]).stdout.splitlines())
+    assert ret["mode"] == "COMPLIANCE"
+    r = s3tool(minio, "rp-export", "rmv", pack[0], pack[1], check=False)
+    assert r.returncode == 6 and "Object Lock retention" in r.stderr
+
+    # A second cluster: its own kube-apiserver and etcd, the same profile.
+    import peers as p
+    with p.KubeApiserver(tmp_path / "cluster-b") as other:
+        make_profile(other)
+        listed = kt(other, "app", "import", "--profile", "offsite", "-o", "json")
+        rows = json.loads(listed.stdout)
+        mine = [x for x in rows if x["id"] == out["id"]]
+        assert mine and mine[0]["namespace"] == ns and mine[0]["cluster"]
+        # No shared storage between the clusters here: objects only.
+        r = kt(other, "app", "import", out["id"][:8], "--profile", "offsite",
+               "--exclude-kinds", "PersistentVolumeClaim", "-o", "json")
+        results = {(x["kind"], x["name"]): x["result"] for x in json.loads(r.stdout)}
+        assert results[("Namespace", ns)] == "created"
+        assert results[("Secret", "creds")] == "created"
+        assert results[("Widget", "w1")] == "created"   # its CRD came along (tier 0)
+        other_api = install_kontinuity_crds(other)
+        cm = other_api.get(f"/api/v1/namespaces/{ns}/configmaps/cfg")
+        assert cm["data"] == {"a": "1"}
+        assert minio.secret_key not in listed.stdout + listed.stderr + r.stdout + r.stderr

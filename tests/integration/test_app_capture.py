@@ -60,6 +60,7 @@ def meta(name, ns=None, **extra):
 def app(api):
     """A namespace holding one of everything the rules distinguish."""
     ns = f"app-{uuid.uuid4().hex[:6]}"
+    node_port = 30000 + int(ns[4:], 16) % 2700     # one per module sharing the API server
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                       "metadata": meta(ns)})
     p = f"/api/v1/namespaces/{ns}"
@@ -85,7 +86,7 @@ def app(api):
     api.create(f"{p}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": meta("pg", ns, labels=lab),
         "spec": {"type": "NodePort", "selector": lab,
-                 "ports": [{"port": 5432, "nodePort": 31432}]}})
+                 "ports": [{"port": 5432, "nodePort": node_port}]}})
     api.create(f"{p}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": meta("pg-hl", ns, labels=lab),
         "spec": {"clusterIP": "None", "selector": lab, "ports": [{"port": 5432}]}})
@@ -143,7 +144,7 @@ def app(api):
     api.create(f"/apis/{group}/v1/namespaces/{ns}/widgets", {
         "apiVersion": f"{group}/v1", "kind": "Widget", "metadata": meta("w1", ns, labels=lab),
         "spec": {"size": 3}})
-    return {"ns": ns, "pv": pv["metadata"]["name"], "group": group}
+    return {"ns": ns, "pv": pv["metadata"]["name"], "group": group, "node_port": node_port}
 
 
 def test_capture_takes_the_application_and_says_what_it_skipped(kube_apiserver, app):
@@ -255,7 +256,7 @@ def test_sanitized_objects_create_in_another_namespace(kube_apiserver, app, api)
     svc = api.get(f"/api/v1/namespaces/{to}/services/pg")
     assert svc["spec"]["clusterIP"] != api.get(f"/api/v1/namespaces/{ns}/services/pg")["spec"][
         "clusterIP"]
-    assert svc["spec"]["ports"][0]["nodePort"] != 31432   # freshly allocated, not copied
+    assert svc["spec"]["ports"][0]["nodePort"] != app["node_port"]   # allocated anew
     assert api.get(f"/api/v1/namespaces/{to}/services/pg-hl")["spec"]["clusterIP"] == "None"
     rb = api.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{to}/rolebindings/pg-view")
     assert rb["subjects"][0]["namespace"] == to

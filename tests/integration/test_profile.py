@@ -20,10 +20,10 @@ CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 PROFILES = "/apis/kontinuity.io/v1alpha1/namespaces/kontinuity/profiles"
 
 
-@pytest.fixture(scope="module")
-def api(kube_apiserver):
-    k = kube_apiserver
-    a = sc.Api(k.url, k.token, k.ca_file)
+def install_kontinuity_crds(kube):
+    """The CRDs of deploy/crds/kontinuity.io/ and the namespace kontinuity, on
+    KUBE (a peers.KubeApiserver); returns a REST client for it."""
+    a = sc.Api(kube.url, kube.token, kube.ca_file)
     for f in sorted((ROOT / "deploy" / "crds" / "kontinuity.io").glob("*.yaml")):
         crd = yaml.safe_load(f.read_text())
         status, out = a.request("POST", f"{CRD_PATH}?fieldValidation=Strict", crd)
@@ -34,6 +34,11 @@ def api(kube_apiserver):
     a.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                              "metadata": {"name": "kontinuity"}})
     return a
+
+
+@pytest.fixture(scope="module")
+def api(kube_apiserver):
+    return install_kontinuity_crds(kube_apiserver)
 
 
 @pytest.fixture(scope="module")
