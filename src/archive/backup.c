@@ -23,7 +23,8 @@
  * enters (borrowing the store from the uploader: kt_packer_store_lock) and
  * takes over the content list of every regular file whose size, mtime,
  * ctime, inode and device are unchanged and whose blobs are all indexed,
- * without opening it.  An unchanged directory then encodes to the same tree
+ * without opening it (parent.c finds the parent, reads its trees and
+ * compares).  An unchanged directory then encodes to the same tree
  * blob as before, which is known, so nothing of it is stored again.
  *
  * Shared state (bctx.mu): the queue of files, the ids of this backup's new
@@ -55,6 +56,7 @@
 #include "blobio.h"
 #include "delta.h"
 #include "packer.h"
+#include "parent.h"
 
 #define SLICE (1u << 20)
 #define MAX_READERS 4             /* threads reading, chunking and hashing files */
@@ -150,15 +152,6 @@ static kt_code add_blob(bctx *b, kt_blobio *io, kt_blob_type type, kt_buf *data,
 	return KT_OK;
 }
 
-static void time_text(const struct timespec *ts, char out[40])
-{
-	struct tm tm;
-	gmtime_r(&ts->tv_sec, &tm);
-	char base[24];
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, 40, "%.19s.%09ldZ", base, (long)(ts->tv_nsec % 1000000000L));
-}
-
 static void node_meta(kt_repo_node *nd, const char *name, const struct stat *st)
 {
 	memset(nd, 0, sizeof(*nd));
@@ -166,66 +159,12 @@ static void node_meta(kt_repo_node *nd, const char *name, const struct stat *st)
 	nd->mode = (uint32_t)(st->st_mode & 07777);
 	nd->uid = st->st_uid;
 	nd->gid = st->st_gid;
-	time_text(&st->st_mtim, nd->mtime);
+	kt_archive_time_text(&st->st_mtim, nd->mtime);
 	if (S_ISREG(st->st_mode)) {   /* for the next backup's change detection */
-		time_text(&st->st_ctim, nd->ctime);
+		kt_archive_time_text(&st->st_ctim, nd->ctime);
 		nd->inode = (uint64_t)st->st_ino;
 		nd->device = (uint64_t)st->st_dev;
 	}
-}
-
-/* The parent's tree blob id into *out; an empty tree when it cannot be
- * read (a damaged repository: the files are then read, and check will
- * say what is wrong). */
-static void parent_tree(bctx *b, const uint8_t id[32], kt_repo_tree *out)
-{
-	memset(out, 0, sizeof(*out));
-	kt_buf plain;
-	kt_buf_init(&plain, KT_REPO_MAX_BLOB + 1);
-	kt_error err;
-	kt_packer_store_lock(b->pk);
-	kt_code c = kt_archive_read_blob(b->a, id, &plain, &err);
-	kt_packer_store_unlock(b->pk);
-	if (!c)
-		c = kt_repo_tree_decode(plain.data, plain.len, out, &err);
-	if (c)
-		kt_log(KT_LOG_WARN, "cannot read a tree of the parent snapshot (%s); its files are "
-		       "read again", err.msg);
-	kt_buf_release(&plain);
-}
-
-/* The entry named name in t (sorted by name), or NULL. */
-static const kt_repo_node *parent_node(const kt_repo_tree *t, const char *name)
-{
-	size_t lo = 0, hi = t ? t->n : 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(t->nodes[mid].name, name);
-		if (!c)
-			return &t->nodes[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-/* 1 when the regular file st looks as the parent's node p recorded it:
- * same size, mtime, ctime (any write or metadata change sets it), inode
- * and device. */
-static int unchanged(const kt_repo_node *p, const struct stat *st)
-{
-	if (!p || p->type != KT_NODE_FILE || !S_ISREG(st->st_mode) ||
-	    p->size != (uint64_t)st->st_size || !p->inode || p->inode != (uint64_t)st->st_ino ||
-	    p->device != (uint64_t)st->st_dev || !p->ctime[0])
-		return 0;
-	char t[40];
-	time_text(&st->st_ctim, t);
-	if (strcmp(p->ctime, t))
-		return 0;
-	time_text(&st->st_mtim, t);
-	return !strcmp(p->mtime, t);
 }
 
 /* Take over the parent's content of the regular file nd (meta filled from
@@ -233,7 +172,7 @@ static int unchanged(const kt_repo_node *p, const struct stat *st)
  * over. */
 static int reuse_parent(bctx *b, const kt_repo_node *p, kt_repo_node *nd, const struct stat *st)
 {
-	if (!unchanged(p, st))
+	if (!kt_archive_unchanged(p, st))
 		return 0;
 	for (size_t i = 0; i < p->n_content; i++)
 		if (!kt_archive_lookup(b->a, p->content[i]))
@@ -584,7 +523,7 @@ static void prefetch(int dfd, const char *name, const kt_repo_node *pnode)
 {
 	struct stat st;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size == 0 || st.st_size > PREFETCH_MAX || unchanged(pnode, &st))
+	    st.st_size == 0 || st.st_size > PREFETCH_MAX || kt_archive_unchanged(pnode, &st))
 		return;   /* (an unchanged file is not read at all) */
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
@@ -604,7 +543,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 		                    b->path);
 	kt_repo_tree ptree = { 0 };
 	if (psub)
-		parent_tree(b, psub, &ptree);
+		kt_archive_parent_tree(b->a, b->pk, psub, &ptree);
 	/* The names first, so that the files ahead can be prefetched. */
 	char **names = NULL;
 	size_t n_names = 0, cap_names = 0;
@@ -628,12 +567,12 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 	for (size_t i = 0; !c && i < n_names; i++) {
 		for (; ahead < n_names && ahead <= i + PREFETCH_AHEAD; ahead++)
 			if (ahead > i)
-				prefetch(dirfd(d), names[ahead], parent_node(&ptree, names[ahead]));
+				prefetch(dirfd(d), names[ahead], kt_archive_tree_find(&ptree, names[ahead]));
 		kt_repo_node child;
 		memset(&child, 0, sizeof(child));
 		ftask *task = NULL;
-		c = backup_entry(b, plen, names[i], &child, depth + 1, parent_node(&ptree, names[i]),
-		                 &task, err);
+		c = backup_entry(b, plen, names[i], &child, depth + 1,
+		                 kt_archive_tree_find(&ptree, names[i]), &task, err);
 		b->path[plen] = '\0';
 		if (task) {
 			if (!n_tasks || !(n_tasks & (n_tasks - 1))) {   /* at 1, 2, 4, ... */
@@ -818,67 +757,6 @@ static kt_code trie_add(trie *root, const char *path, char **norm, kt_error *err
 	return KT_OK;
 }
 
-static int by_str(const void *x, const void *y)
-{
-	return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-/* Sort v and drop repeats; the new count. */
-static size_t sort_unique(char **v, size_t n)
-{
-	qsort(v, n, sizeof(*v), by_str);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k && !strcmp(v[k - 1], v[i])) {
-			free(v[i]);
-			continue;
-		}
-		v[k++] = v[i];
-	}
-	return k;
-}
-
-/* Find the parent snapshot (see kt_archive_backup_opts) and its root tree:
- * KT_OK with id "" when there is none. */
-static kt_code find_parent(kt_archive *a, const kt_archive_backup_opts *o, const char *host,
-                           char *const *paths, size_t n_paths, char id[65], uint8_t root[32],
-                           kt_error *err)
-{
-	id[0] = '\0';
-	if (o && o->force)
-		return KT_OK;
-	kt_code c = KT_OK;
-	if (o && o->parent) {
-		c = kt_archive_find_snapshot(a, o->parent, id, err);
-		if (c)
-			return kt_error_wrap(err, "parent snapshot");
-	} else {
-		kt_archive_snap *v;
-		size_t n;
-		if ((c = kt_archive_snapshots(a, &v, &n, err)))
-			return c;
-		for (size_t i = n; i-- > 0 && !id[0];) {   /* newest first */
-			if (strcmp(v[i].hostname, host) || v[i].n_paths != n_paths)
-				continue;
-			qsort(v[i].paths, v[i].n_paths, sizeof(char *), by_str);
-			size_t j = 0;
-			while (j < n_paths && !strcmp(v[i].paths[j], paths[j]))
-				j++;
-			if (j == n_paths)
-				memcpy(id, v[i].id, 65);
-		}
-		kt_archive_snaps_free(v, n);
-		if (!id[0])
-			return KT_OK;
-	}
-	kt_repo_snapshot snap;
-	if ((c = kt_archive_load_snapshot(a, id, &snap, err)))
-		return c;
-	memcpy(root, snap.tree, 32);
-	kt_repo_snapshot_release(&snap);
-	return KT_OK;
-}
-
 /* Emit trie node t (its path is b->path[0..plen)) into nd; pnode is the
  * parent snapshot's node of the same path, or NULL. */
 static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
@@ -923,14 +801,14 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
 	nd->type = KT_NODE_DIR;
 	kt_repo_tree tree = { 0 }, ptree = { 0 };
 	if (pnode && pnode->type == KT_NODE_DIR)
-		parent_tree(b, pnode->subtree, &ptree);
+		kt_archive_parent_tree(b->a, b->pk, pnode->subtree, &ptree);
 	size_t cap = 0;
 	kt_code c = KT_OK;
 	for (size_t i = 0; !c && i < t->n; i++) {
 		kt_repo_node child;
 		memset(&child, 0, sizeof(child));
-		c = emit(b, &t->kids[i], nl, &child, depth + 1, parent_node(&ptree, t->kids[i].name),
-		         err);
+		c = emit(b, &t->kids[i], nl, &child, depth + 1,
+		         kt_archive_tree_find(&ptree, t->kids[i].name), err);
 		b->path[nl] = '\0';
 		if (!c)
 			tree_add(&tree, &cap, &child);
@@ -964,7 +842,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	for (size_t i = 0; !c && i < n_paths; i++)
 		if (!(c = trie_add(&root, paths[i], &abs[n_abs], err)))
 			n_abs++;
-	n_abs = sort_unique(abs, n_abs);
+	n_abs = kt_archive_paths_canon(abs, n_abs);
 	char host[256];
 	if (o && o->hostname && *o->hostname)
 		snprintf(host, sizeof(host), "%s", o->hostname);
@@ -977,7 +855,8 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	b.o = o;
 	b.res = res;
 	if (!c)
-		c = find_parent(a, o, host, abs, n_abs, res->parent_id, b.parent_root, err);
+		c = kt_archive_find_parent(a, o ? o->parent : NULL, o && o->force, host, abs, n_abs,
+		                          res->parent_id, b.parent_root, err);
 	b.have_parent = !c && res->parent_id[0];
 	int level = o && o->compression_level ? (o->compression_level < 0 ? 0 : o->compression_level)
 	                                      : 1;
@@ -989,14 +868,15 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	start_readers(&b);
 	kt_repo_tree top = { 0 }, ptop = { 0 };
 	if (!c && b.have_parent)
-		parent_tree(&b, b.parent_root, &ptop);
+		kt_archive_parent_tree(a, b.pk, b.parent_root, &ptop);
 	size_t cap = 0;
 	b.path[0] = '/';
 	b.path[1] = '\0';
 	for (size_t i = 0; !c && i < root.n; i++) {
 		kt_repo_node nd;
 		memset(&nd, 0, sizeof(nd));
-		c = emit(&b, &root.kids[i], 1, &nd, 0, parent_node(&ptop, root.kids[i].name), err);
+		c = emit(&b, &root.kids[i], 1, &nd, 0, kt_archive_tree_find(&ptop, root.kids[i].name),
+		         err);
 		b.path[1] = '\0';
 		if (!c)
 			tree_add(&top, &cap, &nd);

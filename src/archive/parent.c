@@ -1,0 +1,126 @@
+/*
+ * parent.c - the parent snapshot of a backup: finding it (the newest of the
+ * same host and the same set of absolute paths, or the one named), reading
+ * its trees while the packer owns the store, and deciding whether a file is
+ * unchanged since it (docs/repository-format.md, "Trees and snapshots").
+ * A parent that cannot be read only costs reading the files again.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "parent.h"
+
+void kt_archive_time_text(const struct timespec *ts, char out[40])
+{
+	struct tm tm;
+	gmtime_r(&ts->tv_sec, &tm);
+	char base[24];
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 40, "%.19s.%09ldZ", base, (long)(ts->tv_nsec % 1000000000L));
+}
+
+static int by_str(const void *x, const void *y)
+{
+	return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+size_t kt_archive_paths_canon(char **v, size_t n)
+{
+	qsort(v, n, sizeof(*v), by_str);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k && !strcmp(v[k - 1], v[i])) {
+			free(v[i]);
+			continue;
+		}
+		v[k++] = v[i];
+	}
+	return k;
+}
+
+kt_code kt_archive_find_parent(kt_archive *a, const char *spec, int force, const char *host,
+                               char *const *paths, size_t n_paths, char id[65],
+                               uint8_t root[32], kt_error *err)
+{
+	id[0] = '\0';
+	if (force)
+		return KT_OK;
+	kt_code c = KT_OK;
+	if (spec) {
+		c = kt_archive_find_snapshot(a, spec, id, err);
+		if (c)
+			return kt_error_wrap(err, "parent snapshot");
+	} else {
+		kt_archive_snap *v;
+		size_t n;
+		if ((c = kt_archive_snapshots(a, &v, &n, err)))
+			return c;
+		for (size_t i = n; i-- > 0 && !id[0];) {   /* newest first */
+			if (strcmp(v[i].hostname, host) || v[i].n_paths != n_paths)
+				continue;
+			qsort(v[i].paths, v[i].n_paths, sizeof(char *), by_str);
+			size_t j = 0;
+			while (j < n_paths && !strcmp(v[i].paths[j], paths[j]))
+				j++;
+			if (j == n_paths)
+				memcpy(id, v[i].id, 65);
+		}
+		kt_archive_snaps_free(v, n);
+		if (!id[0])
+			return KT_OK;
+	}
+	kt_repo_snapshot snap;
+	if ((c = kt_archive_load_snapshot(a, id, &snap, err)))
+		return c;
+	memcpy(root, snap.tree, 32);
+	kt_repo_snapshot_release(&snap);
+	return KT_OK;
+}
+
+void kt_archive_parent_tree(kt_archive *a, kt_packer *pk, const uint8_t id[32],
+                            kt_repo_tree *out)
+{
+	memset(out, 0, sizeof(*out));
+	kt_buf plain;
+	kt_buf_init(&plain, KT_REPO_MAX_BLOB + 1);
+	kt_error err;
+	kt_packer_store_lock(pk);
+	kt_code c = kt_archive_read_blob(a, id, &plain, &err);
+	kt_packer_store_unlock(pk);
+	if (!c)
+		c = kt_repo_tree_decode(plain.data, plain.len, out, &err);
+	if (c)
+		kt_log(KT_LOG_WARN, "cannot read a tree of the parent snapshot (%s); its files are "
+		       "read again", err.msg);
+	kt_buf_release(&plain);
+}
+
+const kt_repo_node *kt_archive_tree_find(const kt_repo_tree *t, const char *name)
+{
+	size_t lo = 0, hi = t ? t->n : 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(t->nodes[mid].name, name);
+		if (!c)
+			return &t->nodes[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+int kt_archive_unchanged(const kt_repo_node *p, const struct stat *st)
+{
+	if (!p || p->type != KT_NODE_FILE || !S_ISREG(st->st_mode) ||
+	    p->size != (uint64_t)st->st_size || !p->inode || p->inode != (uint64_t)st->st_ino ||
+	    p->device != (uint64_t)st->st_dev || !p->ctime[0])
+		return 0;
+	char t[40];
+	kt_archive_time_text(&st->st_ctim, t);
+	if (strcmp(p->ctime, t))
+		return 0;
+	kt_archive_time_text(&st->st_mtim, t);
+	return !strcmp(p->mtime, t);
+}
