@@ -98,7 +98,9 @@ void kt_backup_to_repo(const kt_backup_config *cfg, kt_backup_result *res, const
 			if (parent[0])
 				previous_local(cfg, res->node, res->file, prev, sizeof(prev));
 		}
-		kt_archive_backup_opts bo = { .hostname = res->node, .tags = tags,
+		/* force: each backup is a new file, so a parent (looked up by
+		 * paths) never applies; the delta parent is what matters. */
+		kt_archive_backup_opts bo = { .hostname = res->node, .tags = tags, .force = 1,
 		                              .cancel = cfg->etcd.cancel,
 		                              .delta_parent = parent[0] ? parent : NULL,
 		                              .delta_base_path = prev[0] ? prev : NULL };
