@@ -59,6 +59,11 @@ void kt_archive_insert_at(kt_archive *a, uint32_t no, const kt_repo_entry *e);
  * rebuilds the table. */
 void kt_archive_forget_pending(kt_archive *a, uint32_t no);
 
+/* A tree node's mtime "2026-11-27T08:00:00.123456789Z" -> timespec (UTC);
+ * -1 when malformed (restore.c). */
+struct timespec;
+int kt_archive_parse_time(const char *s, struct timespec *ts);
+
 /* SHA-256 of data as its storage id (raw and hex). */
 void kt_archive_storage_id(const void *data, size_t n, uint8_t id[32], char hex[65]);
 /* The object name of a pack: data/<2 hex>/<64 hex>. */

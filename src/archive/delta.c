@@ -367,28 +367,6 @@ static kt_code materialize(kt_archive *a, const kt_repo_node *nd, int outfd, int
 /* ------------------------------------------------------------------ */
 /* Restore and verify. */
 
-static int parse_time(const char *s, struct timespec *ts)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return -1;
-	long ns = 0;
-	if (*p == '.') {
-		long scale = 100000000;
-		for (p++; *p >= '0' && *p <= '9'; p++) {
-			ns += (*p - '0') * scale;
-			scale /= 10;
-		}
-	}
-	if (*p != 'Z')
-		return -1;
-	ts->tv_sec = timegm(&tm);
-	ts->tv_nsec = ns;
-	return 0;
-}
-
 kt_code kt_delta_restore(kt_archive *a, int dirfd, const kt_repo_node *nd, const char *path,
                          int owners, kt_error *err)
 {
@@ -407,7 +385,7 @@ kt_code kt_delta_restore(kt_archive *a, int dirfd, const kt_repo_node *nd, const
 			kt_log(KT_LOG_WARN, "cannot give '%s' its owner", path);
 		fchmod(fd, nd->mode & 07777);
 		struct timespec ts[2];
-		if (parse_time(nd->mtime, &ts[1]) == 0) {
+		if (kt_archive_parse_time(nd->mtime, &ts[1]) == 0) {
 			ts[0] = ts[1];
 			futimens(fd, ts);
 		}

@@ -88,8 +88,7 @@ kt_code kt_archive_ls(kt_archive *a, const char *id, kt_archive_ls_fn fn, void *
 /* ------------------------------------------------------------------ */
 /* Restore. */
 
-/* "2026-11-27T08:00:00.123456789Z" -> timespec (UTC). */
-static int parse_time(const char *s, struct timespec *ts)
+int kt_archive_parse_time(const char *s, struct timespec *ts)
 {
 	struct tm tm;
 	memset(&tm, 0, sizeof(tm));
@@ -227,7 +226,7 @@ typedef struct rctx {
 static void set_times(int dirfd, const char *name, const char *mtime, int nofollow)
 {
 	struct timespec ts[2];
-	if (parse_time(mtime, &ts[1]) == 0) {
+	if (kt_archive_parse_time(mtime, &ts[1]) == 0) {
 		ts[0] = ts[1];
 		utimensat(dirfd, name, ts, nofollow ? AT_SYMLINK_NOFOLLOW : 0);
 	}
@@ -289,7 +288,7 @@ static kt_code file_done(rctx *r, rfile *f, kt_error *err)
 	if (r->o && r->o->owners && fchown(f->fd, f->uid, f->gid) != 0)
 		c = kt_error_sys(err, KT_EPERM, errno, "cannot give '%s' its owner", f->path);
 	struct timespec ts[2];
-	if (!c && parse_time(f->mtime, &ts[1]) == 0) {
+	if (!c && kt_archive_parse_time(f->mtime, &ts[1]) == 0) {
 		ts[0] = ts[1];
 		futimens(f->fd, ts);
 	}
