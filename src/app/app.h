@@ -241,6 +241,49 @@ typedef struct kt_profile_check {
 kt_code kt_profile_check_run(const kt_profile *p, kt_profile_check **out, size_t *n_out,
                              kt_error *err);
 
+/* ---- policies (policy.c) ------------------------------------------- */
+
+/* A Policy custom resource (docs/policies.md). */
+typedef struct kt_policy {
+	char namespace[254], name[254];
+	char **namespaces;       /* n_namespaces names */
+	size_t n_namespaces;
+	char *selector;          /* or NULL */
+	char schedule[257];      /* as written; "" = @hourly */
+	char profile[254];
+	int volume_snapshots;
+	unsigned keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly;
+	char last_run[40];       /* status.lastRun.time, "" when it never ran */
+	char created[40];        /* metadata.creationTimestamp */
+	unsigned runs;           /* status.runs */
+} kt_policy;
+
+kt_code kt_policy_from_object(kt_policy *out, json_t *obj, kt_error *err);
+void kt_policy_release(kt_policy *p);
+
+/* The first time (unix seconds) after `after` the schedule fires: cron
+ * (UTC), @hourly/@daily/@weekly/@monthly/@yearly, or @every DURATION.
+ * KT_EUSAGE naming the schedule when it is not one of these. */
+kt_code kt_policy_next(const kt_policy *p, int64_t after, int64_t *next, kt_error *err);
+
+typedef struct kt_policy_run_result {
+	char time[40];
+	const char *result;       /* "ok", "partial" or "failed" */
+	json_t *restore_points;   /* ids made (caller decrefs) */
+	unsigned removed;         /* restore points the retention removed */
+	char message[1024];
+} kt_policy_run_result;
+
+/*
+ * One run: a restore point of every namespace into the archive (the
+ * profile's repository, opened by the caller), then the retention applied
+ * to this cluster's restore points of those namespaces (and prune when it
+ * removed some).  A namespace that fails does not stop the others: r says
+ * what happened.  Errors only for the repository itself.
+ */
+kt_code kt_policy_run(kt_kube *c, struct kt_archive *a, const kt_policy *p,
+                      kt_policy_run_result *r, kt_error *err);
+
 /* ---- order (order.c) ------------------------------------------------- */
 
 #define KT_APP_TIERS 10

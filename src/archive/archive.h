@@ -225,6 +225,10 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
 /* Keep rules; 0 = the rule is off.  At least one must be set. */
 typedef struct kt_archive_policy {
 	unsigned last, hourly, daily, weekly, monthly, yearly;
+	/* Only snapshots of this host (NULL: any) carrying this tag (NULL: any)
+	 * are considered; the others are kept untouched ("other"). */
+	const char *host;
+	const char *tag;
 } kt_archive_policy;
 
 /* Called per snapshot, oldest first: why it is kept ("last,daily"), or

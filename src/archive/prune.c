@@ -82,6 +82,16 @@ kt_code kt_archive_forget(kt_archive *a, const kt_archive_policy *p, int dry_run
 		return c;
 	char *reason = kt_xcalloc(n ? n : 1, 64);   /* why each snapshot is kept ("" = not) */
 	int *done = kt_xcalloc(n ? n : 1, sizeof(int));
+	for (size_t i = 0; i < n; i++) {
+		int mine = !p->host || !strcmp(v[i].hostname, p->host);
+		int tagged = !p->tag;
+		for (size_t t = 0; !tagged && t < v[i].n_tags; t++)
+			tagged = !strcmp(v[i].tags[t], p->tag);
+		if (!mine || !tagged) {
+			done[i] = 1;
+			snprintf(reason + i * 64, 64, "other");
+		}
+	}
 	for (size_t g = n; g-- > 0;) {
 		if (done[g])
 			continue;

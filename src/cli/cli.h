@@ -193,11 +193,26 @@ int kt_cmd_snapshot_delete(int argc, char **argv, const kt_globals *g);
 int kt_cmd_snapshot_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_doctor(int argc, char **argv, const kt_globals *g);
 
+/* The repository in the bucket of profile ns/name (made on first use); the
+ * profile's CA bundle, if any, goes to a temporary file named in ca_path
+ * (unlink it after freeing the store).  0, or the exit status after
+ * printing the error. */
+int kt_cli_profile_repo(struct kt_kube *c, const char *ns, const char *profile,
+                        const char *path, struct kt_store **s, struct kt_archive **a,
+                        char ca_path[64]);
+
 /* Application restore points (cmd_app.c). */
 int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g);
 int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_app_import(int argc, char **argv, const kt_globals *g);
 int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g);
+
+/* Policies and the controller (cmd_policy.c). */
+int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g);
+int kt_cmd_policy_list(int argc, char **argv, const kt_globals *g);
+int kt_cmd_policy_run(int argc, char **argv, const kt_globals *g);
+int kt_cmd_policy_delete(int argc, char **argv, const kt_globals *g);
+int kt_cmd_controller(int argc, char **argv, const kt_globals *g);
 
 /* The profile group (cmd_profile.c). */
 int kt_cmd_profile_create(int argc, char **argv, const kt_globals *g);

@@ -37,28 +37,26 @@ static kt_opt *target_opts(target *t, kt_opt *o)
 	return o;
 }
 
-/* Open the target's repository; a profile's is created on first use. */
-static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt_archive **a)
+int kt_cli_profile_repo(kt_kube *c, const char *ns, const char *profile, const char *path,
+                        kt_store **s, kt_archive **a, char ca_path[64])
 {
-	if (!t->profile)
-		return kt_cli_repo_open(&t->rf, path, s, a);
-	if (t->rf.repo && *t->rf.repo && !getenv("KONTINUITY_REPO"))
-		return kt_cli_usage(path, "give --repo or --profile, not both");
 	kt_profile p;
 	kt_error err;
-	if (kt_profile_get(c, t->profile_ns, t->profile, &p, &err))
+	ca_path[0] = '\0';
+	if (kt_profile_get(c, ns, profile, &p, &err))
 		return kt_cli_fail(&err);
+	(void)path;
 	int rc = 0;
 	if (!p.repo_password) {
-		kt_profile_release(&p);
 		kt_error_set(&err, KT_EUSAGE, "profile '%s': its Secret '%s' has no "
 		             "repository_password (the passphrase of the repository in the bucket)",
-		             t->profile, p.secret_name);
+		             profile, p.secret_name);
+		kt_profile_release(&p);
 		return kt_cli_fail(&err);
 	}
 	if (p.ca_pem) {
-		snprintf(t->ca_path, sizeof(t->ca_path), "/tmp/kontinuity-ca-XXXXXX");
-		int fd = mkstemp(t->ca_path);
+		snprintf(ca_path, 64, "/tmp/kontinuity-ca-XXXXXX");
+		int fd = mkstemp(ca_path);
 		size_t n = strlen(p.ca_pem);
 		if (fd < 0 || write(fd, p.ca_pem, n) != (ssize_t)n) {
 			if (fd >= 0)
@@ -73,7 +71,7 @@ static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt
 	snprintf(url, sizeof(url), "s3://%s%s%s", p.bucket, p.prefix[0] ? "/" : "", p.prefix);
 	kt_store_opts so = { .create = 0, .endpoint = p.endpoint, .region = p.region,
 	                     .access_key = p.access_key, .secret_key = p.secret_key,
-	                     .cacert = t->ca_path[0] ? t->ca_path : NULL,
+	                     .cacert = ca_path[0] ? ca_path : NULL,
 	                     .style = p.path_style ? KT_S3_STYLE_PATH : KT_S3_STYLE_AUTO,
 	                     .lock_days = p.immutable_days, .cancel = &kt_cli_cancel };
 	kt_code code = kt_store_open(url, &so, s, &err);
@@ -87,7 +85,7 @@ static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt
 			kt_error_clear(&err);
 			code = kt_archive_init(*s, pw, strlen(pw), &io, &err);
 			if (!code) {
-				kt_log(KT_LOG_INFO, "created the repository of profile %s at %s", t->profile,
+				kt_log(KT_LOG_INFO, "created the repository of profile %s at %s", profile,
 				       url);
 				code = kt_archive_open(*s, pw, strlen(pw), a, &err);
 			}
@@ -98,9 +96,22 @@ static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt
 		}
 	}
 	kt_profile_release(&p);
-	if (code)
+	if (code) {
+		if (ca_path[0])
+			unlink(ca_path);
 		rc = kt_cli_fail(&err);
+	}
 	return rc;
+}
+
+/* Open the target's repository; a profile's is created on first use. */
+static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt_archive **a)
+{
+	if (!t->profile)
+		return kt_cli_repo_open(&t->rf, path, s, a);
+	if (t->rf.repo && *t->rf.repo && !getenv("KONTINUITY_REPO"))
+		return kt_cli_usage(path, "give --repo or --profile, not both");
+	return kt_cli_profile_repo(c, t->profile_ns, t->profile, path, s, a, t->ca_path);
 }
 
 static void close_target(target *t, kt_store *s, kt_archive *a)

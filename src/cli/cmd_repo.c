@@ -565,7 +565,8 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 		}
 		v[i] = (unsigned)x;
 	}
-	kt_archive_policy pol = { v[0], v[1], v[2], v[3], v[4], v[5] };
+	kt_archive_policy pol = { .last = v[0], .hourly = v[1], .daily = v[2], .weekly = v[3],
+	                          .monthly = v[4], .yearly = v[5] };
 	kt_error err;
 	json_t *rows = json_array();
 	unsigned removed = 0;

@@ -280,3 +280,54 @@ def test_export_to_an_immutable_profile_and_import_into_another_cluster(
         cm = other_api.get(f"/api/v1/namespaces/{ns}/configmaps/cfg")
         assert cm["data"] == {"a": "1"}
         assert minio.secret_key not in listed.stdout + listed.stderr + r.stdout + r.stderr
+
+
+def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
+        kube_apiserver, app, api, minio, tmp_path):
+    """A policy backs up a namespace on an @every schedule into its profile's
+    repository; `kontinuity controller` runs it, records each run in the
+    status, and retention (keep-last 2) removes the older restore points."""
+    import signal
+    import time
+    from test_profile import install_kontinuity_crds
+    from test_s3 import s3tool
+    ns = app["ns"]
+    install_kontinuity_crds(kube_apiserver)
+    s3tool(minio, "rp-policy", "mb")
+    for f, text in (("ak", minio.access_key), ("sk", minio.secret_key), ("rp", "pol pass")):
+        (tmp_path / f).write_text(text)
+    kt(kube_apiserver, "profile", "create", "pol", "--endpoint", minio.endpoint, "--bucket",
+       "rp-policy", "--path-style", "--access-key-id-file", tmp_path / "ak",
+       "--secret-access-key-file", tmp_path / "sk", "--repository-password-file",
+       tmp_path / "rp")
+    r = kt(kube_apiserver, "policy", "create", "bad", "--namespaces", ns, "--profile", "pol",
+           "--schedule", "every day", check=False)
+    assert r.returncode == 2 and "every day" in r.stderr
+    kt(kube_apiserver, "policy", "create", "fast", "--namespaces", ns, "--profile", "pol",
+       "--schedule", "@every 2s", "--keep-last", "2", "--no-volume-snapshots")
+    run = json.loads(kt(kube_apiserver, "policy", "run", "fast", "-o", "json").stdout)
+    assert run["result"] == "ok" and len(run["restorePoints"]) == 1
+    path = "/apis/kontinuity.io/v1alpha1/namespaces/kontinuity/policies/fast"
+    st = api.get(path)["status"]
+    assert st["runs"] == 1 and st["lastRun"]["result"] == "ok"
+
+    ctl = subprocess.Popen([str(KT), "controller", "-n", "kontinuity", "--interval", "1s",
+                            "--kubeconfig", str(kube_apiserver.kubeconfig)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        peers.wait_for(lambda: (api.get(path).get("status") or {}).get("runs", 0) >= 4, 60,
+                       "the controller running the policy three more times")
+    finally:
+        ctl.send_signal(signal.SIGTERM)
+        out, err = ctl.communicate(timeout=60)
+    assert ctl.returncode == 0, err
+    assert "controller stopped" in err
+    st = api.get(path)["status"]
+    assert st["lastRun"]["result"] == "ok", st
+    rows = json.loads(kt(kube_apiserver, "restorepoint", "list", "--profile", "pol", "-n", ns,
+                         "-o", "json").stdout)
+    assert len(rows) == 2, rows              # keep-last 2, the older ones forgotten
+    listed = json.loads(kt(kube_apiserver, "policy", "list", "-o", "json").stdout)
+    assert any(p["name"] == "fast" and p["result"] == "ok" for p in listed)
+    kt(kube_apiserver, "policy", "delete", "fast")
+    assert api.request("GET", path)[0] == 404

@@ -1,0 +1,186 @@
+/*
+ * policy.c - Policy custom resources (kontinuity.io/v1alpha1,
+ * deploy/crds/kontinuity.io/policies.yaml): read one, say when it is next
+ * due, and run it - a restore point of each namespace into the profile's
+ * repository, then tiered retention of this cluster's restore points of
+ * those namespaces (docs/policies.md).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "archive/archive.h"
+
+static const char *jstr(json_t *o, const char *a, const char *b)
+{
+	json_t *v = json_object_get(o, a);
+	if (b)
+		v = json_object_get(v, b);
+	return json_string_value(v);
+}
+
+kt_code kt_policy_from_object(kt_policy *out, json_t *obj, kt_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const char *name = jstr(obj, "metadata", "name");
+	json_t *spec = json_object_get(obj, "spec");
+	json_t *nss = json_object_get(spec, "namespaces");
+	const char *profile = jstr(spec, "profile", NULL);
+	if (!name || !json_is_array(nss) || !json_array_size(nss) || !profile)
+		return kt_error_set(err, KT_EUSAGE, "policy '%s': spec.namespaces and spec.profile "
+		                    "are required", name ? name : "?");
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	const char *ns = jstr(obj, "metadata", "namespace");
+	snprintf(out->namespace, sizeof(out->namespace), "%s", ns ? ns : "");
+	snprintf(out->profile, sizeof(out->profile), "%s", profile);
+	out->namespaces = kt_xcalloc(json_array_size(nss), sizeof(char *));
+	size_t i;
+	json_t *v;
+	json_array_foreach(nss, i, v) {
+		const char *n = json_string_value(v);
+		if (!n || !kt_kube_valid_label(n)) {
+			kt_policy_release(out);
+			return kt_error_set(err, KT_EUSAGE, "policy '%s': '%s' is not a namespace name",
+			                    name, n ? n : "?");
+		}
+		out->namespaces[out->n_namespaces++] = kt_xstrdup(n);
+	}
+	const char *sel = jstr(spec, "selector", NULL);
+	if (sel && *sel)
+		out->selector = kt_xstrdup(sel);
+	const char *sched = jstr(spec, "schedule", NULL);
+	snprintf(out->schedule, sizeof(out->schedule), "%s", sched ? sched : "");
+	json_t *vs = json_object_get(spec, "volumeSnapshots");
+	out->volume_snapshots = !json_is_false(vs);
+	json_t *ret = json_object_get(spec, "retention");
+	unsigned *keep[] = { &out->keep_last, &out->keep_hourly, &out->keep_daily,
+		             &out->keep_weekly, &out->keep_monthly, &out->keep_yearly };
+	static const char *const tiers[] = { "last", "hourly", "daily", "weekly", "monthly",
+		                             "yearly" };
+	for (size_t k = 0; k < 6; k++) {
+		json_int_t n = json_integer_value(json_object_get(ret, tiers[k]));
+		*keep[k] = n > 0 && n < 1000000 ? (unsigned)n : 0;
+	}
+	const char *last = jstr(json_object_get(obj, "status"), "lastRun", "time");
+	snprintf(out->last_run, sizeof(out->last_run), "%s", last ? last : "");
+	const char *created = jstr(obj, "metadata", "creationTimestamp");
+	snprintf(out->created, sizeof(out->created), "%s", created ? created : "");
+	json_int_t runs = json_integer_value(json_object_get(json_object_get(obj, "status"),
+	                                                     "runs"));
+	out->runs = runs > 0 ? (unsigned)runs : 0;
+	/* The schedule must be understood now, not at the first run. */
+	int64_t next;
+	kt_code rc = kt_policy_next(out, 0, &next, err);
+	if (rc)
+		kt_policy_release(out);
+	return rc;
+}
+
+void kt_policy_release(kt_policy *p)
+{
+	for (size_t i = 0; i < p->n_namespaces; i++)
+		free(p->namespaces[i]);
+	free(p->namespaces);
+	free(p->selector);
+	p->namespaces = NULL;
+	p->selector = NULL;
+	p->n_namespaces = 0;
+}
+
+kt_code kt_policy_next(const kt_policy *p, int64_t after, int64_t *next, kt_error *err)
+{
+	const char *s = p->schedule[0] ? p->schedule : "@hourly";
+	if (!strncmp(s, "@every ", 7)) {
+		int64_t ms;
+		if (kt_parse_duration_ms(s + 7, &ms, err) || ms < 1000)
+			return kt_error_set(err, KT_EUSAGE, "policy '%s': schedule '%s': @every needs a "
+			                    "duration of at least 1s (30s, 15m, 6h)", p->name, s);
+		*next = after + (ms + 999) / 1000;
+		return KT_OK;
+	}
+	kt_cron cron;   /* kt_cron_parse knows @hourly, @daily, ... too */
+	kt_code rc = kt_cron_parse(&cron, s, err);
+	if (!rc)
+		rc = kt_cron_next(&cron, after < 0 ? 0 : after, next, err);
+	if (rc)
+		kt_error_wrap(err, "policy '%s': schedule '%s'", p->name, p->schedule);
+	return rc;
+}
+
+kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_run_result *r,
+                      kt_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	kt_time_iso(r->time, sizeof(r->time));
+	r->restore_points = json_array();
+	char *cluster = NULL;
+	kt_code rc = kt_kube_namespace_uid(c, "kube-system", &cluster, err);
+	if (rc)
+		return rc;
+	unsigned failed = 0, partial = 0;
+	size_t used = 0;
+	for (size_t i = 0; i < p->n_namespaces && !rc; i++) {
+		kt_app_backup_opts bo = { .namespace = p->namespaces[i], .selector = p->selector,
+		                          .cluster = cluster,
+		                          .no_volume_snapshots = !p->volume_snapshots };
+		kt_app_backup_result br;
+		kt_error e;
+		kt_error_clear(&e);
+		if ((rc = kt_archive_lock(a, 0, err)))
+			break;
+		kt_code b = kt_app_backup(c, a, &bo, &br, &e);
+		kt_archive_unlock(a);
+		if (b == KT_ECANCELED) {
+			rc = kt_error_set(err, b, "interrupted");
+			break;
+		}
+		if (b) {
+			failed++;
+			used += (size_t)snprintf(r->message + used, sizeof(r->message) - used,
+			                         "%s%s: %.300s", used ? "; " : "", p->namespaces[i],
+			                         e.msg);
+			if (used >= sizeof(r->message))
+				used = sizeof(r->message) - 1;
+			continue;
+		}
+		json_array_append_new(r->restore_points, json_string(br.id));
+		if (br.st.failed) {
+			partial++;
+			used += (size_t)snprintf(r->message + used, sizeof(r->message) - used,
+			                         "%s%s: %llu not captured", used ? "; " : "",
+			                         p->namespaces[i], (unsigned long long)br.st.failed);
+			if (used >= sizeof(r->message))
+				used = sizeof(r->message) - 1;
+		}
+	}
+	/* Retention: this cluster's restore points of each namespace. */
+	int any_rule = p->keep_last || p->keep_hourly || p->keep_daily || p->keep_weekly ||
+	               p->keep_monthly || p->keep_yearly;
+	for (size_t i = 0; !rc && any_rule && i < p->n_namespaces; i++) {
+		char tag[300];
+		snprintf(tag, sizeof(tag), "ns=%s", p->namespaces[i]);
+		kt_archive_policy pol = { .last = p->keep_last, .hourly = p->keep_hourly,
+		                          .daily = p->keep_daily, .weekly = p->keep_weekly,
+		                          .monthly = p->keep_monthly, .yearly = p->keep_yearly,
+		                          .host = cluster, .tag = tag };
+		unsigned removed = 0;
+		if (!(rc = kt_archive_lock(a, 0, err))) {
+			rc = kt_archive_forget(a, &pol, 0, NULL, NULL, &removed, err);
+			kt_archive_unlock(a);
+		}
+		r->removed += removed;
+	}
+	if (!rc && r->removed) {
+		kt_archive_prune_result pr;
+		kt_error e;
+		if (kt_archive_prune(a, 0, &pr, &e))   /* another run may hold a lock: next time */
+			kt_log(KT_LOG_WARN, "policy %s: prune deferred: %s", p->name, e.msg);
+	}
+	free(cluster);
+	r->result = failed == p->n_namespaces ? "failed" : failed || partial ? "partial" : "ok";
+	if (!r->message[0])
+		snprintf(r->message, sizeof(r->message), "%zu restore points, %u removed by retention",
+		         json_array_size(r->restore_points), r->removed);
+	return rc;
+}
