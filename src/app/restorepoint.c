@@ -378,7 +378,10 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 {
 	kt_buf buf;
 	kt_buf_init(&buf, MAX_OBJECT);
-	kt_code rc = kt_archive_read_file(a, id, MANIFEST, &buf, err);
+	kt_archive_reader *rd = NULL;
+	kt_code rc = kt_archive_reader_open(a, id, &rd, err);
+	if (!rc)
+		rc = kt_archive_reader_get(rd, MANIFEST, &buf, err);
 	json_t *m = NULL;
 	if (!rc) {
 		json_error_t je;
@@ -416,7 +419,7 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 		if (!*group && !strcmp(resource, "persistentvolumes"))
 			continue;   /* volumes are provisioned anew from their snapshots */
 		kt_buf_reset(&buf);
-		if ((rc = kt_archive_read_file(a, id, path, &buf, err)))
+		if ((rc = kt_archive_reader_get(rd, path, &buf, err)))
 			break;
 		json_error_t je;
 		json_t *obj = json_loadb(buf.data, buf.len, 0, &je);
@@ -433,6 +436,7 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 		json_array_append_new(objects, obj);
 	}
 	kt_buf_release(&buf);
+	kt_archive_reader_free(rd);
 	if (!rc)
 		rc = apply_with_volumes(c, objects, volumes, from, map.to_ns, &o->apply, st, err);
 	json_decref(objects);

@@ -144,6 +144,14 @@ void kt_archive_writer_free(kt_archive_writer *w);
  * is absent; delta-encoded files are refused (restore them to disk). */
 kt_code kt_archive_read_file(kt_archive *a, const char *id, const char *path, kt_buf *out,
                              kt_error *err);
+/* The same for many files of one snapshot: the reader keeps the directory
+ * it read last, so files read directory by directory decode each tree once. */
+typedef struct kt_archive_reader kt_archive_reader;
+kt_code kt_archive_reader_open(kt_archive *a, const char *id, kt_archive_reader **out,
+                               kt_error *err);
+kt_code kt_archive_reader_get(kt_archive_reader *r, const char *path, kt_buf *out,
+                              kt_error *err);
+void kt_archive_reader_free(kt_archive_reader *r);
 
 /* ---------------- snapshots ---------------- */
 

@@ -305,50 +305,131 @@ static kt_code read_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, k
 	return c;
 }
 
-kt_code kt_archive_read_file(kt_archive *a, const char *id, const char *path, kt_buf *out,
-                             kt_error *err)
+/* The files of one snapshot, read by path: the root tree id, and the last
+ * directory read (restore points read their objects directory by
+ * directory, so one cached tree saves decoding it again per file). */
+struct kt_archive_reader {
+	kt_archive *a;
+	char id[65];
+	uint8_t root[32];
+	char dir[1200];          /* path of the cached directory ("" = root) */
+	kt_repo_tree tree;       /* its tree */
+	int have_tree;
+};
+
+kt_code kt_archive_reader_open(kt_archive *a, const char *id, kt_archive_reader **out,
+                               kt_error *err)
 {
 	kt_repo_snapshot s;
 	kt_code c = kt_archive_load_snapshot(a, id, &s, err);
 	if (c)
 		return c;
-	uint8_t tree[32];
-	memcpy(tree, s.tree, 32);
+	kt_archive_reader *r = kt_xcalloc(1, sizeof(*r));
+	r->a = a;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	memcpy(r->root, s.tree, 32);
 	kt_repo_snapshot_release(&s);
-	const char *p = path;
+	*out = r;
+	return KT_OK;
+}
+
+void kt_archive_reader_free(kt_archive_reader *r)
+{
+	if (!r)
+		return;
+	if (r->have_tree)
+		kt_repo_tree_release(&r->tree);
+	free(r);
+}
+
+/* The tree of directory dir (dlen bytes of a path; 0 = the root), cached. */
+static kt_code dir_tree(kt_archive_reader *r, const char *dir, size_t dlen,
+                        const kt_repo_tree **out, kt_error *err)
+{
+	if (r->have_tree && strlen(r->dir) == dlen && !memcmp(r->dir, dir, dlen)) {
+		*out = &r->tree;
+		return KT_OK;
+	}
+	if (r->have_tree)
+		kt_repo_tree_release(&r->tree);
+	r->have_tree = 0;
+	if (dlen >= sizeof(r->dir))
+		return kt_error_set(err, KT_ELIMIT, "path too long in snapshot");
+	uint8_t id[32];
+	memcpy(id, r->root, 32);
+	kt_repo_tree t = { 0 };
+	kt_code c = read_tree(r->a, id, &t, err);
+	const char *p = dir;
+	for (int depth = 0; !c && p < dir + dlen; depth++) {
+		size_t len = strcspn(p, "/");
+		if ((size_t)(p - dir) + len > dlen)
+			len = dlen - (size_t)(p - dir);
+		const kt_repo_node *nd = NULL;
+		for (size_t i = 0; i < t.n && !nd; i++)
+			if (strlen(t.nodes[i].name) == len && !memcmp(t.nodes[i].name, p, len))
+				nd = &t.nodes[i];
+		if (!nd || nd->type != KT_NODE_DIR || depth > 256) {
+			c = kt_error_set(err, KT_ENOTFOUND, "'%.*s' is not a directory in snapshot %.8s",
+			                 (int)dlen, dir, r->id);
+			break;
+		}
+		memcpy(id, nd->subtree, 32);
+		kt_repo_tree_release(&t);
+		c = read_tree(r->a, id, &t, err);
+		p += len + 1;
+	}
+	if (c) {
+		kt_repo_tree_release(&t);
+		return c;
+	}
+	r->tree = t;
+	r->have_tree = 1;
+	memcpy(r->dir, dir, dlen);
+	r->dir[dlen] = '\0';
+	*out = &r->tree;
+	return KT_OK;
+}
+
+kt_code kt_archive_reader_get(kt_archive_reader *r, const char *path, kt_buf *out,
+                              kt_error *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	const char *name = slash ? slash + 1 : path;
+	const kt_repo_tree *t = NULL;
+	kt_code c = dir_tree(r, path, dlen, &t, err);
+	if (c)
+		return c;
+	const kt_repo_node *nd = NULL;
+	for (size_t i = 0; i < t->n && !nd; i++)
+		if (!strcmp(t->nodes[i].name, name))
+			nd = &t->nodes[i];
+	if (!nd || nd->type != KT_NODE_FILE)
+		return kt_error_set(err, KT_ENOTFOUND, "'%s' is not in snapshot %.8s", path, r->id);
+	if (nd->has_delta)
+		return kt_error_set(err, KT_EUSAGE, "'%s' is delta-encoded: restore it to a file",
+		                    path);
 	size_t start = out->len;
 	kt_buf blob;
 	kt_buf_init(&blob, KT_REPO_MAX_BLOB + 1);
-	for (int depth = 0; !c; depth++) {
-		size_t len = strcspn(p, "/");
-		kt_repo_tree t = { 0 };
-		if (depth > 256)
-			c = kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
-		else
-			c = read_tree(a, tree, &t, err);
-		const kt_repo_node *nd = NULL;
-		for (size_t i = 0; !c && i < t.n && !nd; i++)
-			if (strlen(t.nodes[i].name) == len && !memcmp(t.nodes[i].name, p, len))
-				nd = &t.nodes[i];
-		if (!c && (!nd || (p[len] ? nd->type != KT_NODE_DIR : nd->type != KT_NODE_FILE)))
-			c = kt_error_set(err, KT_ENOTFOUND, "'%s' is not in snapshot %.8s", path, id);
-		else if (!c && p[len])
-			memcpy(tree, nd->subtree, 32);
-		else if (!c && nd->has_delta)
-			c = kt_error_set(err, KT_EUSAGE, "'%s' is delta-encoded: restore it to a file",
-			                 path);
-		for (size_t i = 0; !c && !p[len] && i < nd->n_content; i++)
-			if (!(c = kt_archive_read_blob(a, nd->content[i], &blob, err)))
-				c = kt_buf_add(out, blob.data, blob.len, err);
-		if (!c && !p[len] && out->len - start != nd->size)
-			c = kt_error_set(err, KT_ECORRUPT, "'%s' in snapshot %.8s: %zu bytes read, %llu "
-			                 "recorded", path, id, out->len - start,
-			                 (unsigned long long)nd->size);
-		kt_repo_tree_release(&t);
-		if (c || !p[len])
-			break;
-		p += len + 1;
-	}
+	for (size_t i = 0; !c && i < nd->n_content; i++)
+		if (!(c = kt_archive_read_blob(r->a, nd->content[i], &blob, err)))
+			c = kt_buf_add(out, blob.data, blob.len, err);
 	kt_buf_release(&blob);
+	if (!c && out->len - start != nd->size)
+		c = kt_error_set(err, KT_ECORRUPT, "'%s' in snapshot %.8s: %zu bytes read, %llu "
+		                 "recorded", path, r->id, out->len - start,
+		                 (unsigned long long)nd->size);
+	return c;
+}
+
+kt_code kt_archive_read_file(kt_archive *a, const char *id, const char *path, kt_buf *out,
+                             kt_error *err)
+{
+	kt_archive_reader *r;
+	kt_code c = kt_archive_reader_open(a, id, &r, err);
+	if (!c)
+		c = kt_archive_reader_get(r, path, out, err);
+	kt_archive_reader_free(r);
 	return c;
 }
