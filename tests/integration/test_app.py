@@ -242,13 +242,13 @@ def test_export_to_an_immutable_profile_and_import_into_another_cluster(
 
     def make_profile(kube):
         install_kontinuity_crds(kube)
-        r = kt(kube, "profile", "create", "offsite", "--endpoint", minio.endpoint, "--bucket",
+        r = kt(kube, "profile", "create", "app-export", "--endpoint", minio.endpoint, "--bucket",
                "rp-export", "--prefix", "restore-points", "--path-style", "--immutable-days",
                "1", "--access-key-id-file", tmp_path / "ak", "--secret-access-key-file",
                tmp_path / "sk", "--repository-password-file", tmp_path / "rp", check=False)
         assert r.returncode == 0, r.stderr
     make_profile(kube_apiserver)
-    out = json.loads(kt(kube_apiserver, "app", "backup", ns, "--profile", "offsite",
+    out = json.loads(kt(kube_apiserver, "app", "backup", ns, "--profile", "app-export",
                         "-o", "json").stdout)
     assert out["objects"] >= 14 and out["failed"] == 0
     # Every object written carries COMPLIANCE retention; none can be destroyed.
@@ -265,12 +265,12 @@ def test_export_to_an_immutable_profile_and_import_into_another_cluster(
     import peers as p
     with p.KubeApiserver(tmp_path / "cluster-b") as other:
         make_profile(other)
-        listed = kt(other, "app", "import", "--profile", "offsite", "-o", "json")
+        listed = kt(other, "app", "import", "--profile", "app-export", "-o", "json")
         rows = json.loads(listed.stdout)
         mine = [x for x in rows if x["id"] == out["id"]]
         assert mine and mine[0]["namespace"] == ns and mine[0]["cluster"]
         # No shared storage between the clusters here: objects only.
-        r = kt(other, "app", "import", out["id"][:8], "--profile", "offsite",
+        r = kt(other, "app", "import", out["id"][:8], "--profile", "app-export",
                "--exclude-kinds", "PersistentVolumeClaim", "-o", "json")
         results = {(x["kind"], x["name"]): x["result"] for x in json.loads(r.stdout)}
         assert results[("Namespace", ns)] == "created"
@@ -296,14 +296,14 @@ def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
     s3tool(minio, "rp-policy", "mb")
     for f, text in (("ak", minio.access_key), ("sk", minio.secret_key), ("rp", "pol pass")):
         (tmp_path / f).write_text(text)
-    kt(kube_apiserver, "profile", "create", "pol", "--endpoint", minio.endpoint, "--bucket",
+    kt(kube_apiserver, "profile", "create", "app-policy", "--endpoint", minio.endpoint, "--bucket",
        "rp-policy", "--path-style", "--access-key-id-file", tmp_path / "ak",
        "--secret-access-key-file", tmp_path / "sk", "--repository-password-file",
        tmp_path / "rp")
-    r = kt(kube_apiserver, "policy", "create", "bad", "--namespaces", ns, "--profile", "pol",
+    r = kt(kube_apiserver, "policy", "create", "bad", "--namespaces", ns, "--profile", "app-policy",
            "--schedule", "every day", check=False)
     assert r.returncode == 2 and "every day" in r.stderr
-    kt(kube_apiserver, "policy", "create", "fast", "--namespaces", ns, "--profile", "pol",
+    kt(kube_apiserver, "policy", "create", "fast", "--namespaces", ns, "--profile", "app-policy",
        "--schedule", "@every 2s", "--keep-last", "2", "--no-volume-snapshots")
     run = json.loads(kt(kube_apiserver, "policy", "run", "fast", "-o", "json").stdout)
     assert run["result"] == "ok" and len(run["restorePoints"]) == 1
@@ -324,7 +324,7 @@ def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
     assert "controller stopped" in err
     st = api.get(path)["status"]
     assert st["lastRun"]["result"] == "ok", st
-    rows = json.loads(kt(kube_apiserver, "restorepoint", "list", "--profile", "pol", "-n", ns,
+    rows = json.loads(kt(kube_apiserver, "restorepoint", "list", "--profile", "app-policy", "-n", ns,
                          "-o", "json").stdout)
     assert len(rows) == 2, rows              # keep-last 2, the older ones forgotten
     listed = json.loads(kt(kube_apiserver, "policy", "list", "-o", "json").stdout)
