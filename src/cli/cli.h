@@ -89,6 +89,10 @@ typedef struct kt_column {
 /* Print rows (a JSON array of objects, or one object) in the chosen
  * format; table uses columns.  Takes no reference. */
 void kt_cli_print(json_t *data, kt_out_format fmt, const kt_column *columns, size_t n_columns);
+/* A listing: rows as kt_cli_print does, or, for an empty table, "no WHAT"
+ * (plus " in namespace NS" when ns is not NULL) on stderr. */
+void kt_cli_print_list(json_t *rows, kt_out_format fmt, const kt_column *columns,
+                       size_t n_columns, const char *what, const char *ns);
 /* Print any JSON value as YAML. */
 void kt_cli_print_yaml(json_t *data);
 

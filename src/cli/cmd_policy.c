@@ -189,10 +189,8 @@ int kt_cmd_policy_list(int argc, char **argv, const kt_globals *g0)
 		{ "PROFILE", "profile" }, { "NAMESPACES", "namespaces" }, { "LAST-RUN", "lastRun" },
 		{ "RESULT", "result" }, { "RUNS", "runs" },
 	};
-	if (g.output == KT_OUT_TABLE && !json_array_size(rows))
-		fprintf(stderr, "no policies%s%s\n", all ? "" : " in namespace ", all ? "" : ns);
-	else
-		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	kt_cli_print_list(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]), "policies",
+	                  all ? NULL : ns);
 	json_decref(rows);
 	return 0;
 }

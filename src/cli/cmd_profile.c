@@ -272,10 +272,8 @@ int kt_cmd_profile_list(int argc, char **argv, const kt_globals *g0)
 		{ "BUCKET", "bucket" }, { "PREFIX", "prefix" }, { "IMMUTABLE-DAYS", "immutableDays" },
 		{ "CHECK", "check" }, { "CHECKED", "checked" },
 	};
-	if (g.output == KT_OUT_TABLE && json_array_size(rows) == 0)
-		fprintf(stderr, "no profiles%s%s\n", all ? "" : " in namespace ", all ? "" : ns);
-	else
-		kt_cli_print(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	kt_cli_print_list(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]), "profiles",
+	                  all ? NULL : ns);
 	json_decref(rows);
 	return 0;
 }

@@ -212,11 +212,7 @@ int kt_cmd_snapshot_list(int argc, char **argv, const kt_globals *g0)
 		json_decref(rows);
 		return kt_cli_fail(&err);
 	}
-	if (g.output == KT_OUT_TABLE && json_array_size(rows) == 0)
-		fprintf(stderr, "no VolumeSnapshots%s%s\n", all ? "" : " in namespace ",
-		        all ? "" : ns);
-	else
-		kt_cli_print(rows, g.output, vs_cols, N_VS_COLS);
+	kt_cli_print_list(rows, g.output, vs_cols, N_VS_COLS, "VolumeSnapshots", all ? NULL : ns);
 	json_decref(rows);
 	return 0;
 }

@@ -208,3 +208,12 @@ json_t *kt_cli_json_text(const char *s)
 	kt_buf_release(&b);
 	return j ? j : json_string("?");
 }
+
+void kt_cli_print_list(json_t *rows, kt_out_format fmt, const kt_column *columns,
+                       size_t n_columns, const char *what, const char *ns)
+{
+	if (fmt == KT_OUT_TABLE && json_array_size(rows) == 0)
+		fprintf(stderr, "no %s%s%s\n", what, ns ? " in namespace " : "", ns ? ns : "");
+	else
+		kt_cli_print(rows, fmt, columns, n_columns);
+}
