@@ -245,7 +245,7 @@ kt_code kt_profile_check_run(const kt_profile *p, kt_profile_check **out, size_t
 
 /* A Policy custom resource (docs/policies.md). */
 typedef struct kt_policy {
-	char namespace[254], name[254];
+	char namespace[254], name[254], uid[64];
 	char **namespaces;       /* n_namespaces names */
 	size_t n_namespaces;
 	char *selector;          /* or NULL */
@@ -276,9 +276,10 @@ typedef struct kt_policy_run_result {
 
 /*
  * One run: a restore point of every namespace into the archive (the
- * profile's repository, opened by the caller), then the retention applied
- * to this cluster's restore points of those namespaces (and prune when it
- * removed some).  A namespace that fails does not stop the others: r says
+ * profile's repository, opened by the caller) and one of the policy's own
+ * namespace (kontinuity's catalog: policies, profiles, their Secrets), then
+ * the retention applied to this cluster's restore points of those
+ * namespaces (and prune when it removed some).  A namespace that fails does not stop the others: r says
  * what happened.  Errors only for the repository itself.
  */
 kt_code kt_policy_run(kt_kube *c, struct kt_archive *a, const kt_policy *p,

@@ -33,6 +33,8 @@ kt_code kt_policy_from_object(kt_policy *out, json_t *obj, kt_error *err)
 	snprintf(out->name, sizeof(out->name), "%s", name);
 	const char *ns = jstr(obj, "metadata", "namespace");
 	snprintf(out->namespace, sizeof(out->namespace), "%s", ns ? ns : "");
+	const char *uid = jstr(obj, "metadata", "uid");
+	snprintf(out->uid, sizeof(out->uid), "%s", uid ? uid : "");
 	snprintf(out->profile, sizeof(out->profile), "%s", profile);
 	out->namespaces = kt_xcalloc(json_array_size(nss), sizeof(char *));
 	size_t i;
@@ -120,10 +122,19 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 		return rc;
 	unsigned failed = 0, partial = 0;
 	size_t used = 0;
-	for (size_t i = 0; i < p->n_namespaces && !rc; i++) {
-		kt_app_backup_opts bo = { .namespace = p->namespaces[i], .selector = p->selector,
+	/* The policy's own namespace (kontinuity's catalog: policies, profiles
+	 * and their Secrets) goes along, so a new install recovers them from the
+	 * profile with `app import`. */
+	int own_listed = 0;
+	for (size_t i = 0; i < p->n_namespaces; i++)
+		own_listed |= !strcmp(p->namespaces[i], p->namespace);
+	size_t n_runs = p->n_namespaces + (!own_listed && p->namespace[0]);
+	for (size_t i = 0; i < n_runs && !rc; i++) {
+		int catalog = i == p->n_namespaces;
+		const char *ns = catalog ? p->namespace : p->namespaces[i];
+		kt_app_backup_opts bo = { .namespace = ns, .selector = catalog ? NULL : p->selector,
 		                          .cluster = cluster,
-		                          .no_volume_snapshots = !p->volume_snapshots };
+		                          .no_volume_snapshots = catalog || !p->volume_snapshots };
 		kt_app_backup_result br;
 		kt_error e;
 		kt_error_clear(&e);
@@ -138,8 +149,7 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 		if (b) {
 			failed++;
 			used += (size_t)snprintf(r->message + used, sizeof(r->message) - used,
-			                         "%s%s: %.300s", used ? "; " : "", p->namespaces[i],
-			                         e.msg);
+			                         "%s%s: %.300s", used ? "; " : "", ns, e.msg);
 			if (used >= sizeof(r->message))
 				used = sizeof(r->message) - 1;
 			continue;
@@ -148,8 +158,8 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 		if (br.st.failed) {
 			partial++;
 			used += (size_t)snprintf(r->message + used, sizeof(r->message) - used,
-			                         "%s%s: %llu not captured", used ? "; " : "",
-			                         p->namespaces[i], (unsigned long long)br.st.failed);
+			                         "%s%s: %llu not captured", used ? "; " : "", ns,
+			                         (unsigned long long)br.st.failed);
 			if (used >= sizeof(r->message))
 				used = sizeof(r->message) - 1;
 		}
@@ -157,9 +167,10 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 	/* Retention: this cluster's restore points of each namespace. */
 	int any_rule = p->keep_last || p->keep_hourly || p->keep_daily || p->keep_weekly ||
 	               p->keep_monthly || p->keep_yearly;
-	for (size_t i = 0; !rc && any_rule && i < p->n_namespaces; i++) {
+	for (size_t i = 0; !rc && any_rule && i < n_runs; i++) {
 		char tag[300];
-		snprintf(tag, sizeof(tag), "ns=%s", p->namespaces[i]);
+		snprintf(tag, sizeof(tag), "ns=%s", i == p->n_namespaces ? p->namespace
+		                                                          : p->namespaces[i]);
 		kt_archive_policy pol = { .last = p->keep_last, .hourly = p->keep_hourly,
 		                          .daily = p->keep_daily, .weekly = p->keep_weekly,
 		                          .monthly = p->keep_monthly, .yearly = p->keep_yearly,
@@ -178,7 +189,7 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 			kt_log(KT_LOG_WARN, "policy %s: prune deferred: %s", p->name, e.msg);
 	}
 	free(cluster);
-	r->result = failed == p->n_namespaces ? "failed" : failed || partial ? "partial" : "ok";
+	r->result = failed == n_runs ? "failed" : failed || partial ? "partial" : "ok";
 	if (!r->message[0])
 		snprintf(r->message, sizeof(r->message), "%zu restore points, %u removed by retention",
 		         json_array_size(r->restore_points), r->removed);

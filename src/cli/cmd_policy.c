@@ -263,6 +263,25 @@ static kt_code run_one(kt_kube *c, const kt_policy *p, kt_policy_run_result *r, 
 		       e.msg);
 	free(body);
 	json_decref(patch);
+	/* And an Event on the policy, as controllers report what they did. */
+	int ok = !strcmp(r->result, "ok");
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), "%.240s.", p->name);
+	json_t *ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, "
+	                       "s:s, s:s, s:s, s:i, s:{s:s}}",
+	                       "apiVersion", "v1", "kind", "Event", "metadata", "generateName",
+	                       prefix, "namespace", p->namespace, "involvedObject", "apiVersion",
+	                       KT_PROFILE_GROUP "/" KT_PROFILE_VERSION, "kind", "Policy", "name",
+	                       p->name, "namespace", p->namespace, "uid", p->uid, "reason",
+	                       ok ? "BackupSucceeded" : !strcmp(r->result, "partial")
+	                                                ? "BackupPartial" : "BackupFailed",
+	                       "message", r->message, "type", ok ? "Normal" : "Warning",
+	                       "firstTimestamp", r->time, "lastTimestamp", r->time, "count", 1,
+	                       "source", "component", "kontinuity-controller");
+	kt_kube_target et = { .version = "v1", .resource = "events", .namespace = p->namespace };
+	if (kt_kube_create(c, &et, ev, NULL, &e))
+		kt_log(KT_LOG_WARN, "policy %s: cannot record an Event: %s", p->name, e.msg);
+	json_decref(ev);
 	kt_log(KT_LOG_INFO, "policy %s/%s run: %s (%s)", p->namespace, p->name, r->result,
 	       r->message);
 	return KT_OK;

@@ -306,7 +306,7 @@ def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
     kt(kube_apiserver, "policy", "create", "fast", "--namespaces", ns, "--profile", "app-policy",
        "--schedule", "@every 2s", "--keep-last", "2", "--no-volume-snapshots")
     run = json.loads(kt(kube_apiserver, "policy", "run", "fast", "-o", "json").stdout)
-    assert run["result"] == "ok" and len(run["restorePoints"]) == 1
+    assert run["result"] == "ok" and len(run["restorePoints"]) == 2   # NS and the catalog
     path = "/apis/kontinuity.io/v1alpha1/namespaces/kontinuity/policies/fast"
     st = api.get(path)["status"]
     assert st["runs"] == 1 and st["lastRun"]["result"] == "ok"
@@ -327,6 +327,15 @@ def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
     rows = json.loads(kt(kube_apiserver, "restorepoint", "list", "--profile", "app-policy", "-n", ns,
                          "-o", "json").stdout)
     assert len(rows) == 2, rows              # keep-last 2, the older ones forgotten
+    # The catalog (policies, profiles, their Secrets) goes along each run, so a
+    # new install recovers it; and every run is an Event on the policy.
+    catalog = json.loads(kt(kube_apiserver, "restorepoint", "list", "--profile", "app-policy",
+                            "-n", "kontinuity", "-o", "json").stdout)
+    assert len(catalog) == 2                 # the same retention
+    events = [e for e in api.list("/api/v1/namespaces/kontinuity/events")
+              if e["involvedObject"]["name"] == "fast"]
+    assert len(events) >= 4 and {e["reason"] for e in events} == {"BackupSucceeded"}
+    assert events[0]["involvedObject"]["kind"] == "Policy"
     listed = json.loads(kt(kube_apiserver, "policy", "list", "-o", "json").stdout)
     assert any(p["name"] == "fast" and p["result"] == "ok" for p in listed)
     kt(kube_apiserver, "policy", "delete", "fast")
