@@ -110,6 +110,21 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
 			continue;
 		}
+		/* The snapshot must outlive its namespace (the disaster this is for):
+		 * its content is switched to Retain, so deleting the namespace (and
+		 * with it the VolumeSnapshot) keeps the storage snapshot. */
+		kt_kube_target ct = { .group = KT_VS_GROUP, .version = KT_VS_VERSION,
+		                      .resource = "volumesnapshotcontents", .name = info.content };
+		static const char retain[] = "{\"spec\":{\"deletionPolicy\":\"Retain\"}}";
+		if (kt_kube_patch(c, &ct, KT_KUBE_PATCH_MERGE, retain, sizeof(retain) - 1, NULL, NULL,
+		                  &e)) {
+			json_array_append_new(b->failed, json_pack("{s:s, s:s}", "what", what, "why",
+			                                           e.msg));
+			res->st.failed++;
+			if (o->note)
+				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
+			continue;
+		}
 		json_array_append_new(b->volumes, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 		                      "pvc", pvc, "snapshot", info.name, "content", info.content,
 		                      "snapshotHandle", info.handle, "driver", info.driver, "class",

@@ -340,3 +340,35 @@ def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
     assert any(p["name"] == "fast" and p["result"] == "ok" for p in listed)
     kt(kube_apiserver, "policy", "delete", "fast")
     assert api.request("GET", path)[0] == 404
+
+
+def test_delete_the_namespace_entirely_and_restore_it(kube_apiserver, app, api, repo):
+    """The story of the issue: back up, delete the namespace entirely (the
+    namespace controller stood in: kube-apiserver alone never finishes a
+    namespace deletion), restore it under its own name; every object comes
+    back as it was and the PVC is provisioned from the restore point's
+    snapshot, which outlived its namespace (its content is kept: Retain)."""
+    from namespace_controller_standin import delete_namespace
+    ns = app["ns"]
+    rid = json.loads(kt(kube_apiserver, "app", "backup", ns, "--repo", repo,
+                        "-o", "json").stdout)["id"]
+    kinds = (("core", "configmaps"), ("core", "secrets"), ("core", "services"),
+             ("core", "serviceaccounts"), ("apps", "statefulsets"),
+             ("rbac.authorization.k8s.io", "rolebindings"), (app["group"], "widgets"))
+    before = {k: listing(api, ns, *k) for k in kinds}
+    delete_namespace(api, ns)
+    assert api.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404
+    r = kt(kube_apiserver, "app", "restore", rid, "--repo", repo, "-o", "json")
+    results = {(x["kind"], x["name"]): x["result"] for x in json.loads(r.stdout)}
+    assert results[("Namespace", ns)] == "created" and "failed" not in results.values()
+    for k in kinds:
+        after = listing(api, ns, *k)
+        for name, obj in before[k].items():
+            if name in ("kube-root-ca.crt", "pg-token-abcde", "default"):
+                continue
+            assert comparable(after[name], ns, k[1]) == comparable(obj, ns, k[1]), (k, name)
+    pvc = api.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data-pg-0")
+    assert pvc["spec"]["dataSource"]["kind"] == "VolumeSnapshot"
+    peers.wait_for(lambda: api.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/"
+                                   "data-pg-0").get("status", {}).get("phase") == "Bound",
+                   30, "the PVC provisioned from the snapshot that outlived its namespace")
