@@ -1,7 +1,8 @@
 /*
  * bucket.c - bucket-level operations of the S3 client: create a bucket
- * (optionally with Object Lock), read and set its default retention, list
- * object versions and delete one version, read an object's retention.
+ * (optionally with Object Lock), list objects (ListObjectsV2), read and set
+ * its default retention, list object versions and delete one version, read
+ * an object's retention.
  *
  * Object Lock in one paragraph (what the repository and exports rely on):
  * a bucket created with Object Lock is versioned; a DELETE without a
@@ -40,6 +41,62 @@ kt_code kt_s3_create_bucket(kt_s3 *s, const kt_s3_bucket_opts *opts, kt_error *e
 	kt_code rc = kt_s3_run(s, s->h, &call, &res, err);
 	kt_s3_object_info_release(&res.info);
 	kt_buf_release(&body);
+	return rc;
+}
+
+kt_code kt_s3_list(kt_s3 *s, const char *prefix, unsigned page_size, kt_s3_list_fn fn,
+                   void *ctx, uint64_t *n_out, kt_error *err)
+{
+	kt_buf body, query;
+	kt_code rc = KT_OK;
+	char token[1024] = "", max_keys[16];
+	uint64_t total = 0;
+
+	if (page_size == 0 || page_size > 1000)
+		page_size = 1000;
+	snprintf(max_keys, sizeof(max_keys), "%u", page_size);
+	kt_buf_init(&body, KT_S3_XML_BODY_MAX);
+	kt_buf_init(&query, 8192);
+	for (;;) {
+		const char *names[4] = { "list-type", "max-keys", NULL, NULL };
+		const char *values[4] = { "2", max_keys, NULL, NULL };
+		size_t nq = 2;
+		if (prefix && *prefix) {
+			names[nq] = "prefix";
+			values[nq++] = prefix;
+		}
+		if (token[0]) {
+			names[nq] = "continuation-token";
+			values[nq++] = token;
+		}
+		rc = kt_s3_query(&query, names, values, nq, err);
+		if (rc)
+			break;
+		kt_s3_call call = {
+			.op = "list", .method = "GET", .key = NULL, .query = query.data,
+			.payload_hash = KT_S3_EMPTY_SHA256, .collect = &body,
+		};
+		kt_s3_result res;
+		rc = kt_s3_run(s, s->h, &call, &res, err);
+		kt_s3_object_info_release(&res.info);
+		if (rc)
+			break;
+		kt_s3_list_page page;
+		rc = kt_s3_parse_list(body.data, body.len, fn, ctx, &page, err);
+		total += page.n_entries;
+		if (rc || !page.truncated)
+			break;
+		if (!strcmp(page.next_token, token)) {
+			rc = kt_error_set(err, KT_EPROTO, "the S3 server at %s repeated a continuation "
+			                  "token while listing bucket '%s'", s->origin, s->bucket);
+			break;
+		}
+		memcpy(token, page.next_token, sizeof(token));
+	}
+	kt_buf_release(&body);
+	kt_buf_release(&query);
+	if (n_out)
+		*n_out = total;
 	return rc;
 }
 

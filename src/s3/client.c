@@ -1,8 +1,9 @@
 /*
  * client.c - the S3 client: configuration, URLs, one signed request with
  * retries, error mapping, and the simple operations (single PUT, HEAD, GET,
- * LIST, DELETE).  Multipart upload lives in multipart.c, bucket-level
- * operations and Object Lock in bucket.c.
+ * DELETE).  Multipart upload lives in multipart.c, listing and the other
+ * bucket-level operations and Object Lock in bucket.c, the error mapping in
+ * errors.c.
  *
  * Invariants:
  *   1. Every request is signed afresh per attempt (new x-amz-date), so a
@@ -34,7 +35,6 @@
 #define DEFAULT_STALL_MS 60000
 #define DEFAULT_THREADS 4
 #define ERROR_BODY_MAX (64u << 10)
-#define XML_BODY_MAX KT_S3_XML_BODY_MAX
 #define EMPTY_SHA256 KT_S3_EMPTY_SHA256
 #define HASH_CHUNK (1u << 20)
 
@@ -478,89 +478,6 @@ static kt_code read_body(void *ctx, uint8_t *buf, size_t cap, size_t *n_out, kt_
 	b->pos += k;
 	*n_out = k;
 	return KT_OK;
-}
-
-static int is_auth_code(const char *c)
-{
-	static const char *const codes[] = {
-		"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
-		"ExpiredToken", "AuthorizationHeaderMalformed", "InvalidSecurity",
-		"AccountProblem", "AllAccessDisabled", NULL,
-	};
-	for (int i = 0; codes[i]; i++)
-		if (!strcmp(c, codes[i]))
-			return 1;
-	return 0;
-}
-
-kt_code kt_s3_map_failure(const kt_s3 *s, const char *op, const char *key, long status,
-                          const kt_s3_errdoc *d, kt_error *err)
-{
-	const char *code = d && d->code[0] ? d->code : "";
-	const char *msg = d && d->message[0] ? d->message : "";
-	char what[KT_S3_MAX_KEY / 4 + 96];
-	kt_code rc;
-
-	if (key && *key)
-		snprintf(what, sizeof(what), "%s of '%.200s' in bucket '%.64s'", op, key, s->bucket);
-	else
-		snprintf(what, sizeof(what), "%s of bucket '%.64s'", op, s->bucket);
-	const char *sep = msg[0] ? ": " : "";
-
-	if (!strcmp(code, "ObjectLockConfigurationNotFoundError") ||
-	    !strcmp(code, "NoSuchObjectLockConfiguration")) {
-		rc = kt_error_set(err, KT_ENOTFOUND, "%s at %s: " KT_S3_NO_LOCK " (%s)", what,
-		                  s->origin, code);
-	} else if (strstr(msg, "WORM") || strcasestr(msg, "object lock") ||
-	           strcasestr(msg, "protected by")) {
-		/* MinIO: InvalidRequest "Object is WORM protected"; AWS: AccessDenied
-		 * "... protected by object lock": not a credentials problem. */
-		rc = kt_error_set(err, KT_EPERM, "%s refused by %s: the object is under S3 Object "
-		                  "Lock retention (%s%s%s); it can be removed only after its "
-		                  "retain-until date", what, s->origin, code, sep, msg);
-	} else if (is_auth_code(code) || (!code[0] && (status == 401 || status == 403))) {
-		rc = kt_error_set(err, KT_EAUTH,
-		                  "%s refused by %s: %s%s%s (HTTP %ld; check the access key '%s' and "
-		                  "the secret key, and that they may use bucket '%s')",
-		                  what, s->origin, code[0] ? code : "access denied", sep, msg, status,
-		                  s->access_key, s->bucket);
-	} else if (!strcmp(code, "NoSuchBucket") || (!code[0] && status == 404 && !(key && *key))) {
-		rc = kt_error_set(err, KT_ENOTFOUND,
-		                  "bucket '%s' does not exist at %s (create it or fix the bucket name)",
-		                  s->bucket, s->origin);
-	} else if (!strcmp(code, "NoSuchKey") || (!code[0] && status == 404)) {
-		rc = kt_error_set(err, KT_ENOTFOUND, "object '%.200s' not found in bucket '%s' at %s",
-		                  key ? key : "", s->bucket, s->origin);
-	} else if (!strcmp(code, "NoSuchUpload")) {
-		rc = kt_error_set(err, KT_ENOTFOUND, "%s failed at %s: the multipart upload no longer "
-		                  "exists (NoSuchUpload)", what, s->origin);
-	} else if (!strcmp(code, "BucketAlreadyOwnedByYou") ||
-	           !strcmp(code, "BucketAlreadyExists")) {
-		rc = kt_error_set(err, KT_EEXIST, "bucket '%s' already exists at %s (%s)", s->bucket,
-		                  s->origin, code);
-	} else if (status == 412 || !strcmp(code, "PreconditionFailed")) {
-		/* The only precondition we send is If-None-Match: * (write once). */
-		rc = kt_error_set(err, KT_EEXIST, "%s at %s: object '%.200s' already exists; refusing "
-		                  "to overwrite it (HTTP %ld%s%s)", what, s->origin, key ? key : "",
-		                  status, code[0] ? " " : "", code);
-	} else if (status == 416 || !strcmp(code, "InvalidRange")) {
-		rc = kt_error_set(err, KT_EUSAGE, "%s at %s: the requested range starts past the end "
-		                  "of the object (HTTP %ld%s%s)", what, s->origin, status,
-		                  code[0] ? " " : "", code);
-	} else if (status >= 500 || status == 429 || !strcmp(code, "SlowDown") ||
-	           !strcmp(code, "ConditionalRequestConflict") ||
-	           !strcmp(code, "RequestTimeout") || !strcmp(code, "InternalError") ||
-	           !strcmp(code, "ServiceUnavailable")) {
-		rc = kt_error_set(err, KT_ETRANSIENT, "%s failed at %s: HTTP %ld %s%s%s (the server is "
-		                  "busy or failing; try again later)", what, s->origin, status, code,
-		                  sep, msg);
-	} else {
-		rc = kt_error_set(err, KT_EREMOTE, "%s failed at %s: HTTP %ld %s%s%s", what, s->origin,
-		                  status, code[0] ? code : "(no S3 error code)", sep, msg);
-	}
-	if (err)
-		err->status = status;
-	return rc;
 }
 
 static kt_code attempt(kt_s3 *s, kt_http *h, const kt_s3_call *call, attempt_ctx *a,
@@ -1081,61 +998,5 @@ kt_code kt_s3_delete(kt_s3 *s, const char *key, kt_error *err)
 		return KT_OK;
 	if (rc && err)
 		*err = e;
-	return rc;
-}
-
-kt_code kt_s3_list(kt_s3 *s, const char *prefix, unsigned page_size, kt_s3_list_fn fn,
-                   void *ctx, uint64_t *n_out, kt_error *err)
-{
-	kt_buf body, query;
-	kt_code rc = KT_OK;
-	char token[1024] = "", max_keys[16];
-	uint64_t total = 0;
-
-	if (page_size == 0 || page_size > 1000)
-		page_size = 1000;
-	snprintf(max_keys, sizeof(max_keys), "%u", page_size);
-	kt_buf_init(&body, XML_BODY_MAX);
-	kt_buf_init(&query, 8192);
-	for (;;) {
-		const char *names[4] = { "list-type", "max-keys", NULL, NULL };
-		const char *values[4] = { "2", max_keys, NULL, NULL };
-		size_t nq = 2;
-		if (prefix && *prefix) {
-			names[nq] = "prefix";
-			values[nq++] = prefix;
-		}
-		if (token[0]) {
-			names[nq] = "continuation-token";
-			values[nq++] = token;
-		}
-		rc = kt_s3_query(&query, names, values, nq, err);
-		if (rc)
-			break;
-		kt_s3_call call = {
-			.op = "list", .method = "GET", .key = NULL, .query = query.data,
-			.payload_hash = EMPTY_SHA256, .collect = &body,
-		};
-		kt_s3_result res;
-		rc = kt_s3_run(s, s->h, &call, &res, err);
-		kt_s3_object_info_release(&res.info);
-		if (rc)
-			break;
-		kt_s3_list_page page;
-		rc = kt_s3_parse_list(body.data, body.len, fn, ctx, &page, err);
-		total += page.n_entries;
-		if (rc || !page.truncated)
-			break;
-		if (!strcmp(page.next_token, token)) {
-			rc = kt_error_set(err, KT_EPROTO, "the S3 server at %s repeated a continuation "
-			                  "token while listing bucket '%s'", s->origin, s->bucket);
-			break;
-		}
-		memcpy(token, page.next_token, sizeof(token));
-	}
-	kt_buf_release(&body);
-	kt_buf_release(&query);
-	if (n_out)
-		*n_out = total;
 	return rc;
 }
