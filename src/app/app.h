@@ -199,6 +199,17 @@ typedef struct kt_app_restore_opts {
 kt_code kt_app_restore(kt_kube *c, struct kt_archive *a, const char *id,
                        const kt_app_restore_opts *o, kt_app_apply_stats *st, kt_error *err);
 
+/* The volume snapshots restore point id names: [{"namespace", "snapshot",
+ * "content"}] (caller decrefs), or NULL with err filled. */
+json_t *kt_app_restore_point_volumes(struct kt_archive *a, const char *id, kt_error *err);
+
+/* Give back the storage snapshots of forgotten restore points (vols as
+ * above): each content goes back to deletionPolicy Delete and its
+ * VolumeSnapshot (or, when that is gone, the content) is deleted, so the
+ * snapshot controller deletes the storage snapshot.  Best effort: what
+ * fails is logged and counted in *n_failed. */
+void kt_app_delete_volume_snapshots(kt_kube *c, json_t *vols, unsigned *n_failed);
+
 /* ---- export profiles (profile.c) ------------------------------------- */
 
 #define KT_PROFILE_GROUP "kontinuity.io"
@@ -271,6 +282,7 @@ typedef struct kt_policy_run_result {
 	const char *result;       /* "ok", "partial" or "failed" */
 	json_t *restore_points;   /* ids made (caller decrefs) */
 	unsigned removed;         /* restore points the retention removed */
+	unsigned snapshots_deleted; /* their volume snapshots given back to the storage */
 	char message[1024];
 } kt_policy_run_result;
 

@@ -110,6 +110,13 @@ kt_code kt_policy_next(const kt_policy *p, int64_t after, int64_t *next, kt_erro
 	return rc;
 }
 
+/* forget's callback: the ids of the restore points it removes. */
+static void note_going(void *ctx, const kt_archive_snap *s, const char *kept)
+{
+	if (!kept)
+		json_array_append_new(ctx, json_string(s->id));
+}
+
 kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_run_result *r,
                       kt_error *err)
 {
@@ -176,10 +183,31 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 		                          .monthly = p->keep_monthly, .yearly = p->keep_yearly,
 		                          .host = cluster, .tag = tag };
 		unsigned removed = 0;
+		json_t *going = json_array(), *vols = json_array();
 		if (!(rc = kt_archive_lock(a, 0, err))) {
-			rc = kt_archive_forget(a, &pol, 0, NULL, NULL, &removed, err);
+			/* Which restore points go (a dry run), their volume snapshots, then
+			 * the real forget: the manifests cannot be read after it. */
+			rc = kt_archive_forget(a, &pol, 1, note_going, going, &removed, err);
+			size_t k;
+			json_t *id;
+			json_array_foreach(rc ? NULL : going, k, id) {
+				kt_error e;
+				json_t *v = kt_app_restore_point_volumes(a, json_string_value(id), &e);
+				if (v)
+					json_array_extend(vols, v);
+				json_decref(v);
+			}
+			if (!rc)
+				rc = kt_archive_forget(a, &pol, 0, NULL, NULL, &removed, err);
 			kt_archive_unlock(a);
 		}
+		if (!rc) {
+			unsigned failed_vols = 0;
+			kt_app_delete_volume_snapshots(c, vols, &failed_vols);
+			r->snapshots_deleted += (unsigned)json_array_size(vols) - failed_vols;
+		}
+		json_decref(going);
+		json_decref(vols);
 		r->removed += removed;
 	}
 	if (!rc && r->removed) {
@@ -191,7 +219,8 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 	free(cluster);
 	r->result = failed == n_runs ? "failed" : failed || partial ? "partial" : "ok";
 	if (!r->message[0])
-		snprintf(r->message, sizeof(r->message), "%zu restore points, %u removed by retention",
-		         json_array_size(r->restore_points), r->removed);
+		snprintf(r->message, sizeof(r->message), "%zu restore points, %u removed by retention "
+		         "(%u volume snapshots given back)", json_array_size(r->restore_points),
+		         r->removed, r->snapshots_deleted);
 	return rc;
 }

@@ -20,6 +20,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
 #include <strings.h>
 
 #include "app.h"
@@ -93,7 +96,18 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 		kt_vs_info info;
 		kt_error e;
 		kt_error_clear(&e);
-		kt_vs_create_opts co = { .namespace = o->namespace, .pvc = pvc };
+		/* Named PVC-yyyymmddhhmmss-XXXX: two restore points within a second
+		 * (a fast schedule) must not collide. */
+		char snap_name[254], stamp[20];
+		unsigned char rnd[2];
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+		RAND_bytes(rnd, sizeof(rnd));
+		snprintf(snap_name, sizeof(snap_name), "%.200s-%.14s-%02x%02x", pvc, stamp,
+		         (unsigned)rnd[0], (unsigned)rnd[1]);
+		kt_vs_create_opts co = { .namespace = o->namespace, .pvc = pvc, .name = snap_name };
 		kt_code rc = kt_vs_create(c, &co, &info, &e);
 		if (!rc)
 			rc = kt_vs_wait_ready(c, info.namespace, info.name, o->snapshot_timeout_ms ?
@@ -457,4 +471,68 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 	json_decref(objects);
 	json_decref(m);
 	return rc;
+}
+
+/* ---- giving storage snapshots back (retention) ---------------------- */
+
+json_t *kt_app_restore_point_volumes(kt_archive *a, const char *id, kt_error *err)
+{
+	kt_buf buf;
+	kt_buf_init(&buf, MAX_OBJECT);
+	kt_code rc = kt_archive_read_file(a, id, MANIFEST, &buf, err);
+	json_t *m = NULL, *out = NULL;
+	if (!rc) {
+		json_error_t je;
+		m = json_loadb(buf.data, buf.len, 0, &je);
+		if (!m)
+			kt_error_set(err, KT_ECORRUPT, "restore point %.8s: manifest.json is not JSON",
+			             id);
+	}
+	kt_buf_release(&buf);
+	if (!m)
+		return NULL;
+	out = json_array();
+	const char *ns = json_string_value(json_object_get(m, "namespace"));
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(m, "volumes"), i, v) {
+		const char *snap = json_string_value(json_object_get(v, "snapshot"));
+		const char *content = json_string_value(json_object_get(v, "content"));
+		if (ns && snap && content)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "namespace", ns,
+			                                     "snapshot", snap, "content", content));
+	}
+	json_decref(m);
+	return out;
+}
+
+void kt_app_delete_volume_snapshots(kt_kube *c, json_t *vols, unsigned *n_failed)
+{
+	static const char del[] = "{\"spec\":{\"deletionPolicy\":\"Delete\"}}";
+	size_t i;
+	json_t *v;
+	json_array_foreach(vols, i, v) {
+		const char *ns = json_string_value(json_object_get(v, "namespace"));
+		const char *snap = json_string_value(json_object_get(v, "snapshot"));
+		const char *content = json_string_value(json_object_get(v, "content"));
+		kt_kube_target ct = { .group = KT_VS_GROUP, .version = KT_VS_VERSION,
+		                      .resource = "volumesnapshotcontents", .name = content };
+		kt_kube_target st = { .group = KT_VS_GROUP, .version = KT_VS_VERSION,
+		                      .resource = "volumesnapshots", .namespace = ns, .name = snap };
+		kt_error e;
+		kt_code rc = kt_kube_patch(c, &ct, KT_KUBE_PATCH_MERGE, del, sizeof(del) - 1, NULL,
+		                           NULL, &e);
+		if (rc == KT_ENOTFOUND)
+			continue;   /* already gone */
+		if (!rc) {
+			rc = kt_kube_delete(c, &st, NULL, &e);
+			if (rc == KT_ENOTFOUND)   /* its namespace went: the content alone */
+				rc = kt_kube_delete(c, &ct, NULL, &e);
+		}
+		if (rc && rc != KT_ENOTFOUND) {
+			kt_log(KT_LOG_WARN, "cannot delete the volume snapshot %s/%s of a forgotten "
+			       "restore point: %s", ns, snap, e.msg);
+			(*n_failed)++;
+		}
+	}
 }

@@ -342,6 +342,45 @@ def test_policy_on_a_seconds_schedule_keeps_what_retention_says(
     assert api.request("GET", path)[0] == 404
 
 
+def test_policy_retention_gives_volume_snapshots_back(kube_apiserver, app, api, minio,
+                                                     tmp_path):
+    """Restore points keep their storage snapshots (Retain) until retention
+    forgets them: then the VolumeSnapshot and its content go, so the storage
+    snapshot is deleted too."""
+    from test_profile import install_kontinuity_crds
+    from test_s3 import s3tool
+    ns = app["ns"]
+    install_kontinuity_crds(kube_apiserver)
+    s3tool(minio, "rp-vols", "mb")
+    for f, text in (("ak", minio.access_key), ("sk", minio.secret_key), ("rp", "vols pass")):
+        (tmp_path / f).write_text(text)
+    kt(kube_apiserver, "profile", "create", "app-vols", "--endpoint", minio.endpoint,
+       "--bucket", "rp-vols", "--path-style", "--access-key-id-file", tmp_path / "ak",
+       "--secret-access-key-file", tmp_path / "sk", "--repository-password-file",
+       tmp_path / "rp")
+    kt(kube_apiserver, "policy", "create", "vols", "--namespaces", ns, "--profile", "app-vols",
+       "--schedule", "@daily", "--keep-last", "1")
+    vs_path = f"/apis/snapshot.storage.k8s.io/v1/namespaces/{ns}/volumesnapshots"
+
+    def mine():
+        return {v["metadata"]["name"]: v for v in api.list(vs_path)}
+    before = set(mine())
+    first = json.loads(kt(kube_apiserver, "policy", "run", "vols", "-o", "json").stdout)
+    new1 = set(mine()) - before
+    assert first["result"] == "ok" and len(new1) == 1
+    content1 = mine()[next(iter(new1))]["status"]["boundVolumeSnapshotContentName"]
+    second = json.loads(kt(kube_apiserver, "policy", "run", "vols", "-o", "json").stdout)
+    assert second["result"] == "ok" and second["removed"] == 2   # the namespace and catalog
+    assert "1 volume snapshots given back" in second["message"], second
+    peers.wait_for(lambda: not (new1 & set(mine())), 30,
+                   "the forgotten restore point's VolumeSnapshot deleted (finalizers done)")
+    assert len(set(mine()) - before) == 1                   # the second one stays
+    peers.wait_for(lambda: api.request(
+        "GET", f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/{content1}")[0] == 404,
+        30, "the forgotten restore point's content deleted")
+    kt(kube_apiserver, "policy", "delete", "vols")
+
+
 def test_delete_the_namespace_entirely_and_restore_it(kube_apiserver, app, api, repo):
     """The story of the issue: back up, delete the namespace entirely (the
     namespace controller stood in: kube-apiserver alone never finishes a
