@@ -215,6 +215,7 @@ void kt_app_delete_volume_snapshots(kt_kube *c, json_t *vols, unsigned *n_failed
 #define KT_PROFILE_GROUP "kontinuity.io"
 #define KT_PROFILE_VERSION "v1alpha1"
 #define KT_PROFILE_NAMESPACE "kontinuity"   /* where profiles live by default */
+#define KT_PROFILE_NS_HELP "namespace (default " KT_PROFILE_NAMESPACE ")"
 
 /* A Profile custom resource with its credentials (docs/profiles.md). */
 typedef struct kt_profile {

@@ -121,6 +121,10 @@ typedef struct kt_cli_kube_flags {
 /* Append the 2 flags to o; kubeconfig_help NULL = the generic text.
  * Returns the next free slot. */
 kt_opt *kt_cli_kube_opts(kt_cli_kube_flags *f, kt_opt *o, const char *kubeconfig_help);
+/* The kube flags and -n NS (*ns starts as dflt, which may be NULL); returns
+ * the next free slot. */
+kt_opt *kt_cli_kube_ns_opts(kt_cli_kube_flags *f, const char **ns, const char *dflt, kt_opt *o,
+                            const char *ns_help);
 /* Find and parse the config the flags name; 0, or an exit status after
  * printing the error (which names the file and field). */
 struct kt_kube_config;

@@ -114,6 +114,18 @@ static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt
 	return kt_cli_profile_repo(c, t->profile_ns, t->profile, path, s, a, t->ca_path);
 }
 
+/* The API server, then the target's repository; 0 or the exit status. */
+static int connect_target(const kt_cli_kube_flags *kf, target *t, const char *path,
+                          kt_kube **c, kt_store **s, kt_archive **a)
+{
+	int rc = kt_cli_kube_connect(kf, c);
+	if (!rc && (rc = open_target(t, *c, path, s, a))) {
+		kt_kube_client_free(*c);
+		*c = NULL;
+	}
+	return rc;
+}
+
 static void close_target(target *t, kt_store *s, kt_archive *a)
 {
 	kt_archive_free(a);
@@ -195,12 +207,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = kt_cli_kube_connect(&kf, &c)))
+	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
 		return rc;
-	if ((rc = open_target(&tg, c, path, &s, &a))) {
-		kt_kube_client_free(c);
-		return rc;
-	}
 	kt_error err;
 	int64_t last = 0;
 	kt_app_backup_opts bo = { .namespace = pos[0], .selector = selector, .cluster_rbac = rbac,
@@ -348,12 +356,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = kt_cli_kube_connect(&kf, &c)))
+	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
 		return rc;
-	if ((rc = open_target(&tg, c, path, &s, &a))) {
-		kt_kube_client_free(c);
-		return rc;
-	}
 	if (n_pos == 0) {   /* app import without a restore point: the list */
 		rc = list_restore_points(a, NULL, &g);
 		close_target(&tg, s, a);

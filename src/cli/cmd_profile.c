@@ -237,12 +237,10 @@ int kt_cmd_profile_list(int argc, char **argv, const kt_globals *g0)
 	const char *path = "profile list";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = KT_PROFILE_NAMESPACE;
+	const char *ns;
 	int all = 0;
-	kt_opt opts[6], *o = kt_cli_kube_opts(&kf, opts, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace (default " KT_PROFILE_NAMESPACE ")",
-	                 &ns, NULL };
+	kt_opt opts[6], *o = kt_cli_kube_ns_opts(&kf, &ns, KT_PROFILE_NAMESPACE, opts,
+	                                         KT_PROFILE_NS_HELP);
 	*o++ = (kt_opt){ "all-namespaces", 'A', NULL, "every namespace", NULL, &all };
 	memset(o, 0, sizeof(*o));
 	int n_pos = 0, done = 0;
@@ -283,11 +281,9 @@ int kt_cmd_profile_check(int argc, char **argv, const kt_globals *g0)
 	const char *path = "profile check";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = KT_PROFILE_NAMESPACE;
-	kt_opt opts[5], *o = kt_cli_kube_opts(&kf, opts, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace (default " KT_PROFILE_NAMESPACE ")",
-	                 &ns, NULL };
+	const char *ns;
+	kt_opt opts[5], *o = kt_cli_kube_ns_opts(&kf, &ns, KT_PROFILE_NAMESPACE, opts,
+	                                         KT_PROFILE_NS_HELP);
 	memset(o, 0, sizeof(*o));
 	char *pos[1];
 	int n_pos = 0, done = 0;

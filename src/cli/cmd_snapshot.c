@@ -33,12 +33,8 @@ int kt_cli_kube_connect(const kt_cli_kube_flags *f, kt_kube **out)
 static kt_opt *common_opts(kt_cli_kube_flags *kf, const char **ns, kt_opt *o,
                            const char *ns_help)
 {
-	memset(kf, 0, sizeof(*kf));
-	*ns = NULL;
-	o = kt_cli_kube_opts(kf, o, NULL);
-	*o++ = (kt_opt){ "namespace", 'n', "NS", ns_help ? ns_help
-	                 : "namespace (default: the context's)", ns, NULL };
-	return o;
+	return kt_cli_kube_ns_opts(kf, ns, NULL, o, ns_help ? ns_help
+	                           : "namespace (default: the context's)");
 }
 
 /* Connect; *ns defaults to the context's namespace (unless all_ns). */

@@ -32,3 +32,13 @@ int kt_cli_kube_config(const kt_cli_kube_flags *f, kt_kube_config *out)
 		return kt_cli_fail(&err);
 	return 0;
 }
+
+kt_opt *kt_cli_kube_ns_opts(kt_cli_kube_flags *f, const char **ns, const char *dflt, kt_opt *o,
+                            const char *ns_help)
+{
+	memset(f, 0, sizeof(*f));
+	*ns = dflt;
+	o = kt_cli_kube_opts(f, o, NULL);
+	*o++ = (kt_opt){ "namespace", 'n', "NS", ns_help, ns, NULL };
+	return o;
+}
