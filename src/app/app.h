@@ -210,6 +210,56 @@ json_t *kt_app_restore_point_volumes(struct kt_archive *a, const char *id, kt_er
  * fails is logged and counted in *n_failed. */
 void kt_app_delete_volume_snapshots(kt_kube *c, json_t *vols, unsigned *n_failed);
 
+/* ---- one restore point: show, delete, readiness (rpinfo.c) ------------ */
+
+/* The manifest of restore point id (caller decrefs), or NULL with err:
+ * KT_ECORRUPT when the snapshot is not a restore point or its manifest is
+ * not ours, else the repository's error. */
+json_t *kt_app_restore_point_manifest(struct kt_archive *a, const char *id, kt_error *err);
+
+typedef struct kt_app_rp_delete_opts {
+	int keep_volume_snapshots;   /* leave the VolumeSnapshots in the cluster */
+	int dry_run;                 /* say what would go; change nothing */
+} kt_app_rp_delete_opts;
+
+typedef struct kt_app_rp_delete_result {
+	char cluster[256];           /* the cluster the restore point came from */
+	unsigned volumes_named;      /* its volume snapshots in this cluster */
+	unsigned volumes_deleted;    /* of those, given back to the storage */
+	char note[512];              /* why volume snapshots stay, or "" */
+} kt_app_rp_delete_result;
+
+/*
+ * Delete restore point id (a full id): the repository snapshot (under a
+ * shared lock; the data goes with prune) and, when c is this restore
+ * point's cluster, its volume snapshots (kt_app_delete_volume_snapshots).
+ * c may be NULL (volume snapshots then stay; r->note says so).
+ * KT_ENOTFOUND for an unknown id, KT_EUSAGE for a snapshot that is not a
+ * restore point.
+ */
+kt_code kt_app_restore_point_delete(kt_kube *c, struct kt_archive *a, const char *id,
+                                    const kt_app_rp_delete_opts *o,
+                                    kt_app_rp_delete_result *r, kt_error *err);
+
+/* Readiness of a restored object of this Kind as a workload controller
+ * reports it: 1 ready, 0 not yet (why says what is missing), -1 failed
+ * for good (a Failed Job, a Lost PVC).  Kinds without readiness are ready. */
+int kt_app_ready_state(const char *kind, json_t *obj, char *why, size_t why_len);
+
+/* Called once per object when it is ready (ready 1), failed or still not
+ * ready at the deadline (ready 0, why says what is missing). */
+typedef void (*kt_app_ready_fn)(void *ctx, const char *kind, const char *ns, const char *name,
+                                int ready, const char *why, int64_t elapsed_ms);
+
+/*
+ * Wait until every object of items ([{"kind", "namespace", "name"}]) is
+ * ready (kt_app_ready_state, read from the API with backoff up to 2 s) or
+ * timeout_ms passes.  *n_not_ready counts those failed or not ready at the
+ * deadline.  Errors only for cancellation.
+ */
+kt_code kt_app_wait_ready(kt_kube *c, json_t *items, int64_t timeout_ms, kt_app_ready_fn fn,
+                          void *ctx, unsigned *n_not_ready, kt_error *err);
+
 /* ---- export profiles (profile.c) ------------------------------------- */
 
 #define KT_PROFILE_GROUP "kontinuity.io"

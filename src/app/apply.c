@@ -65,12 +65,6 @@ static int listed(const char *const *kinds, const char *kind)
 	return 0;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* Wait until CRD crd is Established, then until discovery (asked again)
  * serves its kind. */
 static kt_code wait_crd(kt_kube *c, json_t *crd, int64_t wait_ms, kt_error *err)
@@ -99,7 +93,7 @@ static kt_code wait_crd(kt_kube *c, json_t *crd, int64_t wait_ms, kt_error *err)
 		if (kt_now_ms() > deadline)
 			return kt_error_set(err, KT_ETRANSIENT, "CustomResourceDefinition '%s' is not "
 			                    "Established after %.0f s", name, (double)wait_ms / 1000.0);
-		sleep_ms(200);
+		kt_sleep_ms(200);
 	}
 	char what[600];
 	snprintf(what, sizeof(what), "%s.%s", str(json_object_get(crd, "spec"), "names", "kind"),
@@ -113,7 +107,7 @@ static kt_code wait_crd(kt_kube *c, json_t *crd, int64_t wait_ms, kt_error *err)
 		if (kt_now_ms() > deadline)
 			return kt_error_set(err, KT_ETRANSIENT, "the API server does not serve '%s' "
 			                    "after its CustomResourceDefinition was Established", what);
-		sleep_ms(300);
+		kt_sleep_ms(300);
 	}
 }
 

@@ -253,6 +253,10 @@ kt_code kt_archive_forget(kt_archive *a, const kt_archive_policy *p, int dry_run
                           kt_archive_forget_fn fn, void *ctx, unsigned *n_removed,
                           kt_error *err);
 
+/* Remove one snapshot object (a full id; the caller holds a lock).  Its
+ * data goes with prune.  KT_ENOTFOUND when there is no such snapshot. */
+kt_code kt_archive_forget_snapshot(kt_archive *a, const char *id, kt_error *err);
+
 typedef struct kt_archive_prune_result {
 	uint64_t packs_kept, packs_removed, packs_repacked, packs_unreferenced, packs_written;
 	uint64_t bytes_freed, bytes_written;

@@ -1,6 +1,7 @@
 /*
  * snapshots.c - the snapshot manifests: load one, list them all (oldest
- * first), resolve "latest" or an id prefix.
+ * first), resolve "latest" or an id prefix; remove one
+ * (restorepoint delete; policy-wide removal is forget in prune.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +113,17 @@ kt_code kt_archive_find_snapshot(kt_archive *a, const char *spec, char id[65], k
 		                 spec, hits);
 	kt_archive_snaps_free(v, n);
 	return c;
+}
+
+kt_code kt_archive_forget_snapshot(kt_archive *a, const char *id, kt_error *err)
+{
+	char name[128];
+	uint64_t size;
+	if (strlen(id) != 64 || strspn(id, "0123456789abcdef") != 64)
+		return kt_error_set(err, KT_EUSAGE, "'%s' is not a full snapshot id", id);
+	snprintf(name, sizeof(name), "snapshots/%s", id);
+	kt_code c = kt_store_stat(a->s, name, &size, err);
+	if (c == KT_ENOTFOUND)
+		return kt_error_set(err, KT_ENOTFOUND, "no snapshot %.8s in the repository", id);
+	return c ? c : kt_store_remove(a->s, name, err);
 }

@@ -201,7 +201,30 @@ int kt_cmd_snapshot_delete(int argc, char **argv, const kt_globals *g);
 int kt_cmd_snapshot_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_doctor(int argc, char **argv, const kt_globals *g);
 
-/* The repository in the bucket of profile ns/name (made on first use); the
+/* Where restore points go (target.c): --repo, or --profile (+ its
+ * namespace); ca_path is the profile's CA bundle as a temporary file. */
+typedef struct kt_cli_target {
+	kt_cli_repo_flags rf;
+	const char *profile, *profile_ns;
+	char ca_path[64];            /* the profile's CA bundle as a temporary file, or "" */
+} kt_cli_target;
+/* Add --repo, --password-file ..., --profile, --profile-namespace. */
+kt_opt *kt_cli_target_opts(kt_cli_target *t, kt_opt *o);
+/* Open the target's repository (c is needed for --profile; a profile's
+ * repository is created on first use); 0 or the exit status after printing. */
+int kt_cli_target_open(kt_cli_target *t, struct kt_kube *c, const char *path,
+                       struct kt_store **s, struct kt_archive **a);
+/* The API server, then the target's repository; 0 or the exit status. */
+int kt_cli_target_connect(const kt_cli_kube_flags *kf, kt_cli_target *t, const char *path,
+                          struct kt_kube **c, struct kt_store **s, struct kt_archive **a);
+/* Close what kt_cli_target_open opened and remove the CA file. */
+void kt_cli_target_close(kt_cli_target *t, struct kt_store *s, struct kt_archive *a);
+/* Print the restore points of a (of namespace ns, or all) as
+ * `restorepoint list` does; 0 or the exit status (cmd_restorepoint.c). */
+int kt_cli_list_restore_points(struct kt_archive *a, const char *ns, const kt_globals *g);
+
+/* The repository in the bucket of profile ns/name (made on first use,
+ * target.c); the
  * profile's CA bundle, if any, goes to a temporary file named in ca_path
  * (unlink it after freeing the store).  0, or the exit status after
  * printing the error. */
@@ -209,11 +232,14 @@ int kt_cli_profile_repo(struct kt_kube *c, const char *ns, const char *profile,
                         const char *path, struct kt_store **s, struct kt_archive **a,
                         char ca_path[64]);
 
-/* Application restore points (cmd_app.c). */
+/* Application backup and restore (cmd_app.c). */
 int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g);
 int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_app_import(int argc, char **argv, const kt_globals *g);
+/* Restore points (cmd_restorepoint.c). */
 int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g);
+int kt_cmd_restorepoint_show(int argc, char **argv, const kt_globals *g);
+int kt_cmd_restorepoint_delete(int argc, char **argv, const kt_globals *g);
 
 /* Policies and the controller (cmd_policy.c). */
 int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g);

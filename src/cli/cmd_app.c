@@ -15,125 +15,6 @@
 #include "cli.h"
 #include "kube/kube.h"
 
-/* Where restore points go: --repo, or --profile. */
-typedef struct target {
-	kt_cli_repo_flags rf;
-	const char *profile, *profile_ns;
-	char ca_path[64];            /* the profile's CA bundle as a temporary file, or "" */
-} target;
-
-static kt_opt *target_opts(target *t, kt_opt *o)
-{
-	o = kt_cli_repo_opts(&t->rf, o);
-	t->profile = NULL;
-	t->profile_ns = KT_PROFILE_NAMESPACE;
-	t->ca_path[0] = '\0';
-	*o++ = (kt_opt){ "profile", 0, "NAME", "use the repository in the bucket of this export "
-	                 "profile instead of --repo (its keys and passphrase come from the "
-	                 "profile's Secret; immutable profiles lock every object written)",
-	                 &t->profile, NULL };
-	*o++ = (kt_opt){ "profile-namespace", 0, "NS", "namespace of the profile (default "
-	                 KT_PROFILE_NAMESPACE ")", &t->profile_ns, NULL };
-	return o;
-}
-
-int kt_cli_profile_repo(kt_kube *c, const char *ns, const char *profile, const char *path,
-                        kt_store **s, kt_archive **a, char ca_path[64])
-{
-	kt_profile p;
-	kt_error err;
-	ca_path[0] = '\0';
-	if (kt_profile_get(c, ns, profile, &p, &err))
-		return kt_cli_fail(&err);
-	(void)path;
-	int rc = 0;
-	if (!p.repo_password) {
-		kt_error_set(&err, KT_EUSAGE, "profile '%s': its Secret '%s' has no "
-		             "repository_password (the passphrase of the repository in the bucket)",
-		             profile, p.secret_name);
-		kt_profile_release(&p);
-		return kt_cli_fail(&err);
-	}
-	if (p.ca_pem) {
-		snprintf(ca_path, 64, "/tmp/kontinuity-ca-XXXXXX");
-		int fd = mkstemp(ca_path);
-		size_t n = strlen(p.ca_pem);
-		if (fd < 0 || write(fd, p.ca_pem, n) != (ssize_t)n) {
-			if (fd >= 0)
-				close(fd);
-			kt_error_sys(&err, KT_EIO, errno, "cannot write the profile's CA bundle");
-			kt_profile_release(&p);
-			return kt_cli_fail(&err);
-		}
-		close(fd);
-	}
-	char url[700];
-	snprintf(url, sizeof(url), "s3://%s%s%s", p.bucket, p.prefix[0] ? "/" : "", p.prefix);
-	kt_store_opts so = { .create = 0, .endpoint = p.endpoint, .region = p.region,
-	                     .access_key = p.access_key, .secret_key = p.secret_key,
-	                     .cacert = ca_path[0] ? ca_path : NULL,
-	                     .style = p.path_style ? KT_S3_STYLE_PATH : KT_S3_STYLE_AUTO,
-	                     .lock_days = p.immutable_days, .cancel = &kt_cli_cancel };
-	kt_code code = kt_store_open(url, &so, s, &err);
-	if (!code) {
-		*s = kt_store_retry_wrap(*s, 5, 200);
-		const char *pw = p.repo_password;
-		code = kt_archive_open(*s, pw, strlen(pw), a, &err);
-		if (code == KT_ENOTFOUND) {
-			/* The first export to this profile: make its repository. */
-			kt_archive_init_opts io = { 0 };
-			kt_error_clear(&err);
-			code = kt_archive_init(*s, pw, strlen(pw), &io, &err);
-			if (!code) {
-				kt_log(KT_LOG_INFO, "created the repository of profile %s at %s", profile,
-				       url);
-				code = kt_archive_open(*s, pw, strlen(pw), a, &err);
-			}
-		}
-		if (code) {
-			kt_store_free(*s);
-			*s = NULL;
-		}
-	}
-	kt_profile_release(&p);
-	if (code) {
-		if (ca_path[0])
-			unlink(ca_path);
-		rc = kt_cli_fail(&err);
-	}
-	return rc;
-}
-
-/* Open the target's repository; a profile's is created on first use. */
-static int open_target(target *t, kt_kube *c, const char *path, kt_store **s, kt_archive **a)
-{
-	if (!t->profile)
-		return kt_cli_repo_open(&t->rf, path, s, a);
-	if (t->rf.repo && *t->rf.repo && !getenv("KONTINUITY_REPO"))
-		return kt_cli_usage(path, "give --repo or --profile, not both");
-	return kt_cli_profile_repo(c, t->profile_ns, t->profile, path, s, a, t->ca_path);
-}
-
-/* The API server, then the target's repository; 0 or the exit status. */
-static int connect_target(const kt_cli_kube_flags *kf, target *t, const char *path,
-                          kt_kube **c, kt_store **s, kt_archive **a)
-{
-	int rc = kt_cli_kube_connect(kf, c);
-	if (!rc && (rc = open_target(t, *c, path, s, a))) {
-		kt_kube_client_free(*c);
-		*c = NULL;
-	}
-	return rc;
-}
-
-static void close_target(target *t, kt_store *s, kt_archive *a)
-{
-	kt_archive_free(a);
-	kt_store_free(s);
-	if (t->ca_path[0])
-		unlink(t->ca_path);
-}
-
 static void on_backup_note(void *ctx, kt_app_note_kind k, const char *what, const char *why)
 {
 	(void)ctx;
@@ -159,11 +40,11 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	const char *path = "app backup";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	target tg;
+	kt_cli_target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *selector = NULL, *snap_timeout = "10m";
 	int rbac = 0, no_snap = 0;
-	kt_opt opts[20], *o = target_opts(&tg, opts);
+	kt_opt opts[20], *o = kt_cli_target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "selector", 'l', "LABELS", "only the namespaced objects with these "
 	                 "labels (app=pg,tier!=cache)", &selector, NULL };
@@ -207,7 +88,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
+	if ((rc = kt_cli_target_connect(&kf, &tg, path, &c, &s, &a)))
 		return rc;
 	kt_error err;
 	int64_t last = 0;
@@ -223,7 +104,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	}
 	if (last)
 		fprintf(stderr, "\n");
-	close_target(&tg, s, a);
+	kt_cli_target_close(&tg, s, a);
 	kt_kube_client_free(c);
 	if (code)
 		return kt_cli_fail(&err);
@@ -287,7 +168,41 @@ static void on_report(void *ctx, const char *kind, const char *ns, const char *n
 	                      "detail", detail));
 }
 
-static int list_restore_points(kt_archive *a, const char *ns, const kt_globals *g);
+/* --wait: the restored objects to wait for, and each one's readiness into
+ * its report row as it comes. */
+static json_t *wait_items(json_t *rows)
+{
+	json_t *items = json_array(), *r;
+	size_t i;
+	json_array_foreach(rows, i, r) {
+		const char *res = json_string_value(json_object_get(r, "result"));
+		if (res && (!strcmp(res, "created") || !strcmp(res, "updated")))
+			json_array_append(items, r);
+	}
+	return items;
+}
+
+static void on_ready(void *ctx, const char *kind, const char *ns, const char *name, int ready,
+                     const char *why, int64_t elapsed_ms)
+{
+	report_rows *r = ctx;
+	size_t i;
+	json_t *row;
+	json_array_foreach(r->rows, i, row) {
+		if (strcmp(json_string_value(json_object_get(row, "kind")), kind) ||
+		    strcmp(json_string_value(json_object_get(row, "namespace")), ns) ||
+		    strcmp(json_string_value(json_object_get(row, "name")), name))
+			continue;
+		json_object_set_new(row, "ready", json_boolean(ready));
+		if (!ready)
+			json_object_set_new(row, "detail", kt_cli_json_text(why));
+		break;
+	}
+	if (r->table)
+		fprintf(stderr, "%s %s %s/%s after %.1fs%s%s\n", ready ? "ready:" : "NOT READY:",
+		        kind, ns, name, (double)elapsed_ms / 1000.0, ready ? "" : ": ",
+		        ready ? "" : why);
+}
 
 /* app restore, and app import (which lists without a restore point). */
 static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
@@ -295,11 +210,12 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	const char *path = import ? "app import" : "app restore";
 	kt_globals g = *g0;
 	kt_cli_kube_flags kf;
-	target tg;
+	kt_cli_target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *to = NULL, *include = NULL, *exclude = NULL, *existing = "skip";
-	int dry = 0, node_ports = 0;
-	kt_opt opts[24], *o = target_opts(&tg, opts);
+	const char *wait_to = "10m";
+	int dry = 0, node_ports = 0, wait = 0;
+	kt_opt opts[26], *o = kt_cli_target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "to-namespace", 0, "NS", "restore into NS (default: the namespace it "
 	                 "came from); references to the old name are rewritten", &to, NULL };
@@ -313,6 +229,11 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	                 "change nothing", NULL, &dry };
 	*o++ = (kt_opt){ "keep-node-ports", 0, NULL, "keep Services' node ports (else the "
 	                 "cluster allocates new ones)", NULL, &node_ports };
+	*o++ = (kt_opt){ "wait", 0, NULL, "then wait until what was restored is ready: PVCs Bound, "
+	                 "Deployments, StatefulSets, DaemonSets and ReplicaSets with their replicas "
+	                 "ready, Jobs complete (exit 1 if not by --wait-timeout)", NULL, &wait };
+	*o++ = (kt_opt){ "wait-timeout", 0, "DURATION", "how long --wait waits (default 10m)",
+	                 &wait_to, NULL };
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -326,7 +247,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	         "RESTORE-POINT is an id (prefix) from 'kontinuity restorepoint list' or latest.\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity app restore 1a2b3c4d --repo /var/backups/kontinuity\n"
-	         "  kontinuity app restore latest --to-namespace pg-copy --dry-run --repo ...\n",
+	         "  kontinuity app restore latest --to-namespace pg-copy --dry-run --repo ...\n"
+	         "  kontinuity app restore 1a2b3c4d --wait --wait-timeout 15m --repo ...\n",
 	         kt_cli_repo_help_tail);
 	char *pos[1];
 	int n_pos = 0, done = 0;
@@ -352,15 +274,19 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 		return kt_cli_usage(path, "--existing is skip or update, not '%s'", existing);
 	if (to && !kt_kube_valid_label(to))
 		return kt_cli_usage(path, "--to-namespace '%s' is not a valid namespace name", to);
+	int64_t wait_ms;
+	kt_error perr;
+	if (kt_parse_duration_ms(wait_to, &wait_ms, &perr))
+		return kt_cli_usage(path, "--wait-timeout: %s", perr.msg);
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
+	if ((rc = kt_cli_target_connect(&kf, &tg, path, &c, &s, &a)))
 		return rc;
 	if (n_pos == 0) {   /* app import without a restore point: the list */
-		rc = list_restore_points(a, NULL, &g);
-		close_target(&tg, s, a);
+		rc = kt_cli_list_restore_points(a, NULL, &g);
+		kt_cli_target_close(&tg, s, a);
 		kt_kube_client_free(c);
 		return rc;
 	}
@@ -381,23 +307,51 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 		code = kt_app_restore(c, a, id, &ro, &st, &err);
 		kt_archive_unlock(a);
 	}
-	close_target(&tg, s, a);
-	kt_kube_client_free(c);
+	kt_cli_target_close(&tg, s, a);
 	free((void *)ro.apply.include_kinds);
 	free((void *)ro.apply.exclude_kinds);
 	free(keep_in);
 	free(keep_ex);
+	/* --wait: for what was restored, even when some objects failed. */
+	unsigned not_ready = 0;
+	if (wait && !dry && (!code || code == KT_EREMOTE)) {
+		json_t *items = wait_items(rep.rows);
+		if (rep.table && json_array_size(items))
+			fprintf(stderr, "waiting up to %s for %zu restored objects to be ready\n", wait_to,
+			        json_array_size(items));
+		kt_error werr;
+		kt_code wc = kt_app_wait_ready(c, items, wait_ms, on_ready, &rep, &not_ready, &werr);
+		json_decref(items);
+		if (wc && !code) {
+			code = wc;
+			err = werr;
+		}
+	}
+	kt_kube_client_free(c);
 	static const kt_column cols[] = {
+		{ "KIND", "kind" }, { "NAMESPACE", "namespace" }, { "NAME", "name" },
+		{ "RESULT", "result" }, { "READY", "ready" }, { "DETAIL", "detail" },
+	};
+	static const kt_column cols_nowait[] = {
 		{ "KIND", "kind" }, { "NAMESPACE", "namespace" }, { "NAME", "name" },
 		{ "RESULT", "result" }, { "DETAIL", "detail" },
 	};
-	if (json_array_size(rep.rows))
+	if (json_array_size(rep.rows) && wait && !dry)
 		kt_cli_print(rep.rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
+	else if (json_array_size(rep.rows))
+		kt_cli_print(rep.rows, g.output, cols_nowait, sizeof(cols_nowait) / sizeof(cols_nowait[0]));
 	json_decref(rep.rows);
 	if (g.output == KT_OUT_TABLE && (st.created || st.updated || st.skipped || st.failed))
 		printf("%s%u created, %u updated, %u skipped, %u failed\n", dry ? "dry run: " : "",
 		       st.created, st.updated, st.skipped, st.failed);
-	return code ? kt_cli_fail(&err) : 0;
+	if (code)
+		return kt_cli_fail(&err);
+	if (not_ready) {
+		fprintf(stderr, "kontinuity: %u restored objects are not ready after %s (READY no: "
+		        "their DETAIL says what is missing)\n", not_ready, wait_to);
+		return 1;
+	}
+	return 0;
 }
 
 int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g)
@@ -408,75 +362,4 @@ int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g)
 int kt_cmd_app_import(int argc, char **argv, const kt_globals *g)
 {
 	return restore_cmd(argc, argv, g, 1);
-}
-
-/* Print the restore points of the repository (of namespace ns, or all). */
-static int list_restore_points(kt_archive *a, const char *ns, const kt_globals *g)
-{
-	kt_archive_snap *v = NULL;
-	size_t n = 0;
-	kt_error err;
-	kt_code code = kt_archive_snapshots(a, &v, &n, &err);
-	if (code)
-		return kt_cli_fail(&err);
-	json_t *rows = json_array();
-	for (size_t i = 0; i < n; i++) {
-		const char *space = NULL;
-		int app = 0;
-		for (size_t t = 0; t < v[i].n_tags; t++) {
-			app |= !strcmp(v[i].tags[t], KT_APP_TAG);
-			if (!strncmp(v[i].tags[t], "ns=", 3))
-				space = v[i].tags[t] + 3;
-		}
-		if (!app || !space || (ns && strcmp(ns, space)))
-			continue;
-		json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", v[i].id,
-		                      "time", v[i].time, "cluster", v[i].hostname, "namespace", space,
-		                      "objects", (json_int_t)(v[i].files ? v[i].files - 1 : 0),
-		                      "bytes", (json_int_t)v[i].bytes));
-	}
-	kt_archive_snaps_free(v, n);
-	static const kt_column cols[] = {
-		{ "ID", "id" }, { "TIME", "time" }, { "NAMESPACE", "namespace" },
-		{ "OBJECTS", "objects" }, { "CLUSTER", "cluster" },
-	};
-	if (g->output == KT_OUT_TABLE && !json_array_size(rows))
-		fprintf(stderr, "no restore points%s%s\n", ns ? " of namespace " : "", ns ? ns : "");
-	else
-		kt_cli_print(rows, g->output, cols, sizeof(cols) / sizeof(cols[0]));
-	json_decref(rows);
-	return 0;
-}
-
-int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g0)
-{
-	const char *path = "restorepoint list";
-	kt_globals g = *g0;
-	kt_cli_kube_flags kf;
-	target tg;
-	memset(&kf, 0, sizeof(kf));
-	const char *ns = NULL;
-	kt_opt opts[14], *o = target_opts(&tg, opts);
-	o = kt_cli_kube_opts(&kf, o, "kubeconfig to read --profile with (default: $KUBECONFIG, "
-	                     "then ~/.kube/config, then the pod's service account)");
-	*o++ = (kt_opt){ "namespace", 'n', "NS", "only restore points of this namespace", &ns,
-	                 NULL };
-	memset(o, 0, sizeof(*o));
-	int n_pos = 0, done = 0;
-	int rc = kt_cli_parse(argc, argv, opts, path, "--repo URL|--profile NAME [-n NS]",
-	                      "List the application restore points in the repository, oldest "
-	                      "first.\n", NULL, 0, &n_pos, &g, &done);
-	if (rc || done)
-		return rc;
-	kt_kube *c = NULL;
-	if (tg.profile && (rc = kt_cli_kube_connect(&kf, &c)))
-		return rc;
-	kt_store *s = NULL;
-	kt_archive *a = NULL;
-	if (!(rc = open_target(&tg, c, path, &s, &a))) {
-		rc = list_restore_points(a, ns, &g);
-		close_target(&tg, s, a);
-	}
-	kt_kube_client_free(c);
-	return rc;
 }

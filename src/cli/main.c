@@ -64,6 +64,10 @@ static const kt_command commands[] = {
 	  kt_cmd_app_import },
 	{ "restorepoint list", "list the application restore points in the repository",
 	  kt_cmd_restorepoint_list },
+	{ "restorepoint show", "what a restore point holds: objects, volume snapshots, skips, "
+	  "failures", kt_cmd_restorepoint_show },
+	{ "restorepoint delete", "delete restore points and the volume snapshots they kept",
+	  kt_cmd_restorepoint_delete },
 	{ "policy create", "create a backup policy: namespaces, schedule, tiered retention, profile",
 	  kt_cmd_policy_create },
 	{ "policy list", "list backup policies and their last run", kt_cmd_policy_list },

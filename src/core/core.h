@@ -177,6 +177,9 @@ const char *kt_human_bytes(uint64_t n, char buf[32]);
 
 /* Monotonic milliseconds. */
 int64_t kt_now_ms(void);
+/* Sleep ms milliseconds (a signal may end it early: callers re-check
+ * their cancel flag and deadline). */
+void kt_sleep_ms(int64_t ms);
 /* The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" into out (>= 21 bytes). */
 void kt_time_iso(char *out, size_t outlen);
 /* Read a whole (small) file into out, bounded by out->max: KT_ELIMIT past

@@ -79,6 +79,14 @@ int64_t kt_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void kt_sleep_ms(int64_t ms)
+{
+	if (ms <= 0)
+		return;
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
 void kt_hex(char *out, const uint8_t *data, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";

@@ -211,6 +211,49 @@ static void test_tiers(void)
 	CHECK(kt_app_tier(NULL, "Service") == 6);
 }
 
+static int ready(const char *kind, const char *json, char *why)
+{
+	json_t *o = obj(json);
+	int r = kt_app_ready_state(kind, o, why, 256);
+	json_decref(o);
+	return r;
+}
+
+static void test_ready_state(void)
+{
+	char why[256];
+	CHECK(ready("PersistentVolumeClaim", "{\"status\":{\"phase\":\"Bound\"}}", why) == 1);
+	CHECK(ready("PersistentVolumeClaim", "{\"status\":{\"phase\":\"Pending\"}}", why) == 0);
+	CHECK(strstr(why, "Pending") != NULL);
+	CHECK(ready("PersistentVolumeClaim", "{\"status\":{\"phase\":\"Lost\"}}", why) == -1);
+	/* No status from a controller yet: not ready, and said so. */
+	CHECK(ready("StatefulSet", "{\"metadata\":{\"generation\":1},\"spec\":{\"replicas\":2}}",
+	            why) == 0);
+	CHECK(strstr(why, "0 of 2 replicas ready") && strstr(why, "no status"));
+	/* A status of an older generation says nothing about the new spec. */
+	CHECK(ready("StatefulSet", "{\"metadata\":{\"generation\":3},\"spec\":{\"replicas\":1},"
+	            "\"status\":{\"observedGeneration\":2,\"readyReplicas\":1,"
+	            "\"updatedReplicas\":1}}", why) == 0);
+	CHECK(ready("StatefulSet", "{\"metadata\":{\"generation\":3},\"spec\":{\"replicas\":1},"
+	            "\"status\":{\"observedGeneration\":3,\"readyReplicas\":1,"
+	            "\"updatedReplicas\":1}}", why) == 1);
+	/* Deployments count available replicas; replicas defaults to 1; 0 is ready. */
+	CHECK(ready("Deployment", "{\"metadata\":{\"generation\":1},\"status\":{"
+	            "\"observedGeneration\":1,\"readyReplicas\":1,\"updatedReplicas\":1}}", why) == 0);
+	CHECK(ready("Deployment", "{\"metadata\":{\"generation\":1},\"spec\":{\"replicas\":0},"
+	            "\"status\":{\"observedGeneration\":1}}", why) == 1);
+	CHECK(ready("DaemonSet", "{\"metadata\":{\"generation\":1},\"status\":{"
+	            "\"observedGeneration\":1,\"desiredNumberScheduled\":3,\"numberReady\":2,"
+	            "\"updatedNumberScheduled\":3}}", why) == 0);
+	CHECK(strstr(why, "2 of 3 pods ready") != NULL);
+	CHECK(ready("Job", "{\"status\":{\"conditions\":[{\"type\":\"Complete\","
+	            "\"status\":\"True\"}]}}", why) == 1);
+	CHECK(ready("Job", "{\"status\":{\"conditions\":[{\"type\":\"Failed\",\"status\":\"True\","
+	            "\"message\":\"BackoffLimitExceeded\"}]}}", why) == -1);
+	CHECK(strstr(why, "BackoffLimitExceeded") != NULL);
+	CHECK(ready("ConfigMap", "{}", why) == 1);   /* no readiness to wait for */
+}
+
 int main(void)
 {
 	RUN(test_skip_resources);
@@ -218,5 +261,6 @@ int main(void)
 	RUN(test_sanitize_common_and_idempotent);
 	RUN(test_sanitize_per_kind);
 	RUN(test_tiers);
+	RUN(test_ready_state);
 	return unit_done();
 }
