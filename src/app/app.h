@@ -310,6 +310,7 @@ typedef struct kt_policy {
 	char namespace[254], name[254], uid[64];
 	char **namespaces;       /* n_namespaces names */
 	size_t n_namespaces;
+	char *namespace_selector; /* namespaces whose labels match (each run), or NULL */
 	char *selector;          /* or NULL */
 	char schedule[257];      /* as written; "" = @hourly */
 	char profile[254];

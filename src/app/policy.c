@@ -27,16 +27,20 @@ kt_code kt_policy_from_object(kt_policy *out, json_t *obj, kt_error *err)
 	json_t *spec = json_object_get(obj, "spec");
 	json_t *nss = json_object_get(spec, "namespaces");
 	const char *profile = jstr(spec, "profile", NULL);
-	if (!name || !json_is_array(nss) || !json_array_size(nss) || !profile)
-		return kt_error_set(err, KT_EUSAGE, "policy '%s': spec.namespaces and spec.profile "
-		                    "are required", name ? name : "?");
+	const char *nsel = jstr(spec, "namespaceSelector", NULL);
+	if (!name || !((json_is_array(nss) && json_array_size(nss)) || (nsel && *nsel)) ||
+	    !profile)
+		return kt_error_set(err, KT_EUSAGE, "policy '%s': spec.profile and spec.namespaces or "
+		                    "spec.namespaceSelector are required", name ? name : "?");
 	snprintf(out->name, sizeof(out->name), "%s", name);
 	const char *ns = jstr(obj, "metadata", "namespace");
 	snprintf(out->namespace, sizeof(out->namespace), "%s", ns ? ns : "");
 	const char *uid = jstr(obj, "metadata", "uid");
 	snprintf(out->uid, sizeof(out->uid), "%s", uid ? uid : "");
 	snprintf(out->profile, sizeof(out->profile), "%s", profile);
-	out->namespaces = kt_xcalloc(json_array_size(nss), sizeof(char *));
+	out->namespaces = kt_xcalloc(json_array_size(nss) + 1, sizeof(char *));
+	if (nsel && *nsel)
+		out->namespace_selector = kt_xstrdup(nsel);
 	size_t i;
 	json_t *v;
 	json_array_foreach(nss, i, v) {
@@ -85,8 +89,10 @@ void kt_policy_release(kt_policy *p)
 		free(p->namespaces[i]);
 	free(p->namespaces);
 	free(p->selector);
+	free(p->namespace_selector);
 	p->namespaces = NULL;
 	p->selector = NULL;
+	p->namespace_selector = NULL;
 	p->n_namespaces = 0;
 }
 
@@ -117,6 +123,56 @@ static void note_going(void *ctx, const kt_archive_snap *s, const char *kept)
 		json_array_append_new(ctx, json_string(s->id));
 }
 
+/* policy_namespaces' list callback: each matching namespace's name. */
+static kt_code on_namespace(void *ctx, json_t *obj, kt_error *err)
+{
+	(void)err;
+	const char *n = jstr(json_object_get(obj, "metadata"), "name", NULL);
+	if (n)
+		json_array_append_new(ctx, json_string(n));
+	return KT_OK;
+}
+
+static int has(json_t *v, const char *s)
+{
+	size_t i;
+	json_t *x;
+	json_array_foreach(v, i, x)
+		if (!strcmp(json_string_value(x), s))
+			return 1;
+	return 0;
+}
+
+/* The namespaces of this run, each once: those named, those whose labels
+ * match spec.namespaceSelector now, and last the policy's own namespace
+ * (kontinuity's catalog: policies, profiles and their Secrets), so a new
+ * install recovers them from the profile with `app import`. */
+static kt_code policy_namespaces(kt_kube *c, const kt_policy *p, json_t *out, kt_error *err)
+{
+	for (size_t i = 0; i < p->n_namespaces; i++)
+		if (!has(out, p->namespaces[i]) && strcmp(p->namespaces[i], p->namespace))
+			json_array_append_new(out, json_string(p->namespaces[i]));
+	if (p->namespace_selector) {
+		json_t *found = json_array();
+		kt_kube_target t = { .version = "v1", .resource = "namespaces" };
+		kt_kube_list_opts lo = { .label_selector = p->namespace_selector };
+		kt_kube_list_result lr;
+		kt_code rc = kt_kube_list(c, &t, &lo, on_namespace, found, &lr, err);
+		size_t i;
+		json_t *x;
+		json_array_foreach(rc ? NULL : found, i, x)
+			if (!has(out, json_string_value(x)) && strcmp(json_string_value(x), p->namespace))
+				json_array_append(out, x);
+		json_decref(found);
+		if (rc)
+			return kt_error_wrap(err, "policy '%s': namespaces matching '%s'", p->name,
+			                     p->namespace_selector);
+	}
+	if (p->namespace[0])
+		json_array_append_new(out, json_string(p->namespace));
+	return KT_OK;
+}
+
 kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_run_result *r,
                       kt_error *err)
 {
@@ -129,16 +185,16 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 		return rc;
 	unsigned failed = 0, partial = 0;
 	size_t used = 0;
-	/* The policy's own namespace (kontinuity's catalog: policies, profiles
-	 * and their Secrets) goes along, so a new install recovers them from the
-	 * profile with `app import`. */
-	int own_listed = 0;
-	for (size_t i = 0; i < p->n_namespaces; i++)
-		own_listed |= !strcmp(p->namespaces[i], p->namespace);
-	size_t n_runs = p->n_namespaces + (!own_listed && p->namespace[0]);
+	json_t *nss = json_array();
+	if ((rc = policy_namespaces(c, p, nss, err))) {
+		json_decref(nss);
+		free(cluster);
+		return rc;
+	}
+	size_t n_runs = json_array_size(nss);
 	for (size_t i = 0; i < n_runs && !rc; i++) {
-		int catalog = i == p->n_namespaces;
-		const char *ns = catalog ? p->namespace : p->namespaces[i];
+		const char *ns = json_string_value(json_array_get(nss, i));
+		int catalog = !strcmp(ns, p->namespace);
 		kt_app_backup_opts bo = { .namespace = ns, .selector = catalog ? NULL : p->selector,
 		                          .cluster = cluster,
 		                          .no_volume_snapshots = catalog || !p->volume_snapshots };
@@ -176,8 +232,7 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 	               p->keep_monthly || p->keep_yearly;
 	for (size_t i = 0; !rc && any_rule && i < n_runs; i++) {
 		char tag[300];
-		snprintf(tag, sizeof(tag), "ns=%s", i == p->n_namespaces ? p->namespace
-		                                                          : p->namespaces[i]);
+		snprintf(tag, sizeof(tag), "ns=%s", json_string_value(json_array_get(nss, i)));
 		kt_archive_policy pol = { .last = p->keep_last, .hourly = p->keep_hourly,
 		                          .daily = p->keep_daily, .weekly = p->keep_weekly,
 		                          .monthly = p->keep_monthly, .yearly = p->keep_yearly,
@@ -217,6 +272,7 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 			kt_log(KT_LOG_WARN, "policy %s: prune deferred: %s", p->name, e.msg);
 	}
 	free(cluster);
+	json_decref(nss);
 	r->result = failed == n_runs ? "failed" : failed || partial ? "partial" : "ok";
 	if (!r->message[0])
 		snprintf(r->message, sizeof(r->message), "%zu restore points, %u removed by retention "

@@ -36,7 +36,7 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	kt_cli_kube_flags kf;
 	memset(&kf, 0, sizeof(kf));
 	const char *ns = KT_PROFILE_NAMESPACE, *namespaces = NULL, *profile = NULL;
-	const char *schedule = "@hourly", *selector = NULL;
+	const char *schedule = "@hourly", *selector = NULL, *ns_selector = NULL;
 	const char *keep[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
 	static const char *const tiers[] = { "last", "hourly", "daily", "weekly", "monthly",
 		                             "yearly" };
@@ -44,8 +44,10 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	kt_opt opts[24], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the policy and its profile "
 	                 "(default " KT_PROFILE_NAMESPACE ")", &ns, NULL };
-	*o++ = (kt_opt){ "namespaces", 0, "NS,NS", "the namespaces to back up (required)",
-	                 &namespaces, NULL };
+	*o++ = (kt_opt){ "namespaces", 0, "NS,NS", "the namespaces to back up", &namespaces,
+	                 NULL };
+	*o++ = (kt_opt){ "namespace-selector", 0, "LABELS", "also every namespace whose labels "
+	                 "match, looked up at each run (team=shop,tier!=dev)", &ns_selector, NULL };
 	*o++ = (kt_opt){ "profile", 0, "NAME", "export profile whose repository keeps the restore "
 	                 "points (required)", &profile, NULL };
 	*o++ = (kt_opt){ "schedule", 0, "CRON", "cron (UTC), @hourly/@daily/..., or @every 30m "
@@ -65,7 +67,8 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	char *pos[1];
 	int n_pos = 0, done = 0;
 	int rc = kt_cli_parse(argc, argv, opts, path,
-	                      "NAME --namespaces NS,NS --profile P [--schedule S] [--keep-... N]",
+	                      "NAME --namespaces NS,NS|--namespace-selector L --profile P "
+	                      "[--schedule S] [--keep-... N]",
 	                      "Create a backup policy: restore points of some namespaces on a "
 	                      "schedule, kept\n"
 	                      "by tiered retention (hourly, daily, weekly, monthly, yearly counts, "
@@ -74,17 +77,23 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	                      "Policy custom\n"
 	                      "resource; 'kontinuity controller' runs it, 'kontinuity policy run' "
 	                      "runs it now.\n\n"
-	                      "Example:\n"
+	                      "Each run also exports the policy's own namespace (policies, "
+	                      "profiles and their\nSecrets), so a new install can recover them.\n\n"
+	                      "Examples:\n"
 	                      "  kontinuity policy create pg-hourly --namespaces pg --profile "
 	                      "offsite \\\n"
-	                      "      --keep-hourly 24 --keep-daily 7 --keep-weekly 4\n",
+	                      "      --keep-hourly 24 --keep-daily 7 --keep-weekly 4\n"
+	                      "  kontinuity policy create shop-daily --namespace-selector "
+	                      "team=shop \\\n"
+	                      "      --schedule @daily --keep-daily 14 --profile offsite\n",
 	                      pos, 1, &n_pos, &g, &done);
 	if (rc || done)
 		return rc;
 	if (n_pos != 1)
 		return kt_cli_usage(path, "name the policy");
-	if (!namespaces || !profile)
-		return kt_cli_usage(path, "--namespaces and --profile are required");
+	if ((!namespaces && !ns_selector) || !profile)
+		return kt_cli_usage(path, "--profile and --namespaces or --namespace-selector are "
+		                    "required");
 	json_t *ret = json_object();
 	for (size_t i = 0; i < 6; i++) {
 		char *end;
@@ -101,10 +110,16 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	                        "apiVersion", KT_PROFILE_GROUP "/" KT_PROFILE_VERSION, "kind",
 	                        "Policy", "metadata", "name", pos[0], "namespace", ns, "labels",
 	                        "app.kubernetes.io/managed-by", "kontinuity", "spec", "namespaces",
-	                        split_list(namespaces), "profile", profile, "schedule", schedule,
+	                        namespaces ? split_list(namespaces) : json_array(), "profile",
+	                        profile, "schedule", schedule,
 	                        "volumeSnapshots", !no_snap, "retention", ret);
 	if (selector)
 		json_object_set_new(json_object_get(pol, "spec"), "selector", json_string(selector));
+	if (ns_selector)
+		json_object_set_new(json_object_get(pol, "spec"), "namespaceSelector",
+		                    json_string(ns_selector));
+	if (!namespaces)
+		json_object_del(json_object_get(pol, "spec"), "namespaces");
 	kt_error err;
 	kt_policy check;
 	if (kt_policy_from_object(&check, pol, &err)) {
@@ -138,13 +153,14 @@ static kt_code on_policy_row(void *ctx, json_t *obj, kt_error *err)
 	(void)err;
 	json_t *spec = json_object_get(obj, "spec");
 	json_t *last = json_object_get(json_object_get(obj, "status"), "lastRun");
-	json_t *row = json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}",
+	json_t *row = json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}",
 	                        "namespace", json_object_get(json_object_get(obj, "metadata"),
 	                                                     "namespace"),
 	                        "name", json_object_get(json_object_get(obj, "metadata"), "name"),
 	                        "schedule", json_object_get(spec, "schedule"), "profile",
 	                        json_object_get(spec, "profile"), "namespaces",
-	                        json_object_get(spec, "namespaces"), "lastRun",
+	                        json_object_get(spec, "namespaces"), "namespaceSelector",
+	                        json_object_get(spec, "namespaceSelector"), "lastRun",
 	                        json_object_get(last, "time"), "result",
 	                        json_object_get(last, "result"), "runs",
 	                        json_object_get(json_object_get(obj, "status"), "runs"));
@@ -184,7 +200,8 @@ int kt_cmd_policy_list(int argc, char **argv, const kt_globals *g0)
 	}
 	static const kt_column cols[] = {
 		{ "NAMESPACE", "namespace" }, { "NAME", "name" }, { "SCHEDULE", "schedule" },
-		{ "PROFILE", "profile" }, { "NAMESPACES", "namespaces" }, { "LAST-RUN", "lastRun" },
+		{ "PROFILE", "profile" }, { "NAMESPACES", "namespaces" },
+		{ "NS-SELECTOR", "namespaceSelector" }, { "LAST-RUN", "lastRun" },
 		{ "RESULT", "result" }, { "RUNS", "runs" },
 	};
 	kt_cli_print_list(rows, g.output, cols, sizeof(cols) / sizeof(cols[0]), "policies",

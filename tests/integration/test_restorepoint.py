@@ -201,3 +201,42 @@ def test_valgrind_restorepoint_show_delete_and_wait(kube_apiserver, app, api, re
                                env=env(), timeout=600)
             assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"
             assert r.returncode == 0, r.stderr
+
+
+def test_policy_namespace_selector_follows_labels(kube_apiserver, app, api, minio, tmp_path):
+    """A policy with --namespace-selector backs up the namespaces whose labels
+    match at each run: a namespace labelled later is picked up, one unlabelled
+    is left out; the catalog goes along once."""
+    from test_profile import install_kontinuity_crds
+    from test_s3 import s3tool
+    ns = app["ns"]
+    install_kontinuity_crds(kube_apiserver)
+    s3tool(minio, "rp-nsel", "mb")
+    for f, text in (("ak", minio.access_key), ("sk", minio.secret_key), ("rp", "nsel pass")):
+        (tmp_path / f).write_text(text)
+    kt(kube_apiserver, "profile", "create", "nsel", "--endpoint", minio.endpoint, "--bucket",
+       "rp-nsel", "--path-style", "--access-key-id-file", tmp_path / "ak",
+       "--secret-access-key-file", tmp_path / "sk", "--repository-password-file",
+       tmp_path / "rp")
+    r = kt(kube_apiserver, "policy", "create", "none", "--profile", "nsel", check=False)
+    assert r.returncode == 2 and "--namespace-selector" in r.stderr
+    label = f"kt-test-{ns}"
+    kt(kube_apiserver, "policy", "create", "by-label", "--namespace-selector", f"{label}=yes",
+       "--profile", "nsel", "--no-volume-snapshots", "--schedule", "@daily")
+    pol = api.get("/apis/kontinuity.io/v1alpha1/namespaces/kontinuity/policies/by-label")
+    assert pol["spec"]["namespaceSelector"] == f"{label}=yes" and "namespaces" not in pol["spec"]
+    listed = kt(kube_apiserver, "policy", "list").stdout
+    assert "NS-SELECTOR" in listed and f"{label}=yes" in listed
+
+    def run_namespaces():
+        run = json.loads(kt(kube_apiserver, "policy", "run", "by-label", "-o", "json").stdout)
+        assert run["result"] == "ok", run
+        rows = json.loads(kt(kube_apiserver, "restorepoint", "list", "--profile", "nsel",
+                             "-o", "json").stdout)
+        return sorted(x["namespace"] for x in rows if x["id"] in run["restorePoints"])
+    assert run_namespaces() == ["kontinuity"]          # nothing matches yet: the catalog only
+    api.merge_patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {label: "yes"}}})
+    assert run_namespaces() == sorted([ns, "kontinuity"])
+    api.merge_patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {label: "no"}}})
+    assert run_namespaces() == ["kontinuity"]
+    kt(kube_apiserver, "policy", "delete", "by-label")
