@@ -2,7 +2,8 @@
  * fuzz_helm.c - libFuzzer target for Helm release records (src/app/helm.c)
  * as a restore point could hand them over: the input is Helm's encoded
  * text (base64(gzip(JSON)) or base64(JSON)) and goes through
- * kt_app_helm_decode, and, placed in a release Secret (base64'd once more)
+ * kt_app_helm_decode (and, base64'd here, as the unpacked bytes: gzip or
+ * JSON), and, placed in a release Secret (base64'd once more)
  * and a release ConfigMap, through kt_app_helm_map_release and
  * kt_app_sanitize.  Properties: what decodes encodes and decodes back to the
  * same JSON; a mapped release names the target namespace and nothing else
@@ -78,10 +79,32 @@ static void check_mapped(json_t *obj, json_t *before_rel, int secret)
 	json_decref(snapshot);
 }
 
+/* The input as Helm's unpacked bytes (gzip or JSON), base64'd here, so
+ * mutations reach the gzip and JSON decoders directly. */
+static void raw_round_trip(const uint8_t *data, size_t size)
+{
+	kt_error err;
+	char *text = b64(data, size);
+	json_t *rel = NULL;
+	if (kt_app_helm_decode(text, strlen(text), &rel, &err) == KT_OK) {
+		char *enc = NULL;
+		size_t n = 0;
+		json_t *back = NULL;
+		if (kt_app_helm_encode(rel, &enc, &n, &err) != KT_OK ||
+		    kt_app_helm_decode(enc, n, &back, &err) != KT_OK || !json_equal(rel, back))
+			abort();
+		json_decref(back);
+		free(enc);
+	}
+	json_decref(rel);
+	free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	kt_error err;
 	json_t *rel = NULL;
+	raw_round_trip(data, size);
 	if (kt_app_helm_decode((const char *)data, size, &rel, &err) == KT_OK) {
 		char *enc = NULL;
 		size_t n = 0;
