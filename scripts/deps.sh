@@ -12,7 +12,7 @@ set -euo pipefail
 
 mode=${1:-test}
 pkgs=(meson ninja-build pkg-config gcc libc6-dev make
-      libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libzstd-dev libmicrohttpd-dev
+      libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev libzstd-dev libmicrohttpd-dev zlib1g-dev
       openssl ca-certificates)
 if [ "$mode" = demo ]; then
 	pkgs+=(python3)

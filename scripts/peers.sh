@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # scripts/peers.sh: builds the pinned real peers that the integration tests run
 # (etcd 3.6 + etcdctl + etcdutl, etcd 3.5, etcd 3.4 from Debian, MinIO,
-# kube-apiserver) once into a cache outside the tree, keyed by version:
+# kube-apiserver, helm) once into a cache outside the tree, keyed by version:
 #   ${KT_PEERS_DIR:-$HOME/.cache/kontinuity/peers}/NAME-VERSION/bin/...
 # A finished peer has NAME-VERSION/.done; a build happens in a temp dir beside
 # it and is renamed into place only when complete, so an interrupted build
 # never leaves a half cache. Only `go` (through the configured module proxy)
 # and apt-get (Debian packages) are used.
 #
-# usage: scripts/peers.sh [--print-env] [etcd|etcd35|etcd34|minio|kube-apiserver ...]
+# usage: scripts/peers.sh [--print-env] [etcd|etcd35|etcd34|minio|kube-apiserver|helm ...]
 #   no peer names = all peers; --print-env prints `export KT_*_BIN=...` lines
 #   for the cached paths (nothing is built).
 set -euo pipefail
@@ -21,10 +21,11 @@ MINIO_RELEASE=RELEASE.2025-09-07T16-13-09Z
 MINIO_VERSION=v0.0.0-20250907161309-07c3a429bfed  # pseudo-version of that tag
 KUBE_VERSION=v1.35.4          # k8s.io/kubernetes
 KUBE_STAGING_VERSION=v0.35.4  # every k8s.io/* staging module, pinned by replace
+HELM_VERSION=v3.22.0          # helm.sh/helm/v3 (the Helm release tests)
 # -----------------------------------------------------------------------------
 
 PEERS_DIR=${KT_PEERS_DIR:-$HOME/.cache/kontinuity/peers}
-ALL_PEERS=(etcd etcd35 etcd34 minio kube-apiserver)
+ALL_PEERS=(etcd etcd35 etcd34 minio kube-apiserver helm)
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 GO_BUILD_FLAGS=(-trimpath -mod=mod)
@@ -35,6 +36,7 @@ etcd_dir()  { echo "$PEERS_DIR/etcd-$ETCD_VERSION"; }
 etcd35_dir() { echo "$PEERS_DIR/etcd-$ETCD35_VERSION"; }
 minio_dir() { echo "$PEERS_DIR/minio-$MINIO_VERSION"; }
 kube_dir()  { echo "$PEERS_DIR/kube-apiserver-$KUBE_VERSION"; }
+helm_dir()  { echo "$PEERS_DIR/helm-$HELM_VERSION"; }
 
 print_env() {
     cat <<EOF
@@ -46,6 +48,7 @@ export KT_ETCDCTL35_BIN=$(etcd35_dir)/bin/etcdctl
 export KT_ETCD34_BIN=/usr/bin/etcd
 export KT_MINIO_BIN=$(minio_dir)/bin/minio
 export KT_KUBE_APISERVER_BIN=$(kube_dir)/bin/kube-apiserver
+export KT_HELM_BIN=$(helm_dir)/bin/helm
 EOF
 }
 
@@ -138,6 +141,17 @@ build_kube_apiserver() {
     go build "${GO_BUILD_FLAGS[@]}" -ldflags "$ld" -o "$out/bin/kube-apiserver" \
         k8s.io/kubernetes/cmd/kube-apiserver
     "$out/bin/kube-apiserver" --version
+}
+
+build_helm() {
+    # `go install pkg@version` builds the released module with its own go.mod
+    # (its replace and exclude lines honoured), outside any module of ours.
+    # The version stamp is what helm's Makefile sets for a release build.
+    local p=helm.sh/helm/v3/internal/version
+    GOBIN="$out/bin" go install -trimpath \
+        -ldflags "-s -w -X $p.version=$HELM_VERSION -X $p.gitTreeState=clean" \
+        helm.sh/helm/v3/cmd/helm@"$HELM_VERSION"
+    "$out/bin/helm" version --short
 }
 
 # ---- cache handling ---------------------------------------------------------
@@ -243,6 +257,7 @@ build_peer() {
     etcd34) install_etcd34 ;;
     minio) cached_build minio "$(minio_dir)" build_minio ;;
     kube-apiserver) cached_build kube-apiserver "$(kube_dir)" build_kube_apiserver ;;
+    helm) cached_build helm "$(helm_dir)" build_helm ;;
     *) die "unknown peer '$1' (known: ${ALL_PEERS[*]})" ;;
     esac
 }

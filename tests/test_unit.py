@@ -18,7 +18,7 @@ BUILDS = {
 UNIT = ["test_core", "test_etcd", "test_etcd_kv", "test_snapshot", "test_kube", "test_s3", "test_cron", "test_repo", "test_store", "test_archive"]
 UNIT += ["test_repo_chunker", "test_blobio", "test_kube_client", "test_app"]
 CORPORA = ["bbolt", "grpc", "kubeconfig", "s3xml", "config", "cron", "staticpod", "repo"]
-CORPORA += ["chunker", "volsnap", "app"]
+CORPORA += ["chunker", "volsnap", "app", "helm"]
 SAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",

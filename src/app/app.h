@@ -89,11 +89,49 @@ typedef struct kt_app_map {
  * restore drops or rewrites"): drop cluster-assigned metadata, status,
  * owner references and controller annotations; per-kind fixes (Service IPs
  * and node ports, PVC volume and data source, Pod node, Job generated
- * selector, ServiceAccount token secrets); namespace mapping.  kind is read
+ * selector, ServiceAccount token secrets); namespace mapping (Helm release
+ * records included: kt_app_helm_map_release; one that cannot be decoded is
+ * left as it is, with a warning in the log).  kind is read
  * from obj.  Idempotent.  KT_EUSAGE if obj is not an object with
  * apiVersion, kind and metadata.name.
  */
 kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err);
+
+/* ---- Helm release records (helm.c) ------------------------------------ */
+
+/* Bounds on a release record read from a restore point: Helm's encoded text
+ * (a Secret holds at most 1 MiB in etcd; room to spare) and its JSON once
+ * unpacked (a gzip bomb stops there). */
+#define KT_APP_HELM_MAX_ENCODED (8u << 20)
+#define KT_APP_HELM_MAX_JSON (64u << 20)
+
+/* Whether obj is a Helm 3 release record: a Secret of type
+ * helm.sh/release.v1, or a ConfigMap labelled owner=helm with a data.release
+ * entry (HELM_DRIVER=configmap). */
+int kt_app_helm_is_release(json_t *obj);
+
+/*
+ * Helm's storage encoding of a release, base64(gzip(JSON)) (plain
+ * base64(JSON) is read too, as Helm does).  decode: text[0..n) (at most
+ * KT_APP_HELM_MAX_ENCODED) into *out, a JSON object the caller decrefs;
+ * KT_ECORRUPT when it is not base64, gzip or a JSON object, KT_ELIMIT past
+ * the bounds above; *out untouched on failure.  encode: the release as
+ * compact JSON, gzipped (best compression, as Helm writes) and base64'd
+ * into *out (NUL-terminated, caller frees; *out_len without the NUL).
+ */
+kt_code kt_app_helm_decode(const char *text, size_t n, json_t **out, kt_error *err);
+kt_code kt_app_helm_encode(json_t *release, char **out, size_t *out_len, kt_error *err);
+
+/*
+ * Restore a Helm release record into another namespace: when obj is one
+ * (kt_app_helm_is_release) and the release it holds names namespace from,
+ * re-encode it naming to (nothing else in it changes) and set *changed.
+ * from == to, another object, or a release of another namespace: KT_OK,
+ * obj untouched.  On failure (the errors of kt_app_helm_decode) obj is
+ * untouched too.  Idempotent.
+ */
+kt_code kt_app_helm_map_release(json_t *obj, const char *from, const char *to, int *changed,
+                                kt_error *err);
 
 /* ---- applying objects (apply.c) -------------------------------------- */
 

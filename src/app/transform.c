@@ -133,6 +133,19 @@ static void map_subjects(json_t *obj, const char *from, const char *to)
 		remap(s, "namespace", from, to);
 }
 
+/* The release inside a Helm record names its namespace (helm.c).  One that
+ * cannot be rewritten is restored as it was: Helm still finds it by the
+ * Secret's namespace and labels, only its own namespace field is stale. */
+static void map_helm_release(json_t *obj, const char *name, const char *from, const char *to)
+{
+	kt_error e;
+	int changed;
+	kt_error_clear(&e);
+	if (kt_app_helm_map_release(obj, from, to, &changed, &e))
+		kt_log(KT_LOG_WARN, "helm release record %s: namespace inside left as '%s': %s",
+		       name, from, e.msg);
+}
+
 kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err)
 {
 	json_t *meta = json_object_get(obj, "metadata");
@@ -172,6 +185,7 @@ kt_code kt_app_sanitize(json_t *obj, const kt_app_map *m, kt_error *err)
 			map_subjects(obj, from, to);
 		remap(json_object_get(meta, "annotations"), "meta.helm.sh/release-namespace", from,
 		      to);
+		map_helm_release(obj, name, from, to);
 	}
 	return KT_OK;
 }

@@ -49,6 +49,7 @@ _BIN_PEER = {
     "KT_ETCD34_BIN": "etcd34",
     "KT_MINIO_BIN": "minio",
     "KT_KUBE_APISERVER_BIN": "kube-apiserver",
+    "KT_HELM_BIN": "helm",
 }
 _default_bins = None
 
@@ -92,7 +93,7 @@ def _cache_paths():
 BINARIES = {
     "etcd": "KT_ETCD_BIN", "etcdctl": "KT_ETCDCTL_BIN", "etcdutl": "KT_ETCDUTL_BIN",
     "etcd35": "KT_ETCD35_BIN", "etcdctl35": "KT_ETCDCTL35_BIN", "etcd34": "KT_ETCD34_BIN",
-    "minio": "KT_MINIO_BIN", "kube-apiserver": "KT_KUBE_APISERVER_BIN",
+    "minio": "KT_MINIO_BIN", "kube-apiserver": "KT_KUBE_APISERVER_BIN", "helm": "KT_HELM_BIN",
 }
 
 

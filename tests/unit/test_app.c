@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "app/app.h"
 #include "unit.h"
 
@@ -254,6 +256,207 @@ static void test_ready_state(void)
 	CHECK(ready("ConfigMap", "{}", why) == 1);   /* no readiness to wait for */
 }
 
+/* A release as Helm 3 stores it: base64(gzip(JSON)) (made with Python's gzip,
+ * another encoder than zlib's, on purpose), and the Secret's data.release
+ * holding that text base64'd once more. */
+#define HELM_TEXT "H4sIAAAAAAACAy2OsQ6DMAxEfyVyV1LEmrVzp0qdsljBoKiJY5GAQIh/b6Ad793p9HZgjAQGZIQG" \
+	"PA8JzA65YJlzpT1JSBv1cDTgEg9+POu1NtuJIrIfKJeatdaWb+qV5smRUTK2haIELJRbF+8bxmAZxb9p" \
+	"yj6xUUtn+eO5N+pxHT9RLFeH5TcA0zWXWxZ0f8HjC+KlhvCuAAAA"
+#define HELM_SECRET_DATA "SDRzSUFBQUFBQUFDQXkyT3NRNkRNQXhFZnlWeVYxTEVtclZ6cDBxZHNsakJvS2lKWTVH" \
+	"QVFJaC9iNkFkNzkzcDlIWmdqQVFHWklRR1BBOEp6QTY1WUpsenBUMUpTQnYxY0RUZ0VnOStQT3UxTnR1" \
+	"SklySWZLSmVhdGRhV2IrcVY1c21SVVRLMmhhSUVMSlJiRis4YnhtQVp4YjlweWo2eFVVdG4rZU81Titw" \
+	"eEhUOVJMRmVINVRjQTB6V1hXeFowZjhIakMrS2xodkN1QUFBQQ=="
+
+static json_t *helm_secret(const char *ns, const char *data)
+{
+	char text[2048];
+	snprintf(text, sizeof(text),
+	         "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"type\":\"helm.sh/release.v1\","
+	         "\"metadata\":{\"name\":\"sh.helm.release.v1.pg.v1\",\"namespace\":\"%s\","
+	         "\"labels\":{\"owner\":\"helm\",\"name\":\"pg\",\"status\":\"deployed\","
+	         "\"version\":\"1\"}},\"data\":{\"release\":\"%s\"}}", ns, data);
+	return obj(text);
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Test-side base64, independent of helm.c's: decode (unpadded tail ok). */
+static char *unb64(const char *v, size_t *len)
+{
+	size_t n = strlen(v);
+	char *out = malloc(n + 1);
+	uint32_t acc = 0;
+	int bits = 0;
+	*len = 0;
+	for (size_t i = 0; i < n && v[i] != '='; i++) {
+		acc = acc << 6 | (uint32_t)(strchr(b64, v[i]) - b64);
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			out[(*len)++] = (char)(acc >> bits & 0xff);
+		}
+	}
+	return out;
+}
+
+static char *tob64(const unsigned char *p, size_t n)
+{
+	char *o = malloc((n + 2) / 3 * 4 + 1), *q = o;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+		             (i + 2 < n ? p[i + 2] : 0);
+		*q++ = b64[w >> 18 & 63];
+		*q++ = b64[w >> 12 & 63];
+		*q++ = i + 1 < n ? b64[w >> 6 & 63] : '=';
+		*q++ = i + 2 < n ? b64[w & 63] : '=';
+	}
+	*q = '\0';
+	return o;
+}
+
+/* The release inside a Secret's data.release, decoded both layers. */
+static json_t *inner_release(json_t *secret)
+{
+	size_t len;
+	char *helm = unb64(at(secret, "data.release"), &len);
+	json_t *rel = NULL;
+	kt_error err;
+	CHECK(kt_app_helm_decode(helm, len, &rel, &err) == KT_OK);
+	free(helm);
+	return rel;
+}
+
+static void test_helm_release_codec(void)
+{
+	kt_error err;
+	json_t *rel = NULL;
+	CHECK(kt_app_helm_decode(HELM_TEXT, strlen(HELM_TEXT), &rel, &err) == KT_OK);
+	CHECK_STR(at(rel, "namespace"), "pg");
+	CHECK_STR(at(rel, "info.status"), "deployed");
+	CHECK_CONTAINS(at(rel, "manifest"), "kind: ConfigMap");
+	/* encode then decode gives the same release, and Helm's framing */
+	char *enc = NULL;
+	size_t n = 0;
+	CHECK(kt_app_helm_encode(rel, &enc, &n, &err) == KT_OK);
+	CHECK(n == strlen(enc) && !strncmp(enc, "H4sI", 4)); /* gzip magic, base64'd */
+	json_t *back = NULL;
+	CHECK(kt_app_helm_decode(enc, n, &back, &err) == KT_OK);
+	CHECK(json_equal(rel, back));
+	free(enc);
+	json_decref(back);
+	json_decref(rel);
+	/* plain base64(JSON), which Helm reads too */
+	const char *plain = "eyJuYW1lIjoicGciLCJuYW1lc3BhY2UiOiJwZyJ9"; /* {"name":"pg","namespace":"pg"} */
+	CHECK(kt_app_helm_decode(plain, strlen(plain), &rel, &err) == KT_OK);
+	CHECK_STR(at(rel, "name"), "pg");
+	json_decref(rel);
+	/* what is not a release: each error names what is wrong */
+	rel = NULL;
+	CHECK(kt_app_helm_decode("H4s*", 4, &rel, &err) == KT_ECORRUPT && rel == NULL);
+	CHECK_CONTAINS(err.msg, "not base64");
+	CHECK(kt_app_helm_decode("H4sIAAAA", 8, &rel, &err) == KT_ECORRUPT); /* truncated gzip */
+	CHECK_CONTAINS(err.msg, "gzip");
+	CHECK(kt_app_helm_decode("WzFd", 4, &rel, &err) == KT_ECORRUPT);     /* [1] */
+	CHECK_CONTAINS(err.msg, "not a JSON object");
+	CHECK(kt_app_helm_decode("H4sI", 4, &rel, &err) == KT_ECORRUPT);
+	CHECK(rel == NULL);
+}
+
+static void test_helm_release_bomb_is_bounded(void)
+{
+	/* A gzip bomb: KT_APP_HELM_MAX_JSON + 1 MiB of JSON whitespace before
+	 * "{}" packs into ~70 KB; unpacking stops at the bound, KT_ELIMIT. */
+	size_t big = (size_t)KT_APP_HELM_MAX_JSON + (1u << 20);
+	char *doc = malloc(big);
+	memset(doc, ' ', big - 2);
+	memcpy(doc + big - 2, "{}", 2);
+	uLong cap = compressBound((uLong)big) + 64;
+	unsigned char *gz = malloc(cap);
+	z_stream z;
+	memset(&z, 0, sizeof(z));
+	CHECK(deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+	z.next_in = (unsigned char *)doc;
+	z.avail_in = (uInt)big;
+	z.next_out = gz;
+	z.avail_out = (uInt)cap;
+	CHECK(deflate(&z, Z_FINISH) == Z_STREAM_END);
+	char *text = tob64(gz, cap - z.avail_out);
+	deflateEnd(&z);
+	free(gz);
+	free(doc);
+	kt_error err;
+	json_t *rel = NULL;
+	CHECK(kt_app_helm_decode(text, strlen(text), &rel, &err) == KT_ELIMIT && rel == NULL);
+	CHECK_CONTAINS(err.msg, "larger than");
+	free(text);
+	/* and an encoded record past its own bound is refused unread */
+	CHECK(kt_app_helm_decode("AAAA", (size_t)KT_APP_HELM_MAX_ENCODED + 4, &rel, &err) ==
+	      KT_ELIMIT);
+}
+
+static void test_helm_release_mapped_to_another_namespace(void)
+{
+	kt_error err;
+	json_t *s = helm_secret("pg", HELM_SECRET_DATA);
+	CHECK(kt_app_helm_is_release(s));
+	kt_app_map m = { .from_ns = "pg", .to_ns = "pg-copy" };
+	CHECK(kt_app_sanitize(s, &m, &err) == KT_OK);
+	CHECK_STR(at(s, "metadata.namespace"), "pg-copy");
+	CHECK_STR(at(s, "metadata.labels.owner"), "helm");     /* labels stay: helm finds it */
+	json_t *rel = inner_release(s);
+	CHECK_STR(at(rel, "namespace"), "pg-copy");
+	CHECK_STR(at(rel, "name"), "pg");
+	CHECK_STR(at(rel, "config.x"), "y");
+	CHECK_CONTAINS(at(rel, "manifest"), "kind: ConfigMap");
+	json_decref(rel);
+	/* idempotent: a second pass changes nothing */
+	char *once = json_dumps(s, JSON_SORT_KEYS);
+	CHECK(kt_app_sanitize(s, &m, &err) == KT_OK);
+	char *twice = json_dumps(s, JSON_SORT_KEYS);
+	CHECK_STR(once, twice);
+	free(once);
+	free(twice);
+	json_decref(s);
+
+	/* in place: not decoded, not re-encoded (byte for byte as backed up) */
+	s = helm_secret("pg", HELM_SECRET_DATA);
+	kt_app_map same = { .from_ns = "pg" };
+	CHECK(kt_app_sanitize(s, &same, &err) == KT_OK);
+	CHECK_STR(at(s, "data.release"), HELM_SECRET_DATA);
+	json_decref(s);
+
+	/* a release of another namespace, or a plain Secret: untouched */
+	int changed = 1;
+	s = helm_secret("pg", HELM_SECRET_DATA);
+	CHECK(kt_app_helm_map_release(s, "other", "x", &changed, &err) == KT_OK && !changed);
+	CHECK_STR(at(s, "data.release"), HELM_SECRET_DATA);
+	json_object_set_new(s, "type", json_string("Opaque"));
+	CHECK(!kt_app_helm_is_release(s));
+	CHECK(kt_app_helm_map_release(s, "pg", "x", &changed, &err) == KT_OK && !changed);
+	json_decref(s);
+
+	/* a broken record: an error from the mapper, and sanitize restores it as
+	 * it was rather than failing the restore */
+	s = helm_secret("pg", "bm90IGd6aXA=");   /* "not gzip" */
+	CHECK(kt_app_helm_map_release(s, "pg", "x", &changed, &err) == KT_ECORRUPT && !changed);
+	CHECK(kt_app_sanitize(s, &m, &err) == KT_OK);
+	CHECK_STR(at(s, "data.release"), "bm90IGd6aXA=");
+	CHECK_STR(at(s, "metadata.namespace"), "pg-copy");
+	json_decref(s);
+
+	/* HELM_DRIVER=configmap: a ConfigMap, one base64 layer */
+	char text[1024];
+	snprintf(text, sizeof(text), "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
+	         "{\"name\":\"pg.v1\",\"namespace\":\"pg\",\"labels\":{\"owner\":\"helm\"}},"
+	         "\"data\":{\"release\":\"%s\"}}", HELM_TEXT);
+	json_t *cm = obj(text);
+	CHECK(kt_app_helm_map_release(cm, "pg", "pg-copy", &changed, &err) == KT_OK && changed);
+	const char *v = at(cm, "data.release");
+	CHECK(kt_app_helm_decode(v, strlen(v), &rel, &err) == KT_OK);
+	CHECK_STR(at(rel, "namespace"), "pg-copy");
+	json_decref(rel);
+	json_decref(cm);
+}
+
 int main(void)
 {
 	RUN(test_skip_resources);
@@ -262,5 +465,8 @@ int main(void)
 	RUN(test_sanitize_per_kind);
 	RUN(test_tiers);
 	RUN(test_ready_state);
+	RUN(test_helm_release_codec);
+	RUN(test_helm_release_bomb_is_bounded);
+	RUN(test_helm_release_mapped_to_another_namespace);
 	return unit_done();
 }
