@@ -132,7 +132,7 @@ static kt_code add_blob(bctx *b, kt_blobio *io, kt_blob_type type, kt_buf *data,
 {
 	size_t n = data->len;
 	kt_blobio_id(io, data->data, n, id_out);
-	int known = kt_archive_lookup(b->a, id_out) != NULL;
+	int known = kt_archive_find(b->a, id_out, NULL);
 	if (!known) {
 		pthread_mutex_lock(&b->mu);
 		known = kt_idset_put(&b->fresh, id_out);
@@ -175,7 +175,7 @@ static int reuse_parent(bctx *b, const kt_repo_node *p, kt_repo_node *nd, const 
 	if (!kt_archive_unchanged(p, st))
 		return 0;
 	for (size_t i = 0; i < p->n_content; i++)
-		if (!kt_archive_lookup(b->a, p->content[i]))
+		if (!kt_archive_find(b->a, p->content[i], NULL))
 			return 0;
 	nd->type = KT_NODE_FILE;
 	nd->size = p->size;

@@ -156,7 +156,7 @@ static uint32_t node_depth(const kt_repo_node *nd)
 static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, kt_error *err)
 {
 	memset(t, 0, sizeof(*t));
-	kt_loc *l = kt_archive_lookup(a, id);
+	kt_loc loc, *l = kt_archive_find(a, id, &loc) ? &loc : NULL;
 	char hex[65];
 	kt_hex(hex, id, 32);
 	if (!l || l->type != KT_BLOB_TREE)
@@ -649,7 +649,7 @@ static uint64_t pages_cost(kt_archive *a, const uint8_t *p, uint64_t size, uint6
 		size_t n = (size_t)(off - start);
 		uint8_t id[32];
 		kt_blobio_id(io, p + start, n, id);
-		if (!kt_archive_lookup(a, id)) {
+		if (!kt_archive_find(a, id, NULL)) {
 			size_t z_n = n <= 65536 ? ZSTD_compressCCtx(z, tmp, cap, p + start, n, 3) : n;
 			if (ZSTD_isError(z_n) || z_n > n - n / 8)
 				z_n = n;
