@@ -60,12 +60,15 @@ struct kt_archive {
 	int64_t lock_written_ms;
 };
 
-/* A set of blob ids (idset.c).  Zero-initialise; the all-zero id marks an
- * empty slot (a keyed hash that is all zeros does not happen). */
+/* A set of blob ids (idset.c): an index without locations, bounded like
+ * the archive's (a table, then runs).  Zero-initialise. */
 typedef struct kt_idset {
-	uint8_t (*ids)[32];
-	size_t cap, n;
+	kt_index x;
 } kt_idset;
+/* 1 when id is in x; else adds it (pack UINT32_MAX) and returns 0. */
+int kt_index_put(kt_index *x, const uint8_t id[32]);
+/* Free the table and runs, closing their files; x is empty after. */
+void kt_index_release(kt_index *x);
 /* 1 when id was in s; else adds it and returns 0. */
 int kt_idset_put(kt_idset *s, const uint8_t id[32]);
 void kt_idset_release(kt_idset *s);

@@ -34,8 +34,9 @@
  * refresh the lock through the store, which the packer owns until then).
  *
  * Memory: per reader a slice and a chunk buffer; the packer's (packer.h:
- * ~2 packs and a few chunks); the ids of this backup's new blobs; the
- * index table.  A failure leaves packs without index or index without
+ * ~2 packs and a few chunks); the ids of this backup's new blobs and the
+ * archive's index, each a bounded table spilling into sorted runs in a
+ * temp file (index.c, docs/index-memory.md).  A failure leaves packs without index or index without
  * snapshot: unreferenced data that prune removes, never a snapshot naming
  * missing data.
  */

@@ -48,7 +48,7 @@
 #define PAGE 4096
 #define PER_PAGE (PAGE / sizeof(kt_ient))
 #define IO_PAGES 16                /* pages per read or write while merging */
-#define DEFAULT_MAX 91750          /* table entries: 131072 slots, 6.5 MiB */
+#define DEFAULT_MAX 45875          /* table entries: 65536 slots, 3.3 MiB */
 #define MAX_RUNS 64
 
 _Static_assert(sizeof(kt_ient) == 52, "kt_ient is the 52-byte record of docs/index-memory.md");
@@ -286,10 +286,11 @@ static void set_bases(kt_index *x)
 
 /*
  * Merge runs[from..] into one (k-way), keeping the oldest copy of an id
- * and dropping the records of pack drop (UINT32_MAX: none).  -1 when the
+ * and dropping the records of pack drop (-1: none; the id set's records
+ * all have pack UINT32_MAX).  -1 when the
  * new file cannot be written (the runs stay as they were).
  */
-static int merge(kt_index *x, size_t from, uint32_t drop)
+static int merge(kt_index *x, size_t from, int64_t drop)
 {
 	size_t k = x->n_runs - from;
 	run_cursor *cur = kt_xcalloc(k ? k : 1, sizeof(*cur));
@@ -309,7 +310,7 @@ static int merge(kt_index *x, size_t from, uint32_t drop)
 		for (size_t i = 0; i < k; i++)
 			while (cur[i].cur && !cmp_ient(cur[i].cur, &e))
 				cursor_next(&cur[i]);
-		if (e.pack != drop)
+		if ((int64_t)e.pack != drop)
 			writer_add(&w, &e);
 	}
 	for (size_t i = 0; i < k; i++) {
@@ -345,7 +346,7 @@ static void settle(kt_index *x)
 		sum += x->runs[j].n;
 	}
 	if (j < x->n_runs - 1)
-		merge(x, j, UINT32_MAX);
+		merge(x, j, -1);
 }
 
 static void table_put(kt_index *x, const kt_ient *e)
@@ -364,7 +365,7 @@ static int spill(kt_index *x, int settle_after)
 {
 	if (!x->n)
 		return 0;
-	if (x->n_runs == MAX_RUNS && merge(x, 0, UINT32_MAX))
+	if (x->n_runs == MAX_RUNS && merge(x, 0, -1))
 		return -1;
 	run_writer w;
 	if (writer_start(&w))
@@ -553,10 +554,11 @@ static void grow(kt_index *x)
 	free(old);
 }
 
-static void add(kt_index *x, uint32_t no, const kt_repo_entry *e, int runs_too)
+/* 1 when e's id is in x already; else adds it and returns 0. */
+static int add(kt_index *x, uint32_t no, const kt_repo_entry *e, int runs_too)
 {
 	if (find(x, e->id, runs_too, NULL))
-		return;
+		return 1;
 	if (x->n >= index_max(x) && !x->spill_failed)
 		spill(x, 1);
 	if ((x->n + 1) * 10 > x->cap * 7)
@@ -571,6 +573,15 @@ static void add(kt_index *x, uint32_t no, const kt_repo_entry *e, int runs_too)
 	rec.type = e->type;
 	rec.compression = e->compression;
 	table_put(x, &rec);
+	return 0;
+}
+
+int kt_index_put(kt_index *x, const uint8_t id[32])
+{
+	kt_repo_entry e;
+	memset(&e, 0, sizeof(e));
+	memcpy(e.id, id, 32);
+	return add(x, UINT32_MAX, &e, 1);
 }
 
 void kt_archive_insert_at(kt_archive *a, uint32_t no, const kt_repo_entry *e)
@@ -602,7 +613,11 @@ void kt_archive_forget_pending(kt_archive *a, uint32_t no)
 
 void kt_archive_index_release(kt_archive *a)
 {
-	kt_index *x = &a->idx;
+	kt_index_release(&a->idx);
+}
+
+void kt_index_release(kt_index *x)
+{
 	for (size_t r = 0; r < x->n_runs; r++)
 		run_release(&x->runs[r]);
 	free(x->runs);
@@ -642,7 +657,7 @@ kt_code kt_archive_load_index(kt_archive *a, kt_error *err)
 	kt_archive_names_free(names, n);
 	/* Invariant 1: one merge of everything drops the copies. */
 	kt_index *x = &a->idx;
-	if (!c && x->n_runs && (spill(x, 0) || (x->n_runs > 1 && merge(x, 0, UINT32_MAX))))
+	if (!c && x->n_runs && (spill(x, 0) || (x->n_runs > 1 && merge(x, 0, -1))))
 		c = kt_error_sys(err, KT_EIO, errno, "cannot write the index's temp file in $TMPDIR "
 		                 "(check its free space, or point TMPDIR elsewhere)");
 	return c;
