@@ -554,10 +554,11 @@ static void grow(kt_index *x)
 	free(old);
 }
 
-/* 1 when e's id is in x already; else adds it and returns 0. */
-static int add(kt_index *x, uint32_t no, const kt_repo_entry *e, int runs_too)
+/* 1 when e's id is in x already; else adds it and returns 0.  look: 0 the
+ * caller looked already, 1 the table only (loading), 2 everywhere. */
+static int add(kt_index *x, uint32_t no, const kt_repo_entry *e, int look)
 {
-	if (find(x, e->id, runs_too, NULL))
+	if (look && find(x, e->id, look == 2, NULL))
 		return 1;
 	if (x->n >= index_max(x) && !x->spill_failed)
 		spill(x, 1);
@@ -581,19 +582,21 @@ int kt_index_put(kt_index *x, const uint8_t id[32])
 	kt_repo_entry e;
 	memset(&e, 0, sizeof(e));
 	memcpy(e.id, id, 32);
-	return add(x, UINT32_MAX, &e, 1);
+	return add(x, UINT32_MAX, &e, 2);
 }
 
 void kt_archive_insert_at(kt_archive *a, uint32_t no, const kt_repo_entry *e)
 {
 	kt_archive_lock_tick(a);   /* long backups keep their lock fresh */
-	add(&a->idx, no, e, 1);
+	add(&a->idx, no, e, 2);
 }
 
 void kt_archive_insert(kt_archive *a, const uint8_t pack_id[32], const kt_repo_entry *e)
 {
-	if (!kt_archive_find(a, e->id, NULL))
-		kt_archive_insert_at(a, kt_archive_pack_no(a, pack_id), e);
+	if (kt_archive_find(a, e->id, NULL))   /* once: a pread per run */
+		return;
+	kt_archive_lock_tick(a);
+	add(&a->idx, kt_archive_pack_no(a, pack_id), e, 0);
 }
 
 void kt_archive_forget_pending(kt_archive *a, uint32_t no)
@@ -647,9 +650,16 @@ kt_code kt_archive_load_index(kt_archive *a, kt_error *err)
 			break;
 		}
 		for (size_t p = 0; p < np; p++) {
-			uint32_t no = kt_archive_pack_no(a, packs[p].pack_id);
-			for (size_t j = 0; j < packs[p].n; j++)   /* invariant 1: table only */
-				add(&a->idx, no, &packs[p].entries[j], 0);
+			/* A pack joins a->packs with its first blob not known yet (as
+			 * kt_archive_insert); known: in the table (invariant 1). */
+			int64_t no = -1;
+			for (size_t j = 0; j < packs[p].n; j++) {
+				if (find(&a->idx, packs[p].entries[j].id, 0, NULL))
+					continue;
+				if (no < 0)
+					no = kt_archive_pack_no(a, packs[p].pack_id);
+				add(&a->idx, (uint32_t)no, &packs[p].entries[j], 0);
+			}
 		}
 		kt_repo_index_free(packs, np);
 	}
