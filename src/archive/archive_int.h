@@ -9,13 +9,41 @@
 #include "repo/repo.h"
 #include "repo/repo_int.h"
 
-/* Where one blob lives. */
+/* Where one blob lives, as a lookup returns it. */
 typedef struct kt_loc {
 	uint8_t id[32];
 	uint32_t pack;          /* index into a->packs */
 	uint32_t offset, length, raw_length;
-	uint8_t type, compression, used;
+	uint8_t type, compression;
+	uint64_t ord;           /* its ordinal, < kt_archive_index_span (index.c) */
 } kt_loc;
+
+/* A table slot and a record of a spilled run: 52 bytes (index.c,
+ * docs/index-memory.md). */
+typedef struct kt_ient {
+	uint8_t id[32];
+	uint32_t pack, offset, length, raw_length;
+	uint8_t type, compression, used, pad;
+} kt_ient;
+
+/* A sorted run in an unlinked temp file (index.c). */
+typedef struct kt_irun {
+	int fd;
+	uint64_t n, base;       /* records; the ordinal of the first */
+	uint64_t *first;        /* per 4 KiB page: its first id's 8 bytes, big-endian */
+	size_t n_pages;
+} kt_irun;
+
+/* The blob index: a bounded table of the newest entries, and runs. */
+typedef struct kt_index {
+	kt_ient *tab;           /* open addressing on the id's first 8 bytes */
+	size_t cap, n;
+	size_t max;             /* table entries before a spill (0: not read yet) */
+	kt_irun *runs;          /* oldest first */
+	size_t n_runs;
+	uint64_t n_spilled;     /* records in the runs */
+	int spill_failed;       /* a temp file could not be written: table only */
+} kt_index;
 
 struct kt_archive {
 	kt_store *s;            /* borrowed */
@@ -24,8 +52,7 @@ struct kt_archive {
 	uint32_t pack_size;
 	kt_chunker_params chunk_files;   /* the config's chunkers, by kind of data */
 	kt_chunker_params chunk_etcd;
-	kt_loc *tab;            /* open addressing on the id's first 8 bytes */
-	size_t cap, n;
+	kt_index idx;           /* index.c */
 	uint8_t (*packs)[32];   /* storage ids of known packs */
 	size_t n_packs, cap_packs;
 	char lock_name[128];    /* our lock object, "" when not locked (lock.c) */
@@ -33,12 +60,15 @@ struct kt_archive {
 	int64_t lock_written_ms;
 };
 
-/* A set of blob ids (idset.c).  Zero-initialise; the all-zero id marks an
- * empty slot (a keyed hash that is all zeros does not happen). */
+/* A set of blob ids (idset.c): an index without locations, bounded like
+ * the archive's (a table, then runs).  Zero-initialise. */
 typedef struct kt_idset {
-	uint8_t (*ids)[32];
-	size_t cap, n;
+	kt_index x;
 } kt_idset;
+/* 1 when id is in x; else adds it (pack UINT32_MAX) and returns 0. */
+int kt_index_put(kt_index *x, const uint8_t id[32]);
+/* Free the table and runs, closing their files; x is empty after. */
+void kt_index_release(kt_index *x);
 /* 1 when id was in s; else adds it and returns 0. */
 int kt_idset_put(kt_idset *s, const uint8_t id[32]);
 void kt_idset_release(kt_idset *s);
@@ -47,8 +77,21 @@ void kt_idset_release(kt_idset *s);
  * called as work goes on. */
 void kt_archive_lock_tick(kt_archive *a);
 
-/* The entry for id, or NULL. */
-kt_loc *kt_archive_lookup(kt_archive *a, const uint8_t id[32]);
+/* 1 when id is indexed (its entry copied into *out, which may be NULL),
+ * else 0.  Any number of threads at once while nothing inserts. */
+int kt_archive_find(kt_archive *a, const uint8_t id[32], kt_loc *out);
+/* Ordinals of entries are below this (bitmaps by ordinal: check, prune);
+ * they change when something is inserted. */
+uint64_t kt_archive_index_span(const kt_archive *a);
+/* The number of entries. */
+uint64_t kt_archive_index_count(const kt_archive *a);
+/* fn for every entry (in no useful order); KT_EIO when the index's temp
+ * file cannot be read. */
+typedef void (*kt_loc_fn)(void *ctx, const kt_loc *l);
+kt_code kt_archive_index_each(kt_archive *a, kt_loc_fn fn, void *ctx, kt_error *err);
+/* Forget every entry and pack (closing the temp files); reload with
+ * kt_archive_load_index. */
+void kt_archive_index_release(kt_archive *a);
 /* Record a blob (no-op if known); pack_id is added to a->packs if new. */
 void kt_archive_insert(kt_archive *a, const uint8_t pack_id[32], const kt_repo_entry *e);
 /* The number of pack_id in a->packs (added if new). */
@@ -56,7 +99,7 @@ uint32_t kt_archive_pack_no(kt_archive *a, const uint8_t pack_id[32]);
 /* Record a blob with pack number no (a placeholder while its pack is open). */
 void kt_archive_insert_at(kt_archive *a, uint32_t no, const kt_repo_entry *e);
 /* Drop every blob whose pack number is no (packs that were never written);
- * rebuilds the table. */
+ * rebuilds the table and rewrites the runs. */
 void kt_archive_forget_pending(kt_archive *a, uint32_t no);
 
 /* A tree node's mtime "2026-11-27T08:00:00.123456789Z" -> timespec (UTC);
@@ -80,7 +123,8 @@ kt_code kt_archive_put_sealed(kt_archive *a, const char *dir, const char *aad, c
 /* Read and decode one blob (tree or data) into out. */
 kt_code kt_archive_read_blob(kt_archive *a, const uint8_t id[32], kt_buf *out, kt_error *err);
 
-/* Names under prefix (sorted), and the index loader. */
+/* Names under prefix (sorted), and the index loader (index.c: every
+ * index/ object into a->idx). */
 kt_code kt_archive_list_names(kt_archive *a, const char *prefix, char ***out, size_t *n_out,
                               kt_error *err);
 void kt_archive_names_free(char **v, size_t n);

@@ -34,8 +34,9 @@
  * refresh the lock through the store, which the packer owns until then).
  *
  * Memory: per reader a slice and a chunk buffer; the packer's (packer.h:
- * ~2 packs and a few chunks); the ids of this backup's new blobs; the
- * index table.  A failure leaves packs without index or index without
+ * ~2 packs and a few chunks); the ids of this backup's new blobs and the
+ * archive's index, each a bounded table spilling into sorted runs in a
+ * temp file (index.c, docs/index-memory.md).  A failure leaves packs without index or index without
  * snapshot: unreferenced data that prune removes, never a snapshot naming
  * missing data.
  */
@@ -132,7 +133,7 @@ static kt_code add_blob(bctx *b, kt_blobio *io, kt_blob_type type, kt_buf *data,
 {
 	size_t n = data->len;
 	kt_blobio_id(io, data->data, n, id_out);
-	int known = kt_archive_lookup(b->a, id_out) != NULL;
+	int known = kt_archive_find(b->a, id_out, NULL);
 	if (!known) {
 		pthread_mutex_lock(&b->mu);
 		known = kt_idset_put(&b->fresh, id_out);
@@ -175,7 +176,7 @@ static int reuse_parent(bctx *b, const kt_repo_node *p, kt_repo_node *nd, const 
 	if (!kt_archive_unchanged(p, st))
 		return 0;
 	for (size_t i = 0; i < p->n_content; i++)
-		if (!kt_archive_lookup(b->a, p->content[i]))
+		if (!kt_archive_find(b->a, p->content[i], NULL))
 			return 0;
 	nd->type = KT_NODE_FILE;
 	nd->size = p->size;

@@ -22,7 +22,7 @@ typedef struct cctx {
 	kt_archive_problem_fn fn;
 	void *ctx;
 	kt_archive_check_result *res;
-	uint8_t *seen;     /* trees already walked: one bit per table slot */
+	uint8_t *seen;     /* trees already walked: one bit per index ordinal */
 	int read_data;     /* decode every delta file too */
 	kt_delta_cache *dc;   /* the last one decoded */
 } cctx;
@@ -45,12 +45,12 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 {
 	char hex[65];
 	kt_hex(hex, id, 32);
-	kt_loc *l = kt_archive_lookup(c->a, id);
-	if (!l) {
+	kt_loc loc, *l = &loc;
+	if (!kt_archive_find(c->a, id, &loc)) {
 		problem(c, "snapshot %.8s: tree %.16s is in no index", snap, hex);
 		return;
 	}
-	size_t slot = (size_t)(l - c->a->tab);
+	uint64_t slot = l->ord;
 	if (c->seen[slot / 8] & (1u << (slot % 8)))
 		return;
 	c->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
@@ -79,7 +79,7 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 		}
 		int missing = 0;
 		for (size_t j = 0; j < nd->n_content; j++) {
-			kt_loc *d = kt_archive_lookup(c->a, nd->content[j]);
+			kt_loc dl, *d = kt_archive_find(c->a, nd->content[j], &dl) ? &dl : NULL;
 			if (!d || d->type != KT_BLOB_DATA) {
 				char bh[65];
 				kt_hex(bh, nd->content[j], 32);
@@ -99,6 +99,23 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 		}
 	}
 	kt_repo_tree_release(&t);
+}
+
+typedef struct need_acc {
+	kt_archive *a;
+	uint64_t *need;     /* per pack number: the end of its last entry */
+	kt_archive_check_result *res;
+} need_acc;
+
+static void add_need(void *ctx, const kt_loc *l)
+{
+	need_acc *na = ctx;
+	if (l->pack >= na->a->n_packs)
+		return;
+	uint64_t end = (uint64_t)l->offset + l->length;
+	if (end > na->need[l->pack])
+		na->need[l->pack] = end;
+	na->res->blobs++;
 }
 
 typedef struct pack_sizes {
@@ -128,7 +145,7 @@ static kt_code read_pack(cctx *c, uint32_t no, uint64_t size, kt_buf *buf)
 	for (size_t i = 0; i < n; i++) {
 		char bh[65];
 		kt_hex(bh, e[i].id, 32);
-		kt_loc *l = kt_archive_lookup(c->a, e[i].id);
+		kt_loc loc, *l = kt_archive_find(c->a, e[i].id, &loc) ? &loc : NULL;
 		if (!l || (l->pack == no && (l->offset != e[i].offset || l->length != e[i].length)))
 			problem(c, "pack %.16s: blob %.16s %s", hex, bh,
 			        l ? "sits elsewhere than the index says" : "is in no index");
@@ -147,20 +164,14 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
                          kt_archive_check_result *res, kt_error *err)
 {
 	memset(res, 0, sizeof(*res));
-	cctx c = { a, fn, ctx, res, kt_xcalloc(a->cap / 8 + 1, 1), read_data,
-	           read_data ? kt_delta_cache_new() : NULL };
+	cctx c = { a, fn, ctx, res, kt_xcalloc((size_t)(kt_archive_index_span(a) / 8 + 1), 1),
+	           read_data, read_data ? kt_delta_cache_new() : NULL };
 	/* 1. Every pack the index names, and how long its entries need it. */
-	uint64_t *need = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t));
-	for (size_t i = 0; i < a->cap; i++)
-		if (a->tab[i].used && a->tab[i].pack < a->n_packs) {
-			uint64_t end = (uint64_t)a->tab[i].offset + a->tab[i].length;
-			if (end > need[a->tab[i].pack])
-				need[a->tab[i].pack] = end;
-			res->blobs++;
-		}
+	need_acc na = { a, kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t)), res };
+	uint64_t *need = na.need;
+	kt_code rc = kt_archive_index_each(a, add_need, &na, err);
 	uint64_t *size = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(uint64_t));
-	kt_code rc = KT_OK;
-	for (size_t p = 0; p < a->n_packs; p++) {
+	for (size_t p = 0; !rc && p < a->n_packs; p++) {
 		char name[80], hex[65];
 		kt_archive_pack_name(a->packs[p], name);
 		kt_hex(hex, a->packs[p], 32);
@@ -177,7 +188,7 @@ kt_code kt_archive_check(kt_archive *a, int read_data, kt_archive_problem_fn fn,
 	/* 2. Snapshots and their trees. */
 	char **names;
 	size_t n;
-	if ((rc = kt_archive_list_names(a, "snapshots/", &names, &n, err)) == KT_OK) {
+	if (!rc && (rc = kt_archive_list_names(a, "snapshots/", &names, &n, err)) == KT_OK) {
 		for (size_t i = 0; i < n; i++) {
 			const char *id = names[i] + strlen("snapshots/");
 			kt_repo_snapshot s;
@@ -225,17 +236,21 @@ static kt_code add_size(void *ctx, const kt_store_entry *e, kt_error *err)
 	return KT_OK;
 }
 
+static void add_blob_stat(void *ctx, const kt_loc *l)
+{
+	kt_archive_stats *out = ctx;
+	out->blobs++;
+	out->raw_bytes += l->raw_length;
+}
+
 kt_code kt_archive_stats_get(kt_archive *a, kt_archive_stats *out, kt_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < a->cap; i++)
-		if (a->tab[i].used) {
-			out->blobs++;
-			out->raw_bytes += a->tab[i].raw_length;
-		}
+	kt_code c = kt_archive_index_each(a, add_blob_stat, out, err);
 	out->packs = a->n_packs;
 	size_acc acc = { 0, 0 };
-	kt_code c = kt_store_list(a->s, NULL, add_size, &acc, err);
+	if (!c)
+		c = kt_store_list(a->s, NULL, add_size, &acc, err);
 	out->stored_bytes = acc.bytes;
 	out->snapshots = acc.snapshots;
 	return c;

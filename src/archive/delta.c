@@ -15,7 +15,12 @@
  *      are mmap'ed (the page cache holds them, not malloc); zstd works
  *      with a stable input (encode) and a stable output (decode: the
  *      target file mapped), so it allocates no window buffer of its own.
- *      Patch bytes go through 1 MiB buffers and a temp file.
+ *      Patch bytes go through 1 MiB buffers and a temp file.  Mapped pages
+ *      count as resident, so every RSS_WINDOW bytes of progress the pages
+ *      touched so far are given back (drop_pages: madvise MADV_DONTNEED);
+ *      zstd's references further back fault them in again from the page
+ *      cache.  The encoder gets its input in RSS_WINDOW slices (a stable
+ *      input may grow).
  *   4. Temp files are unlinked at creation (O_TMPFILE, or a random name
  *      removed at once), mode 0600: nothing is left after a crash.
  */
@@ -59,8 +64,28 @@ struct kt_delta_cache {
 /* ------------------------------------------------------------------ */
 /* Helpers: SHA-256, temp files, mapping. */
 
+#define RSS_WINDOW (8u << 20)   /* mapped bytes touched between two drop_pages */
+#define DECODE_SLICE 1024u      /* patch bytes per decompress call */
+
+/*
+ * Give back the resident pages of map[from, to) (invariant 3): they are
+ * file pages, clean (read-only private maps) or already in the page cache
+ * (shared maps: a dirty page stays dirty there), so a later access faults
+ * them in again from the cache; nothing is lost.  Bounds the peak RSS of a
+ * delta to a few windows instead of base + file.
+ */
+static void drop_pages(const uint8_t *map, uint64_t from, uint64_t to)
+{
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	from -= from % pg;
+	if (map && to > from)
+		madvise((void *)(map + from), (size_t)(to - from), MADV_DONTNEED);
+}
+
+/* p is always a mapping: its pages are dropped as they are hashed. */
 static void sha256_of(const uint8_t *p, uint64_t n, uint8_t out[32])
 {
+	const uint8_t *map = p;
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
 	if (!m || !EVP_DigestInit_ex(m, EVP_sha256(), NULL))
 		abort();
@@ -69,6 +94,8 @@ static void sha256_of(const uint8_t *p, uint64_t n, uint8_t out[32])
 		EVP_DigestUpdate(m, p, step);
 		p += step;
 		n -= step;
+		if ((uint64_t)(p - map) % RSS_WINDOW == 0 || !n)
+			drop_pages(map, 0, (uint64_t)(p - map));
 	}
 	unsigned len = 32;
 	EVP_DigestFinal_ex(m, out, &len);
@@ -156,7 +183,7 @@ static uint32_t node_depth(const kt_repo_node *nd)
 static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, kt_error *err)
 {
 	memset(t, 0, sizeof(*t));
-	kt_loc *l = kt_archive_lookup(a, id);
+	kt_loc loc, *l = kt_archive_find(a, id, &loc) ? &loc : NULL;
 	char hex[65];
 	kt_hex(hex, id, 32);
 	if (!l || l->type != KT_BLOB_TREE)
@@ -308,7 +335,7 @@ static kt_code write_delta(kt_archive *a, const kt_repo_node *nd, int outfd, int
 	kt_buf blob;
 	kt_buf_init(&blob, KT_REPO_MAX_BLOB + 1);
 	ZSTD_outBuffer ob = { out, (size_t)nd->size, 0 };
-	size_t ret = 1;
+	size_t ret = 1, dropped_at = 0;
 	for (size_t i = 0; !c && i < nd->n_content; i++) {
 		char hex[65];
 		kt_hex(hex, nd->content[i], 32);
@@ -316,8 +343,17 @@ static kt_code write_delta(kt_archive *a, const kt_repo_node *nd, int outfd, int
 			kt_error_wrap(err, "'%s': delta patch blob %.16s", nd->name, hex);
 			break;
 		}
-		ZSTD_inBuffer ib = { blob.data, blob.len, 0 };
-		while (!c && ib.pos < ib.size) {
+		/* The patch in small slices: a call decodes at most ~100 blocks
+		 * (128 KiB each), so the pages can be given back in between. */
+		ZSTD_inBuffer ib = { blob.data, blob.len < DECODE_SLICE ? blob.len : DECODE_SLICE, 0 };
+		while (!c && ib.pos < blob.len) {
+			if (ib.pos == ib.size)
+				ib.size = blob.len - ib.size < DECODE_SLICE ? blob.len : ib.size + DECODE_SLICE;
+			if (ob.pos - dropped_at >= RSS_WINDOW) {
+				drop_pages(out, 0, ob.pos);
+				drop_pages(base, 0, bsize);
+				dropped_at = ob.pos;
+			}
 			if (ret == 0) {
 				c = kt_error_set(err, KT_ECORRUPT, "'%s': bytes after the end of the delta "
 				                 "(blob %.16s)", nd->name, hex);
@@ -638,8 +674,12 @@ static uint64_t pages_cost(kt_archive *a, const uint8_t *p, uint64_t size, uint6
 	ZSTD_CCtx *z = ZSTD_createCCtx();
 	size_t cap = ZSTD_compressBound(KT_CHUNKER_MAX_CHUNK > 65536 ? 65536 : KT_CHUNKER_MAX_CHUNK);
 	uint8_t *tmp = kt_xmalloc(cap);
-	uint64_t cost = 0, off = 0, start = 0;
+	uint64_t cost = 0, off = 0, start = 0, dropped_at = 0;
 	while (off < size && cost <= stop) {
+		if (off - dropped_at >= RSS_WINDOW) {
+			drop_pages(p, 0, off);
+			dropped_at = off;
+		}
 		int cut = 0;
 		off += kt_chunker_scan(&ch, p + off, (size_t)(size - off), &cut);
 		if (!cut && off < size)
@@ -649,7 +689,7 @@ static uint64_t pages_cost(kt_archive *a, const uint8_t *p, uint64_t size, uint6
 		size_t n = (size_t)(off - start);
 		uint8_t id[32];
 		kt_blobio_id(io, p + start, n, id);
-		if (!kt_archive_lookup(a, id)) {
+		if (!kt_archive_find(a, id, NULL)) {
 			size_t z_n = n <= 65536 ? ZSTD_compressCCtx(z, tmp, cap, p + start, n, 3) : n;
 			if (ZSTD_isError(z_n) || z_n > n - n / 8)
 				z_n = n;
@@ -684,12 +724,18 @@ static kt_code compress_patch(const kt_delta_base *b, const uint8_t *p, uint64_t
 	}
 	size_t cap = 1u << 20;
 	uint8_t *buf = kt_xmalloc(cap);
-	ZSTD_inBuffer ib = { p, (size_t)n, 0 };
+	ZSTD_inBuffer ib = { p, n < RSS_WINDOW ? (size_t)n : RSS_WINDOW, 0 };
 	kt_code c = KT_OK;
 	uint64_t total = 0;
 	for (;;) {
+		if (ib.pos == ib.size && ib.size < n) {   /* the next slice; give back the last */
+			drop_pages(p, 0, ib.pos);
+			drop_pages(b->map, 0, b->size);
+			ib.size = n - ib.size < RSS_WINDOW ? (size_t)n : ib.size + RSS_WINDOW;
+		}
 		ZSTD_outBuffer ob = { buf, cap, 0 };
-		size_t ret = ZSTD_compressStream2(z, &ob, &ib, ZSTD_e_end);
+		size_t ret = ZSTD_compressStream2(z, &ob, &ib, ib.size == n ? ZSTD_e_end
+		                                                             : ZSTD_e_continue);
 		if (ZSTD_isError(ret)) {
 			c = kt_error_set(err, KT_EIO, "cannot encode '%s' as a delta: %s", path,
 			                 ZSTD_getErrorName(ret));
@@ -707,9 +753,10 @@ static kt_code compress_patch(const kt_delta_base *b, const uint8_t *p, uint64_t
 			done += (size_t)w;
 		}
 		total += ob.pos;
-		if (c || ret == 0)
+		if (c || (ret == 0 && ib.size == n))
 			break;
 	}
+	drop_pages(b->map, 0, b->size);
 	free(buf);
 	ZSTD_freeCCtx(z);
 	*out_len = total;

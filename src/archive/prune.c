@@ -148,20 +148,29 @@ kt_code kt_archive_forget(kt_archive *a, const kt_archive_policy *p, int dry_run
 
 typedef struct pctx {
 	kt_archive *a;
-	uint8_t *used;          /* one byte per table slot */
+	uint8_t *used;          /* one bit per index ordinal */
 	kt_archive_prune_result *res;
 } pctx;
 
+static int is_used(const pctx *p, uint64_t ord)
+{
+	return p->used[ord / 8] >> (ord % 8) & 1;
+}
+
+static void set_used(pctx *p, uint64_t ord)
+{
+	p->used[ord / 8] |= (uint8_t)(1u << (ord % 8));
+}
+
 static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err)
 {
-	kt_loc *l = kt_archive_lookup(p->a, id);
-	if (!l)
+	kt_loc l;
+	if (!kt_archive_find(p->a, id, &l))
 		return kt_error_set(err, KT_ECORRUPT, "a snapshot needs a tree that is in no index; "
 		                    "run `kontinuity repo check` (prune refuses to go on)");
-	size_t slot = (size_t)(l - p->a->tab);
-	if (p->used[slot])
+	if (is_used(p, l.ord))
 		return KT_OK;
-	p->used[slot] = 1;
+	set_used(p, l.ord);
 	if (depth > 256)
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
 	kt_buf raw;
@@ -179,13 +188,13 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 			continue;
 		}
 		for (size_t j = 0; j < nd->n_content; j++) {
-			kt_loc *d = kt_archive_lookup(p->a, nd->content[j]);
-			if (!d) {
+			kt_loc d;
+			if (!kt_archive_find(p->a, nd->content[j], &d)) {
 				c = kt_error_set(err, KT_ECORRUPT, "a snapshot needs data that is in no index; "
 				                 "run `kontinuity repo check` (prune refuses to go on)");
 				break;
 			}
-			p->used[d - p->a->tab] = 1;
+			set_used(p, d.ord);
 		}
 		/* A delta keeps its base's tree (and so the whole chain) alive. */
 		if (!c && nd->type == KT_NODE_FILE && nd->has_delta)
@@ -255,6 +264,41 @@ static kt_code repack_flush(pctx *p, repacker *r, kt_repo_index_pack **out, size
 	return KT_OK;
 }
 
+/* Step 2's two passes over the index: count per pack, then place. */
+typedef struct per_pack {
+	pctx *p;
+	pack_acc *acc;
+	kt_repo_entry **per;
+	uint8_t **per_used;
+} per_pack;
+
+static void count_entry(void *ctx, const kt_loc *l)
+{
+	per_pack *pp = ctx;
+	if (l->pack < pp->p->a->n_packs)
+		pp->acc[l->pack].n++;
+}
+
+static void place_entry(void *ctx, const kt_loc *l)
+{
+	per_pack *pp = ctx;
+	if (l->pack >= pp->p->a->n_packs)
+		return;
+	pack_acc *pa = &pp->acc[l->pack];
+	kt_repo_entry *e = &pp->per[l->pack][pa->n];
+	*e = (kt_repo_entry){ l->type, l->compression, l->offset, l->length, l->raw_length, { 0 } };
+	memcpy(e->id, l->id, 32);
+	int used = is_used(pp->p, l->ord);
+	pp->per_used[l->pack][pa->n] = (uint8_t)used;
+	pa->n++;
+	pa->total += l->length;
+	pa->type = l->type;
+	if (used) {
+		pa->used += l->length;
+		pa->n_used++;
+	}
+}
+
 kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *res,
                          kt_error *err)
 {
@@ -262,7 +306,7 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 	kt_code c = kt_archive_lock(a, 1, err);
 	if (c)
 		return c;
-	pctx p = { a, kt_xcalloc(a->cap ? a->cap : 1, 1), res };
+	pctx p = { a, kt_xcalloc((size_t)(kt_archive_index_span(a) / 8 + 1), 1), res };
 	/* 1. Mark. */
 	char **snaps;
 	size_t n_snaps;
@@ -279,12 +323,9 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 	}
 	/* 2. Per pack: its entries (in one pass over the table) and usage. */
 	pack_acc *acc = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*acc));
-	for (size_t i = 0; !c && i < a->cap; i++) {
-		kt_loc *l = &a->tab[i];
-		if (!l->used || l->pack >= a->n_packs)
-			continue;
-		acc[l->pack].n++;
-	}
+	per_pack pp = { &p, acc, NULL, NULL };
+	if (!c)
+		c = kt_archive_index_each(a, count_entry, &pp, err);
 	kt_repo_entry **per = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*per));
 	uint8_t **per_used = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*per_used));
 	for (size_t pk = 0; pk < a->n_packs; pk++) {
@@ -292,24 +333,10 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 		per_used[pk] = kt_xcalloc(acc[pk].n ? acc[pk].n : 1, 1);
 		acc[pk].n = 0;
 	}
-	for (size_t i = 0; !c && i < a->cap; i++) {
-		kt_loc *l = &a->tab[i];
-		if (!l->used || l->pack >= a->n_packs)
-			continue;
-		pack_acc *pa = &acc[l->pack];
-		kt_repo_entry *e = &per[l->pack][pa->n];
-		*e = (kt_repo_entry){ l->type, l->compression, l->offset, l->length, l->raw_length,
-		                      { 0 } };
-		memcpy(e->id, l->id, 32);
-		per_used[l->pack][pa->n] = p.used[i];
-		pa->n++;
-		pa->total += l->length;
-		pa->type = l->type;
-		if (p.used[i]) {
-			pa->used += l->length;
-			pa->n_used++;
-		}
-	}
+	pp.per = per;
+	pp.per_used = per_used;
+	if (!c)
+		c = kt_archive_index_each(a, place_entry, &pp, err);
 	kt_repo_index_pack *out = NULL;
 	size_t n_out = 0, cap_out = 0;
 	uint8_t *drop = kt_xcalloc(a->n_packs ? a->n_packs : 1, 1);
@@ -490,9 +517,7 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 	free(p.used);
 	/* The table no longer matches the storage: reload it. */
 	if (!c && !dry_run) {
-		free(a->tab);
-		a->tab = NULL;
-		a->cap = a->n = 0;
+		kt_archive_index_release(a);
 		a->n_packs = 0;
 		c = kt_archive_load_index(a, err);
 	}

@@ -4,8 +4,8 @@
  *
  * Open: list keys/ and try each key file with the passphrase; read and
  * open config; read every index/ object (checking it hashes to its name)
- * and load its entries into an open-addressing table keyed by the blob
- * id (ids are HMACs, so their first bytes are already uniform).
+ * and load its entries into the blob index (index.c: a bounded table,
+ * then sorted runs in a temp file).
  */
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -93,110 +93,10 @@ kt_code kt_archive_put_sealed(kt_archive *a, const char *dir, const char *aad, c
 	return c;
 }
 
-/* ------------------------------------------------------------------ */
-/* The index table. */
-
-static size_t slot(const kt_archive *a, const uint8_t id[32])
-{
-	uint64_t h;
-	memcpy(&h, id, sizeof(h));
-	return (size_t)(h & (a->cap - 1));
-}
-
-kt_loc *kt_archive_lookup(kt_archive *a, const uint8_t id[32])
-{
-	if (!a->cap)
-		return NULL;
-	for (size_t i = slot(a, id);; i = (i + 1) & (a->cap - 1)) {
-		if (!a->tab[i].used)
-			return NULL;
-		if (!memcmp(a->tab[i].id, id, 32))
-			return &a->tab[i];
-	}
-}
-
-static void grow(kt_archive *a)
-{
-	size_t old_cap = a->cap;
-	kt_loc *old = a->tab;
-	a->cap = old_cap ? old_cap * 2 : 4096;
-	a->tab = kt_xcalloc(a->cap, sizeof(kt_loc));
-	for (size_t i = 0; i < old_cap; i++) {
-		if (!old[i].used)
-			continue;
-		size_t j = slot(a, old[i].id);
-		while (a->tab[j].used)
-			j = (j + 1) & (a->cap - 1);
-		a->tab[j] = old[i];
-	}
-	free(old);
-}
-
-uint32_t kt_archive_pack_no(kt_archive *a, const uint8_t pack_id[32])
-{
-	/* Packs arrive in runs (a whole index pack at a time): check the last. */
-	if (a->n_packs && !memcmp(a->packs[a->n_packs - 1], pack_id, 32))
-		return (uint32_t)(a->n_packs - 1);
-	if (a->n_packs == a->cap_packs) {
-		a->cap_packs = a->cap_packs ? a->cap_packs * 2 : 256;
-		a->packs = realloc(a->packs, a->cap_packs * 32);
-		if (!a->packs)
-			abort();
-	}
-	memcpy(a->packs[a->n_packs], pack_id, 32);
-	return (uint32_t)a->n_packs++;
-}
-
-void kt_archive_insert_at(kt_archive *a, uint32_t no, const kt_repo_entry *e)
-{
-	kt_archive_lock_tick(a);   /* long backups keep their lock fresh */
-	if (kt_archive_lookup(a, e->id))
-		return;
-	if ((a->n + 1) * 10 > a->cap * 7)
-		grow(a);
-	size_t i = slot(a, e->id);
-	while (a->tab[i].used)
-		i = (i + 1) & (a->cap - 1);
-	kt_loc *l = &a->tab[i];
-	memcpy(l->id, e->id, 32);
-	l->pack = no;
-	l->offset = e->offset;
-	l->length = e->length;
-	l->raw_length = e->raw_length;
-	l->type = e->type;
-	l->compression = e->compression;
-	l->used = 1;
-	a->n++;
-}
-
-void kt_archive_insert(kt_archive *a, const uint8_t pack_id[32], const kt_repo_entry *e)
-{
-	if (!kt_archive_lookup(a, e->id))
-		kt_archive_insert_at(a, kt_archive_pack_no(a, pack_id), e);
-}
-
-void kt_archive_forget_pending(kt_archive *a, uint32_t no)
-{
-	size_t old_cap = a->cap;
-	kt_loc *old = a->tab;
-	a->tab = kt_xcalloc(old_cap ? old_cap : 1, sizeof(kt_loc));
-	a->n = 0;
-	for (size_t i = 0; i < old_cap; i++) {
-		if (!old[i].used || old[i].pack == no)
-			continue;
-		size_t j = slot(a, old[i].id);
-		while (a->tab[j].used)
-			j = (j + 1) & (a->cap - 1);
-		a->tab[j] = old[i];
-		a->n++;
-	}
-	free(old);
-}
-
 kt_code kt_archive_read_blob(kt_archive *a, const uint8_t id[32], kt_buf *out, kt_error *err)
 {
-	kt_loc *l = kt_archive_lookup(a, id);
-	if (!l || l->pack >= a->n_packs) {
+	kt_loc loc, *l = &loc;
+	if (!kt_archive_find(a, id, &loc) || l->pack >= a->n_packs) {
 		char hex[65];
 		kt_hex(hex, id, 32);
 		return kt_error_set(err, KT_ECORRUPT, "blob %.16s is in no index (the repository is "
@@ -360,32 +260,6 @@ static kt_code load_config(kt_archive *a, kt_error *err)
 	return c;
 }
 
-kt_code kt_archive_load_index(kt_archive *a, kt_error *err)
-{
-	char **names;
-	size_t n;
-	kt_code c = kt_archive_list_names(a, "index/", &names, &n, err);
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_SEALED + KT_REPO_SEAL_OVERHEAD);
-	for (size_t i = 0; !c && i < n; i++) {
-		kt_repo_index_pack *packs;
-		size_t np;
-		if ((c = kt_archive_get_checked(a, names[i], &raw, err)) ||
-		    (c = kt_repo_index_decode(&a->keys, (const uint8_t *)raw.data, raw.len, &packs, &np,
-		                              err))) {
-			kt_error_wrap(err, "index '%s'", names[i]);
-			break;
-		}
-		for (size_t p = 0; p < np; p++)
-			for (size_t j = 0; j < packs[p].n; j++)
-				kt_archive_insert(a, packs[p].pack_id, &packs[p].entries[j]);
-		kt_repo_index_free(packs, np);
-	}
-	kt_buf_release(&raw);
-	kt_archive_names_free(names, c ? n : n);
-	return c;
-}
-
 kt_code kt_archive_open(kt_store *s, const char *pass, size_t pass_len, kt_archive **out,
                         kt_error *err)
 {
@@ -438,7 +312,7 @@ void kt_archive_free(kt_archive *a)
 		return;
 	kt_archive_unlock(a);
 	kt_repo_keys_wipe(&a->keys);
-	free(a->tab);
+	kt_archive_index_release(a);
 	free(a->packs);
 	free(a);
 }

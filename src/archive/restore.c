@@ -34,8 +34,8 @@ static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, k
 	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
 	kt_code c = kt_archive_read_blob(a, id, &raw, err);
 	if (!c) {
-		kt_loc *l = kt_archive_lookup(a, id);
-		if (l->type != KT_BLOB_TREE)
+		kt_loc l;
+		if (!kt_archive_find(a, id, &l) || l.type != KT_BLOB_TREE)
 			c = kt_error_set(err, KT_ECORRUPT, "a directory names a data blob as its tree");
 		else
 			c = kt_repo_tree_decode(raw.data, raw.len, t, err);
@@ -657,8 +657,8 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	kt_archive *a = r->a;
 	uint64_t total = 0;
 	for (size_t i = 0; i < nd->n_content; i++) {
-		kt_loc *l = kt_archive_lookup(a, nd->content[i]);
-		if (!l || l->pack >= a->n_packs) {
+		kt_loc loc, *l = &loc;
+		if (!kt_archive_find(a, nd->content[i], &loc) || l->pack >= a->n_packs) {
 			char hex[65];
 			kt_hex(hex, nd->content[i], 32);
 			return kt_error_set(err, KT_ECORRUPT, "blob %.16s is in no index (the repository "
@@ -704,7 +704,8 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	for (size_t i = 0; i < nd->n_content; i++) {
 		if ((c = canceled(r, err)))
 			break;
-		const kt_loc *l = kt_archive_lookup(a, nd->content[i]);
+		kt_loc loc, *l = &loc;
+		kt_archive_find(a, nd->content[i], &loc);   /* found above */
 		if (!fits(r, l) && ((c = flush_pending(r, err)) || (c = take_job(r, l, err))))
 			break;
 		rjob *job = &r->jobs[r->pend];

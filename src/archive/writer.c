@@ -74,7 +74,7 @@ static kt_code add_blob(kt_archive_writer *w, kt_blob_type type, uint8_t id_out[
 {
 	size_t n = w->chunk.len;
 	kt_blobio_id(w->io, w->chunk.data, n, id_out);
-	if (kt_archive_lookup(w->a, id_out) || kt_idset_put(&w->fresh, id_out)) {
+	if (kt_archive_find(w->a, id_out, NULL) || kt_idset_put(&w->fresh, id_out)) {
 		kt_buf_clear(&w->chunk);
 		return KT_OK;
 	}

@@ -430,3 +430,52 @@ def test_snapshot_paths_are_absolute_and_pick_the_parent(tmp_path):
         [[str(src)]]
     assert two["parent"] == one["id"] and two["filesReused"] == 2
     assert three["parent"] is None and three["filesRead"] == 1
+
+
+def test_index_spilled_to_temp_runs_end_to_end(tmp_path):
+    """The blob index with its table forced tiny (KT_INDEX_MEM_MAX, for
+    tests: docs/index-memory.md) spills into sorted runs in an unlinked temp
+    file; backup (dedup against the runs), restore, check --read-data,
+    forget and prune work on a few thousand blobs as with the table alone."""
+    src = tmp_path / "src"
+    rnd = random.Random(11)
+    for d in range(6):
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(500):
+            (src / f"d{d}" / f"f{i:03d}").write_bytes(rnd.randbytes(rnd.randint(50, 400)))
+    (src / "big.bin").write_bytes(rnd.randbytes(6 << 20))
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    tiny = {"KT_INDEX_MEM_MAX": "500", "TMPDIR": str(tmpdir)}
+    one = json.loads(repo("backup", "--repo", r, src, "-o", "json", extra_env=tiny).stdout)
+    want_one = tree(src)
+    # New files and removed ones: the known blobs are found in the runs.
+    for i in range(500):
+        (src / "d0" / f"f{i:03d}").unlink()
+        (src / f"n{i:03d}").write_bytes(rnd.randbytes(100))
+    two = json.loads(repo("backup", "--repo", r, src, "--force", "-o", "json",
+                          extra_env=tiny).stdout)
+    assert 500 * 100 <= two["bytesNew"] < 500 * 100 + (1 << 20), two
+    three = json.loads(repo("backup", "--repo", r, src, "--force", "-o", "json",
+                            extra_env=tiny).stdout)
+    assert three["bytesNew"] < 4096, three   # no data: at most a parent directory's tree
+    stats = json.loads(repo("stats", "--repo", r, "-o", "json", extra_env=tiny).stdout)
+    assert stats["blobs"] > 3000   # six times the table: the runs were used
+    assert json.loads(repo("stats", "--repo", r, "-o", "json").stdout) == stats
+    for sid, want in ((one["id"], want_one), (three["id"], tree(src))):
+        out = tmp_path / f"out-{sid[:8]}"
+        repo("restore", "--repo", r, sid[:8], out, extra_env=tiny)
+        assert tree(restored(out, src)) == want
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json", extra_env=tiny).stdout)
+    assert ck["ok"] and ck["problems"] == 0 and ck["blobs"] == stats["blobs"], ck
+    repo("forget", "--repo", r, "--keep-last", "1", extra_env=tiny)
+    pr = json.loads(repo("prune", "--repo", r, "-o", "json", extra_env=tiny).stdout)
+    assert pr["bytesFreed"] >= 500 * 50, pr
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json", extra_env=tiny).stdout)
+    assert ck["ok"] and ck["problems"] == 0 and ck["blobs"] < stats["blobs"], ck
+    out = tmp_path / "out-after-prune"
+    repo("restore", "--repo", r, "latest", out, extra_env=tiny)
+    assert tree(restored(out, src)) == tree(src)
+    assert not os.listdir(tmpdir)   # the runs' files were never linked
