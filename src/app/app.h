@@ -147,6 +147,8 @@ struct kt_archive;
 
 /* Tags of a restore point's repository snapshot: "app" and "ns=NAMESPACE". */
 #define KT_APP_TAG "app"
+/* Tag of a volume data snapshot made by `kontinuity mover backup`. */
+#define KT_MOVER_TAG "volume"
 
 typedef struct kt_app_backup_opts {
 	const char *namespace;   /* required */

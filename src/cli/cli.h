@@ -215,6 +215,10 @@ int kt_cmd_app_restore(int argc, char **argv, const kt_globals *g);
 int kt_cmd_app_import(int argc, char **argv, const kt_globals *g);
 int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g);
 
+/* The volume mover (cmd_mover.c). */
+int kt_cmd_mover_backup(int argc, char **argv, const kt_globals *g);
+int kt_cmd_mover_restore(int argc, char **argv, const kt_globals *g);
+
 /* Policies and the controller (cmd_policy.c). */
 int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g);
 int kt_cmd_policy_list(int argc, char **argv, const kt_globals *g);
