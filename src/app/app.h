@@ -161,6 +161,8 @@ typedef struct kt_app_backup_opts {
 	void *progress_ctx;
 	int no_volume_snapshots;  /* do not snapshot the PVCs (their data is then not kept) */
 	int64_t snapshot_timeout_ms; /* per VolumeSnapshot to become ready; 0 = 10 min */
+	const struct kt_app_mover *mover; /* copy each snapshot's data into the repository
+	                                     with a mover Job (mover.c), or NULL */
 } kt_app_backup_opts;
 
 typedef struct kt_app_backup_result {
@@ -169,6 +171,8 @@ typedef struct kt_app_backup_result {
 	uint64_t bytes;          /* of the objects as stored (JSON) */
 	uint64_t bytes_new;      /* what the repository did not hold yet */
 	unsigned volumes;        /* PVCs whose VolumeSnapshot became ready */
+	unsigned volumes_copied; /* ... whose data a mover copied into the repository */
+	uint64_t data_bytes;     /* of those copies */
 	int64_t duration_ms;
 } kt_app_backup_result;
 
@@ -189,6 +193,13 @@ typedef struct kt_app_restore_opts {
 	const char *to_namespace;       /* NULL: the namespace it came from */
 	kt_app_apply_opts apply;        /* existing, dry run, kinds, report */
 	int keep_node_ports;
+	/* Volumes whose data the restore point holds (manifest volumes[].data)
+	 * come back through mover Jobs instead of their CSI snapshots: each
+	 * PVC is created empty (storage_class, or the cluster's default when
+	 * its own was "" or absent), filled by `kontinuity mover restore`, and
+	 * only then are the tiers after PVCs applied.  NULL: CSI snapshots. */
+	const struct kt_app_mover *mover;
+	const char *storage_class;      /* for those PVCs; NULL = keep theirs */
 } kt_app_restore_opts;
 
 /*
@@ -211,6 +222,57 @@ json_t *kt_app_restore_point_volumes(struct kt_archive *a, const char *id, kt_er
  * snapshot controller deletes the storage snapshot.  Best effort: what
  * fails is logged and counted in *n_failed. */
 void kt_app_delete_volume_snapshots(kt_kube *c, json_t *vols, unsigned *n_failed);
+
+/* ---- the volume data mover (mover.c) ---------------------------------- */
+
+/* The image of mover Jobs unless --mover-image names another: any image
+ * with `kontinuity` on its PATH (docs/app-backup.md). */
+#define KT_MOVER_IMAGE "ghcr.io/kontinuity/kontinuity:latest"
+
+struct kt_profile;
+
+/* How volume data is moved: the repository is the profile's. */
+typedef struct kt_app_mover {
+	const struct kt_profile *profile; /* location, keys, passphrase (loaded) */
+	const char *image;           /* NULL = KT_MOVER_IMAGE */
+	int64_t timeout_ms;          /* per Job (activeDeadlineSeconds); 0 = 1 h */
+	void (*progress)(void *ctx, const char *line); /* while a Job runs, or NULL */
+	void *progress_ctx;
+} kt_app_mover;
+
+/* One volume to move. */
+typedef struct kt_app_mover_volume {
+	const char *namespace, *pvc;
+	const char *snapshot;        /* backup: its VolumeSnapshot in namespace */
+	const char *restore_size;    /* backup: the snapshot's size (quantity), or NULL */
+	const char *storage_class;   /* backup: of the temporary PVC; NULL = the PVC's */
+	const char *run;             /* the run's id: tag rp=RUN, names kt-mover-RUN-INDEX */
+	unsigned index;              /* the volume's number in the run */
+	const char *cluster;         /* recorded as the data snapshot's host */
+} kt_app_mover_volume;
+
+typedef struct kt_app_mover_data {
+	char id[65];                 /* the data snapshot in the repository */
+	uint64_t bytes, files;
+} kt_app_mover_data;
+
+/*
+ * Copy the data of v->snapshot into the repository a (the profile's, open,
+ * shared-locked by the caller): a temporary PVC from the snapshot, a
+ * temporary Secret, a Job running `kontinuity mover backup` on the volume
+ * read-only; then the data snapshot found by its tags into *out.  The Job,
+ * Secret and PVC are deleted in every outcome.  KT_EREMOTE with the Job's
+ * Failed reason; KT_ETRANSIENT when it does not finish in time.
+ */
+kt_code kt_app_mover_backup(kt_kube *c, struct kt_archive *a, const kt_app_mover *m,
+                            const kt_app_mover_volume *v, kt_app_mover_data *out,
+                            kt_error *err);
+
+/* Restore data snapshot data_id into the PVC v->namespace/v->pvc (made
+ * empty by the caller) with a Job running `kontinuity mover restore`; the
+ * Job and Secret are deleted in every outcome.  Errors as above. */
+kt_code kt_app_mover_restore(kt_kube *c, const kt_app_mover *m, const kt_app_mover_volume *v,
+                             const char *data_id, kt_error *err);
 
 /* ---- export profiles (profile.c) ------------------------------------- */
 

@@ -154,6 +154,80 @@ static void on_backup_progress(void *ctx, uint64_t objects, uint64_t bytes)
 	fprintf(stderr, "\r%llu objects, %s", (unsigned long long)objects, kt_human_bytes(bytes, b));
 }
 
+/* The flags of the volume mover (app backup, restore, import). */
+typedef struct mover_flags {
+	const char *volume_data, *image, *timeout, *storage_class;
+	kt_profile profile;
+	kt_app_mover m;
+	int loaded;
+} mover_flags;
+
+static kt_opt *mover_opts(mover_flags *f, kt_opt *o, int restore)
+{
+	memset(f, 0, sizeof(*f));
+	*o++ = (kt_opt){ "volume-data", 0, restore ? "copy|snapshot" : "copy|snapshot-only",
+	                 restore ? "volumes from the data the restore point holds, written by "
+	                 "mover Jobs (copy; the default of app import) or from their CSI "
+	                 "snapshots (snapshot; the default of app restore)"
+	                 : "also copy each volume's data into the repository with a mover Job "
+	                 "(copy; the default with --profile) or keep only the CSI snapshots "
+	                 "(snapshot-only; the default with --repo)", &f->volume_data, NULL };
+	*o++ = (kt_opt){ "mover-image", 0, "IMAGE", "image of the mover Jobs (default "
+	                 KT_MOVER_IMAGE ")", &f->image, NULL };
+	*o++ = (kt_opt){ "mover-timeout", 0, "DURATION", "how long each mover Job may run "
+	                 "(default 1h)", &f->timeout, NULL };
+	if (restore)
+		*o++ = (kt_opt){ "storage-class", 0, "NAME", "StorageClass of the PVCs the mover "
+		                 "fills (default: theirs; the cluster's default for static ones)",
+		                 &f->storage_class, NULL };
+	return o;
+}
+
+static void on_mover_progress(void *ctx, const char *line)
+{
+	(void)ctx;
+	kt_log(KT_LOG_INFO, "%s", line);
+}
+
+/* Check the flags; copy: 1 to use the mover (or 0).  0 or an exit code. */
+static int mover_check(mover_flags *f, const target *t, const char *path, int dflt, int *copy)
+{
+	const char *yes = "copy";
+	const char *no = strncmp(path, "app backup", 10) ? "snapshot" : "snapshot-only";
+	*copy = dflt;
+	if (f->volume_data && strcmp(f->volume_data, yes) && strcmp(f->volume_data, no))
+		return kt_cli_usage(path, "--volume-data is %s or %s, not '%s'", yes, no,
+		                    f->volume_data);
+	if (f->volume_data)
+		*copy = !strcmp(f->volume_data, yes);
+	if (*copy && !t->profile)
+		return kt_cli_usage(path, "--volume-data copy needs --profile (a mover Job reaches "
+		                    "the profile's bucket, not a local --repo)");
+	int64_t ms = 0;
+	kt_error perr;
+	if (f->timeout && kt_parse_duration_ms(f->timeout, &ms, &perr))
+		return kt_cli_usage(path, "--mover-timeout: %s", perr.msg);
+	f->m = (kt_app_mover){ .profile = &f->profile, .image = f->image, .timeout_ms = ms,
+	                       .progress = on_mover_progress };
+	return 0;
+}
+
+/* The profile with its keys, for the mover's Secret; 0 or an exit code. */
+static int mover_load(mover_flags *f, kt_kube *c, const target *t)
+{
+	kt_error err;
+	if (kt_profile_get(c, t->profile_ns, t->profile, &f->profile, &err))
+		return kt_cli_fail(&err);
+	f->loaded = 1;
+	return 0;
+}
+
+static void mover_release(mover_flags *f)
+{
+	if (f->loaded)
+		kt_profile_release(&f->profile);
+}
+
 int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path = "app backup";
@@ -162,8 +236,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *selector = NULL, *snap_timeout = "10m";
-	int rbac = 0, no_snap = 0;
-	kt_opt opts[20], *o = target_opts(&tg, opts);
+	int rbac = 0, no_snap = 0, copy = 0;
+	kt_opt opts[24], *o = target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "selector", 'l', "LABELS", "only the namespaced objects with these "
 	                 "labels (app=pg,tier!=cache)", &selector, NULL };
@@ -173,6 +247,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	                 "then not kept)", NULL, &no_snap };
 	*o++ = (kt_opt){ "snapshot-timeout", 0, "DURATION", "how long each VolumeSnapshot may take "
 	                 "to become ready (default 10m)", &snap_timeout, NULL };
+	mover_flags mf;
+	o = mover_opts(&mf, o, 0);
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -203,18 +279,28 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_error perr;
 	if (kt_parse_duration_ms(snap_timeout, &snap_ms, &perr))
 		return kt_cli_usage(path, "--snapshot-timeout: %s", perr.msg);
+	if ((rc = mover_check(&mf, &tg, path, tg.profile && !no_snap, &copy)))
+		return rc;
+	if (copy && no_snap)
+		return kt_cli_usage(path, "--volume-data copy moves the data of the volume snapshots: "
+		                    "drop --no-volume-snapshots");
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
 	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
 		return rc;
+	if (copy && (rc = mover_load(&mf, c, &tg))) {
+		close_target(&tg, s, a);
+		kt_kube_client_free(c);
+		return rc;
+	}
 	kt_error err;
 	int64_t last = 0;
 	kt_app_backup_opts bo = { .namespace = pos[0], .selector = selector, .cluster_rbac = rbac,
 	                          .note = on_backup_note, .progress = on_backup_progress,
 	                          .progress_ctx = &last, .no_volume_snapshots = no_snap,
-	                          .snapshot_timeout_ms = snap_ms };
+	                          .snapshot_timeout_ms = snap_ms, .mover = copy ? &mf.m : NULL };
 	kt_app_backup_result res;
 	kt_code code = kt_archive_lock(a, 0, &err);
 	if (!code) {
@@ -225,14 +311,16 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		fprintf(stderr, "\n");
 	close_target(&tg, s, a);
 	kt_kube_client_free(c);
+	mover_release(&mf);
 	if (code)
 		return kt_cli_fail(&err);
 	if (g.output == KT_OUT_TABLE) {
-		char b1[32], b2[32];
+		char b1[32], b2[32], b3[32];
 		printf("restore point %.8s of namespace %s: %llu objects (%s, %s new), %u volume "
-		       "snapshots, %llu skipped, %llu failed, %.1fs\n", res.id, pos[0],
+		       "snapshots (%u copied, %s), %llu skipped, %llu failed, %.1fs\n", res.id, pos[0],
 		       (unsigned long long)res.st.objects, kt_human_bytes(res.bytes, b1),
-		       kt_human_bytes(res.bytes_new, b2), res.volumes,
+		       kt_human_bytes(res.bytes_new, b2), res.volumes, res.volumes_copied,
+		       kt_human_bytes(res.data_bytes, b3),
 		       (unsigned long long)res.st.skipped_objects, (unsigned long long)res.st.failed,
 		       (double)res.duration_ms / 1000.0);
 	} else {
@@ -243,6 +331,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		                      "failed", (json_int_t)res.st.failed, "bytes",
 		                      (json_int_t)res.bytes, "bytesNew", (json_int_t)res.bytes_new,
 		                      "seconds", (double)res.duration_ms / 1000.0);
+		json_object_set_new(j, "volumesCopied", json_integer(res.volumes_copied));
+		json_object_set_new(j, "dataBytes", json_integer((json_int_t)res.data_bytes));
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}
@@ -298,8 +388,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *to = NULL, *include = NULL, *exclude = NULL, *existing = "skip";
-	int dry = 0, node_ports = 0;
-	kt_opt opts[24], *o = target_opts(&tg, opts);
+	int dry = 0, node_ports = 0, copy = 0;
+	kt_opt opts[30], *o = target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "to-namespace", 0, "NS", "restore into NS (default: the namespace it "
 	                 "came from); references to the old name are rewritten", &to, NULL };
@@ -313,6 +403,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	                 "change nothing", NULL, &dry };
 	*o++ = (kt_opt){ "keep-node-ports", 0, NULL, "keep Services' node ports (else the "
 	                 "cluster allocates new ones)", NULL, &node_ports };
+	mover_flags mf;
+	o = mover_opts(&mf, o, 1);
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -352,12 +444,19 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 		return kt_cli_usage(path, "--existing is skip or update, not '%s'", existing);
 	if (to && !kt_kube_valid_label(to))
 		return kt_cli_usage(path, "--to-namespace '%s' is not a valid namespace name", to);
+	if ((rc = mover_check(&mf, &tg, path, import, &copy)))
+		return rc;
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
 	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
 		return rc;
+	if (copy && n_pos && (rc = mover_load(&mf, c, &tg))) {
+		close_target(&tg, s, a);
+		kt_kube_client_free(c);
+		return rc;
+	}
 	if (n_pos == 0) {   /* app import without a restore point: the list */
 		rc = list_restore_points(a, NULL, &g);
 		close_target(&tg, s, a);
@@ -366,7 +465,9 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	}
 	char *keep_in = NULL, *keep_ex = NULL;
 	report_rows rep = { json_array(), g.output == KT_OUT_TABLE };
-	kt_app_restore_opts ro = { .to_namespace = to, .keep_node_ports = node_ports };
+	kt_app_restore_opts ro = { .to_namespace = to, .keep_node_ports = node_ports,
+	                           .mover = copy ? &mf.m : NULL,
+	                           .storage_class = mf.storage_class };
 	ro.apply.update_existing = !strcmp(existing, "update");
 	ro.apply.dry_run = dry;
 	ro.apply.include_kinds = split_kinds(include, &keep_in);
@@ -383,6 +484,7 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	}
 	close_target(&tg, s, a);
 	kt_kube_client_free(c);
+	mover_release(&mf);
 	free((void *)ro.apply.include_kinds);
 	free((void *)ro.apply.exclude_kinds);
 	free(keep_in);
