@@ -212,6 +212,11 @@ typedef struct kt_app_restore_opts {
 kt_code kt_app_restore(kt_kube *c, struct kt_archive *a, const char *id,
                        const kt_app_restore_opts *o, kt_app_apply_stats *st, kt_error *err);
 
+/* A StorageClass provisioned by CSI driver (its default one if several)
+ * into out; 0 when there is none.  PVCs restored from a snapshot of a
+ * statically bound volume (class "") need one. */
+int kt_app_class_for_driver(kt_kube *c, const char *driver, char out[254]);
+
 /* The volume snapshots restore point id names: [{"namespace", "snapshot",
  * "content"}] (caller decrefs), or NULL with err filled. */
 json_t *kt_app_restore_point_volumes(struct kt_archive *a, const char *id, kt_error *err);
@@ -245,7 +250,9 @@ typedef struct kt_app_mover_volume {
 	const char *namespace, *pvc;
 	const char *snapshot;        /* backup: its VolumeSnapshot in namespace */
 	const char *restore_size;    /* backup: the snapshot's size (quantity), or NULL */
-	const char *storage_class;   /* backup: of the temporary PVC; NULL = the PVC's */
+	const char *storage_class;   /* backup: of the temporary PVC; NULL = the PVC's, else
+	                                one of driver's when that is "" (static) */
+	const char *driver;          /* backup: the snapshot's CSI driver */
 	const char *run;             /* the run's id: tag rp=RUN, names kt-mover-RUN-INDEX */
 	unsigned index;              /* the volume's number in the run */
 	const char *cluster;         /* recorded as the data snapshot's host */

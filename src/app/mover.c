@@ -307,8 +307,11 @@ kt_code kt_app_mover_backup(kt_kube *c, kt_archive *a, const kt_app_mover *m,
 	                        "apiGroup", KT_VS_GROUP, "kind", "VolumeSnapshot", "name",
 	                        v->snapshot);
 	const char *cls = json_string_value(json_object_get(spec, "storageClassName"));
+	char by_driver[254];
 	if (v->storage_class && *v->storage_class)
 		cls = v->storage_class;
+	else if ((!cls || !*cls) && v->driver && kt_app_class_for_driver(c, v->driver, by_driver))
+		cls = by_driver;   /* a static volume: the snapshot's driver provisions */
 	if (cls && *cls)
 		json_object_set_new(json_object_get(tmp, "spec"), "storageClassName",
 		                    json_string(cls));

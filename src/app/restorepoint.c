@@ -154,6 +154,7 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 		 * storage (mover.c); a failure is this volume's, named. */
 		kt_app_mover_volume mv = { .namespace = o->namespace, .pvc = pvc,
 		                           .snapshot = info.name, .restore_size = info.restore_size,
+		                           .driver = info.driver,
 		                           .run = b->run, .index = (unsigned)i,
 		                           .cluster = b->cluster };
 		kt_app_mover_data data;
@@ -368,13 +369,22 @@ static void class_for_restored_pvcs(kt_kube *c, json_t *objects, json_t *volumes
 		}
 		if (!driver || !*driver)
 			continue;
-		sc_pick p = { .driver = driver };
-		kt_kube_target t = { .group = "storage.k8s.io", .version = "v1",
-		                     .resource = "storageclasses" };
-		kt_error e;
-		if (kt_kube_list(c, &t, NULL, on_storage_class, &p, NULL, &e) == KT_OK && p.name[0])
-			json_object_set_new(spec, "storageClassName", json_string(p.name));
+		char name[254];
+		if (kt_app_class_for_driver(c, driver, name))
+			json_object_set_new(spec, "storageClassName", json_string(name));
 	}
+}
+
+int kt_app_class_for_driver(kt_kube *c, const char *driver, char out[254])
+{
+	sc_pick p = { .driver = driver };
+	kt_kube_target t = { .group = "storage.k8s.io", .version = "v1",
+	                     .resource = "storageclasses" };
+	kt_error e;
+	out[0] = '\0';
+	if (kt_kube_list(c, &t, NULL, on_storage_class, &p, NULL, &e) == KT_OK && p.name[0])
+		snprintf(out, 254, "%s", p.name);
+	return out[0] != '\0';
 }
 
 static int kinds_have(const char *const *kinds, const char *kind)

@@ -161,7 +161,8 @@ def test_export_copies_volume_data_and_import_restores_it_byte_identical(
     before = tree(vol)
     s3tool(minio, "rp-mover", "mb")
     make_profile(kube_apiserver, minio, tmp_path, "mover-export", "rp-mover")
-    r = kt(kube_apiserver, "app", "backup", ns, "--profile", "mover-export", "-o", "json")
+    r = kt(kube_apiserver, "app", "backup", ns, "--profile", "mover-export", "--mover-timeout",
+           "1m", "-o", "json")
     out = json.loads(r.stdout)
     assert out["failed"] == 0 and out["volumes"] == 1 and out["volumesCopied"] == 1, r.stderr
     assert out["dataBytes"] > 3 << 20
