@@ -298,7 +298,7 @@ kt_code kt_app_mover_backup(kt_kube *c, kt_archive *a, const kt_app_mover *m,
 	snprintf(base, sizeof(base), "kt-mover-%s-%u", v->run, v->index);
 	json_t *size = json_object_get(json_object_get(json_object_get(spec, "resources"),
 	                                               "requests"), "storage");
-	json_t *tmp = json_pack("{s:s, s:s, s:{s:s, s:o}, s:{s:O*, s:{s:{s:O*}}, s:{s:s, s:s, "
+	json_t *tmp = json_pack("{s:s, s:s, s:{s:s, s:o}, s:{s:O*, s:{s:{s:o*}}, s:{s:s, s:s, "
 	                        "s:s}}}", "apiVersion", "v1", "kind", "PersistentVolumeClaim",
 	                        "metadata", "name", base, "labels", labels(v->run), "spec",
 	                        "accessModes", json_object_get(spec, "accessModes"), "resources",

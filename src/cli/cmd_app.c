@@ -379,6 +379,27 @@ static void on_report(void *ctx, const char *kind, const char *ns, const char *n
 
 static int list_restore_points(kt_archive *a, const char *ns, const kt_globals *g);
 
+/* spec as kt_archive_find_snapshot takes it, but "latest" is the newest
+ * restore point (not a volume data snapshot written after it began). */
+static kt_code find_restore_point(kt_archive *a, const char *spec, char id[65], kt_error *err)
+{
+	if (strcmp(spec, "latest"))
+		return kt_archive_find_snapshot(a, spec, id, err);
+	kt_archive_snap *v = NULL;
+	size_t n = 0;
+	kt_code code = kt_archive_snapshots(a, &v, &n, err);
+	id[0] = '\0';
+	for (size_t i = 0; !code && i < n; i++)
+		for (size_t t = 0; t < v[i].n_tags; t++)
+			if (!strcmp(v[i].tags[t], KT_APP_TAG))
+				memcpy(id, v[i].id, 65);
+	kt_archive_snaps_free(v, n);
+	if (!code && !id[0])
+		code = kt_error_set(err, KT_ENOTFOUND, "the repository holds no restore point yet "
+		                    "(make one with 'kontinuity app backup')");
+	return code;
+}
+
 /* app restore, and app import (which lists without a restore point). */
 static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 {
@@ -477,7 +498,7 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	kt_error err;
 	char id[65];
 	kt_app_apply_stats st = { 0 };
-	kt_code code = kt_archive_find_snapshot(a, pos[0], id, &err);
+	kt_code code = find_restore_point(a, pos[0], id, &err);
 	if (!code && !(code = kt_archive_lock(a, 0, &err))) {
 		code = kt_app_restore(c, a, id, &ro, &st, &err);
 		kt_archive_unlock(a);

@@ -250,3 +250,37 @@ def test_a_failing_mover_is_a_named_partial_failure_and_leaves_nothing(
     r = kt(kube_apiserver, "app", "backup", ns, "--repo", tmp_path / "r", "--volume-data",
            "copy", check=False)
     assert r.returncode == 2 and "needs --profile" in r.stderr
+
+
+def test_valgrind_app_backup_and_restore_with_the_mover(kube_apiserver, app, api, minio,
+                                                         data_standins, tmp_path):
+    """valgrind on the orchestrator and, through the job runner, on the mover
+    it starts: app backup --profile (copy), then app restore --volume-data copy
+    into another namespace with --storage-class (the PVC made empty, filled by
+    a mover Job)."""
+    from test_s3 import s3tool
+    from test_valgrind import VALGRIND
+    standin, runner = data_standins
+    runner.wrapper = VALGRIND
+    ns = app["ns"]
+    vol = app_volume(api, ns, standin)
+    fill(vol / "vg")
+    s3tool(minio, "rp-mover-vg", "mb")
+    make_profile(kube_apiserver, minio, tmp_path, "mover-vg", "rp-mover-vg")
+    to = ns + "-vgm"
+    for args in (["app", "backup", ns, "--profile", "mover-vg"],
+                 ["app", "restore", "latest", "--profile", "mover-vg", "--volume-data", "copy",
+                  "--to-namespace", to, "--storage-class", "standin",
+                  "--include-kinds", "Namespace,PersistentVolumeClaim"]):
+        r = subprocess.run([*VALGRIND, str(KT), *args, "--kubeconfig",
+                            str(kube_apiserver.kubeconfig)], capture_output=True, text=True,
+                           env=env(), timeout=900)
+        assert r.returncode != 99, f"valgrind found errors:\n{r.stderr[-6000:]}"
+        assert r.returncode == 0, r.stderr
+    assert len(runner.ran) == 2 and runner.ran[0][2][0] == "valgrind"
+    exits = [line for line in (tmp_path / "jobs.log").read_text().splitlines() if " exit " in line]
+    assert len(exits) == 2 and all(line.endswith("status=0") for line in exits), exits
+    pvc = api.get(f"/api/v1/namespaces/{to}/persistentvolumeclaims/data-pg-0")
+    assert pvc["spec"]["storageClassName"] == "standin" and "dataSource" not in pvc["spec"]
+    assert tree(app_volume(api, to, standin)) == tree(vol)
+    assert leftovers(api, ns) == [] and leftovers(api, to) == []
