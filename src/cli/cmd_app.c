@@ -262,7 +262,9 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	         "the PVCs from them).  Secrets are encrypted like\n"
 	         "everything in the repository and never written to local disk.  A resource\n"
 	         "that cannot be read is named and recorded in the restore point; the command\n"
-	         "then exits 1 after making it.\n%s\n"
+	         "then exits 1 after making it.  With --profile, each volume's data is also\n"
+	         "copied into the repository by a mover Job (docs/app-backup.md), so another\n"
+	         "cluster can import it (--volume-data snapshot-only: the CSI snapshots only).\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity app backup pg --repo /var/backups/kontinuity\n"
 	         "  kontinuity app backup shop -l app=cart --repo s3://backups/cluster-a -o json\n",
@@ -447,7 +449,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 		snprintf(help, sizeof(help),
 		         "Restore points exported by any cluster to a profile's bucket: without\n"
 		         "RESTORE-POINT, list them (with the cluster each came from); with it,\n"
-		         "restore it here exactly as 'app restore' does (for DR and migration).\n\n"
+		         "restore it here exactly as 'app restore' does (for DR and migration);\n"
+		         "volumes whose data was exported come back through mover Jobs.\n\n"
 		         "Examples:\n"
 		         "  kontinuity app import --profile offsite\n"
 		         "  kontinuity app import 1a2b3c4d --profile offsite --to-namespace pg\n");
