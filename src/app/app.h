@@ -275,6 +275,11 @@ kt_code kt_app_mover_backup(kt_kube *c, struct kt_archive *a, const kt_app_mover
                             const kt_app_mover_volume *v, kt_app_mover_data *out,
                             kt_error *err);
 
+/* A Job's outcome from its status.conditions as the API server returns
+ * it: 1 Complete, 2 Failed (why gets "reason: message", truncated to cap),
+ * 0 still running (anything else, malformed included). */
+int kt_app_mover_job_state(json_t *job, char *why, size_t cap);
+
 /* Restore data snapshot data_id into the PVC v->namespace/v->pvc (made
  * empty by the caller) with a Job running `kontinuity mover restore`; the
  * Job and Secret are deleted in every outcome.  Errors as above. */

@@ -114,8 +114,7 @@ static json_t *job_object(const kt_app_mover *m, const char *name, const char *r
 		read_only, "name", "tmp", "emptyDir");
 }
 
-/* The Job's outcome: 1 Complete, 2 Failed (why filled), 0 still running. */
-static int job_state(json_t *job, char *why, size_t cap)
+int kt_app_mover_job_state(json_t *job, char *why, size_t cap)
 {
 	size_t i;
 	json_t *c;
@@ -162,7 +161,7 @@ static kt_code wait_job(kt_kube *c, const kt_app_mover *m, const char *ns, const
 		if (rc)
 			return kt_error_wrap(err, "mover Job %s/%s", ns, name);
 		char why[1024] = "", rv[128];
-		int state = job_state(job, why, sizeof(why));
+		int state = kt_app_mover_job_state(job, why, sizeof(why));
 		json_t *st = json_object_get(job, "status");
 		int active = (int)json_integer_value(json_object_get(st, "active"));
 		int failed = (int)json_integer_value(json_object_get(st, "failed"));
