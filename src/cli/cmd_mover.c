@@ -61,6 +61,29 @@ static void close_repo(kt_store *s, kt_archive *a, const char ca[64])
 		unlink(ca);
 }
 
+/* The newest volume snapshot of host tagged t_ns and t_pvc into parent
+ * ("" when there is none). */
+static kt_code find_parent(kt_archive *a, const char *host, const char *t_ns,
+                           const char *t_pvc, char parent[65], kt_error *err)
+{
+	char me[256] = "";
+	if (!host)
+		gethostname(me, sizeof(me) - 1);
+	kt_archive_snap *v = NULL;
+	size_t n = 0;
+	kt_code c = kt_archive_snapshots(a, &v, &n, err);
+	for (size_t i = 0; !c && i < n; i++) {
+		int hits = 0;
+		for (size_t t = 0; t < v[i].n_tags; t++)
+			hits += !strcmp(v[i].tags[t], KT_MOVER_TAG) || !strcmp(v[i].tags[t], t_ns) ||
+			        !strcmp(v[i].tags[t], t_pvc);
+		if (hits == 3 && !strcmp(v[i].hostname, host ? host : me))
+			memcpy(parent, v[i].id, 65);
+	}
+	kt_archive_snaps_free(v, n);
+	return c;
+}
+
 int kt_cmd_mover_backup(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "mover backup";
@@ -109,11 +132,18 @@ int kt_cmd_mover_backup(int argc, char **argv, const kt_globals *g0)
 	snprintf(t_pvc, sizeof(t_pvc), "pvc=%s", pvc);
 	snprintf(t_run, sizeof(t_run), "rp=%s", run ? run : "");
 	const char *tags[] = { KT_MOVER_TAG, t_ns, t_pvc, run ? t_run : NULL, NULL };
-	kt_archive_backup_opts bo = { .hostname = host, .tags = tags, .cancel = &kt_cli_cancel };
 	kt_archive_backup_result res;
 	kt_error err;
 	const char *paths[] = { pos[0] };
-	kt_code c = kt_archive_lock(a, 0, &err);
+	/* The parent is the last copy of this same PVC: every volume is backed up
+	 * at the same mount path, so the default (same host and paths) would
+	 * compare with another PVC's files. */
+	char parent[65] = "";
+	kt_code c = find_parent(a, host, t_ns, t_pvc, parent, &err);
+	kt_archive_backup_opts bo = { .hostname = host, .tags = tags, .cancel = &kt_cli_cancel,
+	                              .parent = parent[0] ? parent : NULL, .force = !parent[0] };
+	if (!c)
+		c = kt_archive_lock(a, 0, &err);
 	if (!c)
 		c = kt_archive_backup(a, paths, 1, &bo, &res, &err);
 	close_repo(s, a, ca);
@@ -131,6 +161,9 @@ int kt_cmd_mover_backup(int argc, char **argv, const kt_globals *g0)
 		                      "bytes", (json_int_t)res.bytes, "bytesNew",
 		                      (json_int_t)res.bytes_new, "seconds",
 		                      (double)res.duration_ms / 1000.0);
+		json_object_set_new(j, "parent", res.parent_id[0] ? json_string(res.parent_id)
+		                                                  : json_null());
+		json_object_set_new(j, "filesReused", json_integer((json_int_t)res.files_reused));
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}

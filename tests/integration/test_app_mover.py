@@ -78,6 +78,15 @@ def test_mover_backup_restore_a_local_directory(tmp_path):
     assert out["files"] == 5 and out["bytes"] > 3 << 20
     snaps = json.loads(run("repo", "snapshots", "-o", "json").stdout)
     assert snaps[-1]["tags"] == ["volume", "ns=shop", "pvc=data-0", "rp=r1"]
+    assert out["parent"] is None
+    # The next copy of the same PVC compares with its last one, never with
+    # another PVC's (every volume is at the same mount path in its Job).
+    other = json.loads(run("mover", "backup", src, "-n", "shop", "--pvc", "data-1", "-o",
+                           "json").stdout)
+    assert other["parent"] is None
+    again = json.loads(run("mover", "backup", src, "-n", "shop", "--pvc", "data-0", "--run",
+                           "r2", "-o", "json").stdout)
+    assert again["parent"] == out["id"] and again["filesReused"] == 5
     dst = tmp_path / "newvol"
     (dst / "lost+found").mkdir(parents=True)       # a fresh filesystem has one
     run("mover", "restore", out["id"][:8], dst)
