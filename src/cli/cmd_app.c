@@ -154,80 +154,6 @@ static void on_backup_progress(void *ctx, uint64_t objects, uint64_t bytes)
 	fprintf(stderr, "\r%llu objects, %s", (unsigned long long)objects, kt_human_bytes(bytes, b));
 }
 
-/* The flags of the volume mover (app backup, restore, import). */
-typedef struct mover_flags {
-	const char *volume_data, *image, *timeout, *storage_class;
-	kt_profile profile;
-	kt_app_mover m;
-	int loaded;
-} mover_flags;
-
-static kt_opt *mover_opts(mover_flags *f, kt_opt *o, int restore)
-{
-	memset(f, 0, sizeof(*f));
-	*o++ = (kt_opt){ "volume-data", 0, restore ? "copy|snapshot" : "copy|snapshot-only",
-	                 restore ? "volumes from the data the restore point holds, written by "
-	                 "mover Jobs (copy; the default of app import) or from their CSI "
-	                 "snapshots (snapshot; the default of app restore)"
-	                 : "also copy each volume's data into the repository with a mover Job "
-	                 "(copy; the default with --profile) or keep only the CSI snapshots "
-	                 "(snapshot-only; the default with --repo)", &f->volume_data, NULL };
-	*o++ = (kt_opt){ "mover-image", 0, "IMAGE", "image of the mover Jobs (default "
-	                 KT_MOVER_IMAGE ")", &f->image, NULL };
-	*o++ = (kt_opt){ "mover-timeout", 0, "DURATION", "how long each mover Job may run "
-	                 "(default 1h)", &f->timeout, NULL };
-	if (restore)
-		*o++ = (kt_opt){ "storage-class", 0, "NAME", "StorageClass of the PVCs the mover "
-		                 "fills (default: theirs; the cluster's default for static ones)",
-		                 &f->storage_class, NULL };
-	return o;
-}
-
-static void on_mover_progress(void *ctx, const char *line)
-{
-	(void)ctx;
-	kt_log(KT_LOG_INFO, "%s", line);
-}
-
-/* Check the flags; copy: 1 to use the mover (or 0).  0 or an exit code. */
-static int mover_check(mover_flags *f, const target *t, const char *path, int dflt, int *copy)
-{
-	const char *yes = "copy";
-	const char *no = strncmp(path, "app backup", 10) ? "snapshot" : "snapshot-only";
-	*copy = dflt;
-	if (f->volume_data && strcmp(f->volume_data, yes) && strcmp(f->volume_data, no))
-		return kt_cli_usage(path, "--volume-data is %s or %s, not '%s'", yes, no,
-		                    f->volume_data);
-	if (f->volume_data)
-		*copy = !strcmp(f->volume_data, yes);
-	if (*copy && !t->profile)
-		return kt_cli_usage(path, "--volume-data copy needs --profile (a mover Job reaches "
-		                    "the profile's bucket, not a local --repo)");
-	int64_t ms = 0;
-	kt_error perr;
-	if (f->timeout && kt_parse_duration_ms(f->timeout, &ms, &perr))
-		return kt_cli_usage(path, "--mover-timeout: %s", perr.msg);
-	f->m = (kt_app_mover){ .profile = &f->profile, .image = f->image, .timeout_ms = ms,
-	                       .progress = on_mover_progress };
-	return 0;
-}
-
-/* The profile with its keys, for the mover's Secret; 0 or an exit code. */
-static int mover_load(mover_flags *f, kt_kube *c, const target *t)
-{
-	kt_error err;
-	if (kt_profile_get(c, t->profile_ns, t->profile, &f->profile, &err))
-		return kt_cli_fail(&err);
-	f->loaded = 1;
-	return 0;
-}
-
-static void mover_release(mover_flags *f)
-{
-	if (f->loaded)
-		kt_profile_release(&f->profile);
-}
-
 int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path = "app backup";
@@ -247,8 +173,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	                 "then not kept)", NULL, &no_snap };
 	*o++ = (kt_opt){ "snapshot-timeout", 0, "DURATION", "how long each VolumeSnapshot may take "
 	                 "to become ready (default 10m)", &snap_timeout, NULL };
-	mover_flags mf;
-	o = mover_opts(&mf, o, 0);
+	kt_cli_mover_flags mf;
+	o = kt_cli_mover_opts(&mf, o, 0);
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -281,7 +207,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_error perr;
 	if (kt_parse_duration_ms(snap_timeout, &snap_ms, &perr))
 		return kt_cli_usage(path, "--snapshot-timeout: %s", perr.msg);
-	if ((rc = mover_check(&mf, &tg, path, tg.profile && !no_snap, &copy)))
+	if ((rc = kt_cli_mover_check(&mf, tg.profile, path, tg.profile && !no_snap, &copy)))
 		return rc;
 	if (copy && no_snap)
 		return kt_cli_usage(path, "--volume-data copy moves the data of the volume snapshots: "
@@ -292,7 +218,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_archive *a = NULL;
 	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
 		return rc;
-	if (copy && (rc = mover_load(&mf, c, &tg))) {
+	if (copy && (rc = kt_cli_mover_load(&mf, c, tg.profile_ns, tg.profile))) {
 		close_target(&tg, s, a);
 		kt_kube_client_free(c);
 		return rc;
@@ -313,7 +239,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		fprintf(stderr, "\n");
 	close_target(&tg, s, a);
 	kt_kube_client_free(c);
-	mover_release(&mf);
+	kt_cli_mover_release(&mf);
 	if (code)
 		return kt_cli_fail(&err);
 	if (g.output == KT_OUT_TABLE) {
@@ -426,8 +352,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	                 "change nothing", NULL, &dry };
 	*o++ = (kt_opt){ "keep-node-ports", 0, NULL, "keep Services' node ports (else the "
 	                 "cluster allocates new ones)", NULL, &node_ports };
-	mover_flags mf;
-	o = mover_opts(&mf, o, 1);
+	kt_cli_mover_flags mf;
+	o = kt_cli_mover_opts(&mf, o, 1);
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -468,7 +394,7 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 		return kt_cli_usage(path, "--existing is skip or update, not '%s'", existing);
 	if (to && !kt_kube_valid_label(to))
 		return kt_cli_usage(path, "--to-namespace '%s' is not a valid namespace name", to);
-	if ((rc = mover_check(&mf, &tg, path, import, &copy)))
+	if ((rc = kt_cli_mover_check(&mf, tg.profile, path, import, &copy)))
 		return rc;
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
@@ -476,7 +402,7 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	kt_archive *a = NULL;
 	if ((rc = connect_target(&kf, &tg, path, &c, &s, &a)))
 		return rc;
-	if (copy && n_pos && (rc = mover_load(&mf, c, &tg))) {
+	if (copy && n_pos && (rc = kt_cli_mover_load(&mf, c, tg.profile_ns, tg.profile))) {
 		close_target(&tg, s, a);
 		kt_kube_client_free(c);
 		return rc;
@@ -508,7 +434,7 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	}
 	close_target(&tg, s, a);
 	kt_kube_client_free(c);
-	mover_release(&mf);
+	kt_cli_mover_release(&mf);
 	free((void *)ro.apply.include_kinds);
 	free((void *)ro.apply.exclude_kinds);
 	free(keep_in);

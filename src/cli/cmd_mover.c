@@ -7,6 +7,7 @@
  * from the Job's log.  The repository comes from the environment only
  * (KONTINUITY_REPO, AWS_*, KONTINUITY_PASSWORD, KONTINUITY_S3_*: a Secret
  * through env valueFrom), never from arguments, which a pod spec shows.
+ * Also the flags that choose and tune the mover on app backup/restore/import.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "app/app.h"
 #include "archive/archive.h"
 #include "cli.h"
+#include "kube/kube.h"
 
 /* KONTINUITY_S3_CA_PEM (an export profile's CA bundle) as a temporary
  * file for the S3 client, unless --s3-cacert names one.  0 or an exit code. */
@@ -249,4 +251,71 @@ int kt_cmd_mover_restore(int argc, char **argv, const kt_globals *g0)
 		json_decref(j);
 	}
 	return 0;
+}
+
+/* ---- the mover's flags on app backup, restore and import ---------------- */
+
+kt_opt *kt_cli_mover_opts(kt_cli_mover_flags *f, kt_opt *o, int restore)
+{
+	memset(f, 0, sizeof(*f));
+	*o++ = (kt_opt){ "volume-data", 0, restore ? "copy|snapshot" : "copy|snapshot-only",
+	                 restore ? "volumes from the data the restore point holds, written by "
+	                 "mover Jobs (copy; the default of app import) or from their CSI "
+	                 "snapshots (snapshot; the default of app restore)"
+	                 : "also copy each volume's data into the repository with a mover Job "
+	                 "(copy; the default with --profile) or keep only the CSI snapshots "
+	                 "(snapshot-only; the default with --repo)", &f->volume_data, NULL };
+	*o++ = (kt_opt){ "mover-image", 0, "IMAGE", "image of the mover Jobs (default "
+	                 KT_MOVER_IMAGE ")", &f->image, NULL };
+	*o++ = (kt_opt){ "mover-timeout", 0, "DURATION", "how long each mover Job may run "
+	                 "(default 1h)", &f->timeout, NULL };
+	if (restore)
+		*o++ = (kt_opt){ "storage-class", 0, "NAME", "StorageClass of the PVCs the mover "
+		                 "fills (default: theirs; the cluster's default for static ones)",
+		                 &f->storage_class, NULL };
+	return o;
+}
+
+static void on_mover_progress(void *ctx, const char *line)
+{
+	(void)ctx;
+	kt_log(KT_LOG_INFO, "%s", line);
+}
+
+int kt_cli_mover_check(kt_cli_mover_flags *f, const char *profile, const char *path, int dflt,
+                       int *copy)
+{
+	const char *yes = "copy";
+	const char *no = strncmp(path, "app backup", 10) ? "snapshot" : "snapshot-only";
+	*copy = dflt;
+	if (f->volume_data && strcmp(f->volume_data, yes) && strcmp(f->volume_data, no))
+		return kt_cli_usage(path, "--volume-data is %s or %s, not '%s'", yes, no,
+		                    f->volume_data);
+	if (f->volume_data)
+		*copy = !strcmp(f->volume_data, yes);
+	if (*copy && !profile)
+		return kt_cli_usage(path, "--volume-data copy needs --profile (a mover Job reaches "
+		                    "the profile's bucket, not a local --repo)");
+	int64_t ms = 0;
+	kt_error perr;
+	if (f->timeout && kt_parse_duration_ms(f->timeout, &ms, &perr))
+		return kt_cli_usage(path, "--mover-timeout: %s", perr.msg);
+	f->m = (kt_app_mover){ .profile = &f->profile, .image = f->image, .timeout_ms = ms,
+	                       .progress = on_mover_progress };
+	return 0;
+}
+
+int kt_cli_mover_load(kt_cli_mover_flags *f, kt_kube *c, const char *ns, const char *profile)
+{
+	kt_error err;
+	if (kt_profile_get(c, ns, profile, &f->profile, &err))
+		return kt_cli_fail(&err);
+	f->loaded = 1;
+	return 0;
+}
+
+void kt_cli_mover_release(kt_cli_mover_flags *f)
+{
+	if (f->loaded)
+		kt_profile_release(&f->profile);
 }
