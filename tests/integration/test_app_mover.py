@@ -259,6 +259,25 @@ def test_a_failing_mover_is_a_named_partial_failure_and_leaves_nothing(
     r = kt(kube_apiserver, "app", "backup", ns, "--repo", tmp_path / "r", "--volume-data",
            "copy", check=False)
     assert r.returncode == 2 and "needs --profile" in r.stderr
+    r = kt(kube_apiserver, "app", "backup", ns, "--profile", "mover-fail", "--volume-data",
+           "all", check=False)
+    assert r.returncode == 2 and "copy or snapshot-only" in r.stderr
+
+    # A restore whose mover fails: the VolumeData line names it, exit 1, nothing left.
+    runner.fail = None
+    rid = json.loads(kt(kube_apiserver, "app", "backup", ns, "--profile", "mover-fail",
+                        "-o", "json").stdout)["id"]
+    runner.fail = lambda job: "BackoffLimitExceeded"
+    to = ns + "-fail"
+    r = kt(kube_apiserver, "app", "restore", rid[:8], "--profile", "mover-fail",
+           "--volume-data", "copy", "--to-namespace", to, "--storage-class", "standin",
+           "--include-kinds", "Namespace,PersistentVolumeClaim", "-o", "json", check=False)
+    assert r.returncode == 1, r.stderr
+    rows = {(x["kind"], x["name"]): x for x in json.loads(r.stdout)}
+    assert rows[("VolumeData", "data-pg-0")]["result"] == "failed"
+    assert "BackoffLimitExceeded" in rows[("VolumeData", "data-pg-0")]["detail"]
+    assert "volume data failed" in r.stderr
+    assert leftovers(api, to) == []
 
 
 def test_valgrind_app_backup_and_restore_with_the_mover(kube_apiserver, app, api, minio,
