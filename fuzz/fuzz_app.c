@@ -5,7 +5,9 @@
  * kt_app_sanitize (with and without namespace mapping and a PVC snapshot).
  * Properties: sanitizing is idempotent; a sanitized object has no status,
  * uid, resourceVersion, managedFields or ownerReferences and, when mapped,
- * sits in the target namespace if it named one.
+ * sits in the target namespace if it named one.  The same document as a
+ * Job's status goes through kt_app_mover_job_state (a Failed reason is
+ * always NUL-terminated within its buffer).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,6 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kt_app_skip_object("apps", "replicasets", o);
 	kt_app_skip_object("", "secrets", o);
 	kt_app_skip_object("", "configmaps", o);
+	char why[64];
+	memset(why, 'x', sizeof(why));
+	int st = kt_app_mover_job_state(o, why, sizeof(why));
+	if (st < 0 || st > 2 || (st == 2 && !memchr(why, '\0', sizeof(why))))
+		abort();
 	json_t *copy = json_deep_copy(o);
 	check_once(o, NULL);
 	kt_app_map m = { .from_ns = "pg", .to_ns = "pg-copy", .snapshot_of = snap };

@@ -185,6 +185,8 @@ struct kt_archive;
 
 /* Tags of a restore point's repository snapshot: "app" and "ns=NAMESPACE". */
 #define KT_APP_TAG "app"
+/* Tag of a volume data snapshot made by `kontinuity mover backup`. */
+#define KT_MOVER_TAG "volume"
 
 typedef struct kt_app_backup_opts {
 	const char *namespace;   /* required */
@@ -197,6 +199,8 @@ typedef struct kt_app_backup_opts {
 	void *progress_ctx;
 	int no_volume_snapshots;  /* do not snapshot the PVCs (their data is then not kept) */
 	int64_t snapshot_timeout_ms; /* per VolumeSnapshot to become ready; 0 = 10 min */
+	const struct kt_app_mover *mover; /* copy each snapshot's data into the repository
+	                                     with a mover Job (mover.c), or NULL */
 } kt_app_backup_opts;
 
 typedef struct kt_app_backup_result {
@@ -205,6 +209,8 @@ typedef struct kt_app_backup_result {
 	uint64_t bytes;          /* of the objects as stored (JSON) */
 	uint64_t bytes_new;      /* what the repository did not hold yet */
 	unsigned volumes;        /* PVCs whose VolumeSnapshot became ready */
+	unsigned volumes_copied; /* ... whose data a mover copied into the repository */
+	uint64_t data_bytes;     /* of those copies */
 	int64_t duration_ms;
 } kt_app_backup_result;
 
@@ -225,6 +231,13 @@ typedef struct kt_app_restore_opts {
 	const char *to_namespace;       /* NULL: the namespace it came from */
 	kt_app_apply_opts apply;        /* existing, dry run, kinds, report */
 	int keep_node_ports;
+	/* Volumes whose data the restore point holds (manifest volumes[].data)
+	 * come back through mover Jobs instead of their CSI snapshots: each
+	 * PVC is created empty (storage_class, or the cluster's default when
+	 * its own was "" or absent), filled by `kontinuity mover restore`, and
+	 * only then are the tiers after PVCs applied.  NULL: CSI snapshots. */
+	const struct kt_app_mover *mover;
+	const char *storage_class;      /* for those PVCs; NULL = keep theirs */
 } kt_app_restore_opts;
 
 /*
@@ -236,6 +249,11 @@ typedef struct kt_app_restore_opts {
  */
 kt_code kt_app_restore(kt_kube *c, struct kt_archive *a, const char *id,
                        const kt_app_restore_opts *o, kt_app_apply_stats *st, kt_error *err);
+
+/* A StorageClass provisioned by CSI driver (its default one if several)
+ * into out; 0 when there is none.  PVCs restored from a snapshot of a
+ * statically bound volume (class "") need one. */
+int kt_app_class_for_driver(kt_kube *c, const char *driver, char out[254]);
 
 /* The volume snapshots restore point id names: [{"namespace", "snapshot",
  * "content"}] (caller decrefs), or NULL with err filled. */
@@ -249,6 +267,12 @@ json_t *kt_app_restore_point_volumes(struct kt_archive *a, const char *id, kt_er
 void kt_app_delete_volume_snapshots(kt_kube *c, json_t *vols, unsigned *n_failed);
 
 /* ---- one restore point: show, delete, readiness (rpinfo.c) ------------ */
+
+/* A restore point named by spec as kt_archive_find_snapshot takes it (an
+ * id prefix), but "latest" is the newest restore point, not the newest
+ * snapshot (volume data snapshots share the repository). */
+kt_code kt_app_find_restore_point(struct kt_archive *a, const char *spec, char id[65],
+                                  kt_error *err);
 
 /* The manifest of restore point id (caller decrefs), or NULL with err:
  * KT_ECORRUPT when the snapshot is not a restore point or its manifest is
@@ -264,12 +288,15 @@ typedef struct kt_app_rp_delete_result {
 	char cluster[256];           /* the cluster the restore point came from */
 	unsigned volumes_named;      /* its volume snapshots in this cluster */
 	unsigned volumes_deleted;    /* of those, given back to the storage */
+	unsigned data_named;         /* volume data snapshots (mover) it names */
+	unsigned data_deleted;       /* of those, removed from the repository */
 	char note[512];              /* why volume snapshots stay, or "" */
 } kt_app_rp_delete_result;
 
 /*
- * Delete restore point id (a full id): the repository snapshot (under a
- * shared lock; the data goes with prune) and, when c is this restore
+ * Delete restore point id (a full id): the repository snapshot and the
+ * volume data snapshots the mover wrote for it (under a shared lock; the
+ * data goes with prune) and, when c is this restore
  * point's cluster, its volume snapshots (kt_app_delete_volume_snapshots).
  * c may be NULL (volume snapshots then stay; r->note says so).
  * KT_ENOTFOUND for an unknown id, KT_EUSAGE for a snapshot that is not a
@@ -297,6 +324,64 @@ typedef void (*kt_app_ready_fn)(void *ctx, const char *kind, const char *ns, con
  */
 kt_code kt_app_wait_ready(kt_kube *c, json_t *items, int64_t timeout_ms, kt_app_ready_fn fn,
                           void *ctx, unsigned *n_not_ready, kt_error *err);
+
+/* ---- the volume data mover (mover.c) ---------------------------------- */
+
+/* The image of mover Jobs unless --mover-image names another: any image
+ * with `kontinuity` on its PATH (docs/app-backup.md). */
+#define KT_MOVER_IMAGE "kontinuity/kontinuity:" KT_VERSION
+
+struct kt_profile;
+
+/* How volume data is moved: the repository is the profile's. */
+typedef struct kt_app_mover {
+	const struct kt_profile *profile; /* location, keys, passphrase (loaded) */
+	const char *image;           /* NULL = KT_MOVER_IMAGE */
+	int64_t timeout_ms;          /* per Job (activeDeadlineSeconds); 0 = 1 h */
+	void (*progress)(void *ctx, const char *line); /* while a Job runs, or NULL */
+	void *progress_ctx;
+} kt_app_mover;
+
+/* One volume to move. */
+typedef struct kt_app_mover_volume {
+	const char *namespace, *pvc;
+	const char *snapshot;        /* backup: its VolumeSnapshot in namespace */
+	const char *restore_size;    /* backup: the snapshot's size (quantity), or NULL */
+	const char *storage_class;   /* backup: of the temporary PVC; NULL = the PVC's, else
+	                                one of driver's when that is "" (static) */
+	const char *driver;          /* backup: the snapshot's CSI driver */
+	const char *run;             /* the run's id: tag rp=RUN, names kt-mover-RUN-INDEX */
+	unsigned index;              /* the volume's number in the run */
+	const char *cluster;         /* recorded as the data snapshot's host */
+} kt_app_mover_volume;
+
+typedef struct kt_app_mover_data {
+	char id[65];                 /* the data snapshot in the repository */
+	uint64_t bytes, files;
+} kt_app_mover_data;
+
+/*
+ * Copy the data of v->snapshot into the repository a (the profile's, open,
+ * shared-locked by the caller): a temporary PVC from the snapshot, a
+ * temporary Secret, a Job running `kontinuity mover backup` on the volume
+ * read-only; then the data snapshot found by its tags into *out.  The Job,
+ * Secret and PVC are deleted in every outcome.  KT_EREMOTE with the Job's
+ * Failed reason; KT_ETRANSIENT when it does not finish in time.
+ */
+kt_code kt_app_mover_backup(kt_kube *c, struct kt_archive *a, const kt_app_mover *m,
+                            const kt_app_mover_volume *v, kt_app_mover_data *out,
+                            kt_error *err);
+
+/* A Job's outcome from its status.conditions as the API server returns
+ * it: 1 Complete, 2 Failed (why gets "reason: message", truncated to cap),
+ * 0 still running (anything else, malformed included). */
+int kt_app_mover_job_state(json_t *job, char *why, size_t cap);
+
+/* Restore data snapshot data_id into the PVC v->namespace/v->pvc (made
+ * empty by the caller) with a Job running `kontinuity mover restore`; the
+ * Job and Secret are deleted in every outcome.  Errors as above. */
+kt_code kt_app_mover_restore(kt_kube *c, const kt_app_mover *m, const kt_app_mover_volume *v,
+                             const char *data_id, kt_error *err);
 
 /* ---- export profiles (profile.c) ------------------------------------- */
 

@@ -74,6 +74,9 @@ static const char *controller_kind(json_t *obj)
 const char *kt_app_skip_object(const char *group, const char *resource, json_t *obj)
 {
 	const char *owner = controller_kind(obj);
+	if (json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"),
+	                    "kontinuity.io/mover-run"))
+		return "a volume mover's temporary object (deleted when its move ends)";
 	if (!*group && !strcmp(resource, "pods") && owner)
 		return "recreated by its controller (a ReplicaSet, StatefulSet, DaemonSet or Job)";
 	if (!strcmp(group, "apps") && !strcmp(resource, "replicasets") && owner &&

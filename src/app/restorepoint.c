@@ -35,10 +35,13 @@
 
 typedef struct bk {
 	kt_archive_writer *w;
+	kt_archive *a;
 	const kt_app_backup_opts *o;
 	json_t *objects, *skipped, *failed, *volumes;
 	json_t *pvcs;                /* names of the captured PVCs */
 	uint64_t bytes;
+	const char *cluster;
+	char run[17];                /* this run's mover id (tag rp=) */
 } bk;
 
 static void on_note(void *ctx, kt_app_note_kind k, const char *what, const char *why)
@@ -139,11 +142,39 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
 			continue;
 		}
-		json_array_append_new(b->volumes, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-		                      "pvc", pvc, "snapshot", info.name, "content", info.content,
-		                      "snapshotHandle", info.handle, "driver", info.driver, "class",
-		                      info.class_name, "restoreSize", info.restore_size));
+		json_t *vol = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+		                        "pvc", pvc, "snapshot", info.name, "content", info.content,
+		                        "snapshotHandle", info.handle, "driver", info.driver, "class",
+		                        info.class_name, "restoreSize", info.restore_size);
+		json_array_append_new(b->volumes, vol);
 		res->volumes++;
+		if (!o->mover)
+			continue;
+		/* The data itself into the repository, for clusters without this
+		 * storage (mover.c); a failure is this volume's, named. */
+		kt_app_mover_volume mv = { .namespace = o->namespace, .pvc = pvc,
+		                           .snapshot = info.name, .restore_size = info.restore_size,
+		                           .driver = info.driver,
+		                           .run = b->run, .index = (unsigned)i,
+		                           .cluster = b->cluster };
+		kt_app_mover_data data;
+		rc = kt_app_mover_backup(c, b->a, o->mover, &mv, &data, &e);
+		if (rc == KT_ECANCELED)
+			return rc;
+		if (rc) {
+			snprintf(what, sizeof(what), "persistentvolumeclaims/%s (volume data)", pvc);
+			json_array_append_new(b->failed, json_pack("{s:s, s:s}", "what", what, "why",
+			                                           e.msg));
+			res->st.failed++;
+			if (o->note)
+				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
+			continue;
+		}
+		json_object_set_new(vol, "data", json_pack("{s:s, s:I, s:I}", "snapshot", data.id,
+		                    "bytes", (json_int_t)data.bytes, "files",
+		                    (json_int_t)data.files));
+		res->volumes_copied++;
+		res->data_bytes += data.bytes;
 	}
 	return KT_OK;
 }
@@ -158,7 +189,12 @@ kt_code kt_app_backup(kt_kube *c, kt_archive *a, const kt_app_backup_opts *o,
 	if (!o->cluster && (rc = kt_kube_namespace_uid(c, "kube-system", &cluster, err)))
 		return rc;
 	bk b = { .o = o, .objects = json_array(), .skipped = json_array(),
-	         .failed = json_array(), .volumes = json_array(), .pvcs = json_array() };
+	         .failed = json_array(), .volumes = json_array(), .pvcs = json_array(),
+	         .a = a, .cluster = o->cluster ? o->cluster : cluster };
+	unsigned char rnd[8];
+	RAND_bytes(rnd, sizeof(rnd));
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(b.run + 2 * i, 3, "%02x", (unsigned)rnd[i]);
 	if (!(rc = kt_archive_writer_begin(a, 0, &b.w, err))) {
 		kt_app_collect_opts co = { .namespace = o->namespace, .selector = o->selector,
 		                           .cluster_rbac = o->cluster_rbac, .note = on_note,
@@ -223,7 +259,7 @@ static const char *snapshot_of(void *ctx, const char *pvc)
 	json_t *v;
 	json_array_foreach((json_t *)ctx, i, v) {
 		const char *p = json_string_value(json_object_get(v, "pvc"));
-		if (p && !strcmp(p, pvc))
+		if (p && !strcmp(p, pvc) && !json_object_get(v, "moved"))
 			return json_string_value(json_object_get(v, "snapshot"));
 	}
 	return NULL;
@@ -243,8 +279,8 @@ static kt_code prepare_volumes(kt_kube *c, json_t *volumes, const char *from, co
 		const char *handle = json_string_value(json_object_get(v, "snapshotHandle"));
 		const char *driver = json_string_value(json_object_get(v, "driver"));
 		const char *cls = json_string_value(json_object_get(v, "class"));
-		if (!name)
-			continue;
+		if (!name || json_object_get(v, "moved"))
+			continue;   /* its data comes through the mover */
 		kt_kube_target t = { .group = KT_VS_GROUP, .version = KT_VS_VERSION,
 		                     .resource = "volumesnapshots", .namespace = to, .name = name };
 		json_t *cur = NULL;
@@ -333,13 +369,22 @@ static void class_for_restored_pvcs(kt_kube *c, json_t *objects, json_t *volumes
 		}
 		if (!driver || !*driver)
 			continue;
-		sc_pick p = { .driver = driver };
-		kt_kube_target t = { .group = "storage.k8s.io", .version = "v1",
-		                     .resource = "storageclasses" };
-		kt_error e;
-		if (kt_kube_list(c, &t, NULL, on_storage_class, &p, NULL, &e) == KT_OK && p.name[0])
-			json_object_set_new(spec, "storageClassName", json_string(p.name));
+		char name[254];
+		if (kt_app_class_for_driver(c, driver, name))
+			json_object_set_new(spec, "storageClassName", json_string(name));
 	}
+}
+
+int kt_app_class_for_driver(kt_kube *c, const char *driver, char out[254])
+{
+	sc_pick p = { .driver = driver };
+	kt_kube_target t = { .group = "storage.k8s.io", .version = "v1",
+	                     .resource = "storageclasses" };
+	kt_error e;
+	out[0] = '\0';
+	if (kt_kube_list(c, &t, NULL, on_storage_class, &p, NULL, &e) == KT_OK && p.name[0])
+		snprintf(out, 254, "%s", p.name);
+	return out[0] != '\0';
 }
 
 static int kinds_have(const char *const *kinds, const char *kind)
@@ -350,16 +395,115 @@ static int kinds_have(const char *const *kinds, const char *kind)
 	return 0;
 }
 
+/* The report of the PVC tier, forwarded; records the PVCs it created. */
+typedef struct pvc_report {
+	const kt_app_apply_opts *ao;
+	json_t *created;
+} pvc_report;
+
+static void on_pvc_report(void *ctx, const char *kind, const char *ns, const char *name,
+                          kt_app_outcome out, const char *detail)
+{
+	pvc_report *r = ctx;
+	if (!strcmp(kind, "PersistentVolumeClaim") && (out == KT_APP_CREATED ||
+	                                               out == KT_APP_WOULD_CREATE))
+		json_array_append_new(r->created, json_string(name));
+	if (r->ao->report)
+		r->ao->report(r->ao->ctx, kind, ns, name, out, detail);
+}
+
+/* Fill each PVC created empty for a moved volume with its data (mover
+ * Jobs, one at a time); reported as kind VolumeData. */
+static kt_code move_volumes_in(kt_kube *c, const kt_app_restore_opts *o, json_t *volumes,
+                               json_t *created, const char *to, kt_app_apply_stats *st)
+{
+	const kt_app_apply_opts *ao = &o->apply;
+	char run[17];
+	unsigned char rnd[8];
+	RAND_bytes(rnd, sizeof(rnd));
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(run + 2 * i, 3, "%02x", (unsigned)rnd[i]);
+	size_t i, k;
+	json_t *v, *p;
+	json_array_foreach(volumes, i, v) {
+		const char *pvc = json_string_value(json_object_get(v, "pvc"));
+		const char *data = json_string_value(json_object_get(json_object_get(v, "data"),
+		                                                     "snapshot"));
+		int made = 0;
+		json_array_foreach(created, k, p)
+			made |= pvc && !strcmp(json_string_value(p), pvc);
+		if (!json_object_get(v, "moved") || !data || !made)
+			continue;
+		char detail[1200];
+		kt_app_outcome out;
+		if (ao->dry_run) {
+			out = KT_APP_WOULD_CREATE;
+			snprintf(detail, sizeof(detail), "a mover Job would restore data snapshot %.8s",
+			         data);
+		} else {
+			kt_app_mover_volume mv = { .namespace = to, .pvc = pvc, .run = run,
+			                           .index = (unsigned)i };
+			kt_error e;
+			kt_code rc = kt_app_mover_restore(c, o->mover, &mv, data, &e);
+			if (rc == KT_ECANCELED)
+				return rc;
+			out = rc ? KT_APP_FAILED : KT_APP_CREATED;
+			if (rc)
+				snprintf(detail, sizeof(detail), "%s", e.msg);
+			else
+				snprintf(detail, sizeof(detail), "restored from data snapshot %.8s by a "
+				         "mover Job", data);
+		}
+		if (out == KT_APP_FAILED)
+			st->failed++;
+		else
+			st->created++;
+		if (ao->report)
+			ao->report(ao->ctx, "VolumeData", to, pvc, out, detail);
+	}
+	return KT_OK;
+}
+
+/* Moved volumes' PVCs are created empty: no data source, and this
+ * cluster's class (o->storage_class, else theirs; "" = the default). */
+static void empty_moved_pvcs(json_t *objects, json_t *volumes, const char *storage_class)
+{
+	size_t i, k;
+	json_t *obj, *v;
+	json_array_foreach(objects, i, obj) {
+		const char *kind = json_string_value(json_object_get(obj, "kind"));
+		const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"),
+		                                                     "name"));
+		if (!kind || strcmp(kind, "PersistentVolumeClaim") || !name)
+			continue;
+		json_array_foreach(volumes, k, v) {
+			const char *pvc = json_string_value(json_object_get(v, "pvc"));
+			if (!pvc || strcmp(pvc, name) || !json_object_get(v, "moved"))
+				continue;
+			json_t *spec = json_object_get(obj, "spec");
+			json_object_del(spec, "dataSource");
+			json_object_del(spec, "dataSourceRef");
+			const char *cls = json_string_value(json_object_get(spec, "storageClassName"));
+			if (storage_class && *storage_class)
+				json_object_set_new(spec, "storageClassName", json_string(storage_class));
+			else if (cls && !*cls)
+				json_object_del(spec, "storageClassName");   /* static: the default */
+		}
+	}
+}
+
 /* Apply the objects below the PVC tier (namespace, RBAC, Secrets ...), then
- * make the volumes' snapshots usable in the namespace, then the rest (PVCs
- * from those snapshots, workloads ...). */
+ * make the volumes' snapshots usable in the namespace, then the PVCs (from
+ * those snapshots, or empty and filled by mover Jobs), then the rest
+ * (workloads ...), which find their volumes' data in place. */
 static kt_code apply_with_volumes(kt_kube *c, json_t *objects, json_t *volumes,
                                   const char *from, const char *to,
-                                  const kt_app_apply_opts *ao, kt_app_apply_stats *st,
+                                  const kt_app_restore_opts *o, kt_app_apply_stats *st,
                                   kt_error *err)
 {
+	const kt_app_apply_opts *ao = &o->apply;
 	int pvc_tier = kt_app_tier("", "PersistentVolumeClaim");
-	json_t *early = json_array(), *late = json_array();
+	json_t *early = json_array(), *mid = json_array(), *late = json_array();
 	size_t i;
 	json_t *obj;
 	json_array_foreach(objects, i, obj) {
@@ -368,9 +512,9 @@ static kt_code apply_with_volumes(kt_kube *c, json_t *objects, json_t *volumes,
 		char group[256];
 		snprintf(group, sizeof(group), "%.*s", slash ? (int)(slash - api) : 0, api ? api : "");
 		int tier = kt_app_tier(group, json_string_value(json_object_get(obj, "kind")));
-		json_array_append(tier < pvc_tier ? early : late, obj);
+		json_array_append(tier < pvc_tier ? early : tier == pvc_tier ? mid : late, obj);
 	}
-	kt_app_apply_stats s1 = { 0 }, s2 = { 0 }, sv = { 0 };
+	kt_app_apply_stats s1 = { 0 }, s2 = { 0 }, s3 = { 0 }, sv = { 0 };
 	kt_error e1;
 	kt_error_clear(&e1);
 	kt_code rc = kt_app_apply(c, early, ao, &s1, &e1);
@@ -379,12 +523,33 @@ static kt_code apply_with_volumes(kt_kube *c, json_t *objects, json_t *volumes,
 	           !(ao->include_kinds && !kinds_have(ao->include_kinds, "PersistentVolumeClaim"));
 	if (rc == KT_OK || rc == KT_EREMOTE) {
 		kt_code r2 = pvcs ? prepare_volumes(c, volumes, from, to, ao, &sv) : KT_OK;
-		class_for_restored_pvcs(c, late, volumes);
+		class_for_restored_pvcs(c, mid, volumes);
+		empty_moved_pvcs(mid, volumes, o->storage_class);
+		pvc_report pr = { ao, json_array() };
+		kt_app_apply_opts mo = *ao;
+		mo.report = on_pvc_report;
+		mo.ctx = &pr;
 		if (r2 == KT_OK)
-			r2 = kt_app_apply(c, late, ao, &s2, err);
+			r2 = kt_app_apply(c, mid, &mo, &s3, err);
+		if ((r2 == KT_OK || r2 == KT_EREMOTE) && pvcs && o->mover) {
+			kt_code r3 = move_volumes_in(c, o, volumes, pr.created, to, &sv);
+			if (r3)
+				r2 = kt_error_set(err, r3, "interrupted while restoring volume data");
+		}
+		json_decref(pr.created);
+		if (r2 == KT_OK || r2 == KT_EREMOTE) {
+			kt_code r4 = kt_app_apply(c, late, ao, &s2, err);
+			if (r4 != KT_OK && (r4 != KT_EREMOTE || r2 == KT_OK))
+				r2 = r4;
+		}
+		s2.created += s3.created;
+		s2.updated += s3.updated;
+		s2.skipped += s3.skipped;
+		s2.failed += s3.failed;
 		if (r2 == KT_EREMOTE || (r2 == KT_OK && (rc == KT_EREMOTE || sv.failed)))
-			rc = kt_error_set(err, KT_EREMOTE, "%u of %zu objects and volume snapshots "
-			                  "failed (see the report)", s1.failed + s2.failed + sv.failed,
+			rc = kt_error_set(err, KT_EREMOTE, "%u of %zu objects, volume snapshots and "
+			                  "volume data failed (see the report)",
+			                  s1.failed + s2.failed + sv.failed,
 			                  json_array_size(objects) + json_array_size(volumes));
 		else if (r2)
 			rc = r2;
@@ -394,6 +559,7 @@ static kt_code apply_with_volumes(kt_kube *c, json_t *objects, json_t *volumes,
 		*err = e1;
 	}
 	json_decref(early);
+	json_decref(mid);
 	json_decref(late);
 	st->created = s1.created + s2.created + sv.created;
 	st->updated = s1.updated + s2.updated;
@@ -430,6 +596,13 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 		rc = kt_error_set(err, KT_ECORRUPT, "restore point %.8s names no valid namespace", id);
 	json_t *objects = json_array();
 	json_t *volumes = json_object_get(m, "volumes");
+	/* With a mover, volumes whose data the restore point holds come back
+	 * through it (marked "moved" in this in-memory copy of the manifest). */
+	size_t k;
+	json_t *vol;
+	json_array_foreach(o->mover && json_is_array(volumes) ? volumes : NULL, k, vol)
+		if (json_is_string(json_object_get(json_object_get(vol, "data"), "snapshot")))
+			json_object_set_new(vol, "moved", json_true());
 	kt_app_map map = { .from_ns = from, .to_ns = o->to_namespace ? o->to_namespace : from,
 	                   .keep_node_ports = o->keep_node_ports,
 	                   .snapshot_of = json_is_array(volumes) ? snapshot_of : NULL,
@@ -467,7 +640,7 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 	kt_buf_release(&buf);
 	kt_archive_reader_free(rd);
 	if (!rc)
-		rc = apply_with_volumes(c, objects, volumes, from, map.to_ns, &o->apply, st, err);
+		rc = apply_with_volumes(c, objects, volumes, from, map.to_ns, o, st, err);
 	json_decref(objects);
 	json_decref(m);
 	return rc;

@@ -2,7 +2,8 @@
  * rpinfo.c - looking at and removing one restore point: its manifest
  * (restorepoint show) and its deletion (restorepoint delete): the
  * repository snapshot goes, and the storage snapshots it kept are given
- * back when they belong to this cluster.  The data goes with prune.
+ * back when they belong to this cluster, and the volume data snapshots the
+ * mover wrote for it go too.  The data goes with prune.
  *
  * Order of a delete: read the manifest (what to give back), remove the
  * snapshot object under a shared lock, then give the volume snapshots back.
@@ -42,6 +43,25 @@ json_t *kt_app_restore_point_manifest(struct kt_archive *a, const char *id, kt_e
 	}
 	kt_buf_release(&buf);
 	return m;
+}
+
+kt_code kt_app_find_restore_point(struct kt_archive *a, const char *spec, char id[65], kt_error *err)
+{
+	if (strcmp(spec, "latest"))
+		return kt_archive_find_snapshot(a, spec, id, err);
+	kt_archive_snap *v = NULL;
+	size_t n = 0;
+	kt_code code = kt_archive_snapshots(a, &v, &n, err);
+	id[0] = '\0';
+	for (size_t i = 0; !code && i < n; i++)
+		for (size_t t = 0; t < v[i].n_tags; t++)
+			if (!strcmp(v[i].tags[t], KT_APP_TAG))
+				memcpy(id, v[i].id, 65);
+	kt_archive_snaps_free(v, n);
+	if (!code && !id[0])
+		code = kt_error_set(err, KT_ENOTFOUND, "the repository holds no restore point yet "
+		                    "(make one with 'kontinuity app backup')");
+	return code;
 }
 
 /* 1 when snapshot s carries the restore point tag. */
@@ -104,14 +124,38 @@ kt_code kt_app_restore_point_delete(kt_kube *c, struct kt_archive *a, const char
 			r->volumes_named = (unsigned)json_array_size(vols);
 		free(here);
 	}
+	/* Volume data the mover copied into the repository: snapshots of their
+	 * own, named in the manifest, that go with the restore point. */
+	json_t *data = json_array();
+	json_t *m = kt_app_restore_point_manifest(a, id, &e);
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(m, "volumes"), i, x) {
+		const char *snap = json_string_value(json_object_get(json_object_get(x, "data"),
+		                                                     "snapshot"));
+		if (snap && strlen(snap) == 64)
+			json_array_append_new(data, json_string(snap));
+	}
+	json_decref(m);
+	r->data_named = (unsigned)json_array_size(data);
 	if (o->dry_run) {
 		json_decref(vols);
+		json_decref(data);
 		return KT_OK;
 	}
 	if (!(rc = kt_archive_lock(a, 0, err))) {
 		rc = kt_archive_forget_snapshot(a, id, err);
+		json_array_foreach(rc ? NULL : data, i, x) {
+			kt_code d = kt_archive_forget_snapshot(a, json_string_value(x), &e);
+			if (!d)
+				r->data_deleted++;
+			else if (d != KT_ENOTFOUND)   /* gone already is fine */
+				snprintf(r->note, sizeof(r->note), "volume data snapshot %.8s stays: %.300s",
+				         json_string_value(x), e.msg);
+		}
 		kt_archive_unlock(a);
 	}
+	json_decref(data);
 	if (!rc && r->volumes_named) {
 		unsigned failed = 0;
 		kt_app_delete_volume_snapshots(c, vols, &failed);

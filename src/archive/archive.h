@@ -178,6 +178,14 @@ kt_code kt_archive_find_snapshot(kt_archive *a, const char *spec, char id[65], k
 
 typedef struct kt_archive_restore_opts {
 	int owners;                  /* restore uid/gid (root only) */
+	/* Restore only the directory at this absolute path of the snapshot
+	 * ("/srv/data": one of the paths it holds, or below one) as target's
+	 * own contents, giving target that directory's mode and times (the
+	 * volume mover: a volume backed up at one mount path comes back at
+	 * another).  NULL = the whole snapshot, paths below target. */
+	const char *subtree;
+	/* Accept a target holding only "lost+found" (a fresh filesystem). */
+	int allow_lost_found;
 	kt_archive_progress_fn progress;
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel;

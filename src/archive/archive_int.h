@@ -130,6 +130,12 @@ kt_code kt_archive_list_names(kt_archive *a, const char *prefix, char ***out, si
 void kt_archive_names_free(char **v, size_t n);
 kt_code kt_archive_load_index(kt_archive *a, kt_error *err);
 
+/* The tree of the directory at absolute path in the snapshot whose root
+ * tree is root, with that directory's node (mode, mtime) in *mode and
+ * mtime (NULL root: the snapshot root itself, mode 0755).  KT_ENOTFOUND
+ * naming the path when it is not a directory there. */
+kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *path,
+                           uint8_t out[32], uint32_t *mode, char mtime[40], kt_error *err);
 kt_code kt_archive_load_snapshot(kt_archive *a, const char *id, kt_repo_snapshot *out,
                                  kt_error *err);
 

@@ -949,7 +949,8 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 	struct dirent *de;
 	int empty = 1;
 	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    !(o && o->allow_lost_found && !strcmp(de->d_name, "lost+found")))
 			empty = 0;
 	if (d)
 		closedir(d);
@@ -959,6 +960,15 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 		return kt_error_set(err, KT_EEXIST, "'%s' is not empty; restore into a new directory",
 		                    target);
 	}
+	uint8_t tree[32];
+	uint32_t mode;
+	char mtime[40];
+	if ((c = kt_archive_subtree(a, s.tree, o && o->subtree ? o->subtree : "", tree, &mode,
+	                            mtime, err))) {
+		close(dirfd);
+		kt_repo_snapshot_release(&s);
+		return c;
+	}
 	rctx *r = kt_xcalloc(1, sizeof(*r));
 	r->a = a;
 	r->o = o;
@@ -966,11 +976,15 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 	r->rootfd = dirfd;
 	rdir root = { .fd = dirfd, .refs = 1 };
 	start_threads(r);
-	c = restore_tree(r, &root, s.tree, 0, 0, err);
+	c = restore_tree(r, &root, tree, 0, 0, err);
 	if (!c)
 		c = wait_idle(r, err);
 	stop_threads(r, c != KT_OK);
 	free(r);
+	if (!c && mtime[0]) {   /* a subtree: target becomes that directory */
+		fchmod(dirfd, mode & 07777);
+		set_times(dirfd, ".", mtime, 0);
+	}
 	fsync(dirfd);
 	close(dirfd);
 	kt_repo_snapshot_release(&s);

@@ -127,3 +127,52 @@ kt_code kt_archive_forget_snapshot(kt_archive *a, const char *id, kt_error *err)
 		return kt_error_set(err, KT_ENOTFOUND, "no snapshot %.8s in the repository", id);
 	return c ? c : kt_store_remove(a->s, name, err);
 }
+
+kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *path,
+                           uint8_t out[32], uint32_t *mode, char mtime[40], kt_error *err)
+{
+	memcpy(out, root, 32);
+	*mode = 0755;
+	mtime[0] = '\0';
+	kt_buf raw;
+	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
+	kt_code c = KT_OK;
+	int depth = 0;
+	for (const char *p = path; !c && *p;) {
+		while (*p == '/')
+			p++;
+		size_t n = strcspn(p, "/");
+		if (!n)
+			break;
+		if (++depth > 256) {
+			c = kt_error_set(err, KT_ELIMIT, "path '%s' nests deeper than 256 levels", path);
+			break;
+		}
+		kt_repo_tree t;
+		kt_buf_reset(&raw);
+		c = kt_archive_read_blob(a, out, &raw, err);
+		kt_loc l;
+		if (!c && (!kt_archive_find(a, out, &l) || l.type != KT_BLOB_TREE))
+			c = kt_error_set(err, KT_ECORRUPT, "a directory names a data blob as its tree");
+		if (!c)
+			c = kt_repo_tree_decode(raw.data, raw.len, &t, err);
+		else
+			memset(&t, 0, sizeof(t));
+		const kt_repo_node *nd = NULL;
+		for (size_t i = 0; !c && i < t.n && !nd; i++)
+			if (strlen(t.nodes[i].name) == n && !memcmp(t.nodes[i].name, p, n))
+				nd = &t.nodes[i];
+		if (!c && (!nd || nd->type != KT_NODE_DIR))
+			c = kt_error_set(err, KT_ENOTFOUND, "'%s' is not a directory in the snapshot "
+			                 "(see its paths with 'kontinuity repo snapshots')", path);
+		if (!c) {
+			memcpy(out, nd->subtree, 32);
+			*mode = nd->mode;
+			snprintf(mtime, 40, "%s", nd->mtime);
+		}
+		kt_repo_tree_release(&t);
+		p += n;
+	}
+	kt_buf_release(&raw);
+	return c;
+}

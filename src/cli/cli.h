@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include "core/core.h"
+#include "app/app.h"
 
 typedef enum kt_out_format { KT_OUT_TABLE = 0, KT_OUT_JSON, KT_OUT_YAML } kt_out_format;
 
@@ -240,6 +241,28 @@ int kt_cmd_app_import(int argc, char **argv, const kt_globals *g);
 int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g);
 int kt_cmd_restorepoint_show(int argc, char **argv, const kt_globals *g);
 int kt_cmd_restorepoint_delete(int argc, char **argv, const kt_globals *g);
+
+/* The volume mover (cmd_mover.c). */
+int kt_cmd_mover_backup(int argc, char **argv, const kt_globals *g);
+int kt_cmd_mover_restore(int argc, char **argv, const kt_globals *g);
+
+/* --volume-data, --mover-image, --mover-timeout (and on restores
+ * --storage-class) of app backup/restore/import, and the mover they give. */
+typedef struct kt_cli_mover_flags {
+	const char *volume_data, *image, *timeout, *storage_class;
+	kt_profile profile;          /* with its keys once loaded */
+	kt_app_mover m;              /* points at profile */
+	int loaded;
+} kt_cli_mover_flags;
+kt_opt *kt_cli_mover_opts(kt_cli_mover_flags *f, kt_opt *o, int restore);
+/* Check the flags; *copy: 1 to use the mover (dflt when --volume-data is
+ * absent; copy needs a profile).  0 or an exit code (printed). */
+int kt_cli_mover_check(kt_cli_mover_flags *f, const char *profile, const char *path, int dflt,
+                       int *copy);
+/* The profile with its keys, for the mover's Secret; 0 or an exit code. */
+int kt_cli_mover_load(kt_cli_mover_flags *f, struct kt_kube *c, const char *ns,
+                      const char *profile);
+void kt_cli_mover_release(kt_cli_mover_flags *f);
 
 /* Policies and the controller (cmd_policy.c). */
 int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g);

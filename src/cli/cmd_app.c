@@ -43,8 +43,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_cli_target tg;
 	memset(&kf, 0, sizeof(kf));
 	const char *selector = NULL, *snap_timeout = "10m";
-	int rbac = 0, no_snap = 0;
-	kt_opt opts[20], *o = kt_cli_target_opts(&tg, opts);
+	int rbac = 0, no_snap = 0, copy = 0;
+	kt_opt opts[24], *o = kt_cli_target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "selector", 'l', "LABELS", "only the namespaced objects with these "
 	                 "labels (app=pg,tier!=cache)", &selector, NULL };
@@ -54,6 +54,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	                 "then not kept)", NULL, &no_snap };
 	*o++ = (kt_opt){ "snapshot-timeout", 0, "DURATION", "how long each VolumeSnapshot may take "
 	                 "to become ready (default 10m)", &snap_timeout, NULL };
+	kt_cli_mover_flags mf;
+	o = kt_cli_mover_opts(&mf, o, 0);
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -67,7 +69,9 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	         "the PVCs from them).  Secrets are encrypted like\n"
 	         "everything in the repository and never written to local disk.  A resource\n"
 	         "that cannot be read is named and recorded in the restore point; the command\n"
-	         "then exits 1 after making it.\n%s\n"
+	         "then exits 1 after making it.  With --profile, each volume's data is also\n"
+	         "copied into the repository by a mover Job (docs/app-backup.md), so another\n"
+	         "cluster can import it (--volume-data snapshot-only: the CSI snapshots only).\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity app backup pg --repo /var/backups/kontinuity\n"
 	         "  kontinuity app backup shop -l app=cart --repo s3://backups/cluster-a -o json\n",
@@ -84,18 +88,28 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_error perr;
 	if (kt_parse_duration_ms(snap_timeout, &snap_ms, &perr))
 		return kt_cli_usage(path, "--snapshot-timeout: %s", perr.msg);
+	if ((rc = kt_cli_mover_check(&mf, tg.profile, path, tg.profile && !no_snap, &copy)))
+		return rc;
+	if (copy && no_snap)
+		return kt_cli_usage(path, "--volume-data copy moves the data of the volume snapshots: "
+		                    "drop --no-volume-snapshots");
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
 	if ((rc = kt_cli_target_connect(&kf, &tg, path, &c, &s, &a)))
 		return rc;
+	if (copy && (rc = kt_cli_mover_load(&mf, c, tg.profile_ns, tg.profile))) {
+		kt_cli_target_close(&tg, s, a);
+		kt_kube_client_free(c);
+		return rc;
+	}
 	kt_error err;
 	int64_t last = 0;
 	kt_app_backup_opts bo = { .namespace = pos[0], .selector = selector, .cluster_rbac = rbac,
 	                          .note = on_backup_note, .progress = on_backup_progress,
 	                          .progress_ctx = &last, .no_volume_snapshots = no_snap,
-	                          .snapshot_timeout_ms = snap_ms };
+	                          .snapshot_timeout_ms = snap_ms, .mover = copy ? &mf.m : NULL };
 	kt_app_backup_result res;
 	kt_code code = kt_archive_lock(a, 0, &err);
 	if (!code) {
@@ -106,14 +120,16 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		fprintf(stderr, "\n");
 	kt_cli_target_close(&tg, s, a);
 	kt_kube_client_free(c);
+	kt_cli_mover_release(&mf);
 	if (code)
 		return kt_cli_fail(&err);
 	if (g.output == KT_OUT_TABLE) {
-		char b1[32], b2[32];
+		char b1[32], b2[32], b3[32];
 		printf("restore point %.8s of namespace %s: %llu objects (%s, %s new), %u volume "
-		       "snapshots, %llu skipped, %llu failed, %.1fs\n", res.id, pos[0],
+		       "snapshots (%u copied, %s), %llu skipped, %llu failed, %.1fs\n", res.id, pos[0],
 		       (unsigned long long)res.st.objects, kt_human_bytes(res.bytes, b1),
-		       kt_human_bytes(res.bytes_new, b2), res.volumes,
+		       kt_human_bytes(res.bytes_new, b2), res.volumes, res.volumes_copied,
+		       kt_human_bytes(res.data_bytes, b3),
 		       (unsigned long long)res.st.skipped_objects, (unsigned long long)res.st.failed,
 		       (double)res.duration_ms / 1000.0);
 	} else {
@@ -124,6 +140,8 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 		                      "failed", (json_int_t)res.st.failed, "bytes",
 		                      (json_int_t)res.bytes, "bytesNew", (json_int_t)res.bytes_new,
 		                      "seconds", (double)res.duration_ms / 1000.0);
+		json_object_set_new(j, "volumesCopied", json_integer(res.volumes_copied));
+		json_object_set_new(j, "dataBytes", json_integer((json_int_t)res.data_bytes));
 		kt_cli_print(j, g.output, NULL, 0);
 		json_decref(j);
 	}
@@ -214,8 +232,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	memset(&kf, 0, sizeof(kf));
 	const char *to = NULL, *include = NULL, *exclude = NULL, *existing = "skip";
 	const char *wait_to = "10m";
-	int dry = 0, node_ports = 0, wait = 0;
-	kt_opt opts[26], *o = kt_cli_target_opts(&tg, opts);
+	int dry = 0, node_ports = 0, wait = 0, copy = 0;
+	kt_opt opts[32], *o = kt_cli_target_opts(&tg, opts);
 	o = kt_cli_kube_opts(&kf, o, NULL);
 	*o++ = (kt_opt){ "to-namespace", 0, "NS", "restore into NS (default: the namespace it "
 	                 "came from); references to the old name are rewritten", &to, NULL };
@@ -234,6 +252,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	                 "ready, Jobs complete (exit 1 if not by --wait-timeout)", NULL, &wait };
 	*o++ = (kt_opt){ "wait-timeout", 0, "DURATION", "how long --wait waits (default 10m)",
 	                 &wait_to, NULL };
+	kt_cli_mover_flags mf;
+	o = kt_cli_mover_opts(&mf, o, 1);
 	memset(o, 0, sizeof(*o));
 	char help[3000];
 	snprintf(help, sizeof(help),
@@ -256,7 +276,8 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 		snprintf(help, sizeof(help),
 		         "Restore points exported by any cluster to a profile's bucket: without\n"
 		         "RESTORE-POINT, list them (with the cluster each came from); with it,\n"
-		         "restore it here exactly as 'app restore' does (for DR and migration).\n\n"
+		         "restore it here exactly as 'app restore' does (for DR and migration);\n"
+		         "volumes whose data was exported come back through mover Jobs.\n\n"
 		         "Examples:\n"
 		         "  kontinuity app import --profile offsite\n"
 		         "  kontinuity app import 1a2b3c4d --profile offsite --to-namespace pg\n");
@@ -278,12 +299,19 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	kt_error perr;
 	if (kt_parse_duration_ms(wait_to, &wait_ms, &perr))
 		return kt_cli_usage(path, "--wait-timeout: %s", perr.msg);
+	if ((rc = kt_cli_mover_check(&mf, tg.profile, path, import, &copy)))
+		return rc;
 	kt_cli_catch_signals();
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
 	if ((rc = kt_cli_target_connect(&kf, &tg, path, &c, &s, &a)))
 		return rc;
+	if (copy && n_pos && (rc = kt_cli_mover_load(&mf, c, tg.profile_ns, tg.profile))) {
+		kt_cli_target_close(&tg, s, a);
+		kt_kube_client_free(c);
+		return rc;
+	}
 	if (n_pos == 0) {   /* app import without a restore point: the list */
 		rc = kt_cli_list_restore_points(a, NULL, &g);
 		kt_cli_target_close(&tg, s, a);
@@ -292,7 +320,9 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	}
 	char *keep_in = NULL, *keep_ex = NULL;
 	report_rows rep = { json_array(), g.output == KT_OUT_TABLE };
-	kt_app_restore_opts ro = { .to_namespace = to, .keep_node_ports = node_ports };
+	kt_app_restore_opts ro = { .to_namespace = to, .keep_node_ports = node_ports,
+	                           .mover = copy ? &mf.m : NULL,
+	                           .storage_class = mf.storage_class };
 	ro.apply.update_existing = !strcmp(existing, "update");
 	ro.apply.dry_run = dry;
 	ro.apply.include_kinds = split_kinds(include, &keep_in);
@@ -302,12 +332,13 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	kt_error err;
 	char id[65];
 	kt_app_apply_stats st = { 0 };
-	kt_code code = kt_archive_find_snapshot(a, pos[0], id, &err);
+	kt_code code = kt_app_find_restore_point(a, pos[0], id, &err);
 	if (!code && !(code = kt_archive_lock(a, 0, &err))) {
 		code = kt_app_restore(c, a, id, &ro, &st, &err);
 		kt_archive_unlock(a);
 	}
 	kt_cli_target_close(&tg, s, a);
+	kt_cli_mover_release(&mf);
 	free((void *)ro.apply.include_kinds);
 	free((void *)ro.apply.exclude_kinds);
 	free(keep_in);

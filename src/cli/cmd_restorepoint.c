@@ -177,7 +177,7 @@ int kt_cmd_restorepoint_show(int argc, char **argv, const kt_globals *g0)
 	kt_error err;
 	char id[65];
 	json_t *m = NULL;
-	kt_code code = kt_archive_find_snapshot(a, pos[0], id, &err);
+	kt_code code = kt_app_find_restore_point(a, pos[0], id, &err);
 	if (!code && !(m = kt_app_restore_point_manifest(a, id, &err)))
 		code = err.code;
 	kt_cli_target_close(&tg, s, a);
@@ -216,9 +216,10 @@ int kt_cmd_restorepoint_delete(int argc, char **argv, const kt_globals *g0)
 	int n_pos = 0, done = 0;
 	char help[2000];
 	snprintf(help, sizeof(help),
-	         "Delete restore points: each one's snapshot in the repository and, when it\n"
-	         "was taken in this cluster, the CSI VolumeSnapshots it kept (their contents go\n"
-	         "back to deletionPolicy Delete, so the storage frees them).  Volume snapshots\n"
+	         "Delete restore points: each one's snapshot in the repository, the copies of\n"
+	         "its volumes' data a mover made there, and, when it was taken in this\n"
+	         "cluster, the CSI VolumeSnapshots it kept (their contents go back to\n"
+	         "deletionPolicy Delete, so the storage frees them).  Volume snapshots\n"
 	         "of another cluster's restore points are never touched.  The objects' data\n"
 	         "stays in the repository until `--prune` (or `kontinuity repo prune`); in an\n"
 	         "immutable profile's bucket it stays until its retention date whatever is\n"
@@ -256,21 +257,24 @@ int kt_cmd_restorepoint_delete(int argc, char **argv, const kt_globals *g0)
 	/* Resolve every name first: a typo deletes nothing. */
 	char (*ids)[65] = kt_xcalloc((size_t)n_pos, sizeof(*ids));
 	for (int i = 0; !code && i < n_pos; i++)
-		code = kt_archive_find_snapshot(a, pos[i], ids[i], &err);
+		code = kt_app_find_restore_point(a, pos[i], ids[i], &err);
 	for (int i = 0; !code && i < n_pos; i++) {
 		kt_app_rp_delete_result r;
 		code = kt_app_restore_point_delete(c, a, ids[i], &dopts, &r, &err);
 		if (code)
 			break;
 		deleted++;
-		json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:i, s:o}", "id", ids[i],
-		                      "cluster", r.cluster, "volumeSnapshots", (int)r.volumes_named,
-		                      "volumeSnapshotsDeleted", (int)r.volumes_deleted, "note",
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:o}", "id",
+		                      ids[i], "cluster", r.cluster, "volumeSnapshots",
+		                      (int)r.volumes_named, "volumeSnapshotsDeleted",
+		                      (int)r.volumes_deleted, "volumeData", (int)r.data_named,
+		                      "volumeDataDeleted", (int)r.data_deleted, "note",
 		                      r.note[0] ? kt_cli_json_text(r.note) : json_null()));
 		if (g.output == KT_OUT_TABLE)
-			printf("%s restore point %.8s (%u of %u volume snapshots %s)\n",
-			       dry ? "would delete" : "deleted", ids[i],
+			printf("%s restore point %.8s (%u of %u volume snapshots, %u of %u volume data "
+			       "copies %s)\n", dry ? "would delete" : "deleted", ids[i],
 			       dry ? r.volumes_named : r.volumes_deleted, r.volumes_named,
+			       dry ? r.data_named : r.data_deleted, r.data_named,
 			       dry ? "would go" : "deleted");
 		if (r.note[0])
 			fprintf(stderr, "kontinuity: restore point %.8s: %s\n", ids[i], r.note);

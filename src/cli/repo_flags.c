@@ -97,9 +97,16 @@ int kt_cli_repo_store(const kt_cli_repo_flags *f, const char *path_cmd, int crea
 {
 	if (!f->repo || !*f->repo)
 		return kt_cli_usage(path_cmd, "--repo URL is required (or set KONTINUITY_REPO)");
+	/* Set by the volume mover's Job (src/app/mover.c) from an export
+	 * profile: its addressing and its Object Lock retention. */
+	const char *style = getenv("KONTINUITY_S3_PATH_STYLE");
+	const char *lock = getenv("KONTINUITY_S3_LOCK_DAYS");
 	kt_store_opts so = { .create = create, .endpoint = f->endpoint, .region = f->region,
 	                     .access_key = getenv("AWS_ACCESS_KEY_ID"),
 	                     .secret_key = getenv("AWS_SECRET_ACCESS_KEY"), .cacert = f->cacert,
+	                     .style = style && !strcmp(style, "1") ? KT_S3_STYLE_PATH
+	                                                           : KT_S3_STYLE_AUTO,
+	                     .lock_days = lock ? (unsigned)strtoul(lock, NULL, 10) : 0,
 	                     .cancel = &kt_cli_cancel };
 	kt_error err;
 	kt_store *s;

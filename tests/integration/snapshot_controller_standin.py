@@ -59,6 +59,13 @@ snapshot.storage.k8s.io/v1 API (external-snapshotter v8):
    request, the PVC
    stays Pending with a ProvisioningFailed Event, as with the real provisioner.
 4. make_bound_pvc(): a PVC bound to a CSI PV without a kubelet or provisioner.
+5. volume data, when started with data_root (the tests of the volume mover):
+   each CSI volume of our drivers is a directory DATA_ROOT/volumes/<volumeHandle>
+   (volume_dir()); CreateSnapshot copies it (contents, modes, mtimes, links) to
+   DATA_ROOT/snapshots/<snapshotHandle>; provisioning from a snapshot copies that
+   back into the new volume's directory; and a Pending PVC without a data source
+   whose StorageClass is ours is provisioned empty (dynamic provisioning), as
+   the mover's restore needs.
 
 It never prints; every action is one line in the log:
 `<UTC ISO time> <event> key=value ...`. It is level-triggered: each pass lists
@@ -71,9 +78,9 @@ import http.client
 import json
 import re
 import shlex
+import shutil
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -146,97 +153,9 @@ def format_quantity(n):
 
 
 # ---------------------------------------------------------------------------
-# REST
+# REST (kube_rest.py)
 
-
-class ApiError(Exception):
-    def __init__(self, method, path, status, body):
-        msg = body.get("message") if isinstance(body, dict) else body[:300]
-        super().__init__(f"{method} {path}: {status}: {msg}")
-        self.status, self.body = status, body
-
-
-class Api:
-    """A minimal kube-apiserver client: one keep-alive HTTPS connection per
-    thread, bearer token, JSON in and out."""
-
-    def __init__(self, server, token, ca_file, timeout=30):
-        scheme, _, rest = server.partition("://")
-        if scheme != "https":
-            raise ValueError(f"server {server!r}: only https is supported")
-        hostport = rest.split("/", 1)[0]
-        self.host, _, port = hostport.rpartition(":")
-        self.port = int(port or 443)
-        self.server, self.token, self.timeout = server, token, timeout
-        self.ctx = ssl.create_default_context(cafile=str(ca_file))
-        self._local = threading.local()
-
-    def _conn(self, fresh=False):
-        c = getattr(self._local, "conn", None)
-        if c is None or fresh:
-            if c is not None:
-                c.close()
-            c = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                            context=self.ctx)
-            self._local.conn = c
-        return c
-
-    def request(self, method, path, body=None, content_type="application/json"):
-        """(status, decoded JSON or text). Retries once on a dropped keep-alive."""
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
-        for attempt in (0, 1):
-            conn = self._conn(fresh=attempt > 0)
-            try:
-                conn.request(method, path, body=data, headers=headers)
-                r = conn.getresponse()
-                raw = r.read()
-                break
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                self._local.conn = None
-                if attempt:
-                    raise
-        try:
-            return r.status, json.loads(raw)
-        except ValueError:
-            return r.status, raw.decode(errors="replace")
-
-    def call(self, method, path, body=None, ok=(200, 201), content_type="application/json"):
-        status, out = self.request(method, path, body, content_type)
-        if status not in ok:
-            raise ApiError(method, path, status, out)
-        return out
-
-    def get(self, path):
-        """The object, or None on 404."""
-        status, out = self.request("GET", path)
-        if status == 404:
-            return None
-        if status != 200:
-            raise ApiError("GET", path, status, out)
-        return out
-
-    def list(self, path):
-        return self.call("GET", path).get("items") or []
-
-    def create(self, path, obj):
-        return self.call("POST", path, obj)
-
-    def merge_patch(self, path, patch):
-        return self.call("PATCH", path, patch, content_type="application/merge-patch+json")
-
-    def delete(self, path):
-        """True if deleted (or being deleted), False if it was not there."""
-        status, out = self.request("DELETE", path)
-        if status == 404:
-            return False
-        if status not in (200, 202):
-            raise ApiError("DELETE", path, status, out)
-        return True
+from kube_rest import Api, ApiError  # noqa: E402,F401 (re-exported: sc.Api)
 
 
 def ns_path(kind_path, namespace, name=None):
@@ -350,8 +269,10 @@ class SnapshotControllerStandin:
 
     WATCHED = (VS_PATH, VSC_PATH, VSCLASS_PATH, PVC_PATH)
 
-    def __init__(self, api, log_path=None, drivers=None, slow_seconds=2.0, resync=1.0):
+    def __init__(self, api, log_path=None, drivers=None, slow_seconds=2.0, resync=1.0,
+                 data_root=None):
         self.api = api
+        self.data_root = data_root
         self.log = Log(log_path)
         self.drivers = dict(DEFAULT_DRIVERS if drivers is None else drivers)
         for d, mode in self.drivers.items():
@@ -838,10 +759,34 @@ class SnapshotControllerStandin:
                 size = parse_quantity(pv["spec"]["capacity"]["storage"])
         status = {"snapshotHandle": f"standin-snap-{uuid.uuid4()}",
                   "creationTime": time.time_ns(), "readyToUse": mode == "ready"}
+        if self.data_root is not None:   # the point-in-time copy, before it is reported
+            self._copy_data(self.volume_dir(handle),
+                            self.data_root / "snapshots" / status["snapshotHandle"],
+                            "data-snapshot")
         if size is not None:
             status["restoreSize"] = size
         self._content_status(content, status)
         return slow if mode == "slow" else None
+
+    # -- volume data (part 5) -------------------------------------------------
+
+    def volume_dir(self, handle):
+        """The directory holding CSI volume HANDLE's files (made on first use)."""
+        d = self.data_root / "volumes" / handle
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _copy_data(self, src, dst, what, **kv):
+        if self.data_root is None:
+            return
+        if dst.exists():
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            shutil.copytree(src, dst, symlinks=True)
+        else:
+            dst.mkdir()
+        self.log(what, src=src.name, dst=dst.name, **kv)
 
     def _content_status(self, content, status):
         name = _meta(content)["name"]
@@ -880,7 +825,8 @@ class SnapshotControllerStandin:
     def _sync_restore(self, st, pvc):
         pm, spec = _meta(pvc), pvc.get("spec") or {}
         ds = spec.get("dataSourceRef") or spec.get("dataSource") or {}
-        if ds.get("kind") != "VolumeSnapshot" or ds.get("apiGroup") != GROUP:
+        empty = not ds and self.data_root is not None   # dynamic provisioning (part 5)
+        if (ds.get("kind") != "VolumeSnapshot" or ds.get("apiGroup") != GROUP) and not empty:
             return None
         if spec.get("volumeName") or pm.get("deletionTimestamp") or \
                 (pvc.get("status") or {}).get("phase") not in (None, "Pending"):
@@ -896,14 +842,16 @@ class SnapshotControllerStandin:
         driver = sc["provisioner"]
         requested = parse_quantity(((spec.get("resources") or {}).get("requests") or {})
                                    .get("storage", "0"))
-        content, err = self._restore_source(st, pvc, ds, driver, requested)
+        content, err = (None, None) if empty else \
+            self._restore_source(st, pvc, ds, driver, requested)
         if err is not None:
             self._event(pvc, "Warning", "ProvisioningFailed",
                         f"failed to provision volume with StorageClass \"{sc_name}\": {err}")
             return None
         ns = ds.get("namespace") or pm["namespace"]
         pv_name = f"pvc-{pm['uid']}"
-        handle = content["status"]["snapshotHandle"]
+        handle = content["status"]["snapshotHandle"] if content else ""
+        vol_handle = f"standin-vol-{uuid.uuid4()}"
         pv = {"apiVersion": "v1", "kind": "PersistentVolume",
               "metadata": {"name": pv_name,
                            "annotations": {"pv.kubernetes.io/provisioned-by": driver}},
@@ -915,7 +863,7 @@ class SnapshotControllerStandin:
                        "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                     "namespace": pm["namespace"], "name": pm["name"],
                                     "uid": pm["uid"], "resourceVersion": pm["resourceVersion"]},
-                       "csi": {"driver": driver, "volumeHandle": f"standin-vol-{uuid.uuid4()}",
+                       "csi": {"driver": driver, "volumeHandle": vol_handle,
                                "volumeAttributes": {
                                    "standin.kontinuity.test/restored-from": handle}}}}
         status, out = self.api.request("POST", PV_PATH, pv)
@@ -923,6 +871,9 @@ class SnapshotControllerStandin:
             out = self.api.get(f"{PV_PATH}/{pv_name}")
         elif status not in (200, 201):
             raise ApiError("POST", PV_PATH, status, out)
+        elif self.data_root is not None:
+            self._copy_data(self.data_root / "snapshots" / (handle or "-none-"),
+                            self.volume_dir(vol_handle), "data-provision", pvc=_key(pvc))
         self.log("provision", pvc=_key(pvc), pv=pv_name, snapshot=f"{ns}/{ds.get('name')}",
                  snapshot_handle=handle, size=format_quantity(requested))
         path = ns_path(PVC_PATH, pm["namespace"], pm["name"])

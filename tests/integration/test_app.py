@@ -248,8 +248,9 @@ def test_export_to_an_immutable_profile_and_import_into_another_cluster(
                tmp_path / "sk", "--repository-password-file", tmp_path / "rp", check=False)
         assert r.returncode == 0, r.stderr
     make_profile(kube_apiserver)
+    # (test_app_mover.py exports and imports the volume data with mover Jobs.)
     out = json.loads(kt(kube_apiserver, "app", "backup", ns, "--profile", "app-export",
-                        "-o", "json").stdout)
+                        "--volume-data", "snapshot-only", "-o", "json").stdout)
     assert out["objects"] >= 14 and out["failed"] == 0
     # Every object written carries COMPLIANCE retention; none can be destroyed.
     vs = [v for v in versions(minio, "rp-export", "restore-points/") if v[4] == "data"]

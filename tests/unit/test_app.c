@@ -82,7 +82,11 @@ static void test_skip_objects(void)
 	CHECK(kt_app_skip_object("", "secrets", helm) == NULL);
 	CHECK(kt_app_skip_object("", "configmaps", rootca) != NULL);
 	CHECK(kt_app_skip_object("", "secrets", rootca) == NULL);
-	json_t *all[] = { owned, lone, rs, nonctl, job, tok, helm, rootca };
+	json_t *mover = obj("{\"metadata\":{\"name\":\"kt-mover-1-0\",\"labels\":"
+	                    "{\"kontinuity.io/mover-run\":\"1\"}}}");
+	CHECK_CONTAINS(kt_app_skip_object("", "persistentvolumeclaims", mover), "mover");
+	CHECK_CONTAINS(kt_app_skip_object("batch", "jobs", mover), "mover");
+	json_t *all[] = { owned, lone, rs, nonctl, job, tok, helm, rootca, mover };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		json_decref(all[i]);
 }

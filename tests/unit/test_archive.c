@@ -2,12 +2,14 @@
  * test_archive.c - unit tests for src/archive that need its internals:
  * the lock protocol (conflicts, stale locks, refresh) on a local store, and
  * the delta codec (delta.c) end to end on synthetic bbolt-like files, and
- * snapshots written from memory (writer.c) read back file by file.
+ * snapshots written from memory (writer.c) read back file by file, and
+ * restore of one directory of a snapshot as the target (the volume mover).
  */
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,10 +261,71 @@ static void test_writer(void)
 	CHECK(system(cmd) == 0);
 }
 
+static void test_restore_subtree(void)
+{
+	char dir[] = "/tmp/kt-unit-subtree-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char path[256], out[300], file[400];
+	snprintf(path, sizeof(path), "%s/repo", dir);
+	kt_store *s = store_at(path);
+	kt_error err;
+	kt_archive_init_opts io = { .kdf_n = 16384 };
+	CHECK(kt_archive_init(s, "pw", 2, &io, &err) == KT_OK);
+	kt_archive *a;
+	CHECK(kt_archive_open(s, "pw", 2, &a, &err) == KT_OK);
+	kt_archive_writer *w;
+	CHECK(kt_archive_writer_begin(a, 0, &w, &err) == KT_OK);
+	CHECK(kt_archive_writer_add(w, "a/b/f.txt", "hello", 5, 0640, &err) == KT_OK);
+	CHECK(kt_archive_writer_add(w, "a/b/c/g.txt", "deep", 4, 0600, &err) == KT_OK);
+	CHECK(kt_archive_writer_add(w, "a/other", "x", 1, 0600, &err) == KT_OK);
+	const char *const paths[] = { "/a/b" };
+	kt_archive_backup_opts bo = { .hostname = "h" };
+	kt_archive_backup_result br;
+	CHECK(kt_archive_writer_commit(w, &bo, paths, 1, &br, &err) == KT_OK);
+	kt_archive_writer_free(w);
+
+	/* /a/b becomes the target itself; a fresh filesystem's lost+found is fine. */
+	snprintf(out, sizeof(out), "%s/vol", dir);
+	CHECK(mkdir(out, 0755) == 0);
+	snprintf(file, sizeof(file), "%s/lost+found", out);
+	CHECK(mkdir(file, 0700) == 0);
+	kt_archive_restore_opts ro = { .subtree = "/a/b", .allow_lost_found = 1 };
+	kt_archive_restore_result rr;
+	CHECK(kt_archive_restore(a, br.snapshot_id, out, &ro, &rr, &err) == KT_OK);
+	CHECK(rr.files == 2);
+	snprintf(file, sizeof(file), "%s/f.txt", out);
+	struct stat st;
+	CHECK(stat(file, &st) == 0 && st.st_size == 5 && (st.st_mode & 07777) == 0640);
+	snprintf(file, sizeof(file), "%s/c/g.txt", out);
+	CHECK(stat(file, &st) == 0 && st.st_size == 4);
+	snprintf(file, sizeof(file), "%s/other", out);
+	CHECK(stat(file, &st) != 0);                       /* outside the subtree */
+	/* Not over data; lost+found only when allowed; only directories. */
+	CHECK(kt_archive_restore(a, br.snapshot_id, out, &ro, &rr, &err) == KT_EEXIST);
+	snprintf(out, sizeof(out), "%s/vol2", dir);
+	CHECK(mkdir(out, 0755) == 0);
+	snprintf(file, sizeof(file), "%s/lost+found", out);
+	CHECK(mkdir(file, 0700) == 0);
+	ro.allow_lost_found = 0;
+	CHECK(kt_archive_restore(a, br.snapshot_id, out, &ro, &rr, &err) == KT_EEXIST);
+	ro.allow_lost_found = 1;
+	ro.subtree = "/a/nope";
+	CHECK(kt_archive_restore(a, br.snapshot_id, out, &ro, &rr, &err) == KT_ENOTFOUND);
+	CHECK_CONTAINS(err.msg, "/a/nope");
+	ro.subtree = "/a/b/f.txt";
+	CHECK(kt_archive_restore(a, br.snapshot_id, out, &ro, &rr, &err) == KT_ENOTFOUND);
+	kt_archive_free(a);
+	kt_store_free(s);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	RUN(test_locks);
 	RUN(test_delta_codec);
 	RUN(test_writer);
+	RUN(test_restore_subtree);
 	return unit_done();
 }
