@@ -279,6 +279,10 @@ kt_code kt_app_find_restore_point(struct kt_archive *a, const char *spec, char i
  * not ours, else the repository's error. */
 json_t *kt_app_restore_point_manifest(struct kt_archive *a, const char *id, kt_error *err);
 
+/* Append to out the ids of the volume data snapshots (the mover's copies)
+ * restore point id names; nothing when its manifest cannot be read. */
+void kt_app_restore_point_data(struct kt_archive *a, const char *id, json_t *out);
+
 typedef struct kt_app_rp_delete_opts {
 	int keep_volume_snapshots;   /* leave the VolumeSnapshots in the cluster */
 	int dry_run;                 /* say what would go; change nothing */
@@ -438,6 +442,8 @@ typedef struct kt_policy {
 	char schedule[257];      /* as written; "" = @hourly */
 	char profile[254];
 	int volume_snapshots;
+	int volume_data;         /* copy each volume's data into the repository (mover) */
+	char mover_image[257];   /* spec.moverImage, "" = KT_MOVER_IMAGE */
 	unsigned keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly;
 	char last_run[40];       /* status.lastRun.time, "" when it never ran */
 	char created[40];        /* metadata.creationTimestamp */
@@ -464,13 +470,17 @@ typedef struct kt_policy_run_result {
 /*
  * One run: a restore point of every namespace into the archive (the
  * profile's repository, opened by the caller) and one of the policy's own
- * namespace (kontinuity's catalog: policies, profiles, their Secrets), then
- * the retention applied to this cluster's restore points of those
- * namespaces (and prune when it removed some).  A namespace that fails does not stop the others: r says
- * what happened.  Errors only for the repository itself.
+ * namespace (kontinuity's catalog: policies, profiles, their Secrets),
+ * each volume's data copied by mover Jobs when mover is not NULL (the
+ * policy's volumeData is copy), then the retention applied to this
+ * cluster's restore points of those namespaces, which also removes their
+ * volume data copies and gives their volume snapshots back (and prune when
+ * it removed some).  A namespace that fails does not stop the others: r
+ * says what happened.  Errors only for the repository itself.
  */
 kt_code kt_policy_run(kt_kube *c, struct kt_archive *a, const kt_policy *p,
-                      kt_policy_run_result *r, kt_error *err);
+                      const struct kt_app_mover *mover, kt_policy_run_result *r,
+                      kt_error *err);
 
 /* ---- order (order.c) ------------------------------------------------- */
 

@@ -59,6 +59,15 @@ kt_code kt_policy_from_object(kt_policy *out, json_t *obj, kt_error *err)
 	snprintf(out->schedule, sizeof(out->schedule), "%s", sched ? sched : "");
 	json_t *vs = json_object_get(spec, "volumeSnapshots");
 	out->volume_snapshots = !json_is_false(vs);
+	const char *vd = jstr(spec, "volumeData", NULL);
+	if (vd && strcmp(vd, "copy") && strcmp(vd, "snapshot-only")) {
+		kt_policy_release(out);
+		return kt_error_set(err, KT_EUSAGE, "policy '%s': volumeData is copy or snapshot-only, "
+		                    "not '%s'", name, vd);
+	}
+	out->volume_data = out->volume_snapshots && (!vd || !strcmp(vd, "copy"));
+	const char *img = jstr(spec, "moverImage", NULL);
+	snprintf(out->mover_image, sizeof(out->mover_image), "%s", img ? img : "");
 	json_t *ret = json_object_get(spec, "retention");
 	unsigned *keep[] = { &out->keep_last, &out->keep_hourly, &out->keep_daily,
 		             &out->keep_weekly, &out->keep_monthly, &out->keep_yearly };
@@ -173,8 +182,8 @@ static kt_code policy_namespaces(kt_kube *c, const kt_policy *p, json_t *out, kt
 	return KT_OK;
 }
 
-kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_run_result *r,
-                      kt_error *err)
+kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, const kt_app_mover *mover,
+                      kt_policy_run_result *r, kt_error *err)
 {
 	memset(r, 0, sizeof(*r));
 	kt_time_iso(r->time, sizeof(r->time));
@@ -197,7 +206,8 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 		int catalog = !strcmp(ns, p->namespace);
 		kt_app_backup_opts bo = { .namespace = ns, .selector = catalog ? NULL : p->selector,
 		                          .cluster = cluster,
-		                          .no_volume_snapshots = catalog || !p->volume_snapshots };
+		                          .no_volume_snapshots = catalog || !p->volume_snapshots,
+		                          .mover = catalog ? NULL : mover };
 		kt_app_backup_result br;
 		kt_error e;
 		kt_error_clear(&e);
@@ -245,15 +255,27 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, kt_policy_r
 			rc = kt_archive_forget(a, &pol, 1, note_going, going, &removed, err);
 			size_t k;
 			json_t *id;
+			json_t *data = json_array();
 			json_array_foreach(rc ? NULL : going, k, id) {
 				kt_error e;
 				json_t *v = kt_app_restore_point_volumes(a, json_string_value(id), &e);
 				if (v)
 					json_array_extend(vols, v);
 				json_decref(v);
+				kt_app_restore_point_data(a, json_string_value(id), data);
 			}
 			if (!rc)
 				rc = kt_archive_forget(a, &pol, 0, NULL, NULL, &removed, err);
+			/* The volume data copies go with their restore points (each is a
+			 * snapshot of its own, kept by no rule of the restore points'). */
+			json_array_foreach(rc ? NULL : data, k, id) {
+				kt_error e;
+				kt_code d = kt_archive_forget_snapshot(a, json_string_value(id), &e);
+				if (d && d != KT_ENOTFOUND)
+					kt_log(KT_LOG_WARN, "policy %s: volume data snapshot %.8s stays: %s",
+					       p->name, json_string_value(id), e.msg);
+			}
+			json_decref(data);
 			kt_archive_unlock(a);
 		}
 		if (!rc) {

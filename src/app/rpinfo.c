@@ -64,6 +64,21 @@ kt_code kt_app_find_restore_point(struct kt_archive *a, const char *spec, char i
 	return code;
 }
 
+void kt_app_restore_point_data(struct kt_archive *a, const char *id, json_t *out)
+{
+	kt_error e;
+	json_t *m = kt_app_restore_point_manifest(a, id, &e);
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(m, "volumes"), i, v) {
+		const char *snap = json_string_value(json_object_get(json_object_get(v, "data"),
+		                                                     "snapshot"));
+		if (snap && strlen(snap) == 64)
+			json_array_append_new(out, json_string(snap));
+	}
+	json_decref(m);
+}
+
 /* 1 when snapshot s carries the restore point tag. */
 static int is_restore_point(const kt_archive_snap *s)
 {
@@ -127,16 +142,9 @@ kt_code kt_app_restore_point_delete(kt_kube *c, struct kt_archive *a, const char
 	/* Volume data the mover copied into the repository: snapshots of their
 	 * own, named in the manifest, that go with the restore point. */
 	json_t *data = json_array();
-	json_t *m = kt_app_restore_point_manifest(a, id, &e);
 	size_t i;
 	json_t *x;
-	json_array_foreach(json_object_get(m, "volumes"), i, x) {
-		const char *snap = json_string_value(json_object_get(json_object_get(x, "data"),
-		                                                     "snapshot"));
-		if (snap && strlen(snap) == 64)
-			json_array_append_new(data, json_string(snap));
-	}
-	json_decref(m);
+	kt_app_restore_point_data(a, id, data);
 	r->data_named = (unsigned)json_array_size(data);
 	if (o->dry_run) {
 		json_decref(vols);

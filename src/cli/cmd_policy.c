@@ -40,8 +40,9 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	const char *keep[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
 	static const char *const tiers[] = { "last", "hourly", "daily", "weekly", "monthly",
 		                             "yearly" };
+	const char *volume_data = NULL, *mover_image = NULL;
 	int no_snap = 0;
-	kt_opt opts[24], *o = kt_cli_kube_opts(&kf, opts, NULL);
+	kt_opt opts[28], *o = kt_cli_kube_opts(&kf, opts, NULL);
 	*o++ = (kt_opt){ "namespace", 'n', "NS", "namespace of the policy and its profile "
 	                 "(default " KT_PROFILE_NAMESPACE ")", &ns, NULL };
 	*o++ = (kt_opt){ "namespaces", 0, "NS,NS", "the namespaces to back up", &namespaces,
@@ -63,6 +64,12 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	*o++ = (kt_opt){ "keep-yearly", 0, "N", "... of N years", &keep[5], NULL };
 	*o++ = (kt_opt){ "no-volume-snapshots", 0, NULL, "do not snapshot the PVCs", NULL,
 	                 &no_snap };
+	*o++ = (kt_opt){ "volume-data", 0, "copy|snapshot-only", "copy each snapshot's data into "
+	                 "the profile's repository with a mover Job, so another cluster can restore "
+	                 "it (copy, the default), or keep only the CSI snapshots", &volume_data,
+	                 NULL };
+	*o++ = (kt_opt){ "mover-image", 0, "IMAGE", "image of the mover Jobs (default "
+	                 KT_MOVER_IMAGE ")", &mover_image, NULL };
 	memset(o, 0, sizeof(*o));
 	char *pos[1];
 	int n_pos = 0, done = 0;
@@ -118,6 +125,12 @@ int kt_cmd_policy_create(int argc, char **argv, const kt_globals *g0)
 	if (ns_selector)
 		json_object_set_new(json_object_get(pol, "spec"), "namespaceSelector",
 		                    json_string(ns_selector));
+	if (volume_data)
+		json_object_set_new(json_object_get(pol, "spec"), "volumeData",
+		                    json_string(volume_data));
+	if (mover_image)
+		json_object_set_new(json_object_get(pol, "spec"), "moverImage",
+		                    json_string(mover_image));
 	if (!namespaces)
 		json_object_del(json_object_get(pol, "spec"), "namespaces");
 	kt_error err;
@@ -253,7 +266,19 @@ static kt_code run_one(kt_kube *c, const kt_policy *p, kt_policy_run_result *r, 
 	if (kt_cli_profile_repo(c, p->namespace, p->profile, "policy run", &s, &a, ca))
 		return kt_error_set(err, KT_EREMOTE, "policy '%s': its profile '%s' cannot be "
 		                    "opened (see above)", p->name, p->profile);
-	kt_code rc = kt_policy_run(c, a, p, r, err);
+	/* Volume data goes through mover Jobs with the profile's keys. */
+	kt_profile prof;
+	int have_prof = 0;
+	kt_app_mover m = { .profile = &prof, .image = p->mover_image[0] ? p->mover_image : NULL };
+	kt_code rc = KT_OK;
+	if (p->volume_data) {
+		rc = kt_profile_get(c, p->namespace, p->profile, &prof, err);
+		have_prof = !rc;
+	}
+	if (!rc)
+		rc = kt_policy_run(c, a, p, have_prof ? &m : NULL, r, err);
+	if (have_prof)
+		kt_profile_release(&prof);
 	kt_archive_free(a);
 	kt_store_free(s);
 	if (ca[0])

@@ -360,7 +360,7 @@ def test_policy_retention_gives_volume_snapshots_back(kube_apiserver, app, api, 
        "--secret-access-key-file", tmp_path / "sk", "--repository-password-file",
        tmp_path / "rp")
     kt(kube_apiserver, "policy", "create", "vols", "--namespaces", ns, "--profile", "app-vols",
-       "--schedule", "@daily", "--keep-last", "1")
+       "--schedule", "@daily", "--keep-last", "1", "--volume-data", "snapshot-only")
     vs_path = f"/apis/snapshot.storage.k8s.io/v1/namespaces/{ns}/volumesnapshots"
 
     def mine():

@@ -324,3 +324,38 @@ def test_valgrind_app_backup_and_restore_with_the_mover(kube_apiserver, app, api
     assert pvc["spec"]["storageClassName"] == "standin" and "dataSource" not in pvc["spec"]
     assert tree(app_volume(api, to, standin)) == tree(vol)
     assert leftovers(api, ns) == [] and leftovers(api, to) == []
+
+
+def test_a_policy_copies_volume_data_and_retention_removes_the_copies(
+        kube_apiserver, app, api, minio, data_standins, tmp_path):
+    """A policy exports volume data by default (mover Jobs); when retention
+    forgets a restore point, its volume data snapshot goes with it."""
+    from test_s3 import s3tool
+    standin, runner = data_standins
+    ns = app["ns"]
+    fill(app_volume(api, ns, standin))
+    s3tool(minio, "rp-mover-pol", "mb")
+    make_profile(kube_apiserver, minio, tmp_path, "mover-pol", "rp-mover-pol")
+    r = kt(kube_apiserver, "policy", "create", "bad-vd", "--namespaces", ns, "--profile",
+           "mover-pol", "--volume-data", "some", check=False)
+    assert r.returncode == 2 and "copy or snapshot-only" in r.stderr
+    kt(kube_apiserver, "policy", "create", "movpol", "--namespaces", ns, "--profile", "mover-pol",
+       "--schedule", "@daily", "--keep-last", "1")
+    e = dict(env(), AWS_ACCESS_KEY_ID=minio.access_key, AWS_SECRET_ACCESS_KEY=minio.secret_key,
+             AWS_ENDPOINT_URL=minio.endpoint, KONTINUITY_PASSWORD="mover pass",
+             KONTINUITY_REPO="s3://rp-mover-pol/rp")
+
+    def volume_snapshots():
+        snaps = json.loads(subprocess.run([str(KT), "repo", "snapshots", "-o", "json"], env=e,
+                                          capture_output=True, text=True).stdout)
+        return {s["id"] for s in snaps if "volume" in s["tags"]}
+    first = json.loads(kt(kube_apiserver, "policy", "run", "movpol", "-o", "json").stdout)
+    assert first["result"] == "ok", first
+    copies1 = volume_snapshots()
+    assert len(copies1) == 1 and any(a[1:3] == ["mover", "backup"] for _, _, a, _ in runner.ran)
+    second = json.loads(kt(kube_apiserver, "policy", "run", "movpol", "-o", "json").stdout)
+    assert second["result"] == "ok" and second["removed"] == 2, second   # ns + catalog
+    copies2 = volume_snapshots()
+    assert len(copies2) == 1 and not copies1 & copies2     # the old copy went with its point
+    assert leftovers(api, ns) == []
+    kt(kube_apiserver, "policy", "delete", "movpol")
