@@ -292,7 +292,7 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 			}
 			if (cut && r->chunk.len) {
 				if (nd->n_content == cap_content) {
-					cap_content = cap_content ? cap_content * 2 : 64;
+					cap_content = cap_content ? cap_content * 2 : 1;
 					nd->content = realloc(nd->content, cap_content * 32);
 					if (!nd->content)
 						abort();
@@ -611,8 +611,10 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 	free(names);
 	kt_repo_tree_release(&ptree);
 	closedir(d);
-	if (!c)
-		c = tree_blob(b, &t, nd->subtree, err);
+	if (!c && (c = tree_blob(b, &t, nd->subtree, err)) == KT_ELIMIT)
+		c = kt_error_set(err, KT_ELIMIT, "directory '%s' has %zu entries: its listing exceeds "
+		                 "the %u MiB a tree blob may hold (about 100,000 entries; back up its "
+		                 "subdirectories or split it)", b->path, t.n, KT_REPO_MAX_BLOB >> 20);
 	kt_repo_tree_release(&t);
 	if (!c)
 		b->res->dirs++;

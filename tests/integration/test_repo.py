@@ -147,6 +147,23 @@ def test_wrong_passphrase_and_missing_repo(tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+def test_a_directory_too_big_for_one_tree_blob_is_named(tmp_path):
+    """A directory's listing is one tree blob of at most 16 MiB (about
+    100,000 entries): past that the backup stops with an error naming the
+    directory and its size, and the repository holds no partial snapshot."""
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    big = tmp_path / "data" / "flat"
+    big.mkdir(parents=True)
+    for i in range(120000):
+        (big / f"file-with-a-longish-name-{i:07d}.txt").touch()
+    res = repo("backup", tmp_path / "data", "--repo", r, check=False)
+    assert res.returncode != 0
+    assert f"directory '{big}' has 120000 entries" in res.stderr, res.stderr
+    assert json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout) == []
+    repo("check", "--repo", r)
+
+
 def test_check_read_data_names_a_flipped_byte(tmp_path):
     src = tmp_path / "src"
     make_data(src, big=2 << 20)
