@@ -118,7 +118,9 @@ int kt_archive_parse_time(const char *s, struct timespec *ts)
  *            one pack with the blobs of one or more files that lie in it.
  *   reader   reads each planned job's span from the store.  It and the
  *            caller (reading trees) take turns on the store (smu).
- *   workers  the first job of a file creates it as .<name>.kontinuity-part;
+ *   workers  (two per CPU: they block in the kernel, creating and writing
+ *            files, as often as they compute)
+ *            the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
  *            decompress, check length and id: kt_blobio_open, in place) and
  *            pwrite it at its place in the file; the one that writes a
@@ -141,7 +143,7 @@ int kt_archive_parse_time(const char *s, struct timespec *ts)
  */
 
 #define RANGE_MAX (2u << 20)
-#define N_JOBS 8
+#define N_JOBS 12
 #define N_WORKERS_MAX 8
 #define BATCH_FILES 512
 #define BATCH_BYTES (64u << 20)
@@ -862,8 +864,12 @@ static void start_threads(rctx *r)
 		kt_buf_reset(b);
 		r->free_jobs[r->n_free++] = i;
 	}
+	/* Two workers per CPU: a worker spends much of its time blocked in the
+	 * kernel (waiting for the directory's lock while ext4 allocates an
+	 * inode, for the file's lock in pwrite, for write-back), and with one
+	 * per CPU every such wait leaves a core idle. */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int n = cpus < 1 ? 1 : cpus > N_WORKERS_MAX ? N_WORKERS_MAX : (int)cpus;
+	int n = cpus < 1 ? 2 : 2 * cpus > N_WORKERS_MAX ? N_WORKERS_MAX : 2 * (int)cpus;
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
 			abort();
