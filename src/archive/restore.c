@@ -125,15 +125,17 @@ int kt_archive_parse_time(const char *s, struct timespec *ts)
  *            decompress, check length and id: kt_blobio_open, in place) and
  *            pwrite it at its place in the file; the one that writes a
  *            file's last bytes gives it its mode, owner and times, closes
- *            it and hands it to the namer.
+ *            it, starts its write-back (sync_file_range) and hands it to
+ *            the namer.
  *   namer    makes a batch of finished files durable with one syncfs()
  *            (instead of an fsync per file) and then renames each to its
  *            name, so a name only ever holds a complete file.
  *
- * A directory gets its mode, owner, times and an fsync once its walk is
- * over and everything in it has its name (rdir.refs counts the walk, the
- * files not yet named and the subdirectories not yet finished); renaming
- * into it later would change its time.  Memory: N_JOBS ranges of at most
+ * A directory gets its mode, owner and times once its walk is over and
+ * everything in it has its name (rdir.refs counts the walk, the files not
+ * yet named and the subdirectories not yet finished); renaming into it
+ * later would change its time.  One syncfs() after the threads ended makes
+ * the names, directories and times durable before restore returns.  Memory: N_JOBS ranges of at most
  * RANGE_MAX (or one blob) and a blob buffer per worker.  Descriptors: the
  * directories still waiting for files (at most MAX_OPEN_DIRS, else the
  * caller waits for the namer) and the files being written.
@@ -248,7 +250,7 @@ static void fail_locked(rctx *r, kt_code c, const kt_error *err)
 	pthread_cond_broadcast(&r->cv_io);
 }
 
-/* Drop one reference to d; the last one finishes it (mode, owner, fsync,
+/* Drop one reference to d; the last one finishes it (mode, owner,
  * times) and drops its reference to its parent.  The target itself is
  * finished by kt_archive_restore. */
 static void dir_unref(rctx *r, rdir *d)
@@ -262,8 +264,7 @@ static void dir_unref(rctx *r, rdir *d)
 		fchmod(d->fd, d->mode & 07777);
 		if (r->o && r->o->owners)
 			fchown(d->fd, d->uid, d->gid);
-		fsync(d->fd);
-		close(d->fd);
+		close(d->fd);   /* made durable by the syncfs at the end */
 		rdir *parent = d->parent;
 		set_times(parent->fd, d->name, d->mtime, 1);
 		pthread_mutex_lock(&r->mu);
@@ -294,6 +295,10 @@ static kt_code file_done(rctx *r, rfile *f, kt_error *err)
 		ts[0] = ts[1];
 		futimens(f->fd, ts);
 	}
+	/* Start its write-back now: the kernel would wait for gigabytes of
+	 * dirty pages first, and the namer's syncfs would then write the whole
+	 * batch while the files of the next one wait for it. */
+	sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	close(f->fd);
 	f->fd = -1;
 	pthread_mutex_lock(&r->mu);
@@ -976,7 +981,11 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 		c = wait_idle(r, err);
 	stop_threads(r, c != KT_OK);
 	free(r);
-	fsync(dirfd);
+	/* The names, directories and times, all at once (one syncfs instead
+	 * of an fsync per directory, ~1-3 ms each on the namer's thread). */
+	if (!c && syncfs(dirfd) != 0)
+		c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write the restored "
+		                 "directories of '%s' to disk", target);
 	close(dirfd);
 	kt_repo_snapshot_release(&s);
 	res->duration_ms = kt_now_ms() - start;
