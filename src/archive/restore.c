@@ -250,6 +250,17 @@ static void fail_locked(rctx *r, kt_code c, const kt_error *err)
 	pthread_cond_broadcast(&r->cv_io);
 }
 
+/* Under mu: wake the caller when it may be waiting for what changed: a
+ * free job slot (take_job), or anything at all while it waits for the
+ * threads to be idle (wait_idle, r->flush).  The caller is cv_free's only
+ * waiter; waking it for every read or batch it does not wait for only
+ * preempted the workers. */
+static void wake_caller_locked(rctx *r, int slot_freed)
+{
+	if (slot_freed || r->flush)
+		pthread_cond_signal(&r->cv_free);
+}
+
 /* Drop one reference to d; the last one finishes it (mode, owner,
  * times) and drops its reference to its parent.  The target itself is
  * finished by kt_archive_restore. */
@@ -436,7 +447,7 @@ static void *reader_main(void *arg)
 			r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
 			pthread_cond_signal(&r->cv_job);
 		}
-		pthread_cond_broadcast(&r->cv_free);
+		wake_caller_locked(r, 0);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -483,7 +494,7 @@ static void *worker_main(void *arg)
 			}
 		j->n = 0;
 		r->free_jobs[r->n_free++] = s;
-		pthread_cond_broadcast(&r->cv_free);
+		wake_caller_locked(r, 1);
 		if (n_done && !r->stop) {
 			/* Still busy: wait_idle must not see these files in no list. */
 			pthread_mutex_unlock(&r->mu);
@@ -492,7 +503,7 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&r->mu);
 		}
 		r->busy--;
-		pthread_cond_broadcast(&r->cv_free);
+		wake_caller_locked(r, 0);
 	}
 	pthread_mutex_unlock(&r->mu);
 	free(done);
@@ -553,7 +564,7 @@ static void *namer_main(void *arg)
 		r->naming = 0;
 		if (c)
 			fail_locked(r, c, &err);
-		pthread_cond_broadcast(&r->cv_free);
+		wake_caller_locked(r, 0);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
