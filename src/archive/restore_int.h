@@ -1,0 +1,142 @@
+/*
+ * restore_int.h - shared by restore.c (the walker: plans the jobs) and
+ * restore_write.c (the reader, worker and namer threads) only.
+ */
+#ifndef KT_ARCHIVE_RESTORE_INT_H
+#define KT_ARCHIVE_RESTORE_INT_H
+
+#include <pthread.h>
+
+#include "archive_int.h"
+
+/*
+ * The restore itself runs on threads:
+ *
+ *   caller   walks the trees depth first; makes directories and links;
+ *            plans jobs[]: a job is a span of at most RANGE_MAX bytes of
+ *            one pack with the blobs of one or more files that lie in it.
+ *   reader   reads each planned job's span from the store.  It and the
+ *            caller (reading trees) take turns on the store (smu).
+ *   workers  (two per CPU: they block in the kernel, creating and writing
+ *            files, as often as they compute)
+ *            the first job of a file creates it as .<name>.kontinuity-part;
+ *            open every blob of a job (authenticate with its id,
+ *            decompress, check length and id: kt_blobio_open, in place) and
+ *            pwrite it at its place in the file; the one that writes a
+ *            file's last bytes gives it its mode, owner and times, closes
+ *            it, starts its write-back (sync_file_range) and hands it to
+ *            the namer.
+ *   namer    makes a batch of finished files durable with one syncfs()
+ *            (instead of an fsync per file) and then renames each to its
+ *            name, so a name only ever holds a complete file.
+ *
+ * A directory gets its mode, owner and times once its walk is over and
+ * everything in it has its name (rdir.refs counts the walk, the files not
+ * yet named and the subdirectories not yet finished); renaming into it
+ * later would change its time.  One syncfs() after the threads ended makes
+ * the names, directories and times durable before restore returns.  Memory: N_JOBS ranges of at most
+ * RANGE_MAX (or one blob) and a blob buffer per worker.  Descriptors: the
+ * directories still waiting for files (at most MAX_OPEN_DIRS, else the
+ * caller waits for the namer) and the files being written.
+ *
+ * After the first error nothing more is named; the caller stops the
+ * threads and removes every .part file still there.
+ */
+
+#define RANGE_MAX (2u << 20)
+#define N_JOBS 12
+#define N_WORKERS_MAX 8
+#define BATCH_FILES 512
+#define BATCH_BYTES (64u << 20)
+#define MAX_OPEN_DIRS 256
+
+typedef struct rdir {
+	struct rdir *parent, *prev, *next;   /* next/prev: the live list */
+	int fd;
+	char *name;                          /* in parent; NULL for the target */
+	uint32_t mode, uid, gid;
+	char mtime[40];
+	int refs;                            /* under mu */
+} rdir;
+
+typedef struct rfile {
+	struct rfile *prev, *next;           /* the live list */
+	struct rfile *fnext;                 /* the finished list */
+	rdir *dir;
+	int fd;                              /* -1 once closed */
+	char *name, *path;
+	char part[300];
+	uint32_t mode, uid, gid;
+	char mtime[40];
+	uint64_t size;
+	int jobs, submitted;                 /* under mu */
+	int made, making;                    /* under mu: the .part exists / is being made */
+} rfile;
+
+/* One blob of a job: where its sealed bytes are, and where they go. */
+typedef struct rpiece {
+	kt_repo_entry e;
+	rfile *f;
+	uint64_t file_off;
+} rpiece;
+
+/* One read of the store: a span of one pack with the blobs of one or more
+ * files in it (in file order per file). */
+typedef struct rjob {
+	uint32_t pack;                       /* number in a->packs */
+	uint64_t base, end;                  /* the span of the pack: sealed.data[0] is base */
+	rpiece *p;
+	size_t n, cap;
+	kt_buf sealed;
+} rjob;
+
+typedef struct rctx {
+	kt_archive *a;
+	const kt_archive_restore_opts *o;
+	kt_archive_restore_result *res;      /* under mu while threads run */
+	char path[4096];                     /* the caller's, for messages and progress */
+	int rootfd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv_job;               /* workers: a job is ready, or stop/close */
+	pthread_cond_t cv_free;              /* caller: a job slot came free, or idle */
+	pthread_cond_t cv_fin;               /* namer: files finished, flush, stop/close */
+	pthread_cond_t cv_made;              /* workers: a .part file was made (or not) */
+	rjob jobs[N_JOBS];
+	int free_jobs[N_JOBS];
+	size_t n_free;
+	int ready[N_JOBS];
+	size_t r_head, n_ready;
+	int busy;
+	int pend;                            /* the caller's job being filled, or -1 */
+	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
+	size_t p_head, n_planned;
+	int reading;                         /* the reader has a job */
+	pthread_mutex_t smu;                 /* the store: the caller's tree reads, the reader's */
+	pthread_cond_t cv_io;                /* reader: a job is planned, or stop/close */
+	rfile *fin_head, *fin_tail;
+	size_t n_fin;
+	uint64_t fin_bytes;
+	int naming, flush, closing, stop;
+	kt_code err_code;
+	kt_error err;
+	rfile *files;
+	rdir *dirs;
+	size_t n_dirs;
+	pthread_t workers[N_WORKERS_MAX], namer, reader;
+	int n_workers, running;
+} rctx;
+
+/* utimensat with a tree node's mtime (ignored when malformed). */
+void kt_restore_set_times(int dirfd, const char *name, const char *mtime, int nofollow);
+/* Under mu: remember the first error and stop every thread. */
+void kt_restore_fail_locked(rctx *r, kt_code c, const kt_error *err);
+/* Drop one reference to d (see dir_unref in restore_write.c). */
+void kt_restore_dir_unref(rctx *r, rdir *d);
+/* f's bytes are all written: mode, owner, times, write-back; to the namer. */
+kt_code kt_restore_file_done(rctx *r, rfile *f, kt_error *err);
+/* Start the threads; end them (at once when stop) and remove what an
+ * error left (.part files, descriptors). */
+void kt_restore_start(rctx *r);
+void kt_restore_stop(rctx *r, int stop);
+
+#endif
