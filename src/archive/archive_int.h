@@ -148,6 +148,14 @@ typedef kt_code (*kt_list_put_fn)(void *ctx, kt_buf *blob, uint8_t id_out[32], k
  * content is kept (the caller frees it as before). */
 kt_code kt_archive_lists_make(kt_repo_tree *t, kt_list_put_fn put, void *ctx, int *made,
                               kt_error *err);
+/* While a file is read: called after each id appended to nd->content.
+ * Once the file has more ids than the threshold, every full list's worth
+ * at the front of content is stored as a list blob (content keeps the
+ * rest; list_chunks counts the ids stored).  kt_archive_lists_end stores
+ * the tail as the last list when the file got lists (content is then
+ * empty); both leave nd unchanged but for the lists on failure. */
+kt_code kt_archive_lists_push(kt_repo_node *nd, kt_list_put_fn put, void *ctx, kt_error *err);
+kt_code kt_archive_lists_end(kt_repo_node *nd, kt_list_put_fn put, void *ctx, kt_error *err);
 /* Read list blob j of nd into out (checked: indexed as type 1, whole ids);
  * *n_out ids.  Errors name the file. */
 kt_code kt_archive_list_read(kt_archive *a, const kt_repo_node *nd, size_t j, kt_buf *out,

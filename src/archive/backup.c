@@ -220,6 +220,13 @@ static kt_code delta_add(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *
 	return add_blob(r->b, r->io, KT_BLOB_DATA, blob, id_out, err);
 }
 
+/* A list blob of the file a reader is reading (contentlist.c). */
+static kt_code reader_put_list(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err)
+{
+	reader *r = ctx;
+	return add_blob(r->b, r->io, KT_BLOB_TREE, blob, id_out, err);
+}
+
 /* Read, chunk and hash the file of task t (on reader r's thread).  An etcd
  * database gets its SHA-256 recorded (a later backup may use it as a delta
  * base) and, with a base prepared, may be stored as a delta (delta.c). */
@@ -316,6 +323,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 					return c;
 				}
 				nd->n_content++;
+				if ((c = kt_archive_lists_push(nd, reader_put_list, r, err))) {
+					EVP_MD_CTX_free(sha);
+					return c;
+				}
 			}
 			if (eof)
 				break;
@@ -339,6 +350,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 		kt_log(KT_LOG_WARN, "'%s' changed while it was read; the snapshot holds the %llu bytes "
 		       "read", t->path, (unsigned long long)total);
 	nd->size = total;
+	if ((c = kt_archive_lists_end(nd, reader_put_list, r, err))) {
+		EVP_MD_CTX_free(sha);
+		return c;
+	}
 	if (sha) {
 		unsigned len = 32;
 		EVP_DigestFinal_ex(sha, nd->sha256, &len);

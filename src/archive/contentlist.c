@@ -5,7 +5,9 @@
  *
  * Invariants:
  *   1. Writers cut a file's id list into list blobs of exactly
- *      kt_archive_list_ids() ids, the last one shorter, so an unchanged run
+ *      kt_archive_list_ids() ids, the last one shorter (a backup's reader
+ *      as the ids come: kt_archive_lists_push, kt_archive_lists_end; so it
+ *      holds at most one list's ids of a file in memory), so an unchanged run
  *      of ids gives the same list blobs (and deduplicates) from backup to
  *      backup.  Only files of more than kt_archive_list_threshold() ids get
  *      lists; smaller ones keep "content" (and so older readers).
@@ -15,6 +17,7 @@
  *      authenticate, hold 1..KT_REPO_LIST_MAX_IDS whole ids, and the lists
  *      of a node must add up to its "chunks" exactly.  Errors name the file.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,14 +33,26 @@ static size_t knob(const char *name, size_t dflt, size_t lo, size_t hi)
 	return v && *v && !*end && m >= lo && m <= hi ? (size_t)m : dflt;
 }
 
+/* Read once per process (a reader asks after every chunk); constant after. */
+static pthread_once_t knobs_once = PTHREAD_ONCE_INIT;
+static size_t knob_min, knob_ids;
+
+static void knobs_read(void)
+{
+	knob_min = knob("KT_CONTENT_LIST_MIN", KT_ARCHIVE_LIST_MIN, 1, KT_REPO_MAX_FILE_BLOBS);
+	knob_ids = knob("KT_CONTENT_LIST_IDS", KT_REPO_LIST_MAX_IDS, 1, KT_REPO_LIST_MAX_IDS);
+}
+
 size_t kt_archive_list_threshold(void)
 {
-	return knob("KT_CONTENT_LIST_MIN", KT_ARCHIVE_LIST_MIN, 1, KT_REPO_MAX_FILE_BLOBS);
+	pthread_once(&knobs_once, knobs_read);
+	return knob_min;
 }
 
 size_t kt_archive_list_ids(void)
 {
-	return knob("KT_CONTENT_LIST_IDS", KT_REPO_LIST_MAX_IDS, 1, KT_REPO_LIST_MAX_IDS);
+	pthread_once(&knobs_once, knobs_read);
+	return knob_ids;
 }
 
 kt_code kt_archive_lists_make(kt_repo_tree *t, kt_list_put_fn put, void *ctx, int *made,
@@ -45,7 +60,9 @@ kt_code kt_archive_lists_make(kt_repo_tree *t, kt_list_put_fn put, void *ctx, in
 {
 	size_t min = kt_archive_list_threshold(), per = kt_archive_list_ids();
 	kt_buf blob;
-	kt_buf_init(&blob, (size_t)KT_REPO_LIST_MAX_IDS * 32);
+	/* The packer swaps buffers with its callers: any of ours may come back
+	 * to a reader that needs a whole blob's room. */
+	kt_buf_init(&blob, KT_REPO_MAX_BLOB + 1);
 	kt_code c = KT_OK;
 	for (size_t i = 0; !c && i < t->n; i++) {
 		kt_repo_node *nd = &t->nodes[i];
@@ -70,6 +87,56 @@ kt_code kt_archive_lists_make(kt_repo_tree *t, kt_list_put_fn put, void *ctx, in
 		*made = 1;
 	}
 	kt_buf_release(&blob);
+	return c;
+}
+
+/* Store ids[0..n) as one list blob and append its id to nd's lists. */
+static kt_code flush(kt_repo_node *nd, const uint8_t (*ids)[32], size_t n, kt_list_put_fn put,
+                     void *ctx, kt_error *err)
+{
+	kt_buf blob;
+	kt_buf_init(&blob, KT_REPO_MAX_BLOB + 1);
+	uint8_t id[32];
+	kt_code c = kt_buf_add(&blob, ids, n * 32, err);
+	if (!c)
+		c = put(ctx, &blob, id, err);
+	kt_buf_release(&blob);
+	if (c)
+		return c;
+	uint8_t (*v)[32] = realloc(nd->content_list, (nd->n_content_list + 1) * 32);
+	if (!v)
+		abort();
+	nd->content_list = v;
+	memcpy(nd->content_list[nd->n_content_list++], id, 32);
+	nd->list_chunks += n;
+	return KT_OK;
+}
+
+kt_code kt_archive_lists_push(kt_repo_node *nd, kt_list_put_fn put, void *ctx, kt_error *err)
+{
+	size_t per = kt_archive_list_ids();
+	if (nd->n_content < per || nd->list_chunks + nd->n_content <= kt_archive_list_threshold())
+		return KT_OK;
+	size_t done = 0;
+	kt_code c = KT_OK;
+	while (!c && nd->n_content - done >= per) {
+		c = flush(nd, (const uint8_t (*)[32])nd->content[done], per, put, ctx, err);
+		done += per;
+	}
+	if (!c) {
+		memmove(nd->content, nd->content[done], (nd->n_content - done) * 32);
+		nd->n_content -= done;
+	}
+	return c;
+}
+
+kt_code kt_archive_lists_end(kt_repo_node *nd, kt_list_put_fn put, void *ctx, kt_error *err)
+{
+	if (!nd->n_content_list || !nd->n_content)
+		return KT_OK;
+	kt_code c = flush(nd, (const uint8_t (*)[32])nd->content, nd->n_content, put, ctx, err);
+	if (!c)
+		nd->n_content = 0;
 	return c;
 }
 
