@@ -135,10 +135,12 @@ kt_code kt_archive_load_snapshot(kt_archive *a, const char *id, kt_repo_snapshot
 
 /* ---- content lists (contentlist.c) ---- */
 
-/* Files of more than this many blobs store them in list blobs (override:
- * KT_CONTENT_LIST_MIN); ids per list blob: KT_REPO_LIST_MAX_IDS (override,
- * smaller, for tests: KT_CONTENT_LIST_IDS). */
+/* Files of more than KT_ARCHIVE_LIST_MIN blobs store them in list blobs of
+ * KT_ARCHIVE_LIST_IDS ids (32 KiB; readers take up to KT_REPO_LIST_MAX_IDS).
+ * For tests, the environment overrides them: KT_CONTENT_LIST_MIN and
+ * KT_CONTENT_LIST_IDS (1..KT_REPO_LIST_MAX_IDS). */
 #define KT_ARCHIVE_LIST_MIN 1024u
+#define KT_ARCHIVE_LIST_IDS 1024u
 size_t kt_archive_list_threshold(void);
 size_t kt_archive_list_ids(void);
 /* Store one list blob (dedup, seal, pack as type 1); *blob may be consumed. */

@@ -40,7 +40,7 @@ static size_t knob_min, knob_ids;
 static void knobs_read(void)
 {
 	knob_min = knob("KT_CONTENT_LIST_MIN", KT_ARCHIVE_LIST_MIN, 1, KT_REPO_MAX_FILE_BLOBS);
-	knob_ids = knob("KT_CONTENT_LIST_IDS", KT_REPO_LIST_MAX_IDS, 1, KT_REPO_LIST_MAX_IDS);
+	knob_ids = knob("KT_CONTENT_LIST_IDS", KT_ARCHIVE_LIST_IDS, 1, KT_REPO_LIST_MAX_IDS);
 }
 
 size_t kt_archive_list_threshold(void)
