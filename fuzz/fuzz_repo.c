@@ -4,8 +4,10 @@
  * body, as they are after decryption (an attacker without the key cannot
  * reach them, a corrupted repository or a bug can).
  *
- * Byte 0 picks the parser (0 header, 1 index, 2 tree, 3 snapshot); the
- * rest is its input.  Trees: decoded names are safe path components and a
+ * Byte 0 picks the parser (0 header, 1 index, 2 tree, 3 snapshot, and
+ * exactly 4 a content list blob body; other values by their low 2 bits);
+ * the rest is its input.  List blobs: accepted exactly when they are
+ * 1..KT_REPO_LIST_MAX_IDS whole ids.  Trees: decoded names are safe path components and a
  * decoded tree re-encodes and decodes to the same bytes again.  Properties: a parse that
  * succeeds returns entries that obey every rule (contiguous offsets from 0,
  * known types, bounded lengths, one type per pack), and re-encoding what was
@@ -38,6 +40,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	kt_error err;
 	const uint8_t *p = data + 1;
 	size_t len = size - 1;
+	if (data[0] == 4) {
+		size_t n;
+		int ok = kt_repo_list_parse(p, len, "fuzz", &n, &err) == KT_OK;
+		int want = len && len % 32 == 0 && len / 32 <= KT_REPO_LIST_MAX_IDS;
+		if (ok != want || (ok && n * 32 != len) || (!ok && n))
+			abort();
+		return 0;
+	}
 	if ((data[0] & 3) == 2) {
 		kt_repo_tree t, t2;
 		if (kt_repo_tree_decode((const char *)p, len, &t, &err) == KT_OK) {

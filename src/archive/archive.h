@@ -219,6 +219,7 @@ typedef void (*kt_archive_problem_fn)(void *ctx, const char *what);
 
 typedef struct kt_archive_check_result {
 	uint64_t packs, blobs, snapshots, trees;
+	uint64_t lists;          /* content list blobs read (files of many blobs) */
 	uint64_t problems;
 	uint64_t bytes_read;
 } kt_archive_check_result;

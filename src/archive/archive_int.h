@@ -139,6 +139,39 @@ kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *pa
 kt_code kt_archive_load_snapshot(kt_archive *a, const char *id, kt_repo_snapshot *out,
                                  kt_error *err);
 
+/* ---- content lists (contentlist.c) ---- */
+
+/* Files of more than KT_ARCHIVE_LIST_MIN blobs store them in list blobs of
+ * KT_ARCHIVE_LIST_IDS ids (32 KiB; readers take up to KT_REPO_LIST_MAX_IDS).
+ * For tests, the environment overrides them: KT_CONTENT_LIST_MIN and
+ * KT_CONTENT_LIST_IDS (1..KT_REPO_LIST_MAX_IDS). */
+#define KT_ARCHIVE_LIST_MIN 1024u
+#define KT_ARCHIVE_LIST_IDS 1024u
+size_t kt_archive_list_threshold(void);
+size_t kt_archive_list_ids(void);
+/* Store one list blob (dedup, seal, pack as type 1); *blob may be consumed. */
+typedef kt_code (*kt_list_put_fn)(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err);
+/* Before encoding t: give every file node of more than the threshold ids
+ * (and no list yet) its list blobs; *made = 1 when any node got one.
+ * content is kept (the caller frees it as before). */
+kt_code kt_archive_lists_make(kt_repo_tree *t, kt_list_put_fn put, void *ctx, int *made,
+                              kt_error *err);
+/* While a file is read: called after each id appended to nd->content.
+ * Once the file has more ids than the threshold, every full list's worth
+ * at the front of content is stored as a list blob (content keeps the
+ * rest; list_chunks counts the ids stored).  kt_archive_lists_end stores
+ * the tail as the last list when the file got lists (content is then
+ * empty); both leave nd unchanged but for the lists on failure. */
+kt_code kt_archive_lists_push(kt_repo_node *nd, kt_list_put_fn put, void *ctx, kt_error *err);
+kt_code kt_archive_lists_end(kt_repo_node *nd, kt_list_put_fn put, void *ctx, kt_error *err);
+/* Read list blob j of nd into out (checked: indexed as type 1, whole ids);
+ * *n_out ids.  Errors name the file. */
+kt_code kt_archive_list_read(kt_archive *a, const kt_repo_node *nd, size_t j, kt_buf *out,
+                             size_t *n_out, kt_error *err);
+/* After decoding t: fill content of every node that has a content list,
+ * reading its list blobs one at a time; counts must match "chunks". */
+kt_code kt_archive_lists_load(kt_archive *a, kt_repo_tree *t, kt_error *err);
+
 #define KT_AAD_CONFIG "kontinuity config v1"
 #define KT_AAD_INDEX "kontinuity index v1"
 #define KT_AAD_SNAPSHOT "kontinuity snapshot v1"

@@ -111,6 +111,7 @@ typedef struct bctx {
 	uint64_t bytes_read;       /* under mu, for progress: read or taken over */
 	int have_parent;
 	uint8_t parent_root[32];   /* the parent snapshot's root tree */
+	int lists;                 /* under mu: a tree holds a content list (snapshot v3) */
 	reader readers[MAX_READERS];
 	int n_readers;
 	char path[PATH_MAX];       /* the walker's */
@@ -178,11 +179,23 @@ static int reuse_parent(bctx *b, const kt_repo_node *p, kt_repo_node *nd, const 
 	for (size_t i = 0; i < p->n_content; i++)
 		if (!kt_archive_find(b->a, p->content[i], NULL))
 			return 0;
+	/* A content list is taken over as it is (its list blobs, not the ids
+	 * they hold, are checked: the parent snapshot's blobs were all indexed
+	 * before it was written, and prune keeps them while it exists). */
+	for (size_t i = 0; i < p->n_content_list; i++)
+		if (!kt_archive_find(b->a, p->content_list[i], NULL))
+			return 0;
 	nd->type = KT_NODE_FILE;
 	nd->size = p->size;
 	nd->n_content = p->n_content;
 	nd->content = kt_xcalloc(p->n_content ? p->n_content : 1, 32);
 	memcpy(nd->content, p->content, p->n_content * 32);
+	if (p->n_content_list) {
+		nd->n_content_list = p->n_content_list;
+		nd->list_chunks = p->list_chunks;
+		nd->content_list = kt_xcalloc(p->n_content_list, 32);
+		memcpy(nd->content_list, p->content_list, p->n_content_list * 32);
+	}
 	pthread_mutex_lock(&b->mu);
 	b->res->files++;
 	b->res->bytes += p->size;
@@ -205,6 +218,13 @@ static kt_code delta_add(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *
 {
 	reader *r = ctx;
 	return add_blob(r->b, r->io, KT_BLOB_DATA, blob, id_out, err);
+}
+
+/* A list blob of the file a reader is reading (contentlist.c). */
+static kt_code reader_put_list(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err)
+{
+	reader *r = ctx;
+	return add_blob(r->b, r->io, KT_BLOB_TREE, blob, id_out, err);
 }
 
 /* Read, chunk and hash the file of task t (on reader r's thread).  An etcd
@@ -303,6 +323,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 					return c;
 				}
 				nd->n_content++;
+				if ((c = kt_archive_lists_push(nd, reader_put_list, r, err))) {
+					EVP_MD_CTX_free(sha);
+					return c;
+				}
 			}
 			if (eof)
 				break;
@@ -326,6 +350,10 @@ static kt_code read_file(reader *r, ftask *t, kt_error *err)
 		kt_log(KT_LOG_WARN, "'%s' changed while it was read; the snapshot holds the %llu bytes "
 		       "read", t->path, (unsigned long long)total);
 	nd->size = total;
+	if ((c = kt_archive_lists_end(nd, reader_put_list, r, err))) {
+		EVP_MD_CTX_free(sha);
+		return c;
+	}
 	if (sha) {
 		unsigned len = 32;
 		EVP_DigestFinal_ex(sha, nd->sha256, &len);
@@ -481,17 +509,35 @@ static void task_free(ftask *t, int keep_node)
 	if (!keep_node) {
 		free(t->nd.name);
 		free(t->nd.content);
+		free(t->nd.content_list);
 		free(t->nd.delta_name);
 	}
 	free(t->path);
 	free(t);
 }
 
+static kt_code put_list(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err)
+{
+	bctx *b = ctx;
+	return add_blob(b, b->io, KT_BLOB_TREE, blob, id_out, err);
+}
+
 static kt_code tree_blob(bctx *b, kt_repo_tree *t, uint8_t id_out[32], kt_error *err)
 {
+	int made = 0;
+	kt_code c = kt_archive_lists_make(t, put_list, b, &made, err);
+	for (size_t i = 0; !made && i < t->n; i++)
+		made = t->nodes[i].n_content_list > 0;   /* taken over from the parent */
+	if (made) {
+		pthread_mutex_lock(&b->mu);
+		b->lists = 1;
+		pthread_mutex_unlock(&b->mu);
+	}
+	if (c)
+		return c;
 	kt_buf enc;
 	kt_buf_init(&enc, KT_REPO_MAX_BLOB);
-	kt_code c = kt_repo_tree_encode(t, &enc, err);
+	c = kt_repo_tree_encode(t, &enc, err);
 	if (!c)
 		c = add_blob(b, b->io, KT_BLOB_TREE, &enc, id_out, err);
 	kt_buf_release(&enc);
@@ -587,6 +633,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 		if (c || !child.name) {   /* failed, or skipped (a socket, a fifo) */
 			free(child.name);
 			free(child.content);
+			free(child.content_list);
 			free(child.target);
 			free(child.delta_name);
 			continue;
@@ -818,6 +865,7 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
 		else {
 			free(child.name);
 			free(child.content);
+			free(child.content_list);
 			free(child.target);
 			free(child.delta_name);
 		}
@@ -886,6 +934,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 		else {
 			free(nd.name);
 			free(nd.content);
+			free(nd.content_list);
 			free(nd.target);
 			free(nd.delta_name);
 		}
@@ -921,7 +970,8 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			n_tags++;
 		snap.tags = n_tags ? (char **)o->tags : NULL;
 		snap.n_tags = n_tags;
-		snap.version = res->files_delta ? 2 : 1;   /* 2: trees hold delta nodes */
+		/* 3: trees hold content lists; 2: delta nodes (and no lists) */
+		snap.version = b.lists ? 3 : res->files_delta ? 2 : 1;
 		snap.files = res->files;
 		snap.bytes = res->bytes;
 		snap.added_bytes = res->bytes_new;

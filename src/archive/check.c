@@ -41,6 +41,23 @@ static void problem(cctx *c, const char *fmt, ...)
 		c->fn(c->ctx, text);
 }
 
+/* Read every content list of t (each blob checked: indexed as a tree-type
+ * blob, authentic, whole ids, the counts add up) and fill the nodes'
+ * content; a node whose lists fail is reported and left without content. */
+static void check_lists(cctx *c, kt_repo_tree *t, const char *snap, const char *tree_hex)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		kt_repo_node *nd = &t->nodes[i];
+		if (nd->type != KT_NODE_FILE || !nd->n_content_list)
+			continue;
+		kt_repo_tree one = { nd, 1 };
+		kt_error err;
+		c->res->lists += nd->n_content_list;
+		if (kt_archive_lists_load(c->a, &one, &err))
+			problem(c, "snapshot %.8s: tree %.16s: %s", snap, tree_hex, err.msg);
+	}
+}
+
 static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth)
 {
 	char hex[65];
@@ -69,6 +86,8 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 		problem(c, "snapshot %.8s: %.16s is named as a tree but is a data blob", snap, hex);
 	else if (kt_repo_tree_decode(raw.data, raw.len, &t, &err))
 		problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
+	else
+		check_lists(c, &t, snap, hex);
 	kt_buf_release(&raw);
 	c->res->trees++;
 	for (size_t i = 0; i < t.n; i++) {

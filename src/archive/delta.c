@@ -194,6 +194,8 @@ static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, k
 	kt_code c = kt_archive_read_blob(a, id, &raw, err);
 	if (!c)
 		c = kt_repo_tree_decode(raw.data, raw.len, t, err);
+	if (!c)
+		c = kt_archive_lists_load(a, t, err);
 	if (c)
 		kt_error_wrap(err, "delta base tree %.16s", hex);
 	kt_buf_release(&raw);
@@ -523,6 +525,7 @@ static void cands_free(cands *cs)
 	for (size_t i = 0; i < cs->n; i++) {
 		free(cs->v[i].nd.name);
 		free(cs->v[i].nd.content);
+		free(cs->v[i].nd.content_list);
 		free(cs->v[i].nd.delta_name);
 		free(cs->v[i].nd.target);
 	}

@@ -11,7 +11,8 @@
  *   appended to open[type] -> when that pack reaches pack_size its header
  *   is sealed and it moves to the upload queue -> the uploader puts it,
  *   gives the buffer back (spare) and keeps its entries in done[] -> after
- *   KT_PACKER_INDEX_PACKS packs (and at the end) an index file names
+ *   KT_PACKER_INDEX_PACKS packs or KT_PACKER_INDEX_ENTRIES blobs (and at
+ *   the end) an index file names
  *   done[], whose packs then move to stored[] for kt_packer_drain.
  *
  * Invariants:
@@ -300,7 +301,10 @@ static void *uploader_main(void *arg)
 
 		size_t len = o->buf.len;
 		c = put_pack(p, o, &err);
-		if (!c && p->n_done >= KT_PACKER_INDEX_PACKS)
+		size_t n_entries = 0;
+		for (size_t i = 0; i < p->n_done; i++)
+			n_entries += p->done[i].n;
+		if (!c && (p->n_done >= KT_PACKER_INDEX_PACKS || n_entries >= KT_PACKER_INDEX_ENTRIES))
 			c = write_index(p, &err);
 		/* The lock of a long backup stays fresh; from this thread, as
 		 * it is the one using the store. */

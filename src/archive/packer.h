@@ -16,7 +16,8 @@
  *   uploader  the only thread that uses the store while the packer runs:
  *             puts each pack under its SHA-256 (and refreshes the
  *             repository lock between packs), and after every
- *             KT_PACKER_INDEX_PACKS packs (and at the end) an index file
+ *             KT_PACKER_INDEX_PACKS packs or KT_PACKER_INDEX_ENTRIES blobs
+ *             (and at the end) an index file
  *             naming them.  So a pack is always stored before an index
  *             naming it (docs/repository-format.md, "Write and delete
  *             order"); the snapshot comes after kt_packer_finish.
@@ -32,6 +33,11 @@
 #include "archive_int.h"
 
 #define KT_PACKER_INDEX_PACKS 1000   /* packs per index file */
+/* ...or fewer when they hold this many blobs: an index file is built (and
+ * sealed, a second copy) in memory, 46 bytes a blob; 65,536 keep each
+ * under 3 MiB however small the blobs (1 GiB of well-compressed 4 KiB
+ * pages filled 4 packs of 65,536 blobs and made one 12 MB index file). */
+#define KT_PACKER_INDEX_ENTRIES 65536
 
 typedef struct kt_packer kt_packer;
 

@@ -181,6 +181,14 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 	if (!c)
 		c = kt_repo_tree_decode(raw.data, raw.len, &t, err);
 	kt_buf_release(&raw);
+	if (!c)
+		c = kt_archive_lists_load(p->a, &t, err);   /* checks the list blobs' type */
+	for (size_t i = 0; !c && i < t.n; i++)
+		for (size_t j = 0; j < t.nodes[i].n_content_list; j++) {
+			kt_loc d;
+			if (kt_archive_find(p->a, t.nodes[i].content_list[j], &d))
+				set_used(p, d.ord);   /* found: lists_load read it */
+		}
 	for (size_t i = 0; !c && i < t.n; i++) {
 		const kt_repo_node *nd = &t.nodes[i];
 		if (nd->type == KT_NODE_DIR) {

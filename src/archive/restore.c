@@ -37,8 +37,8 @@ static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, k
 		kt_loc l;
 		if (!kt_archive_find(a, id, &l) || l.type != KT_BLOB_TREE)
 			c = kt_error_set(err, KT_ECORRUPT, "a directory names a data blob as its tree");
-		else
-			c = kt_repo_tree_decode(raw.data, raw.len, t, err);
+		else if (!(c = kt_repo_tree_decode(raw.data, raw.len, t, err)))
+			c = kt_archive_lists_load(a, t, err);   /* big files' ids */
 	} else {
 		memset(t, 0, sizeof(*t));
 	}

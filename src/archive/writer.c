@@ -42,6 +42,7 @@ struct kt_archive_writer {
 	kt_archive_backup_result res;
 	wdir root;
 	int failed;
+	int lists;            /* a tree holds a content list (snapshot v3) */
 };
 
 kt_code kt_archive_writer_begin(kt_archive *a, int compression_level, kt_archive_writer **out,
@@ -188,6 +189,15 @@ kt_code kt_archive_writer_add(kt_archive_writer *w, const char *path, const void
 	return KT_OK;
 }
 
+/* One list blob of a big file (contentlist.c), through w->chunk. */
+static kt_code put_list(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err)
+{
+	kt_archive_writer *w = ctx;
+	kt_buf_clear(&w->chunk);
+	kt_code c = kt_buf_add(&w->chunk, blob->data, blob->len, err);
+	return c ? c : add_blob(w, KT_BLOB_TREE, id_out, err);
+}
+
 /* Encode d's tree (its files plus a node per subdirectory) as a blob. */
 static kt_code emit(kt_archive_writer *w, wdir *d, uint8_t id_out[32], kt_error *err)
 {
@@ -206,8 +216,10 @@ static kt_code emit(kt_archive_writer *w, wdir *d, uint8_t id_out[32], kt_error 
 		tree_push(d, &nd);
 		w->res.dirs++;
 	}
+	kt_code c = kt_archive_lists_make(&d->t, put_list, w, &w->lists, err);
 	kt_buf_clear(&w->chunk);
-	kt_code c = kt_repo_tree_encode(&d->t, &w->chunk, err);
+	if (!c)
+		c = kt_repo_tree_encode(&d->t, &w->chunk, err);
 	return c ? c : add_blob(w, KT_BLOB_TREE, id_out, err);
 }
 
@@ -247,7 +259,7 @@ kt_code kt_archive_writer_commit(kt_archive_writer *w, const kt_archive_backup_o
 		n_tags++;
 	snap.tags = n_tags ? (char **)o->tags : NULL;
 	snap.n_tags = n_tags;
-	snap.version = 1;
+	snap.version = w->lists ? 3 : 1;   /* 3: a tree holds a content list */
 	snap.files = w->res.files;
 	snap.bytes = w->res.bytes;
 	snap.added_bytes = w->res.bytes_new;
@@ -302,7 +314,7 @@ static kt_code read_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, k
 	if (!c)
 		c = kt_repo_tree_decode(raw.data, raw.len, t, err);
 	kt_buf_release(&raw);
-	return c;
+	return c ? c : kt_archive_lists_load(a, t, err);
 }
 
 /* The files of one snapshot, read by path: the root tree id, and the last

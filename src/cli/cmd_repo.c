@@ -446,9 +446,10 @@ int kt_cmd_repo_check(int argc, char **argv, const kt_globals *g0)
 		       (unsigned long long)res.packs, (unsigned long long)res.blobs,
 		       read_data ? " (all data read)" : "", c ? "PROBLEMS" : "no problems");
 	} else {
-		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:b}", "ok", c == KT_OK,
+		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "ok", c == KT_OK,
 		                      "snapshots", (json_int_t)res.snapshots, "trees",
-		                      (json_int_t)res.trees, "packs", (json_int_t)res.packs, "blobs",
+		                      (json_int_t)res.trees, "contentLists", (json_int_t)res.lists,
+		                      "packs", (json_int_t)res.packs, "blobs",
 		                      (json_int_t)res.blobs, "problems", (json_int_t)res.problems,
 		                      "readData", read_data);
 		kt_cli_print(j, g.output, NULL, 0);

@@ -130,6 +130,15 @@ typedef struct kt_repo_node {
 	uint64_t inode, device;
 	uint8_t (*content)[32];  /* files: n_content blob ids, in order */
 	size_t n_content;
+	/* Files with many blobs ("content_list", docs/repository-format.md
+	 * "Content lists"): the ids of list blobs whose concatenation is the
+	 * content, and list_chunks, how many ids they hold.  Decoding fills
+	 * these and leaves content empty; src/archive expands them
+	 * (kt_archive_lists_load).  The encoder writes content_list whenever
+	 * n_content_list > 0 (content is then not written). */
+	uint8_t (*content_list)[32];
+	size_t n_content_list;
+	uint64_t list_chunks;
 	uint8_t subtree[32];     /* dirs */
 	char *target;            /* symlinks */
 	/* Files, optional: the SHA-256 of the whole file ("sha256"; recorded
@@ -166,9 +175,18 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err);
 kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err);
 void kt_repo_tree_release(kt_repo_tree *t);
 
+/* A list blob: 1..KT_REPO_LIST_MAX_IDS raw 32-byte blob ids, nothing else
+ * (128 KiB at most).  Stored as a blob of pack type 1 (metadata, with the
+ * trees).  KT_OK when len is a whole, non-zero number of ids within the
+ * limit (*n_out ids); KT_ECORRUPT naming `what` otherwise.  Fuzzed. */
+#define KT_REPO_LIST_MAX_IDS 4096u
+kt_code kt_repo_list_parse(const uint8_t *p, size_t len, const char *what, size_t *n_out,
+                           kt_error *err);
+
 /* Snapshot format versions: 1 = trees hold plain files only; 2 = trees may
- * hold delta nodes (a reader that does not know them must refuse). */
-#define KT_REPO_SNAPSHOT_VERSION_MAX 2
+ * hold delta nodes; 3 = trees may hold content lists (and delta nodes).  A
+ * reader that does not know a version must refuse it. */
+#define KT_REPO_SNAPSHOT_VERSION_MAX 3
 
 typedef struct kt_repo_snapshot {
 	int version;             /* 0 (= 1) when encoding plain trees */

@@ -14,6 +14,11 @@
  *      files") always has a sha256, a safe base name and 1 <= depth <= 100;
  *      snapshots that reach one are version 2, and versions above
  *      KT_REPO_SNAPSHOT_VERSION_MAX are refused by name.
+ *   4. A file node holds exactly one of "content" (ids inline) or
+ *      "content_list" (ids of list blobs) with "chunks", 1 <= number of
+ *      list blobs <= chunks <= list blobs x KT_REPO_LIST_MAX_IDS; list
+ *      blob bodies are checked by kt_repo_list_parse (sizes only: what the
+ *      ids name is the archive's business).
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -53,6 +58,7 @@ void kt_repo_tree_release(kt_repo_tree *t)
 		free(t->nodes[i].name);
 		free(t->nodes[i].target);
 		free(t->nodes[i].content);
+		free(t->nodes[i].content_list);
 		free(t->nodes[i].delta_name);
 	}
 	free(t->nodes);
@@ -82,9 +88,10 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
 		                      nd->mtime, "uid", (json_int_t)nd->uid, "gid", (json_int_t)nd->gid);
 		if (nd->type == KT_NODE_FILE) {
 			json_t *c = json_array();
-			for (size_t j = 0; j < nd->n_content; j++) {
+			size_t m = nd->n_content_list ? nd->n_content_list : nd->n_content;
+			for (size_t j = 0; j < m; j++) {
 				char hex[65];
-				kt_hex(hex, nd->content[j], 32);
+				kt_hex(hex, nd->n_content_list ? nd->content_list[j] : nd->content[j], 32);
 				json_array_append_new(c, json_string(hex));
 			}
 			json_object_set_new(o, "size", json_integer((json_int_t)nd->size));
@@ -94,7 +101,12 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
 				json_object_set_new(o, "inode", json_integer((json_int_t)nd->inode));
 			if (nd->device)
 				json_object_set_new(o, "device", json_integer((json_int_t)nd->device));
-			json_object_set_new(o, "content", c);
+			if (nd->n_content_list) {
+				json_object_set_new(o, "chunks", json_integer((json_int_t)nd->list_chunks));
+				json_object_set_new(o, "content_list", c);
+			} else {
+				json_object_set_new(o, "content", c);
+			}
 			if (nd->has_sha256 || nd->has_delta) {
 				char hex[65];
 				kt_hex(hex, nd->sha256, 32);
@@ -218,12 +230,36 @@ kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_
 		if (!strcmp(type, "file")) {
 			nd->type = KT_NODE_FILE;
 			json_t *content = json_object_get(o, "content");
+			json_t *list = json_object_get(o, "content_list");
 			json_t *size = json_object_get(o, "size");
+			if (list) {
+				if (content) {
+					c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' has both content "
+					                 "and content_list", name);
+					break;
+				}
+				content = list;
+			}
 			size_t m = json_array_size(content);
 			if (!json_is_array(content) || !json_is_integer(size) ||
 			    json_integer_value(size) < 0 || m > KT_REPO_MAX_FILE_BLOBS) {
 				c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' lacks size or content",
 				                 name);
+				break;
+			}
+			if (list) {
+				json_t *chunks = json_object_get(o, "chunks");
+				json_int_t k = json_integer_value(chunks);
+				if (!json_is_integer(chunks) || m < 1 || k < (json_int_t)m ||
+				    k > (json_int_t)m * KT_REPO_LIST_MAX_IDS || k > KT_REPO_MAX_FILE_BLOBS) {
+					c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' has a content_list "
+					                 "whose chunk count does not fit it", name);
+					break;
+				}
+				nd->list_chunks = (uint64_t)k;
+			} else if (json_object_get(o, "chunks")) {
+				c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' has chunks without "
+				                 "content_list", name);
 				break;
 			}
 			nd->size = (uint64_t)json_integer_value(size);
@@ -236,11 +272,16 @@ kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_
 			json_int_t dev = json_integer_value(json_object_get(o, "device"));
 			nd->inode = ino > 0 ? (uint64_t)ino : 0;
 			nd->device = dev > 0 ? (uint64_t)dev : 0;
-			nd->content = kt_xcalloc(m ? m : 1, 32);
-			nd->n_content = m;
+			uint8_t (*ids)[32] = kt_xcalloc(m ? m : 1, 32);
+			if (list) {
+				nd->content_list = ids;
+				nd->n_content_list = m;
+			} else {
+				nd->content = ids;
+				nd->n_content = m;
+			}
 			for (size_t j = 0; j < m; j++)
-				if (kt_repo_id_parse(json_string_value(json_array_get(content, j)),
-				                     nd->content[j])) {
+				if (kt_repo_id_parse(json_string_value(json_array_get(content, j)), ids[j])) {
 					c = kt_error_set(err, KT_ECORRUPT, "tree: file '%s' has a bad blob id",
 					                 name);
 					break;
@@ -268,6 +309,19 @@ kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_
 	if (c)
 		kt_repo_tree_release(out);
 	return c;
+}
+
+kt_code kt_repo_list_parse(const uint8_t *p, size_t len, const char *what, size_t *n_out,
+                           kt_error *err)
+{
+	(void)p;
+	*n_out = 0;
+	if (len == 0 || len % 32 || len / 32 > KT_REPO_LIST_MAX_IDS)
+		return kt_error_set(err, KT_ECORRUPT, "%s: a content list blob of %zu bytes is not "
+		                    "1..%u ids of 32 bytes (run `kontinuity repo check`)", what, len,
+		                    KT_REPO_LIST_MAX_IDS);
+	*n_out = len / 32;
+	return KT_OK;
 }
 
 /* ------------------------------------------------------------------ */

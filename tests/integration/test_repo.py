@@ -496,3 +496,114 @@ def test_index_spilled_to_temp_runs_end_to_end(tmp_path):
     repo("restore", "--repo", r, "latest", out, extra_env=tiny)
     assert tree(restored(out, src)) == tree(src)
     assert not os.listdir(tmpdir)   # the runs' files were never linked
+
+
+BBOLT_MAGIC = (0xED0CDAED).to_bytes(4, "little")
+
+
+def etcd_like(path, pages, rnd=None):
+    """A file that starts like a bbolt database (so the etcd chunker cuts it
+    into fixed 4 KiB pages): with rnd, random pages; else distinct
+    compressible ones (a page number, then zeros)."""
+    with open(path, "wb") as f:
+        for i in range(pages):
+            page = rnd.randbytes(4096) if rnd else i.to_bytes(8, "little") + bytes(4088)
+            if i == 0:
+                page = page[:16] + BBOLT_MAGIC + page[20:]
+            f.write(page)
+
+
+def peak_rss_mib(*args, extra_env=None, timeout=600):
+    """Run `kontinuity repo ARGS` under a fresh Python whose only child it is,
+    and return (completed process, the child's peak RSS in MiB)."""
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:])\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+             "sys.exit(r.returncode)\n")
+    r = subprocess.run(["python3", "-c", probe, str(KT), "repo", *map(str, args)],
+                       capture_output=True, text=True, timeout=timeout, env=env(extra_env))
+    if r.returncode != 0:
+        raise AssertionError(f"repo {args[0]} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+    return r, int(r.stderr.strip().splitlines()[-1]) / 1024
+
+
+def test_content_lists_of_big_files_end_to_end(tmp_path):
+    """With the content-list threshold forced low (KT_CONTENT_LIST_MIN and
+    KT_CONTENT_LIST_IDS, for tests: docs/repository-format.md "Content
+    lists"), files of many chunks keep their ids in list blobs: restore is
+    byte-identical with modes and mtimes, check --read-data reads every list,
+    a few bytes changed in the middle of a file add one page and one list
+    blob (not the whole id list), an unchanged file's lists are taken over
+    from the parent, and forget + prune keep everything restorable."""
+    knobs = {"KT_CONTENT_LIST_MIN": "16", "KT_CONTENT_LIST_IDS": "64"}
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(21)
+    etcd_like(src / "member.db", 1000, rnd)                    # 1000 pages: 16 lists
+    (src / "random.bin").write_bytes(rnd.randbytes(6 << 20))   # ~96 FastCDC chunks: 2 lists
+    (src / "small.txt").write_text("few chunks stay inline\n")
+    os.chmod(src / "member.db", 0o600)
+    os.utime(src / "random.bin", ns=(1_700_000_000_987_654_321, 1_700_000_000_987_654_321))
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    one = json.loads(repo("backup", "--repo", r, src, "-o", "json", extra_env=knobs).stdout)
+    want_one = tree(src)
+    snaps = json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)
+    assert snaps[0]["version"] == 3   # older readers refuse rather than misread
+    out = tmp_path / "out1"
+    repo("restore", "--repo", r, "latest", out)
+    assert tree(restored(out, src)) == want_one
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)
+    assert ck["ok"] and ck["problems"] == 0 and ck["contentLists"] >= 17, ck
+    ls = json.loads(repo("ls", "--repo", r, "latest", "-o", "json").stdout)
+    assert [x for x in ls if x["path"] == str(src / "member.db")][0]["size"] == 1000 * 4096
+    # A few bytes in the middle of the etcd file: one page and one list are new.
+    with open(src / "member.db", "r+b") as f:
+        f.seek(500 * 4096 + 100)
+        f.write(b"changed!")
+    two = json.loads(repo("backup", "--repo", r, src, "-o", "json", extra_env=knobs).stdout)
+    inline_ids = 1000 * 67   # what the id list alone cost inline in the tree before
+    assert two["bytesNew"] < 4096 + 2 * 64 * 32 + 8192 < inline_ids, two
+    assert two["filesReused"] >= 1, two   # random.bin: its lists taken over as they are
+    # Without the knobs (the default threshold, 1024 ids) the same data is inline.
+    three = json.loads(repo("backup", "--repo", r, src, "--force", "-o", "json").stdout)
+    assert three["bytesNew"] > 1000 * 64, three   # member.db's 1000 ids, inline again
+    out = tmp_path / "out2"
+    repo("restore", "--repo", r, two["id"][:8], out)
+    assert tree(restored(out, src)) == tree(src)
+    repo("forget", "--repo", r, "--keep-last", "1")
+    repo("prune", "--repo", r)
+    repo("forget", "--repo", r, "--keep-last", "2", "--dry-run")
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)
+    assert ck["ok"] and ck["problems"] == 0, ck
+    out = tmp_path / "out3"
+    repo("restore", "--repo", r, "latest", out)
+    assert tree(restored(out, src)) == tree(src)
+
+
+def test_a_file_of_262144_pages_that_overflowed_the_tree_blob(tmp_path):
+    """The real size, no knobs: a 1 GiB etcd-like file in 4 KiB pages is
+    262,144 chunks; inline, its ids made a 17.6 MB tree blob, over the 16 MiB
+    blob limit ("data exceeds the limit of 16777216 bytes").  With content
+    lists it backs up, checks and restores, each in at most 64 MiB of peak
+    RSS."""
+    src = tmp_path / "src"
+    src.mkdir()
+    etcd_like(src / "member.db", 262144)
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    res, backup_mib = peak_rss_mib("backup", "--repo", r, src, "-o", "json")
+    snap = json.loads(res.stdout)
+    assert snap["files"] == 1 and snap["bytes"] == 1 << 30, snap
+    out = tmp_path / "out"
+    _, restore_mib = peak_rss_mib("restore", "--repo", r, "latest", out)
+    got = restored(out, src) / "member.db"
+    assert os.path.getsize(got) == 1 << 30
+    with open(src / "member.db", "rb") as a, open(got, "rb") as b:
+        while True:
+            x, y = a.read(1 << 24), b.read(1 << 24)
+            assert x == y
+            if not x:
+                break
+    print(f"peak RSS: backup {backup_mib:.1f} MiB, restore {restore_mib:.1f} MiB")
+    assert backup_mib <= 64 and restore_mib <= 64, (backup_mib, restore_mib)

@@ -321,11 +321,85 @@ static void test_restore_subtree(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* Content lists as a backup's reader makes them: ids pushed one by one are
+ * cut into lists of 1,024 from the file's start once the file passes 1,024
+ * ids; the ids in memory never exceed one list's worth; a file of up to
+ * 1,024 ids keeps content inline; lists_make gives the same cuts. */
+typedef struct puts_seen {
+	size_t n, ids[8];
+	uint8_t first[8];
+} puts_seen;
+
+static kt_code record_put(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *err)
+{
+	(void)err;
+	puts_seen *p = ctx;
+	if (p->n < 8) {
+		p->ids[p->n] = blob->len / 32;
+		p->first[p->n] = (uint8_t)blob->data[0];
+	}
+	memset(id_out, 0, 32);
+	id_out[0] = (uint8_t)p->n++;
+	kt_buf_reset(blob);
+	return KT_OK;
+}
+
+static void test_content_list_cuts(void)
+{
+	kt_error err;
+	CHECK(kt_archive_list_threshold() == 1024 && kt_archive_list_ids() == 1024);
+	size_t sizes[] = { 1000, 1024, 1025, 2500 };
+	for (size_t k = 0; k < 4; k++) {
+		kt_repo_node nd;
+		memset(&nd, 0, sizeof(nd));
+		nd.type = KT_NODE_FILE;
+		nd.name = (char *)"f";
+		nd.content = calloc(sizes[k], 32);
+		puts_seen seen = { 0 };
+		size_t most = 0;
+		for (size_t i = 0; i < sizes[k]; i++) {
+			nd.content[nd.n_content][0] = (uint8_t)(i / 1024);
+			nd.n_content++;
+			CHECK(kt_archive_lists_push(&nd, record_put, &seen, &err) == KT_OK);
+			most = nd.n_content > most ? nd.n_content : most;
+		}
+		CHECK(kt_archive_lists_end(&nd, record_put, &seen, &err) == KT_OK);
+		CHECK(most <= 1025);
+		if (sizes[k] <= 1024) {
+			CHECK(nd.n_content_list == 0 && nd.n_content == sizes[k] && seen.n == 0);
+		} else {
+			size_t want = (sizes[k] + 1023) / 1024;
+			CHECK(nd.n_content_list == want && seen.n == want && nd.n_content == 0 &&
+			      nd.list_chunks == sizes[k]);
+			for (size_t j = 0; j < want; j++)
+				CHECK(seen.ids[j] == (j + 1 < want ? 1024 : sizes[k] - 1024 * j) &&
+				      seen.first[j] == j && nd.content_list[j][0] == j);
+		}
+		free(nd.content);
+		free(nd.content_list);
+	}
+	/* At tree encoding: the same cuts for a node given whole. */
+	kt_repo_node nd;
+	memset(&nd, 0, sizeof(nd));
+	nd.type = KT_NODE_FILE;
+	nd.name = (char *)"g";
+	nd.n_content = 2500;
+	nd.content = calloc(2500, 32);
+	kt_repo_tree t = { &nd, 1 };
+	puts_seen seen = { 0 };
+	int made = 0;
+	CHECK(kt_archive_lists_make(&t, record_put, &seen, &made, &err) == KT_OK);
+	CHECK(made && nd.n_content_list == 3 && nd.list_chunks == 2500 && seen.ids[2] == 452);
+	free(nd.content);
+	free(nd.content_list);
+}
+
 int main(void)
 {
 	RUN(test_locks);
 	RUN(test_delta_codec);
 	RUN(test_writer);
 	RUN(test_restore_subtree);
+	RUN(test_content_list_cuts);
 	return unit_done();
 }

@@ -311,10 +311,89 @@ static void test_delta_nodes(void)
 	CHECK(kt_repo_snapshot_decode(b.data, b.len, &s2, &err) == KT_OK);
 	CHECK(s2.version == 2);
 	kt_repo_snapshot_release(&s2);
-	const char *v3 = "{\"version\":3,\"time\":\"t\",\"hostname\":\"h\",\"paths\":[],"
+	const char *v3 = "{\"version\":4,\"time\":\"t\",\"hostname\":\"h\",\"paths\":[],"
 	                 "\"tags\":[],\"tree\":\"00\"}";
 	CHECK(kt_repo_snapshot_decode(v3, strlen(v3), &s2, &err) != KT_OK);
 	CHECK_CONTAINS(err.msg, "upgrade kontinuity");
+	kt_buf_release(&b);
+	kt_buf_release(&b2);
+}
+
+/* Content lists (docs/repository-format.md "Content lists"): a file node
+ * with "content_list" and "chunks" round-trips canonically; a reader
+ * refuses every inconsistency by the file's name; list blob bodies must be
+ * whole ids within the limit. */
+static void test_content_list(void)
+{
+	kt_error err;
+	uint8_t (*lists)[32] = calloc(2, 32);
+	lists[0][0] = 0xab;
+	lists[1][0] = 0xcd;
+	kt_repo_node nd = { .name = (char *)"big.db", .type = KT_NODE_FILE, .mode = 0600,
+	                    .size = 1 << 30, .mtime = "2026-11-27T08:00:00Z", .content_list = lists,
+	                    .n_content_list = 2, .list_chunks = 5000 };
+	kt_repo_tree t = { &nd, 1 };
+	kt_buf b, b2;
+	kt_buf_init(&b, 1 << 20);
+	kt_buf_init(&b2, 1 << 20);
+	CHECK(kt_repo_tree_encode(&t, &b, &err) == KT_OK);
+	CHECK_CONTAINS(b.data, "\"chunks\":5000,\"content_list\":[\"ab00");
+	CHECK(!strstr(b.data, "\"content\":"));
+	kt_repo_tree d;
+	CHECK(kt_repo_tree_decode(b.data, b.len, &d, &err) == KT_OK);
+	CHECK(d.n == 1 && d.nodes[0].n_content_list == 2 && d.nodes[0].list_chunks == 5000 &&
+	      d.nodes[0].n_content == 0 && d.nodes[0].content_list[1][0] == 0xcd);
+	CHECK(kt_repo_tree_encode(&d, &b2, &err) == KT_OK);
+	CHECK(b.len == b2.len && !memcmp(b.data, b2.data, b.len));
+	kt_repo_tree_release(&d);
+	free(lists);
+	const char *pre = "{\"nodes\":[{\"name\":\"big\",\"type\":\"file\",\"mode\":384,"
+	                  "\"mtime\":\"x\",\"size\":1";
+	const char *z64 = "0000000000000000000000000000000000000000000000000000000000000000";
+	struct { const char *tail; const char *msg; } bad[] = {
+		{ ",\"content\":[],\"chunks\":1,\"content_list\":[\"%s\"]}]}", "both content" },
+		{ ",\"content_list\":[\"%s\"]}]}", "chunk count does not fit" },
+		{ ",\"chunks\":0,\"content_list\":[\"%s\"]}]}", "chunk count does not fit" },
+		{ ",\"chunks\":4097,\"content_list\":[\"%s\"]}]}", "chunk count does not fit" },
+		{ ",\"chunks\":1,\"content_list\":[]}]}", "chunk count does not fit" },
+		{ ",\"chunks\":\"1\",\"content_list\":[\"%s\"]}]}", "chunk count does not fit" },
+		{ ",\"chunks\":1,\"content_list\":[\"x%s\"]}]}", "bad blob id" },
+		{ ",\"chunks\":1,\"content\":[\"%s\"]}]}", "chunks without content_list" },
+		{ ",\"chunks\":1,\"content_list\":\"%s\"}]}", "lacks size or content" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char doc[1024], tail[512];
+		snprintf(tail, sizeof(tail), bad[i].tail, z64);
+		snprintf(doc, sizeof(doc), "%s%s", pre, tail);
+		CHECK(kt_repo_tree_decode(doc, strlen(doc), &d, &err) == KT_ECORRUPT);
+		CHECK_CONTAINS(err.msg, bad[i].msg);
+		CHECK_CONTAINS(err.msg, "'big'");
+		kt_repo_tree_release(&d);
+	}
+	/* 4096 chunks in one list is the most a list holds. */
+	char doc[1024];
+	snprintf(doc, sizeof(doc), "%s,\"chunks\":4096,\"content_list\":[\"%s\"]}]}", pre, z64);
+	CHECK(kt_repo_tree_decode(doc, strlen(doc), &d, &err) == KT_OK);
+	kt_repo_tree_release(&d);
+	/* List blob bodies. */
+	static uint8_t body[(KT_REPO_LIST_MAX_IDS + 1) * 32];
+	size_t n;
+	CHECK(kt_repo_list_parse(body, 64, "file 'f'", &n, &err) == KT_OK && n == 2);
+	CHECK(kt_repo_list_parse(body, KT_REPO_LIST_MAX_IDS * 32, "file 'f'", &n, &err) == KT_OK &&
+	      n == KT_REPO_LIST_MAX_IDS);
+	size_t badlen[] = { 0, 31, 33, 65, (KT_REPO_LIST_MAX_IDS + 1) * 32 };
+	for (size_t i = 0; i < sizeof(badlen) / sizeof(badlen[0]); i++) {
+		CHECK(kt_repo_list_parse(body, badlen[i], "file 'f'", &n, &err) == KT_ECORRUPT &&
+		      n == 0);
+		CHECK_CONTAINS(err.msg, "file 'f'");
+	}
+	/* Version 3 snapshots (content lists) are read. */
+	kt_repo_snapshot s = { .version = 3, .time = "t", .hostname = "h", .tree = { 1 } };
+	kt_buf_reset(&b);
+	CHECK(kt_repo_snapshot_encode(&s, &b, &err) == KT_OK);
+	kt_repo_snapshot s2;
+	CHECK(kt_repo_snapshot_decode(b.data, b.len, &s2, &err) == KT_OK && s2.version == 3);
+	kt_repo_snapshot_release(&s2);
 	kt_buf_release(&b);
 	kt_buf_release(&b2);
 }
@@ -328,5 +407,6 @@ int main(void)
 	RUN(test_index_roundtrip_and_hostile);
 	RUN(test_tree_and_snapshot);
 	RUN(test_delta_nodes);
+	RUN(test_content_list);
 	return unit_done();
 }
