@@ -174,28 +174,8 @@ static void node_meta(kt_repo_node *nd, const char *name, const struct stat *st)
  * over. */
 static int reuse_parent(bctx *b, const kt_repo_node *p, kt_repo_node *nd, const struct stat *st)
 {
-	if (!kt_archive_unchanged(p, st))
+	if (!kt_archive_reuse_node(b->a, p, st, nd))
 		return 0;
-	for (size_t i = 0; i < p->n_content; i++)
-		if (!kt_archive_find(b->a, p->content[i], NULL))
-			return 0;
-	/* A content list is taken over as it is (its list blobs, not the ids
-	 * they hold, are checked: the parent snapshot's blobs were all indexed
-	 * before it was written, and prune keeps them while it exists). */
-	for (size_t i = 0; i < p->n_content_list; i++)
-		if (!kt_archive_find(b->a, p->content_list[i], NULL))
-			return 0;
-	nd->type = KT_NODE_FILE;
-	nd->size = p->size;
-	nd->n_content = p->n_content;
-	nd->content = kt_xcalloc(p->n_content ? p->n_content : 1, 32);
-	memcpy(nd->content, p->content, p->n_content * 32);
-	if (p->n_content_list) {
-		nd->n_content_list = p->n_content_list;
-		nd->list_chunks = p->list_chunks;
-		nd->content_list = kt_xcalloc(p->n_content_list, 32);
-		memcpy(nd->content_list, p->content_list, p->n_content_list * 32);
-	}
 	pthread_mutex_lock(&b->mu);
 	b->res->files++;
 	b->res->bytes += p->size;

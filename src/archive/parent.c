@@ -2,7 +2,8 @@
  * parent.c - the parent snapshot of a backup: finding it (the newest of the
  * same host and the same set of absolute paths, or the one named), reading
  * its trees while the packer owns the store, and deciding whether a file is
- * unchanged since it (docs/repository-format.md, "Trees and snapshots").
+ * unchanged since it and taking its node over (never a delta node)
+ * (docs/repository-format.md, "Trees and snapshots").
  * A parent that cannot be read only costs reading the files again.
  */
 #include <stdlib.h>
@@ -123,4 +124,38 @@ int kt_archive_unchanged(const kt_repo_node *p, const struct stat *st)
 		return 0;
 	kt_archive_time_text(&st->st_mtim, t);
 	return !strcmp(p->mtime, t);
+}
+
+int kt_archive_reuse_node(kt_archive *a, const kt_repo_node *p, const struct stat *st,
+                          kt_repo_node *nd)
+{
+	/* A delta node's content is a frame against its base, not the file's
+	 * bytes: such a file is read again. */
+	if (!kt_archive_unchanged(p, st) || p->has_delta)
+		return 0;
+	for (size_t i = 0; i < p->n_content; i++)
+		if (!kt_archive_find(a, p->content[i], NULL))
+			return 0;
+	/* A content list is taken over as it is (its list blobs, not the ids
+	 * they hold, are checked: the parent snapshot's blobs were all indexed
+	 * before it was written, and prune keeps them while it exists). */
+	for (size_t i = 0; i < p->n_content_list; i++)
+		if (!kt_archive_find(a, p->content_list[i], NULL))
+			return 0;
+	nd->type = KT_NODE_FILE;
+	nd->size = p->size;
+	nd->n_content = p->n_content;
+	nd->content = kt_xcalloc(p->n_content ? p->n_content : 1, 32);
+	memcpy(nd->content, p->content, p->n_content * 32);
+	if (p->has_sha256) {
+		nd->has_sha256 = 1;
+		memcpy(nd->sha256, p->sha256, 32);
+	}
+	if (p->n_content_list) {
+		nd->n_content_list = p->n_content_list;
+		nd->list_chunks = p->list_chunks;
+		nd->content_list = kt_xcalloc(p->n_content_list, 32);
+		memcpy(nd->content_list, p->content_list, p->n_content_list * 32);
+	}
+	return 1;
 }

@@ -46,4 +46,11 @@ const kt_repo_node *kt_archive_tree_find(const kt_repo_tree *t, const char *name
  * metadata change sets it), inode and device. */
 int kt_archive_unchanged(const kt_repo_node *p, const struct stat *st);
 
+/* When the parent's file node p still describes the file (unchanged, every
+ * blob and content list indexed, not a delta: a delta's content is a frame
+ * against its base, not the file's bytes), fill nd with its content, lists
+ * and SHA-256 (nd owns copies) and return 1; else 0, nd untouched. */
+int kt_archive_reuse_node(kt_archive *a, const kt_repo_node *p, const struct stat *st,
+                          kt_repo_node *nd);
+
 #endif

@@ -212,3 +212,20 @@ def test_etcd_backup_repo_uses_deltas(etcd, tmp_path):
     log = (d / "etcd-backup.log").read_text()
     assert "delta_depth=2" in log
     assert PASS not in log
+
+
+def test_a_plain_backup_after_a_delta_does_not_reuse_the_delta_as_content(etcd, series,
+                                                                          tmp_path):
+    """A plain backup whose parent holds the same, unchanged file as a delta
+    must not take the delta frame over as the file's content: the file is
+    read again, and restores byte-identical."""
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    backup(r, series[0])
+    backup(r, series[1], "--delta-parent", "latest")
+    third = backup(r, series[1])
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, third["id"][:8], out)
+    got = [p for p in out.rglob("*") if p.is_file()]
+    assert len(got) == 1 and sha(got[0]) == sha(series[1])
+    repo("check", "--repo", r, "--read-data")
