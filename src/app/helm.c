@@ -28,86 +28,22 @@
 
 #define HELM_RELEASE_TYPE "helm.sh/release.v1"
 
-/* ---- base64 (standard alphabet, padded; the encodings Go and Kubernetes
- * ---- write, so nothing more lenient is needed) ------------------------- */
-
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
+/* ---- base64 into bounded buffers (kt_base64_* in core) --------------- */
 
 /* Decode in[0..n) into out (cleared first).  0, or -1 when it is not
- * padded standard base64. */
+ * base64 (*rc KT_OK) or does not fit out (*rc and err set). */
 static int b64_decode(const char *in, size_t n, kt_buf *out, kt_error *err, kt_code *rc)
 {
+	char *raw;
+	size_t len;
 	kt_buf_reset(out);
-	if (n % 4) {
-		*rc = KT_OK;
+	*rc = KT_OK;
+	if (kt_base64_decode(in, n, &raw, &len))
 		return -1;
-	}
-	if ((*rc = kt_buf_grow(out, n / 4 * 3 + 1, err)))
-		return -1;
-	unsigned char *o = (unsigned char *)out->data;
-	size_t len = 0;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4], pad = 0;
-		for (int j = 0; j < 4; j++) {
-			unsigned char c = (unsigned char)in[i + j];
-			if (c == '=' && i + 4 == n && j >= 2) {
-				v[j] = 0;
-				pad++;
-				continue;
-			}
-			if (pad || (v[j] = b64_value(c)) < 0)
-				return -1;
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-		             (uint32_t)v[3];
-		o[len++] = (unsigned char)(w >> 16);
-		if (pad < 2)
-			o[len++] = (unsigned char)(w >> 8);
-		if (pad < 1)
-			o[len++] = (unsigned char)w;
-	}
-	kt_buf_setlen(out, len);
-	return 0;
-}
-
-static kt_code b64_encode(const void *in, size_t n, kt_buf *out, kt_error *err)
-{
-	kt_buf_reset(out);
-	kt_code rc = kt_buf_grow(out, (n + 2) / 3 * 4 + 1, err);
-	if (rc)
-		return rc;
-	const unsigned char *p = in;
-	char *o = out->data;
-	size_t len = 0;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t w = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			w |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			w |= p[i + 2];
-		o[len++] = b64_alphabet[w >> 18 & 63];
-		o[len++] = b64_alphabet[w >> 12 & 63];
-		o[len++] = i + 1 < n ? b64_alphabet[w >> 6 & 63] : '=';
-		o[len++] = i + 2 < n ? b64_alphabet[w & 63] : '=';
-	}
-	kt_buf_setlen(out, len);
-	return KT_OK;
+	*rc = kt_buf_add(out, raw, len, err);
+	kt_wipe(raw, len);
+	free(raw);
+	return *rc ? -1 : 0;
 }
 
 /* ---- gzip (zlib) ------------------------------------------------------ */
@@ -232,7 +168,7 @@ kt_code kt_app_helm_encode(json_t *release, char **out, size_t *out_len, kt_erro
 	if (!doc)
 		rc = kt_error_set(err, KT_ENOMEM, "cannot serialize a helm release");
 	else if (!(rc = kt_buf_adds(&js, doc, err)) && !(rc = gzip(js.data, js.len, &gz, err)))
-		rc = b64_encode(gz.data, gz.len, &text, err);
+		rc = kt_base64_encode(gz.data, gz.len, &text, err);
 	free(doc);
 	if (!rc)
 		*out = kt_buf_detach(&text, out_len);
@@ -305,7 +241,7 @@ kt_code kt_app_helm_map_release(json_t *obj, const char *from, const char *to, i
 	if (secret) {
 		kt_buf outer;
 		kt_buf_init(&outer, KT_BUF_UNLIMITED);
-		if (!(rc = b64_encode(enc, enc_len, &outer, err)))
+		if (!(rc = kt_base64_encode(enc, enc_len, &outer, err)))
 			json_object_set_new(data, "release", json_stringn(outer.data, outer.len));
 		kt_buf_release(&outer);
 	} else {

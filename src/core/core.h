@@ -175,6 +175,18 @@ kt_code kt_parse_duration_ms(const char *s, int64_t *ms_out, kt_error *err);
 /* Human size: "1.5 MiB".  buf must hold 32 bytes. */
 const char *kt_human_bytes(uint64_t n, char buf[32]);
 
+/* Overwrite n bytes at p with zeros in a way the compiler keeps (secrets
+ * before free). */
+void kt_wipe(void *p, size_t n);
+
+/* Standard base64 (RFC 4648 alphabet).  Decode: whitespace ignored,
+ * padding optional but must match, non-canonical trailing bits refused;
+ * 0 with *out (NUL-terminated, caller frees; wipe it if secret) and
+ * *out_len, or -1 when in is not base64.  Encode: padded, appended to
+ * out (bounded by its max: KT_ELIMIT, out unchanged). */
+int kt_base64_decode(const char *in, size_t n, char **out, size_t *out_len);
+kt_code kt_base64_encode(const void *in, size_t n, kt_buf *out, kt_error *err);
+
 /* Monotonic milliseconds. */
 int64_t kt_now_ms(void);
 /* Sleep ms milliseconds (a signal may end it early: callers re-check

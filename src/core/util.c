@@ -193,3 +193,102 @@ kt_code kt_read_file(const char *path, kt_buf *out, kt_error *err)
 	close(fd);
 	return rc;
 }
+
+void kt_wipe(void *p, size_t n)
+{
+	volatile unsigned char *v = p;
+	for (size_t i = 0; p && i < n; i++)
+		v[i] = 0;
+}
+
+/* ---- base64 (standard alphabet) ---------------------------------- */
+
+static const char b64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int kt_base64_decode(const char *in, size_t n, char **out, size_t *out_len)
+{
+	char *buf = kt_xmalloc(n / 4 * 3 + 4);
+	size_t o = 0, pad = 0;
+	unsigned quad = 0, nq = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (c == '\n' || c == '\r' || c == ' ' || c == '\t')
+			continue;
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		int v = b64_value(c);
+		if (v < 0 || pad)
+			goto bad; /* bad byte, or data after padding */
+		quad = quad << 6 | (unsigned)v;
+		if (++nq == 4) {
+			buf[o++] = (char)(quad >> 16);
+			buf[o++] = (char)(quad >> 8);
+			buf[o++] = (char)quad;
+			quad = 0;
+			nq = 0;
+		}
+	}
+	/* Final group: 2 or 3 symbols (padding optional but must match). */
+	if (nq == 1 || (pad && pad != 4 - nq) || (nq == 0 && pad))
+		goto bad;
+	if (nq == 2) {
+		if (quad & 0xf)
+			goto bad; /* non-canonical trailing bits */
+		buf[o++] = (char)(quad >> 4);
+	} else if (nq == 3) {
+		if (quad & 0x3)
+			goto bad;
+		buf[o++] = (char)(quad >> 10);
+		buf[o++] = (char)(quad >> 2);
+	}
+	buf[o] = '\0';
+	*out = buf;
+	*out_len = o;
+	return 0;
+bad:
+	kt_wipe(buf, n / 4 * 3 + 4);
+	free(buf);
+	return -1;
+}
+
+kt_code kt_base64_encode(const void *in, size_t n, kt_buf *out, kt_error *err)
+{
+	kt_code rc = kt_buf_grow(out, (n + 2) / 3 * 4 + 1, err);
+	if (rc)
+		return rc;
+	const unsigned char *p = in;
+	char *o = out->data;
+	size_t len = out->len;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t w = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			w |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			w |= p[i + 2];
+		o[len++] = b64_alphabet[w >> 18 & 63];
+		o[len++] = b64_alphabet[w >> 12 & 63];
+		o[len++] = i + 1 < n ? b64_alphabet[w >> 6 & 63] : '=';
+		o[len++] = i + 2 < n ? b64_alphabet[w & 63] : '=';
+	}
+	kt_buf_setlen(out, len);
+	return KT_OK;
+}

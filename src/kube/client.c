@@ -460,7 +460,7 @@ static void jwt_expired(const char *tok, char *out, size_t outlen)
 	size_t dl = 0;
 	for (size_t i = 0; i < n; i++)
 		b[i] = d1[1 + i] == '-' ? '+' : d1[1 + i] == '_' ? '/' : d1[1 + i];
-	if (kube_b64_decode(b, n, &dec, &dl) == 0) {
+	if (kt_base64_decode(b, n, &dec, &dl) == 0) {
 		json_t *j = json_loadb(dec, dl, 0, NULL);
 		json_t *exp = json_object_get(j, "exp");
 		if (json_is_integer(exp) && json_integer_value(exp) * 1000 < kube_wall_ms()) {

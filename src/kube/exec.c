@@ -55,12 +55,12 @@ static void exec_info(const kt_kube *c, kt_buf *b)
 		kt_buf ca;
 		kt_buf_init(&ca, KT_BUF_UNLIMITED);
 		if (c->cfg.ca_pem) {
-			kube_b64_encode(&ca, c->cfg.ca_pem, c->cfg.ca_pem_len);
+			kt_base64_encode(c->cfg.ca_pem, c->cfg.ca_pem_len, &ca, NULL);
 		} else if (c->cfg.ca_file) {
 			kt_buf f;
 			kt_buf_init(&f, 1u << 20);
 			if (kube_read_file(c->cfg.ca_file, 1u << 20, "CA file", &f, NULL) == KT_OK)
-				kube_b64_encode(&ca, f.data, f.len);
+				kt_base64_encode(f.data, f.len, &ca, NULL);
 			kt_buf_release(&f);
 		}
 		if (ca.len)

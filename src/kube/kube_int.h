@@ -88,16 +88,6 @@ void kube_pem_clear(kt_kube *c, int slot);
  * there is none, it expired, or force is set).  No-op without exec. */
 kt_code kube_exec_ensure(kt_kube *c, int force, kt_error *err);
 
-/*
- * Decode standard base64 (RFC 4648 alphabet; padding optional; CR, LF,
- * blanks and tabs ignored, as Go's decoder ignores line breaks) from
- * in[0..n) into *out (malloc'd, NUL-terminated, *out_len excludes the NUL).
- * Returns 0, or -1 on an invalid byte, misplaced padding or a truncated
- * final group (out untouched).
- */
-int kube_b64_decode(const char *in, size_t n, char **out, size_t *out_len);
-/* Base64 (standard, padded) of in[0..n) appended to b. */
-void kube_b64_encode(kt_buf *b, const void *in, size_t n);
 
 /*
  * Read a regular file of at most max bytes into b (which must be

@@ -318,7 +318,7 @@ static kt_code file_or_data(pctx *p, yaml_node_t *map, const char *where, const 
 	if (rc == KT_OK && data) {
 		char *pem;
 		size_t pem_len;
-		if (kube_b64_decode(data, strlen(data), &pem, &pem_len) != 0) {
+		if (kt_base64_decode(data, strlen(data), &pem, &pem_len) != 0) {
 			rc = fail(p, KT_EUSAGE, "%s.%s is not valid base64", where, data_key);
 		} else if (!memmem(pem, pem_len, "-----BEGIN ", 11)) {
 			kube_wipe_free(pem, pem_len);

@@ -26,69 +26,6 @@ void kube_wipe_free(void *p, size_t n)
 	free(p);
 }
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-int kube_b64_decode(const char *in, size_t n, char **out, size_t *out_len)
-{
-	char *buf = kt_xmalloc(n / 4 * 3 + 4);
-	size_t o = 0, pad = 0;
-	unsigned quad = 0, nq = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (c == '\n' || c == '\r' || c == ' ' || c == '\t')
-			continue;
-		if (c == '=') {
-			pad++;
-			continue;
-		}
-		int v = b64_value(c);
-		if (v < 0 || pad)
-			goto bad; /* bad byte, or data after padding */
-		quad = quad << 6 | (unsigned)v;
-		if (++nq == 4) {
-			buf[o++] = (char)(quad >> 16);
-			buf[o++] = (char)(quad >> 8);
-			buf[o++] = (char)quad;
-			quad = 0;
-			nq = 0;
-		}
-	}
-	/* Final group: 2 or 3 symbols (padding optional but must match). */
-	if (nq == 1 || (pad && pad != 4 - nq) || (nq == 0 && pad))
-		goto bad;
-	if (nq == 2) {
-		if (quad & 0xf)
-			goto bad; /* non-canonical trailing bits */
-		buf[o++] = (char)(quad >> 4);
-	} else if (nq == 3) {
-		if (quad & 0x3)
-			goto bad;
-		buf[o++] = (char)(quad >> 10);
-		buf[o++] = (char)(quad >> 2);
-	}
-	buf[o] = '\0';
-	*out = buf;
-	*out_len = o;
-	return 0;
-bad:
-	kube_wipe_free(buf, n / 4 * 3 + 4);
-	return -1;
-}
-
 kt_code kube_read_file(const char *path, size_t max, const char *what, kt_buf *b,
                        kt_error *err)
 {
@@ -276,22 +213,6 @@ int kt_kube_valid_name(const char *s)
 		}
 	}
 	return 1;
-}
-
-void kube_b64_encode(kt_buf *b, const void *in, size_t n)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const unsigned char *p = in;
-	char q[4];
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-		             (i + 2 < n ? p[i + 2] : 0);
-		q[0] = tab[v >> 18 & 63];
-		q[1] = tab[v >> 12 & 63];
-		q[2] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-		q[3] = i + 2 < n ? tab[v & 63] : '=';
-		kt_buf_add(b, q, 4, NULL);
-	}
 }
 
 /* Digits s[0..n) as a number, or -1. */

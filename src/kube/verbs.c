@@ -358,7 +358,7 @@ kt_code kt_kube_get_secret(kt_kube *c, const char *ns, const char *name,
 				                  ns, name, key);
 				break;
 			}
-			if (kube_b64_decode(b64, json_string_length(v), &it->value, &it->len) != 0) {
+			if (kt_base64_decode(b64, json_string_length(v), &it->value, &it->len) != 0) {
 				rc = kt_error_set(err, KT_EPROTO, "Secret %s/%s: data.%.100s is not valid "
 				                  "base64", ns, name, key);
 				break;

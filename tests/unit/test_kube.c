@@ -120,7 +120,7 @@ static void test_b64_decoder(void)
 	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
 		char *out = NULL;
 		size_t n = 0;
-		CHECK(kube_b64_decode(good[i].in, strlen(good[i].in), &out, &n) == 0);
+		CHECK(kt_base64_decode(good[i].in, strlen(good[i].in), &out, &n) == 0);
 		CHECK_STR(out, good[i].out);
 		CHECK_EQ_U(n, strlen(good[i].out));
 		free(out);
@@ -128,7 +128,7 @@ static void test_b64_decoder(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char *out = NULL;
 		size_t n = 0;
-		int r = kube_b64_decode(bad[i], strlen(bad[i]), &out, &n);
+		int r = kt_base64_decode(bad[i], strlen(bad[i]), &out, &n);
 		if (r == 0)
 			fprintf(stderr, "  accepted bad base64 '%s'\n", bad[i]);
 		CHECK(r == -1 && out == NULL);
@@ -136,7 +136,7 @@ static void test_b64_decoder(void)
 	/* Binary bytes, including NUL, survive. */
 	char *out = NULL;
 	size_t n = 0;
-	CHECK(kube_b64_decode("AP8A", 4, &out, &n) == 0);
+	CHECK(kt_base64_decode("AP8A", 4, &out, &n) == 0);
 	CHECK_EQ_U(n, 3);
 	CHECK(out && out[0] == 0 && (unsigned char)out[1] == 0xff && out[2] == 0);
 	free(out);

@@ -26,7 +26,7 @@ static const char *b64(int slot, const char *s)
 	static char out[4][1024];
 	kt_buf b;
 	kt_buf_init(&b, KT_BUF_UNLIMITED);
-	kube_b64_encode(&b, s, strlen(s));
+	kt_base64_encode(s, strlen(s), &b, NULL);
 	snprintf(out[slot], sizeof(out[slot]), "%s", b.data);
 	kt_buf_release(&b);
 	return out[slot];
