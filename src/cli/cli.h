@@ -215,9 +215,11 @@ kt_opt *kt_cli_target_opts(kt_cli_target *t, kt_opt *o);
  * repository is created on first use); 0 or the exit status after printing. */
 int kt_cli_target_open(kt_cli_target *t, struct kt_kube *c, const char *path,
                        struct kt_store **s, struct kt_archive **a);
-/* The API server, then the target's repository; 0 or the exit status. */
+/* The API server (when need_kube or a profile asks for it; else *c is
+ * NULL), then the target's repository; 0 or the exit status. */
 int kt_cli_target_connect(const kt_cli_kube_flags *kf, kt_cli_target *t, const char *path,
-                          struct kt_kube **c, struct kt_store **s, struct kt_archive **a);
+                          int need_kube, struct kt_kube **c, struct kt_store **s,
+                          struct kt_archive **a);
 /* Close what kt_cli_target_open opened and remove the CA file. */
 void kt_cli_target_close(kt_cli_target *t, struct kt_store *s, struct kt_archive *a);
 /* Print the restore points of a (of namespace ns, or all) as

@@ -97,7 +97,7 @@ int kt_cmd_app_backup(int argc, char **argv, const kt_globals *g0)
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = kt_cli_target_connect(&kf, &tg, path, &c, &s, &a)))
+	if ((rc = kt_cli_target_connect(&kf, &tg, path, 1, &c, &s, &a)))
 		return rc;
 	if (copy && (rc = kt_cli_mover_load(&mf, c, tg.profile_ns, tg.profile))) {
 		kt_cli_target_close(&tg, s, a);
@@ -305,7 +305,7 @@ static int restore_cmd(int argc, char **argv, const kt_globals *g0, int import)
 	kt_kube *c = NULL;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = kt_cli_target_connect(&kf, &tg, path, &c, &s, &a)))
+	if ((rc = kt_cli_target_connect(&kf, &tg, path, 1, &c, &s, &a)))
 		return rc;
 	if (copy && n_pos && (rc = kt_cli_mover_load(&mf, c, tg.profile_ns, tg.profile))) {
 		kt_cli_target_close(&tg, s, a);

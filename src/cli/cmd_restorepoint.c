@@ -72,11 +72,9 @@ int kt_cmd_restorepoint_list(int argc, char **argv, const kt_globals *g0)
 	if (rc || done)
 		return rc;
 	kt_kube *c = NULL;
-	if (tg.profile && (rc = kt_cli_kube_connect(&kf, &c)))
-		return rc;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if (!(rc = kt_cli_target_open(&tg, c, path, &s, &a))) {
+	if (!(rc = kt_cli_target_connect(&kf, &tg, path, 0, &c, &s, &a))) {
 		rc = kt_cli_list_restore_points(a, ns, &g);
 		kt_cli_target_close(&tg, s, a);
 	}
@@ -166,14 +164,10 @@ int kt_cmd_restorepoint_show(int argc, char **argv, const kt_globals *g0)
 	if (n_pos != 1)
 		return kt_cli_usage(path, "name the restore point (kontinuity restorepoint list)");
 	kt_kube *c = NULL;
-	if (tg.profile && (rc = kt_cli_kube_connect(&kf, &c)))
-		return rc;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	if ((rc = kt_cli_target_open(&tg, c, path, &s, &a))) {
-		kt_kube_client_free(c);
+	if ((rc = kt_cli_target_connect(&kf, &tg, path, 0, &c, &s, &a)))
 		return rc;
-	}
 	kt_error err;
 	char id[65];
 	json_t *m = NULL;

@@ -109,9 +109,10 @@ int kt_cli_target_open(kt_cli_target *t, kt_kube *c, const char *path, kt_store 
 
 /* The API server, then the target's repository; 0 or the exit status. */
 int kt_cli_target_connect(const kt_cli_kube_flags *kf, kt_cli_target *t, const char *path,
-                          kt_kube **c, kt_store **s, kt_archive **a)
+                          int need_kube, kt_kube **c, kt_store **s, kt_archive **a)
 {
-	int rc = kt_cli_kube_connect(kf, c);
+	*c = NULL;
+	int rc = need_kube || t->profile ? kt_cli_kube_connect(kf, c) : 0;
 	if (!rc && (rc = kt_cli_target_open(t, *c, path, s, a))) {
 		kt_kube_client_free(*c);
 		*c = NULL;
