@@ -53,8 +53,10 @@ def test_show_names_objects_volumes_and_skips(kube_apiserver, app, repo):
     assert f"restore point  {out['id']}" in table and f"namespace      {ns}" in table
     assert "volume snapshots (1)" in table and m["volumes"][0]["snapshot"] in table
     assert "skipped (" in table and "StatefulSet" in table
-    yml = rp(kube_apiserver, repo, "restorepoint", "show", "latest", "-o", "yaml").stdout
-    assert f"id: {out['id']}" in yml
+    import yaml
+    yml = yaml.safe_load(rp(kube_apiserver, repo, "restorepoint", "show", "latest", "-o",
+                            "yaml").stdout)
+    assert yml["id"] == out["id"] and yml["objects"] == m["objects"]
     r = rp(kube_apiserver, repo, "restorepoint", "show", "ffffffff", check=False)
     assert r.returncode != 0 and "ffffffff" in r.stderr
 
