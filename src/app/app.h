@@ -167,6 +167,11 @@ typedef struct kt_app_apply_stats {
 	unsigned created, updated, skipped, failed;
 } kt_app_apply_stats;
 
+/* Count outcome in st and pass the line to o->report (if any): what every
+ * step of a restore does for each object it handles. */
+void kt_app_report(const kt_app_apply_opts *o, kt_app_apply_stats *st, const char *kind,
+                   const char *ns, const char *name, kt_app_outcome out, const char *detail);
+
 /*
  * Create the sanitized objects (a JSON array; reordered in place by tier,
  * then kind, then name) in the cluster, tier by tier, waiting for new

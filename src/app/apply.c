@@ -116,17 +116,23 @@ typedef struct run {
 	kt_app_apply_stats st;
 } run;
 
-static void report(run *r, json_t *obj, kt_app_outcome out, const char *detail)
+void kt_app_report(const kt_app_apply_opts *o, kt_app_apply_stats *st, const char *kind,
+                   const char *ns, const char *name, kt_app_outcome out, const char *detail)
 {
 	switch (out) {
-	case KT_APP_CREATED: case KT_APP_WOULD_CREATE: r->st.created++; break;
-	case KT_APP_UPDATED: case KT_APP_WOULD_UPDATE: r->st.updated++; break;
-	case KT_APP_FAILED: r->st.failed++; break;
-	default: r->st.skipped++; break;
+	case KT_APP_CREATED: case KT_APP_WOULD_CREATE: st->created++; break;
+	case KT_APP_UPDATED: case KT_APP_WOULD_UPDATE: st->updated++; break;
+	case KT_APP_FAILED: st->failed++; break;
+	default: st->skipped++; break;
 	}
-	if (r->o->report)
-		r->o->report(r->o->ctx, str(obj, "kind", NULL), str(obj, "metadata", "namespace"),
-		             str(obj, "metadata", "name"), out, detail);
+	if (o->report)
+		o->report(o->ctx, kind, ns, name, out, detail);
+}
+
+static void report(run *r, json_t *obj, kt_app_outcome out, const char *detail)
+{
+	kt_app_report(r->o, &r->st, str(obj, "kind", NULL), str(obj, "metadata", "namespace"),
+	              str(obj, "metadata", "name"), out, detail);
 }
 
 /* Apply one object; only cancellation is returned as an error. */

@@ -307,14 +307,7 @@ static kt_code prepare_volumes(kt_kube *c, json_t *volumes, const char *from, co
 			out = KT_APP_CREATED;
 			detail = "a copy bound to the same storage snapshot";
 		}
-		if (out == KT_APP_FAILED)
-			st->failed++;
-		else if (out == KT_APP_CREATED || out == KT_APP_WOULD_CREATE)
-			st->created++;
-		else
-			st->skipped++;
-		if (ao->report)
-			ao->report(ao->ctx, "VolumeSnapshot", to, name, out, detail);
+		kt_app_report(ao, st, "VolumeSnapshot", to, name, out, detail);
 	}
 	return KT_OK;
 }
@@ -454,12 +447,7 @@ static kt_code move_volumes_in(kt_kube *c, const kt_app_restore_opts *o, json_t 
 				snprintf(detail, sizeof(detail), "restored from data snapshot %.8s by a "
 				         "mover Job", data);
 		}
-		if (out == KT_APP_FAILED)
-			st->failed++;
-		else
-			st->created++;
-		if (ao->report)
-			ao->report(ao->ctx, "VolumeData", to, pvc, out, detail);
+		kt_app_report(ao, st, "VolumeData", to, pvc, out, detail);
 	}
 	return KT_OK;
 }
