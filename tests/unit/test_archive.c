@@ -224,7 +224,9 @@ static void test_writer(void)
 	}
 	CHECK(r1.files == 5 && r1.bytes == big_n + 16);
 	CHECK(r1.bytes_new >= big_n && r1.bytes_new < big_n + 16384);  /* data once, + trees */
-	CHECK(r2.bytes_new == 0);                                         /* all known */
+	/* The data is all known; only trees may be new, when the second of the
+	 * writer's time stamp changed between the rounds (writer.c). */
+	CHECK(r2.bytes_new < 16384);
 	kt_buf got;
 	kt_buf_init(&got, 8u << 20);
 	CHECK(kt_archive_read_file(a, r2.snapshot_id, "pg/big.bin", &got, &err) == KT_OK);
