@@ -261,8 +261,12 @@ kt_code kt_app_restore(kt_kube *c, struct kt_archive *a, const char *id,
 int kt_app_class_for_driver(kt_kube *c, const char *driver, char out[254]);
 
 /* The volume snapshots restore point id names: [{"namespace", "snapshot",
- * "content"}] (caller decrefs), or NULL with err filled. */
+ * "content", and "data" when the mover copied the volume into the
+ * repository: that snapshot's id}] (caller decrefs), or NULL with err
+ * filled (kt_app_restore_point_manifest's errors). */
 json_t *kt_app_restore_point_volumes(struct kt_archive *a, const char *id, kt_error *err);
+/* Append the "data" ids of vols (as above; NULL is empty) to out. */
+void kt_app_volume_data(json_t *vols, json_t *out);
 
 /* Give back the storage snapshots of forgotten restore points (vols as
  * above): each content goes back to deletionPolicy Delete and its
@@ -283,10 +287,6 @@ kt_code kt_app_find_restore_point(struct kt_archive *a, const char *spec, char i
  * KT_ECORRUPT when the snapshot is not a restore point or its manifest is
  * not ours, else the repository's error. */
 json_t *kt_app_restore_point_manifest(struct kt_archive *a, const char *id, kt_error *err);
-
-/* Append to out the ids of the volume data snapshots (the mover's copies)
- * restore point id names; nothing when its manifest cannot be read. */
-void kt_app_restore_point_data(struct kt_archive *a, const char *id, json_t *out);
 
 typedef struct kt_app_rp_delete_opts {
 	int keep_volume_snapshots;   /* leave the VolumeSnapshots in the cluster */

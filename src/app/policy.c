@@ -261,8 +261,8 @@ kt_code kt_policy_run(kt_kube *c, kt_archive *a, const kt_policy *p, const kt_ap
 				json_t *v = kt_app_restore_point_volumes(a, json_string_value(id), &e);
 				if (v)
 					json_array_extend(vols, v);
+				kt_app_volume_data(v, data);
 				json_decref(v);
-				kt_app_restore_point_data(a, json_string_value(id), data);
 			}
 			if (!rc)
 				rc = kt_archive_forget(a, &pol, 0, NULL, NULL, &removed, err);

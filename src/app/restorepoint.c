@@ -120,11 +120,8 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 		char what[600];
 		snprintf(what, sizeof(what), "persistentvolumeclaims/%s (volume snapshot)", pvc);
 		if (rc) {
-			json_array_append_new(b->failed, json_pack("{s:s, s:s}", "what", what, "why",
-			                                           e.msg));
+			on_note(b, KT_APP_NOTE_FAILED, what, e.msg);
 			res->st.failed++;
-			if (o->note)
-				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
 			continue;
 		}
 		/* The snapshot must outlive its namespace (the disaster this is for):
@@ -135,11 +132,8 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 		static const char retain[] = "{\"spec\":{\"deletionPolicy\":\"Retain\"}}";
 		if (kt_kube_patch(c, &ct, KT_KUBE_PATCH_MERGE, retain, sizeof(retain) - 1, NULL, NULL,
 		                  &e)) {
-			json_array_append_new(b->failed, json_pack("{s:s, s:s}", "what", what, "why",
-			                                           e.msg));
+			on_note(b, KT_APP_NOTE_FAILED, what, e.msg);
 			res->st.failed++;
-			if (o->note)
-				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
 			continue;
 		}
 		json_t *vol = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
@@ -163,11 +157,8 @@ static kt_code snapshot_volumes(kt_kube *c, bk *b, kt_app_backup_result *res)
 			return rc;
 		if (rc) {
 			snprintf(what, sizeof(what), "persistentvolumeclaims/%s (volume data)", pvc);
-			json_array_append_new(b->failed, json_pack("{s:s, s:s}", "what", what, "why",
-			                                           e.msg));
+			on_note(b, KT_APP_NOTE_FAILED, what, e.msg);
 			res->st.failed++;
-			if (o->note)
-				o->note(o->note_ctx, KT_APP_NOTE_FAILED, what, e.msg);
 			continue;
 		}
 		json_object_set_new(vol, "data", json_pack("{s:s, s:I, s:I}", "snapshot", data.id,
@@ -638,30 +629,23 @@ kt_code kt_app_restore(kt_kube *c, kt_archive *a, const char *id, const kt_app_r
 
 json_t *kt_app_restore_point_volumes(kt_archive *a, const char *id, kt_error *err)
 {
-	kt_buf buf;
-	kt_buf_init(&buf, MAX_OBJECT);
-	kt_code rc = kt_archive_read_file(a, id, MANIFEST, &buf, err);
-	json_t *m = NULL, *out = NULL;
-	if (!rc) {
-		json_error_t je;
-		m = json_loadb(buf.data, buf.len, 0, &je);
-		if (!m)
-			kt_error_set(err, KT_ECORRUPT, "restore point %.8s: manifest.json is not JSON",
-			             id);
-	}
-	kt_buf_release(&buf);
+	json_t *m = kt_app_restore_point_manifest(a, id, err);
 	if (!m)
 		return NULL;
-	out = json_array();
+	json_t *out = json_array();
 	const char *ns = json_string_value(json_object_get(m, "namespace"));
 	size_t i;
 	json_t *v;
 	json_array_foreach(json_object_get(m, "volumes"), i, v) {
 		const char *snap = json_string_value(json_object_get(v, "snapshot"));
 		const char *content = json_string_value(json_object_get(v, "content"));
+		const char *data = json_string_value(json_object_get(json_object_get(v, "data"),
+		                                                     "snapshot"));
 		if (ns && snap && content)
-			json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "namespace", ns,
-			                                     "snapshot", snap, "content", content));
+			json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s*}", "namespace", ns,
+			                                     "snapshot", snap, "content", content,
+			                                     "data", data && strlen(data) == 64 ? data
+			                                                                     : NULL));
 	}
 	json_decref(m);
 	return out;

@@ -64,19 +64,13 @@ kt_code kt_app_find_restore_point(struct kt_archive *a, const char *spec, char i
 	return code;
 }
 
-void kt_app_restore_point_data(struct kt_archive *a, const char *id, json_t *out)
+void kt_app_volume_data(json_t *vols, json_t *out)
 {
-	kt_error e;
-	json_t *m = kt_app_restore_point_manifest(a, id, &e);
 	size_t i;
 	json_t *v;
-	json_array_foreach(json_object_get(m, "volumes"), i, v) {
-		const char *snap = json_string_value(json_object_get(json_object_get(v, "data"),
-		                                                     "snapshot"));
-		if (snap && strlen(snap) == 64)
-			json_array_append_new(out, json_string(snap));
-	}
-	json_decref(m);
+	json_array_foreach(vols, i, v)
+		if (json_object_get(v, "data"))
+			json_array_append(out, json_object_get(v, "data"));
 }
 
 /* 1 when snapshot s carries the restore point tag. */
@@ -114,16 +108,17 @@ kt_code kt_app_restore_point_delete(kt_kube *c, struct kt_archive *a, const char
 	if (rc)
 		return rc;
 
-	/* What it kept in the cluster, read before the manifest goes. */
-	json_t *vols = NULL;
+	/* What it kept, read before the manifest goes: volume snapshots in the
+	 * cluster, and volume data the mover copied into the repository
+	 * (snapshots of their own that go with the restore point). */
 	kt_error e;
-	if (!o->keep_volume_snapshots) {
-		vols = kt_app_restore_point_volumes(a, id, &e);
-		if (!vols)
-			snprintf(r->note, sizeof(r->note), "its volume snapshots are not known: %.300s",
-			         e.msg);
-	}
-	if (vols && json_array_size(vols)) {
+	json_t *vols = kt_app_restore_point_volumes(a, id, &e);
+	if (!vols)
+		snprintf(r->note, sizeof(r->note), "what it kept is not known: %.300s", e.msg);
+	json_t *data = json_array();
+	kt_app_volume_data(vols, data);
+	r->data_named = (unsigned)json_array_size(data);
+	if (!o->keep_volume_snapshots && json_array_size(vols)) {
 		char *here = NULL;
 		if (!c)
 			snprintf(r->note, sizeof(r->note), "its %zu volume snapshot(s) stay: no cluster "
@@ -139,13 +134,8 @@ kt_code kt_app_restore_point_delete(kt_kube *c, struct kt_archive *a, const char
 			r->volumes_named = (unsigned)json_array_size(vols);
 		free(here);
 	}
-	/* Volume data the mover copied into the repository: snapshots of their
-	 * own, named in the manifest, that go with the restore point. */
-	json_t *data = json_array();
 	size_t i;
 	json_t *x;
-	kt_app_restore_point_data(a, id, data);
-	r->data_named = (unsigned)json_array_size(data);
 	if (o->dry_run) {
 		json_decref(vols);
 		json_decref(data);
