@@ -48,12 +48,16 @@ kt_code kt_blobio_seal(kt_blobio *io, kt_blob_type type, const uint8_t id[32], c
                        size_t n, int level, kt_buf *out, kt_repo_entry *e, kt_error *err);
 
 /*
- * Open the sealed blob of e->length bytes at sealed, as kt_repo_blob_open:
- * authenticate with its id, decompress, check raw_length and the id.  The
- * bytes at sealed are decrypted in place (they are garbage afterwards);
- * *plain points at the raw_length bytes of the blob: into sealed when it
- * was stored uncompressed, else into io's own buffer (valid until the next
- * call).  KT_ECORRUPT with kt_repo_blob_open's messages when a check fails.
+ * Open the sealed blob of e->length bytes at sealed for restore:
+ * authenticate it under the AAD of its type and id, decompress, check
+ * raw_length.  Unlike kt_repo_blob_open it does not hash the plaintext
+ * again to compare with the id: the AAD already binds the bytes to the id
+ * they were sealed under (decision 54 in docs/architecture.md; `repo check
+ * --read-data` still hashes every blob).  The bytes at sealed are
+ * decrypted in place (they are garbage afterwards); *plain points at the
+ * raw_length bytes of the blob: into sealed when it was stored
+ * uncompressed, else into io's own buffer (valid until the next call).
+ * KT_ECORRUPT with kt_repo_blob_open's messages when a check fails.
  */
 kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
                        const uint8_t **plain, kt_error *err);

@@ -2,8 +2,8 @@
  * restore.c - snapshots back to files: ls and restore.
  *
  * Restore walks the snapshot's trees depth first.  A file is written as
- * <dir>/.<name>.kontinuity-part (0600), blob by blob (each authenticated and
- * checked against its id), made durable, given its mode and times, then
+ * <dir>/.<name>.kontinuity-part (0600), blob by blob (each authenticated under
+ * its id and type), made durable, given its mode and times, then
  * renamed to its name: a name only ever holds a complete file.  Directories
  * get their mode and times after their contents.  Names come from decoded
  * trees, which refuse anything but single safe path components, and every

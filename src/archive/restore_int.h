@@ -21,7 +21,7 @@
  *            files, as often as they compute)
  *            the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
- *            decompress, check length and id: kt_blobio_open, in place) and
+ *            decompress, check length: kt_blobio_open, in place) and
  *            pwrite it at its place in the file; the one that writes a
  *            file's last bytes gives it its mode, owner and times, closes
  *            it, starts its write-back (sync_file_range) and hands it to

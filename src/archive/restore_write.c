@@ -2,7 +2,7 @@
  * restore_write.c - the threads of a restore (restore_int.h has the
  * pipeline): the reader gets the planned spans of packs from the store,
  * workers create the .part files (0600, O_EXCL, O_NOFOLLOW), open every
- * blob (authenticated, decompressed, checked against its id) and pwrite it
+ * blob (authenticated under its id, decompressed) and pwrite it
  * at its offset, and give finished files their mode, owner and times; the
  * namer makes each batch durable (syncfs) before renaming its files.
  * Shared state is rctx's, under r->mu; a job slot, a file's descriptor

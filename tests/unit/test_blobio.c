@@ -173,6 +173,41 @@ static void test_open_refuses_what_the_reference_refuses(void)
 	kt_blobio_free(io);
 }
 
+/* Restore opens with kt_blobio_open, which trusts the AAD to bind a blob
+ * to its id and does not hash it again; check opens with
+ * kt_repo_blob_open, which does.  A blob sealed (by a faulty writer) under
+ * an id that is not its content's: restore takes it, check names it. */
+static void test_only_the_checking_open_hashes_the_content(void)
+{
+	kt_repo_keys k = test_keys();
+	kt_blobio *io = kt_blobio_new(&k);
+	kt_error err;
+	uint8_t *d = sample(5000, 0);
+	uint8_t wrong[32];
+	kt_repo_blob_id(&k, d, 5000, wrong);
+	wrong[31] ^= 1;
+	kt_buf out;
+	kt_buf_init(&out, 1 << 20);
+	kt_repo_entry e;
+	CHECK(kt_blobio_seal(io, KT_BLOB_DATA, wrong, d, 5000, 3, &out, &e, &err) == KT_OK);
+	e.offset = 0;
+	e.length = (uint32_t)out.len;
+	const uint8_t *plain;
+	uint8_t *copy = malloc(out.len);
+	memcpy(copy, out.data, out.len);
+	CHECK(kt_blobio_open(io, &e, copy, &plain, &err) == KT_OK);
+	CHECK(memcmp(plain, d, 5000) == 0);
+	kt_buf raw;
+	kt_buf_init(&raw, 1 << 20);
+	CHECK(kt_repo_blob_open(&k, &e, (const uint8_t *)out.data, &raw, &err) == KT_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "does not match its id");
+	kt_buf_release(&raw);
+	kt_buf_release(&out);
+	free(copy);
+	free(d);
+	kt_blobio_free(io);
+}
+
 static void test_seal_refuses_oversized_blobs(void)
 {
 	kt_repo_keys k = test_keys();
@@ -195,6 +230,7 @@ int main(void)
 	RUN(test_ids_match_the_reference);
 	RUN(test_seal_and_open_interoperate);
 	RUN(test_open_refuses_what_the_reference_refuses);
+	RUN(test_only_the_checking_open_hashes_the_content);
 	RUN(test_seal_refuses_oversized_blobs);
 	return unit_done();
 }
