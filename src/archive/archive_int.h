@@ -26,6 +26,10 @@ typedef struct kt_ient {
 	uint8_t type, compression, used, pad;
 } kt_ient;
 
+/* An unlinked 0600 temp file in $TMPDIR (default /tmp), read and written
+ * with pread/pwrite; -1 with errno on failure (index.c). */
+int kt_archive_temp_open(void);
+
 /* A sorted run in an unlinked temp file (index.c). */
 typedef struct kt_irun {
 	int fd;

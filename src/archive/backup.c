@@ -9,7 +9,7 @@
  *            hands regular files to the readers and builds the trees
  *            bottom-up: a directory's tree blob once its files are back.
  *   readers  (two per CPU, at most MAX_READERS) each take a whole file:
- *            read 1 MiB slices -> chunker (files: FastCDC; etcd databases,
+ *            read 512 KiB slices -> chunker (files: FastCDC; etcd databases,
  *            recognised by the bbolt magic: the etcd chunker) -> the chunk
  *            accumulates in one buffer of at most the chunker's max size ->
  *            blob id (keyed HMAC) -> in the archive's table or already new
@@ -59,7 +59,7 @@
 #include "packer.h"
 #include "parent.h"
 
-#define SLICE (1u << 20)
+#define SLICE (512u << 10)       /* a read of a file: 2 MiB for four readers */
 #define MAX_READERS 4             /* threads reading, chunking and hashing files */
 #define TASKS_QUEUED 8            /* files waiting for a reader */
 #define PREFETCH_AHEAD 32         /* files of a directory read ahead */
@@ -931,7 +931,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 		c = kt_packer_finish(b.pk, err);
 	kt_packer_stats(b.pk, &res->stored_bytes, &res->packs);
 	if (!c)
-		kt_packer_drain(b.pk, on_stored, a);
+		c = kt_packer_drain(b.pk, on_stored, a, err);
 	kt_packer_free(b.pk);
 	if (!c) {
 		struct timespec now;

@@ -100,7 +100,7 @@ static void to_loc(const kt_ient *e, uint64_t ord, kt_loc *out)
 /* ------------------------------------------------------------------ */
 /* Temp files: written whole, then only read. */
 
-static int temp_open(void)
+int kt_archive_temp_open(void)
 {
 	const char *dir = getenv("TMPDIR");
 	if (!dir || !*dir)
@@ -159,7 +159,7 @@ typedef struct run_writer {
 static int writer_start(run_writer *w)
 {
 	memset(w, 0, sizeof(*w));
-	w->run.fd = temp_open();
+	w->run.fd = kt_archive_temp_open();
 	if (w->run.fd < 0)
 		return -1;
 	w->buf = kt_xcalloc(IO_PAGES, PAGE);

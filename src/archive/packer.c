@@ -13,7 +13,9 @@
  *   gives the buffer back (spare) and keeps its entries in done[] -> after
  *   KT_PACKER_INDEX_PACKS packs or KT_PACKER_INDEX_ENTRIES blobs (and at
  *   the end) an index file names
- *   done[], whose packs then move to stored[] for kt_packer_drain.
+ *   done[], whose packs then move to stored[] for kt_packer_drain (past
+ *   STORED_MEM entries, to a temp file instead: a backup of a million new
+ *   blobs would otherwise hold 48 MiB of entries until its end).
  *
  * Invariants:
  *   1. The store is only used by the uploader while the threads run (it
@@ -28,6 +30,7 @@
  *      for tree packs; a worker that needs one waits for the uploader to
  *      return one.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,13 @@
 #include "packer.h"
 
 #define KT_PACKER_SLOTS 8    /* blobs waiting or being sealed */
+#define STORED_MEM 16384     /* entries kept in memory for drain; then a temp file */
+/* Tree packs (trees, content lists) end at this size, or the repository's
+ * pack size if smaller: the tree pack's buffer grows as it fills, and
+ * beside two full data packs a 16 MiB one was a quarter of a backup's
+ * peak memory.  Trees are read one blob at a time; the pack count hardly
+ * changes (one tree pack for dozens of data packs). */
+#define TREE_PACK_SIZE (4u << 20)
 #define NBUF 3
 #define MAX_WORKERS 8
 
@@ -82,9 +92,14 @@ struct kt_packer {
 	/* The uploader's: packs put but not yet in an index file. */
 	kt_repo_index_pack *done;
 	size_t n_done, cap_done;
-	/* Packs in an uploaded index file, for kt_packer_drain. */
+	/* Packs in an uploaded index file, for kt_packer_drain: the first
+	 * STORED_MEM entries in stored[], the rest as records (pack id, u32
+	 * count, the entries) in the temp file spill_fd, whose end the
+	 * uploader moves (spill_end, under mu) and drain reads up to. */
 	kt_repo_index_pack *stored;
-	size_t n_stored, cap_stored;
+	size_t n_stored, cap_stored, stored_entries;
+	int spill_fd;
+	uint64_t spill_end, spill_read;
 	pthread_t workers[MAX_WORKERS];
 	int n_workers;
 	pthread_t uploader;
@@ -184,7 +199,10 @@ static kt_code append_locked(kt_packer *p, wstate *w, kt_repo_entry *e, kt_error
 		return c;
 	e->length = (uint32_t)w->sealed.len;
 	o->entries[o->n++] = *e;
-	if (o->buf.len >= p->a->pack_size || o->n >= KT_REPO_MAX_PACK_ENTRIES)
+	size_t cut = p->a->pack_size;
+	if (type == KT_BLOB_TREE && cut > TREE_PACK_SIZE)
+		cut = TREE_PACK_SIZE;
+	if (o->buf.len >= cut || o->n >= KT_REPO_MAX_PACK_ENTRIES)
 		return queue_pack_locked(p, type, err);
 	return KT_OK;
 }
@@ -229,6 +247,71 @@ static void *worker_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* The uploader. */
 
+static int write_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+	const char *q = buf;
+	while (n) {
+		ssize_t w = pwrite(fd, q, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		q += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *buf, size_t n, uint64_t off)
+{
+	char *q = buf;
+	while (n) {
+		ssize_t r = pread(fd, q, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		q += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* The uploader's: a pack named by a stored index file goes to stored[] or,
+ * past STORED_MEM entries, to the temp file.  ip's entries are taken over
+ * or freed, also on failure. */
+static kt_code keep_stored(kt_packer *p, kt_repo_index_pack *ip, kt_error *err)
+{
+	pthread_mutex_lock(&p->mu);
+	int mem = p->stored_entries + ip->n <= STORED_MEM;
+	if (mem) {
+		push_pack(&p->stored, &p->n_stored, &p->cap_stored, ip->pack_id, ip->entries, ip->n);
+		p->stored_entries += ip->n;
+	}
+	uint64_t off = p->spill_end;
+	pthread_mutex_unlock(&p->mu);
+	if (mem)
+		return KT_OK;
+	if (p->spill_fd < 0)
+		p->spill_fd = kt_archive_temp_open();
+	uint32_t n = (uint32_t)ip->n;
+	int bad = p->spill_fd < 0 || write_all(p->spill_fd, ip->pack_id, 32, off) ||
+	          write_all(p->spill_fd, &n, 4, off + 32) ||
+	          write_all(p->spill_fd, ip->entries, ip->n * sizeof(*ip->entries), off + 36);
+	int e = errno;
+	free(ip->entries);
+	ip->entries = NULL;
+	if (bad)
+		return kt_error_sys(err, KT_EIO, e, "cannot write the backup's temp file in $TMPDIR "
+		                    "(check its free space, or point TMPDIR elsewhere)");
+	pthread_mutex_lock(&p->mu);
+	p->spill_end = off + 36 + ip->n * sizeof(*ip->entries);
+	pthread_mutex_unlock(&p->mu);
+	return KT_OK;
+}
+
 /* Put the index file naming done[], then hand those packs to stored[]. */
 static kt_code write_index(kt_packer *p, kt_error *err)
 {
@@ -254,13 +337,15 @@ static kt_code write_index(kt_packer *p, kt_error *err)
 	}
 	pthread_mutex_lock(&p->mu);
 	p->stored_bytes += enc.len;
-	for (size_t i = 0; i < p->n_done; i++)
-		push_pack(&p->stored, &p->n_stored, &p->cap_stored, p->done[i].pack_id,
-		          p->done[i].entries, p->done[i].n);
 	pthread_mutex_unlock(&p->mu);
-	p->n_done = 0;
 	kt_buf_release(&enc);
-	return KT_OK;
+	for (size_t i = 0; i < p->n_done; i++)
+		if (!c)
+			c = keep_stored(p, &p->done[i], err);   /* takes or frees the entries */
+		else
+			free(p->done[i].entries);
+	p->n_done = 0;
+	return c;
 }
 
 /* Put one sealed pack under its SHA-256; its entries move to done[]. */
@@ -362,6 +447,7 @@ kt_packer *kt_packer_start(kt_archive *a, int level, int n_workers)
 {
 	kt_packer *p = kt_xcalloc(1, sizeof(*p));
 	p->a = a;
+	p->spill_fd = -1;
 	p->level = level;
 	if (n_workers <= 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -448,19 +534,38 @@ kt_code kt_packer_add(kt_packer *p, kt_blob_type type, const uint8_t id[32], kt_
 	return KT_OK;
 }
 
-void kt_packer_drain(kt_packer *p, kt_packer_stored_fn fn, void *ctx)
+kt_code kt_packer_drain(kt_packer *p, kt_packer_stored_fn fn, void *ctx, kt_error *err)
 {
 	pthread_mutex_lock(&p->mu);
 	kt_repo_index_pack *v = p->stored;
 	size_t n = p->n_stored;
 	p->stored = NULL;
-	p->n_stored = p->cap_stored = 0;
+	p->n_stored = p->cap_stored = p->stored_entries = 0;
+	uint64_t end = p->spill_end;
 	pthread_mutex_unlock(&p->mu);
 	for (size_t i = 0; i < n; i++) {
 		fn(ctx, v[i].pack_id, v[i].entries, v[i].n);
 		free(v[i].entries);
 	}
 	free(v);
+	kt_repo_entry *e = NULL;
+	while (p->spill_read < end) {
+		uint8_t id[32];
+		uint32_t k;
+		uint64_t off = p->spill_read;
+		if (read_all(p->spill_fd, id, 32, off) || read_all(p->spill_fd, &k, 4, off + 32) ||
+		    !(e = realloc(e, (k ? k : 1) * sizeof(*e))) ||
+		    read_all(p->spill_fd, e, k * sizeof(*e), off + 36)) {
+			int en = errno;
+			free(e);
+			return kt_error_sys(err, KT_EIO, en, "cannot read the backup's temp file in "
+			                    "$TMPDIR back");
+		}
+		fn(ctx, id, e, k);
+		p->spill_read = off + 36 + (uint64_t)k * sizeof(*e);
+	}
+	free(e);
+	return KT_OK;
 }
 
 static void join_all(kt_packer *p)
@@ -533,6 +638,8 @@ void kt_packer_free(kt_packer *p)
 	for (size_t i = 0; i < p->n_stored; i++)
 		free(p->stored[i].entries);
 	free(p->stored);
+	if (p->spill_fd >= 0)
+		close(p->spill_fd);
 	pthread_mutex_destroy(&p->mu);
 	pthread_mutex_destroy(&p->store_mu);
 	pthread_cond_destroy(&p->cv_work);

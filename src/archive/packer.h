@@ -34,7 +34,7 @@
 
 #define KT_PACKER_INDEX_PACKS 1000   /* packs per index file */
 /* ...or fewer when they hold this many blobs: an index file is built (and
- * sealed, a second copy) in memory, 46 bytes a blob; 65,536 keep each
+ * sealed where it was built) in memory, 46 bytes a blob; 65,536 keep each
  * under 3 MiB however small the blobs (1 GiB of well-compressed 4 KiB
  * pages filled 4 packs of 65,536 blobs and made one 12 MB index file). */
 #define KT_PACKER_INDEX_ENTRIES 65536
@@ -68,8 +68,10 @@ kt_code kt_packer_add(kt_packer *p, kt_blob_type type, const uint8_t id[32], kt_
                       kt_error *err);
 
 /* Hand every pack stored and named by a stored index file since the last
- * call to fn (in the caller's thread). */
-void kt_packer_drain(kt_packer *p, kt_packer_stored_fn fn, void *ctx);
+ * call to fn (in the caller's thread).  KT_EIO when the temp file that
+ * holds them past the first 16,384 blobs cannot be read back (the packs
+ * and index files are stored all the same). */
+kt_code kt_packer_drain(kt_packer *p, kt_packer_stored_fn fn, void *ctx, kt_error *err);
 
 /*
  * Seal the last blobs, upload the open packs and an index file naming every

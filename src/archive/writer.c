@@ -240,7 +240,12 @@ kt_code kt_archive_writer_commit(kt_archive_writer *w, const kt_archive_backup_o
 	if (!c)
 		c = kt_packer_finish(w->pk, err);
 	kt_packer_stats(w->pk, &w->res.stored_bytes, &w->res.packs);
-	kt_packer_drain(w->pk, on_stored, w->a);
+	kt_error derr;
+	kt_code dc = kt_packer_drain(w->pk, on_stored, w->a, &derr);
+	if (dc && !c) {
+		c = dc;
+		*err = derr;
+	}
 	kt_packer_free(w->pk);
 	w->pk = NULL;
 	if (c) {

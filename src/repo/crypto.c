@@ -41,24 +41,24 @@ void kt_repo_blob_id(const kt_repo_keys *k, const void *data, size_t n, uint8_t 
 	HMAC(EVP_sha256(), k->id, sizeof(k->id), data, n, out, &len);
 }
 
-kt_code kt_repo_seal(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *plain,
-                     size_t n, kt_buf *out, kt_error *err)
+kt_code kt_repo_seal_in_place(const kt_repo_keys *k, const void *aad, size_t aad_len,
+                              kt_buf *out, size_t start, kt_error *err)
 {
+	size_t n = out->len - start - KT_REPO_NONCE;
+	kt_code c = KT_OK;
 	if (n > KT_REPO_MAX_SEALED)
-		return kt_error_set(err, KT_ELIMIT, "message of %zu bytes is too large to seal", n);
+		c = kt_error_set(err, KT_ELIMIT, "message of %zu bytes is too large to seal", n);
 	uint8_t nonce[KT_REPO_NONCE];
-	if (RAND_bytes(nonce, sizeof(nonce)) != 1)
-		return kt_error_set(err, KT_EIO, "the random source failed");
-	size_t start = out->len;
-	kt_code c = kt_buf_add(out, nonce, sizeof(nonce), err);
-	if (c)
-		return c;
-	/* Grow once, then encrypt in place at the end of the buffer. */
-	if ((c = kt_buf_add(out, plain, n, err)) ||
-	    (c = kt_buf_add(out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", KT_REPO_TAG, err))) {
-		out->len = start;
+	if (!c && RAND_bytes(nonce, sizeof(nonce)) != 1)
+		c = kt_error_set(err, KT_EIO, "the random source failed");
+	if (!c)
+		c = kt_buf_add(out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", KT_REPO_TAG, err);
+	if (c) {
+		OPENSSL_cleanse(out->data + start, out->len - start);
+		kt_buf_setlen(out, start);
 		return c;
 	}
+	memcpy(out->data + start, nonce, sizeof(nonce));
 	uint8_t *ct = (uint8_t *)out->data + start + KT_REPO_NONCE;
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	int len = 0, ok = ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) &&
@@ -71,11 +71,24 @@ kt_code kt_repo_seal(const kt_repo_keys *k, const void *aad, size_t aad_len, con
 	EVP_CIPHER_CTX_free(ctx);
 	if (!ok) {
 		OPENSSL_cleanse(out->data + start, out->len - start);
-		out->len = start;
-		out->data[start] = '\0';
+		kt_buf_setlen(out, start);
 		return kt_error_set(err, KT_EIO, "AES-256-GCM encryption failed");
 	}
 	return KT_OK;
+}
+
+kt_code kt_repo_seal(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *plain,
+                     size_t n, kt_buf *out, kt_error *err)
+{
+	if (n > KT_REPO_MAX_SEALED)
+		return kt_error_set(err, KT_ELIMIT, "message of %zu bytes is too large to seal", n);
+	size_t start = out->len;
+	/* Grow once (room for the nonce, then the plaintext), then seal there. */
+	kt_code c = kt_buf_add(out, "\0\0\0\0\0\0\0\0\0\0\0\0", KT_REPO_NONCE, err);
+	if (!c && (c = kt_buf_add(out, plain, n, err))) {
+		kt_buf_setlen(out, start);
+	}
+	return c ? c : kt_repo_seal_in_place(k, aad, aad_len, out, start, err);
 }
 
 kt_code kt_repo_open(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *sealed,

@@ -35,6 +35,13 @@ void kt_repo_blob_id(const kt_repo_keys *k, const void *data, size_t n, uint8_t 
  * KT_REPO_MAX_SEALED or out's limit; out is unchanged on failure. */
 kt_code kt_repo_seal(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *plain,
                      size_t n, kt_buf *out, kt_error *err);
+/* The same for a plaintext already in out: out->data[start] has
+ * KT_REPO_NONCE bytes of room for the nonce, then the plaintext up to
+ * out->len; it is encrypted where it lies and the tag appended (no second
+ * copy of a large message).  On failure out->len is start again and the
+ * plaintext wiped. */
+kt_code kt_repo_seal_in_place(const kt_repo_keys *k, const void *aad, size_t aad_len,
+                              kt_buf *out, size_t start, kt_error *err);
 /* Append the plaintext of a sealed message to out; KT_ECORRUPT when it
  * does not authenticate (out unchanged, nothing of the plaintext kept). */
 kt_code kt_repo_open(const kt_repo_keys *k, const void *aad, size_t aad_len, const void *sealed,

@@ -513,6 +513,26 @@ def etcd_like(path, pages, rnd=None):
             f.write(page)
 
 
+def test_a_backup_whose_temp_files_cannot_be_made_stores_no_snapshot(tmp_path):
+    """Past 16,384 new blobs the packer keeps the entries of stored packs in
+    a temp file (and the index its runs past 45,875): with TMPDIR unusable
+    the backup fails naming it, leaves no snapshot, and the repository
+    still checks."""
+    src = tmp_path / "src"
+    src.mkdir()
+    etcd_like(src / "member.db", 20000, random.Random(20000))
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    res = repo("backup", "--repo", r, src, check=False,
+               extra_env={"TMPDIR": str(tmp_path / "missing")})
+    assert res.returncode != 0
+    assert "temp file in $TMPDIR" in res.stderr, res.stderr
+    assert json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout) == []
+    repo("check", "--repo", r)
+    repo("backup", "--repo", r, src)   # with a usable TMPDIR, the same backup completes
+    repo("check", "--repo", r, "--read-data")
+
+
 def peak_rss_mib(*args, extra_env=None, timeout=600):
     """Run `kontinuity repo ARGS` under a fresh Python whose only child it is,
     and return (completed process, the child's peak RSS in MiB)."""
@@ -586,10 +606,12 @@ def test_a_file_of_262144_pages_that_overflowed_the_tree_blob(tmp_path):
     262,144 chunks; inline, its ids made a 17.6 MB tree blob, over the 16 MiB
     blob limit ("data exceeds the limit of 16777216 bytes").  With content
     lists it backs up, checks and restores, each in at most 64 MiB of peak
-    RSS."""
+    RSS.  The pages are random: nothing compresses, so the data packs are
+    full, every page is a new blob (the packer keeps the entries of the
+    stored packs past 16,384 in a temp file) and the index spills."""
     src = tmp_path / "src"
     src.mkdir()
-    etcd_like(src / "member.db", 262144)
+    etcd_like(src / "member.db", 262144, random.Random(262144))
     r = tmp_path / "repo"
     repo("init", "--repo", r)
     res, backup_mib = peak_rss_mib("backup", "--repo", r, src, "-o", "json")
