@@ -14,7 +14,9 @@
  *      (or holding blobs indexed elsewhere too) -> repack: its used sealed
  *      blobs are copied as they are (a sealed blob does not depend on where
  *      it sits) into new packs, which are uploaded;
- *   3. one new index naming every pack kept or written is uploaded;
+ *   3. a new index naming every pack kept or written is uploaded, file by
+ *      file as it grows (steps 2 and 3 hold the entries of a window of
+ *      packs at a time, so memory does not grow with the repository);
  *   4. then the old index files are removed;
  *   5. then the dropped and repacked packs, and packs no index ever named
  *      (left by interrupted backups) are removed.
@@ -28,6 +30,7 @@
 #include <time.h>
 
 #include "archive_int.h"
+#include "packer.h"
 
 /* ------------------------------------------------------------------ */
 /* forget */
@@ -217,37 +220,90 @@ static int cmp_id(const void *x, const void *y)
 	return memcmp(x, y, 32);
 }
 
+/* Step 2's per-pack account, from one pass over the index. */
 typedef struct pack_acc {
-	uint64_t total, used;   /* sealed bytes of its blobs */
-	uint32_t n, n_used;
-	uint8_t type;
+	uint64_t total, used;   /* sealed bytes of its blobs, and of the used ones */
+	uint64_t end;           /* the end of its last blob */
+	uint32_t n, n_used, placed, first;   /* first: the lowest offset */
+	uint8_t type, fate;
 } pack_acc;
+
+enum { KEEP, DROP, REPACK };
+
+/* Entries of the packs of one window (see kt_archive_prune), with a used
+ * flag each, sorted by offset before use. */
+typedef struct placed {
+	kt_repo_entry e;
+	uint8_t used;
+} placed;
+
+/* The new index, written as it grows: an index file per 1,000 packs or
+ * 65,536 blobs (as the packer cuts them), its names kept so that step 4
+ * spares an old file byte-identical to a new one. */
+typedef struct ixw {
+	kt_archive *a;
+	kt_repo_index_pack *v;
+	size_t n, cap, entries;
+	char (*names)[72];
+	size_t n_names, cap_names;
+	kt_buf enc;
+} ixw;
+
+static kt_code ixw_flush(ixw *w, kt_error *err)
+{
+	if (!w->n)
+		return KT_OK;
+	kt_buf_reset(&w->enc);
+	kt_code c = kt_repo_index_encode(&w->a->keys, w->v, w->n, &w->enc, err);
+	if (!c) {
+		uint8_t id[32];
+		char hex[65];
+		kt_archive_storage_id(w->enc.data, w->enc.len, id, hex);
+		if (w->n_names == w->cap_names) {
+			w->cap_names = w->cap_names ? w->cap_names * 2 : 16;
+			w->names = realloc(w->names, w->cap_names * sizeof(*w->names));
+			if (!w->names)
+				abort();
+		}
+		snprintf(w->names[w->n_names], 72, "index/%s", hex);
+		c = kt_store_put(w->a->s, w->names[w->n_names++], w->enc.data, w->enc.len, err);
+		if (c == KT_EEXIST)
+			c = KT_OK;
+	}
+	for (size_t i = 0; i < w->n; i++)
+		free(w->v[i].entries);
+	w->n = w->entries = 0;
+	return c;
+}
+
+/* Name pack id with its n entries (taken over) in the new index. */
+static kt_code ixw_add(ixw *w, const uint8_t id[32], kt_repo_entry *entries, size_t n,
+                       kt_error *err)
+{
+	if (w->n == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 64;
+		w->v = realloc(w->v, w->cap * sizeof(*w->v));
+		if (!w->v)
+			abort();
+	}
+	kt_repo_index_pack *ip = &w->v[w->n++];
+	memcpy(ip->pack_id, id, 32);
+	ip->entries = entries;
+	ip->n = n;
+	w->entries += n;
+	if (w->n >= KT_PACKER_INDEX_PACKS || w->entries >= KT_PACKER_INDEX_ENTRIES)
+		return ixw_flush(w, err);
+	return KT_OK;
+}
 
 typedef struct repacker {
 	kt_buf buf;
 	kt_repo_entry *entries;
 	size_t n, cap;
-	kt_repo_index_pack *out;   /* packs for the new index */
-	size_t *n_out, *cap_out;
+	size_t cut;               /* the pack size it ends packs at */
 } repacker;
 
-static void out_add(kt_repo_index_pack **out, size_t *n_out, size_t *cap_out,
-                    const uint8_t id[32], kt_repo_entry *entries, size_t n)
-{
-	if (*n_out == *cap_out) {
-		*cap_out = *cap_out ? *cap_out * 2 : 64;
-		*out = realloc(*out, *cap_out * sizeof(**out));
-		if (!*out)
-			abort();
-	}
-	kt_repo_index_pack *ip = &(*out)[(*n_out)++];
-	memcpy(ip->pack_id, id, 32);
-	ip->entries = entries;
-	ip->n = n;
-}
-
-static kt_code repack_flush(pctx *p, repacker *r, kt_repo_index_pack **out, size_t *n_out,
-                            size_t *cap_out, kt_error *err)
+static kt_code repack_flush(pctx *p, repacker *r, ixw *w, kt_error *err)
 {
 	if (!r->n)
 		return KT_OK;
@@ -265,46 +321,131 @@ static kt_code repack_flush(pctx *p, repacker *r, kt_repo_index_pack **out, size
 		return c;
 	p->res->packs_written++;
 	p->res->bytes_written += r->buf.len;
-	out_add(out, n_out, cap_out, id, r->entries, r->n);
+	kt_repo_entry *e = r->entries;
+	size_t n = r->n;
 	r->entries = NULL;
 	r->n = r->cap = 0;
 	kt_buf_reset(&r->buf);
-	return KT_OK;
+	return ixw_add(w, id, e, n, err);
 }
 
-/* Step 2's two passes over the index: count per pack, then place. */
+/* Step 2's passes over the index: account per pack, then (per window)
+ * place the entries of the packs that stay or are repacked. */
 typedef struct per_pack {
 	pctx *p;
 	pack_acc *acc;
-	kt_repo_entry **per;
-	uint8_t **per_used;
+	placed **per;             /* [pack], for the window's packs */
+	uint32_t lo, hi;          /* the window */
 } per_pack;
 
 static void count_entry(void *ctx, const kt_loc *l)
 {
 	per_pack *pp = ctx;
-	if (l->pack < pp->p->a->n_packs)
-		pp->acc[l->pack].n++;
+	if (l->pack >= pp->p->a->n_packs)
+		return;
+	pack_acc *pa = &pp->acc[l->pack];
+	if (!pa->n || l->offset < pa->first)
+		pa->first = l->offset;
+	if ((uint64_t)l->offset + l->length > pa->end)
+		pa->end = (uint64_t)l->offset + l->length;
+	pa->n++;
+	pa->total += l->length;
+	pa->type = l->type;
+	if (is_used(pp->p, l->ord)) {
+		pa->used += l->length;
+		pa->n_used++;
+	}
 }
 
 static void place_entry(void *ctx, const kt_loc *l)
 {
 	per_pack *pp = ctx;
-	if (l->pack >= pp->p->a->n_packs)
+	if (l->pack < pp->lo || l->pack >= pp->hi || !pp->per[l->pack])
 		return;
 	pack_acc *pa = &pp->acc[l->pack];
-	kt_repo_entry *e = &pp->per[l->pack][pa->n];
-	*e = (kt_repo_entry){ l->type, l->compression, l->offset, l->length, l->raw_length, { 0 } };
-	memcpy(e->id, l->id, 32);
-	int used = is_used(pp->p, l->ord);
-	pp->per_used[l->pack][pa->n] = (uint8_t)used;
-	pa->n++;
-	pa->total += l->length;
-	pa->type = l->type;
-	if (used) {
-		pa->used += l->length;
-		pa->n_used++;
+	if (pa->placed >= pa->n)
+		return;   /* (cannot happen: the table did not change since counting) */
+	placed *x = &pp->per[l->pack][pa->placed++];
+	x->e = (kt_repo_entry){ l->type, l->compression, l->offset, l->length, l->raw_length, { 0 } };
+	memcpy(x->e.id, l->id, 32);
+	x->used = (uint8_t)is_used(pp->p, l->ord);
+}
+
+static int by_offset(const void *x, const void *y)
+{
+	uint32_t a = ((const placed *)x)->e.offset, b = ((const placed *)y)->e.offset;
+	return a < b ? -1 : a > b;
+}
+
+/* The entries a window of step 2 holds at most (49 bytes each, 6 MiB): a
+ * repository of more blobs takes one more pass over its index per window
+ * instead of memory.  KT_PRUNE_WINDOW (environment, for tests only: at
+ * least 1) makes it smaller, so that small repositories take many. */
+#define PRUNE_WINDOW 131072u
+
+static uint64_t prune_window_max(void)
+{
+	const char *v = getenv("KT_PRUNE_WINDOW");
+	char *end;
+	unsigned long long m = v ? strtoull(v, &end, 10) : 0;
+	return v && *v && !*end && m >= 1 && m <= PRUNE_WINDOW ? m : PRUNE_WINDOW;
+}
+/* Repacked tree packs end here, as the packer's (packer.c). */
+#define PRUNE_TREE_PACK (4u << 20)
+
+/* Step 2 for the packs [lo, hi) whose entries are in pp->per: keep or
+ * repack them. */
+static kt_code prune_window(pctx *p, per_pack *pp, repacker rp[2], ixw *w, kt_buf *packbuf,
+                            kt_error *err)
+{
+	kt_archive *a = p->a;
+	kt_code c = KT_OK;
+	for (uint32_t pk = pp->lo; !c && pk < pp->hi; pk++) {
+		pack_acc *pa = &pp->acc[pk];
+		placed *x = pp->per[pk];
+		if (!x)
+			continue;
+		qsort(x, pa->placed, sizeof(*x), by_offset);
+		if (pa->fate == KEEP) {
+			kt_repo_entry *e = kt_xcalloc(pa->placed, sizeof(*e));
+			for (size_t i = 0; i < pa->placed; i++)
+				e[i] = x[i].e;
+			c = ixw_add(w, a->packs[pk], e, pa->placed, err);
+			continue;
+		}
+		/* Partly used: copy its used sealed blobs into a new pack. */
+		char name[80];
+		kt_archive_pack_name(a->packs[pk], name);
+		if ((c = kt_archive_get_checked(a, name, packbuf, err))) {
+			kt_error_wrap(err, "repacking");
+			break;
+		}
+		repacker *r = &rp[pa->type == KT_BLOB_TREE];
+		for (size_t i = 0; !c && i < pa->placed; i++) {
+			const kt_repo_entry *l = &x[i].e;
+			if (!x[i].used)
+				continue;
+			if ((uint64_t)l->offset + l->length > packbuf->len) {
+				c = kt_error_set(err, KT_ECORRUPT, "pack %s is shorter than its index says",
+				                 name);
+				break;
+			}
+			if (r->n == r->cap) {
+				r->cap = r->cap ? r->cap * 2 : 256;
+				r->entries = realloc(r->entries, r->cap * sizeof(*r->entries));
+				if (!r->entries)
+					abort();
+			}
+			kt_repo_entry *e = &r->entries[r->n++];
+			*e = *l;
+			e->offset = (uint32_t)r->buf.len;
+			c = kt_buf_add(&r->buf, packbuf->data + l->offset, l->length, err);
+			if (!c && (r->buf.len >= r->cut || r->n >= KT_REPO_MAX_PACK_ENTRIES))
+				c = repack_flush(p, r, w, err);
+		}
+		kt_archive_lock_tick(a);
 	}
+	return c;
 }
 
 kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *res,
@@ -329,160 +470,115 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 		}
 		kt_archive_names_free(snaps, n_snaps);
 	}
-	/* 2. Per pack: its entries (in one pass over the table) and usage. */
+	/* 2. Per pack, from one pass over the index: keep it (every blob used,
+	 * and they cover it from its start without a gap: a gap means some are
+	 * indexed in another pack too, two backups having stored them at
+	 * once, so it cannot be listed whole), drop it (none used) or repack
+	 * its used blobs (their sealed bytes are copied as they are: a sealed
+	 * blob does not depend on where it sits). */
 	pack_acc *acc = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*acc));
-	per_pack pp = { &p, acc, NULL, NULL };
+	per_pack pp = { &p, acc, NULL, 0, 0 };
 	if (!c)
 		c = kt_archive_index_each(a, count_entry, &pp, err);
-	kt_repo_entry **per = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*per));
-	uint8_t **per_used = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*per_used));
-	for (size_t pk = 0; pk < a->n_packs; pk++) {
-		per[pk] = kt_xcalloc(acc[pk].n ? acc[pk].n : 1, sizeof(kt_repo_entry));
-		per_used[pk] = kt_xcalloc(acc[pk].n ? acc[pk].n : 1, 1);
-		acc[pk].n = 0;
-	}
-	pp.per = per;
-	pp.per_used = per_used;
-	if (!c)
-		c = kt_archive_index_each(a, place_entry, &pp, err);
-	kt_repo_index_pack *out = NULL;
-	size_t n_out = 0, cap_out = 0;
-	uint8_t *drop = kt_xcalloc(a->n_packs ? a->n_packs : 1, 1);
-	repacker rp[2];
-	memset(rp, 0, sizeof(rp));
-	for (int t = 0; t < 2; t++)
-		kt_buf_init(&rp[t].buf, (size_t)a->pack_size + KT_REPO_MAX_BLOB + (4u << 20));
-	kt_buf packbuf;
-	kt_buf_init(&packbuf, (size_t)a->pack_size + KT_REPO_MAX_BLOB + (8u << 20));
 	for (uint32_t pk = 0; !c && pk < a->n_packs; pk++) {
 		pack_acc *pa = &acc[pk];
-		/* In pack order; a gap means some of its blobs are indexed in
-		 * another pack too (two backups stored them at once): such a pack
-		 * cannot be listed whole, so it is repacked without them. */
-		kt_repo_entry *e = per[pk];
-		uint8_t *u = per_used[pk];
-		for (size_t i = 1; i < pa->n; i++)
-			for (size_t j = i; j > 0 && e[j - 1].offset > e[j].offset; j--) {
-				kt_repo_entry tmp = e[j];
-				uint8_t tu = u[j];
-				e[j] = e[j - 1];
-				u[j] = u[j - 1];
-				e[j - 1] = tmp;
-				u[j - 1] = tu;
-			}
-		int contiguous = pa->n > 0 && e[0].offset == 0;
-		for (size_t i = 1; contiguous && i < pa->n; i++)
-			contiguous = e[i].offset == (uint64_t)e[i - 1].offset + e[i - 1].length;
-		if (pa->n_used == pa->n && contiguous) {
-			out_add(&out, &n_out, &cap_out, a->packs[pk], e, pa->n);
-			per[pk] = NULL;   /* owned by out now */
+		int whole = pa->n && pa->first == 0 && pa->total == pa->end;
+		pa->fate = pa->n_used == pa->n && whole ? KEEP : pa->n_used ? REPACK : DROP;
+		if (pa->fate == KEEP) {
 			res->packs_kept++;
 			continue;
 		}
-		drop[pk] = 1;
 		res->packs_removed++;
 		res->bytes_freed += pa->total - pa->used;
-		if (!pa->n_used)
-			continue;
-		/* Partly used: copy its used sealed blobs into a new pack. */
-		res->packs_repacked++;
-		if (dry_run)
-			continue;
-		char name[80];
-		kt_archive_pack_name(a->packs[pk], name);
-		if ((c = kt_archive_get_checked(a, name, &packbuf, err))) {
-			kt_error_wrap(err, "repacking");
-			break;
-		}
-		repacker *r = &rp[pa->type == KT_BLOB_TREE];
-		for (size_t i = 0; !c && i < pa->n; i++) {
-			const kt_repo_entry *l = &per[pk][i];
-			if (!per_used[pk][i])
-				continue;
-			if ((uint64_t)l->offset + l->length > packbuf.len) {
-				c = kt_error_set(err, KT_ECORRUPT, "pack %s is shorter than its index says",
-				                 name);
-				break;
-			}
-			if (r->n == r->cap) {
-				r->cap = r->cap ? r->cap * 2 : 256;
-				r->entries = realloc(r->entries, r->cap * sizeof(*r->entries));
-				if (!r->entries)
-					abort();
-			}
-			kt_repo_entry *e = &r->entries[r->n++];
-			*e = *l;
-			e->offset = (uint32_t)r->buf.len;
-			c = kt_buf_add(&r->buf, packbuf.data + l->offset, l->length, err);
-			if (!c && r->buf.len >= a->pack_size)
-				c = repack_flush(&p, r, &out, &n_out, &cap_out, err);
-		}
-		kt_archive_lock_tick(a);
+		if (pa->fate == REPACK)
+			res->packs_repacked++;
 	}
-	for (int t = 0; !c && t < 2 && !dry_run; t++)
-		c = repack_flush(&p, &rp[t], &out, &n_out, &cap_out, err);
-	/* Packs no index names (interrupted backups). */
-	char **data;
+	/* Packs no index names (interrupted backups: the exclusive lock keeps
+	 * new ones from appearing meanwhile). */
+	char **data = NULL;
 	size_t n_data = 0;
-	data = NULL;
 	if (!c)
 		c = kt_archive_list_names(a, "data/", &data, &n_data, err);
 	uint8_t *orphan = kt_xcalloc(n_data ? n_data : 1, 1);
-	size_t n_known = a->n_packs + n_out;
-	uint8_t (*known)[32] = kt_xcalloc(n_known ? n_known : 1, 32);
+	uint8_t (*known)[32] = kt_xcalloc(a->n_packs ? a->n_packs : 1, 32);
 	memcpy(known, a->packs, a->n_packs * 32);
-	for (size_t j = 0; j < n_out; j++)
-		memcpy(known[a->n_packs + j], out[j].pack_id, 32);
-	qsort(known, n_known, 32, cmp_id);
+	qsort(known, a->n_packs, 32, cmp_id);
 	for (size_t i = 0; !c && i < n_data; i++) {
 		const char *hex = strrchr(data[i], '/') + 1;
 		uint8_t id[32];
 		if (kt_repo_id_parse(hex, id))
 			continue;
-		if (!bsearch(id, known, n_known, 32, cmp_id)) {
+		if (!bsearch(id, known, a->n_packs, 32, cmp_id)) {
 			orphan[i] = 1;
 			res->packs_unreferenced++;
 		}
 	}
 	free(known);
-	/* 3.-5. New index, old index gone, packs gone. */
-	if (!c && !dry_run && (res->packs_removed || res->packs_unreferenced)) {
+	ixw w;
+	memset(&w, 0, sizeof(w));
+	w.a = a;
+	kt_buf_init(&w.enc, KT_REPO_MAX_SEALED + KT_REPO_SEAL_OVERHEAD);
+	repacker rp[2];
+	memset(rp, 0, sizeof(rp));
+	for (int t = 0; t < 2; t++) {
+		kt_buf_init(&rp[t].buf, (size_t)a->pack_size + KT_REPO_MAX_BLOB + (4u << 20));
+		rp[t].cut = t && a->pack_size > PRUNE_TREE_PACK ? PRUNE_TREE_PACK : a->pack_size;
+	}
+	kt_buf packbuf;
+	kt_buf_init(&packbuf, (size_t)a->pack_size + KT_REPO_MAX_BLOB + (8u << 20));
+	int change = !c && !dry_run && (res->packs_removed || res->packs_unreferenced);
+	/* 2.-3. The new index, written as it grows: the entries of a window of
+	 * packs at a time (PRUNE_WINDOW entries, one pass over the index
+	 * each), so memory does not grow with the repository. */
+	pp.per = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*pp.per));
+	uint64_t window = prune_window_max();
+	for (uint32_t lo = 0; change && !c && lo < a->n_packs; lo = pp.hi) {
+		uint64_t sum = 0;
+		uint32_t hi = lo;
+		for (; hi < a->n_packs; hi++) {
+			uint64_t n = acc[hi].fate == DROP ? 0 : acc[hi].n;
+			if (hi > lo && sum + n > window)
+				break;
+			sum += n;
+			if (n)
+				pp.per[hi] = kt_xcalloc(n, sizeof(placed));
+			acc[hi].placed = 0;
+		}
+		pp.lo = lo;
+		pp.hi = hi;
+		if (sum)
+			c = kt_archive_index_each(a, place_entry, &pp, err);
+		if (!c)
+			c = prune_window(&p, &pp, rp, &w, &packbuf, err);
+		for (uint32_t pk = lo; pk < hi; pk++) {
+			free(pp.per[pk]);
+			pp.per[pk] = NULL;
+		}
+	}
+	free(pp.per);
+	for (int t = 0; change && !c && t < 2; t++)
+		c = repack_flush(&p, &rp[t], &w, err);
+	if (change && !c)
+		c = ixw_flush(&w, err);
+	/* 4.-5. Old index gone, then the packs. */
+	if (change && !c) {
 		char **old;
 		size_t n_old = 0;
 		c = kt_archive_list_names(a, "index/", &old, &n_old, err);
-		kt_buf enc;
-		kt_buf_init(&enc, KT_REPO_MAX_SEALED + KT_REPO_SEAL_OVERHEAD);
-		char (*new_names)[72] = kt_xcalloc(n_out / 1000 + 1, 72);
-		size_t n_new = 0;
-		for (size_t start = 0; !c && start < n_out; start += 1000) {
-			size_t cnt = n_out - start < 1000 ? n_out - start : 1000;
-			kt_buf_reset(&enc);
-			uint8_t id[32];
-			char hex[65];
-			if (!(c = kt_repo_index_encode(&a->keys, out + start, cnt, &enc, err))) {
-				kt_archive_storage_id(enc.data, enc.len, id, hex);
-				snprintf(new_names[n_new], 72, "index/%s", hex);
-				c = kt_store_put(a->s, new_names[n_new++], enc.data, enc.len, err);
-				if (c == KT_EEXIST)
-					c = KT_OK;
-			}
-		}
-		kt_buf_release(&enc);
 		for (size_t i = 0; !c && i < n_old; i++) {
 			/* An old index byte-identical to a new one has its name: keep it. */
 			int is_new = 0;
-			for (size_t j = 0; j < n_new; j++)
-				is_new |= !strcmp(old[i], new_names[j]);
+			for (size_t j = 0; j < w.n_names; j++)
+				is_new |= !strcmp(old[i], w.names[j]);
 			kt_error rerr;
 			if (!is_new && kt_store_remove(a->s, old[i], &rerr))
 				c = kt_error_set(err, rerr.code, "cannot remove the old index %s: %s (the "
 				                 "packs stay; run prune again)", old[i], rerr.msg);
 		}
-		free(new_names);
 		if (n_old || old)
 			kt_archive_names_free(old, n_old);
 		for (uint32_t pk = 0; !c && pk < a->n_packs; pk++) {
-			if (!drop[pk])
+			if (acc[pk].fate == KEEP)
 				continue;
 			char name[80];
 			kt_error rerr;
@@ -506,25 +602,20 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 	if (data)
 		kt_archive_names_free(data, n_data);
 	free(orphan);
-	for (size_t j = 0; j < n_out; j++)
-		free(out[j].entries);
-	free(out);
+	for (size_t j = 0; j < w.n; j++)
+		free(w.v[j].entries);
+	free(w.v);
+	free(w.names);
+	kt_buf_release(&w.enc);
 	for (int t = 0; t < 2; t++) {
 		kt_buf_release(&rp[t].buf);
 		free(rp[t].entries);
 	}
 	kt_buf_release(&packbuf);
-	for (size_t pk = 0; pk < a->n_packs; pk++) {
-		free(per[pk]);
-		free(per_used[pk]);
-	}
-	free(per);
-	free(per_used);
-	free(drop);
 	free(acc);
 	free(p.used);
 	/* The table no longer matches the storage: reload it. */
-	if (!c && !dry_run) {
+	if (change && !c) {
 		kt_archive_index_release(a);
 		a->n_packs = 0;
 		c = kt_archive_load_index(a, err);

@@ -645,10 +645,11 @@ int kt_cmd_repo_prune(int argc, char **argv, const kt_globals *g0)
 		       kt_human_bytes(pr.bytes_freed, b1), kt_human_bytes(pr.bytes_written, b2),
 		       pr.remove_failed ? "; some deletions were refused (see above)" : "");
 	} else {
-		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "dryRun", dry_run,
+		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "dryRun", dry_run,
 		                      "packsKept", (json_int_t)pr.packs_kept, "packsRemoved",
 		                      (json_int_t)pr.packs_removed, "packsRepacked",
-		                      (json_int_t)pr.packs_repacked, "packsUnreferenced",
+		                      (json_int_t)pr.packs_repacked, "packsWritten",
+		                      (json_int_t)pr.packs_written, "packsUnreferenced",
 		                      (json_int_t)pr.packs_unreferenced, "bytesFreed",
 		                      (json_int_t)pr.bytes_freed, "bytesWritten",
 		                      (json_int_t)pr.bytes_written, "removeFailed",

@@ -273,6 +273,41 @@ def test_forget_prune_keeps_what_snapshots_need(tmp_path):
     assert res.returncode == 2 and "no keep rule" in res.stderr
 
 
+def test_prune_repacks_window_by_window(tmp_path):
+    """Prune holds the entries of a window of packs at a time and writes the
+    new index as it grows; KT_PRUNE_WINDOW (tests only) shrinks the window to
+    a few entries, so the keep, drop and repack decisions and the index
+    files span many windows here.  The result is the same repository."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(11)
+    for i in range(6):
+        (src / f"f{i}.bin").write_bytes(rnd.randbytes(600 << 10))   # one pack for all
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    repo("backup", "--repo", r, src)
+    for i in range(0, 6, 2):
+        (src / f"f{i}.bin").unlink()                               # half of that pack goes
+    (src / "new.bin").write_bytes(rnd.randbytes(300 << 10))
+    repo("backup", "--repo", r, src)
+    want = tree(src)
+    repo("forget", "--repo", r, "--keep-last", "1")
+    small = {"KT_PRUNE_WINDOW": "3"}
+    dry = json.loads(repo("prune", "--repo", r, "--dry-run", "-o", "json",
+                          extra_env=small).stdout)
+    pr = json.loads(repo("prune", "--repo", r, "-o", "json", extra_env=small).stdout)
+    assert pr["packsRepacked"] >= 1 and pr["packsWritten"] >= 1, pr
+    assert {k: dry[k] for k in ("packsKept", "packsRemoved", "packsRepacked", "bytesFreed")} == \
+        {k: pr[k] for k in ("packsKept", "packsRemoved", "packsRepacked", "bytesFreed")}
+    assert pr["bytesFreed"] >= 3 * (600 << 10), pr
+    assert json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)["ok"]
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, "latest", out)
+    assert tree(restored(out, src)) == want
+    again = json.loads(repo("prune", "--repo", r, "-o", "json", extra_env=small).stdout)
+    assert again["packsRemoved"] == 0 and again["packsUnreferenced"] == 0, again
+
+
 def test_kill_9_during_prune_loses_nothing(tmp_path):
     """20 rounds: back up changed data, forget the oldest, prune, SIGKILL the
     prune at a random moment.  check passes after every kill, the kept
