@@ -513,6 +513,35 @@ static void on_forget(void *ctx, const kt_archive_snap *s, const char *kept)
 	                                      kept ? kept : "remove"));
 }
 
+/* forget SNAPSHOT...: every name resolved first (one unknown name removes
+ * nothing), each removed once however often it is named. */
+static kt_code forget_named(kt_archive *a, char **names, int n, int dry_run, json_t *rows,
+                            unsigned *removed, kt_error *err)
+{
+	char (*ids)[65] = kt_xcalloc((size_t)n, 65);
+	kt_code c = KT_OK;
+	for (int i = 0; !c && i < n; i++)
+		c = kt_archive_find_snapshot(a, names[i], ids[i], err);
+	kt_archive_snap *v = NULL;
+	size_t n_snaps = 0;
+	if (!c)
+		c = kt_archive_snapshots(a, &v, &n_snaps, err);
+	for (size_t j = 0; !c && j < n_snaps; j++) {
+		int named = 0;
+		for (int i = 0; i < n; i++)
+			named |= !strcmp(ids[i], v[j].id);
+		if (!named)
+			continue;
+		if (!dry_run && (c = kt_archive_forget_snapshot(a, v[j].id, err)))
+			break;
+		on_forget(rows, &v[j], NULL);
+		(*removed)++;
+	}
+	kt_archive_snaps_free(v, n_snaps);
+	free(ids);
+	return c;
+}
+
 int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 {
 	const char *path_cmd = "repo forget";
@@ -538,23 +567,36 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 	memset(o + sizeof(own) / sizeof(own[0]), 0, sizeof(kt_opt));
 	char help[2048];
 	snprintf(help, sizeof(help),
-	         "Remove snapshots by a tiered retention policy.  Snapshots are grouped by host\n"
-	         "and tags (untagged ones by paths: the agent's etcd backups are tagged etcd);\n"
-	         "in each group a snapshot stays when any rule keeps it: the newest\n"
-	         "--keep-last N, and the newest of each of the last N hours, days, weeks, months\n"
-	         "and years that have one.  Only the snapshot objects go; `repo prune` (or\n"
-	         "--prune) then removes the data nothing needs any more.\n%s\n"
+	         "Remove snapshots by a tiered retention policy, or the snapshots named.\n"
+	         "Snapshots are grouped by host and tags (untagged ones by paths: the agent's\n"
+	         "etcd backups are tagged etcd); in each group a snapshot stays when any rule\n"
+	         "keeps it: the newest --keep-last N, and the newest of each of the last N\n"
+	         "hours, days, weeks, months and years that have one.  Named snapshots (an id,\n"
+	         "at least 4 hex digits of one, or latest) are all looked up before any is\n"
+	         "removed, and cannot be mixed with --keep rules.  Only the snapshot objects\n"
+	         "go; `repo prune` (or --prune) then removes the data nothing needs any more.\n"
+	         "%s\n"
 	         "Examples:\n"
 	         "  kontinuity repo forget --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --dry-run\n"
-	         "  kontinuity repo forget --keep-last 100 --prune\n", kt_cli_repo_help_tail);
-	char *pos[1];
+	         "  kontinuity repo forget --keep-last 100 --prune\n"
+	         "  kontinuity repo forget 4f3a9c1e 77d0b2aa --prune\n", kt_cli_repo_help_tail);
+	char *pos[64];
 	int n_pos, done;
 	kt_store *s = NULL;
 	kt_archive *a = NULL;
-	int rc = repo_setup(argc, argv, opts, &rf, path_cmd, "--keep-... N [flags]", help, pos, 0,
-	                    &n_pos, &g, &done, &s, &a);
+	int rc = repo_setup(argc, argv, opts, &rf, path_cmd,
+	                    "--keep-... N [flags] | SNAPSHOT... [flags]", help, pos, 64, &n_pos,
+	                    &g, &done, &s, &a);
 	if (rc || done)
 		return rc;
+	int any_rule = 0;
+	for (int i = 0; i < 6; i++)
+		any_rule |= k[i] != NULL;
+	if (n_pos && any_rule) {
+		kt_archive_free(a);
+		kt_store_free(s);
+		return kt_cli_usage(path_cmd, "give snapshots or --keep rules, not both");
+	}
 	unsigned v[6] = { 0 };
 	for (int i = 0; i < 6; i++) {
 		char *end;
@@ -572,7 +614,9 @@ int kt_cmd_repo_forget(int argc, char **argv, const kt_globals *g0)
 	json_t *rows = json_array();
 	unsigned removed = 0;
 	kt_code c = kt_archive_lock(a, 0, &err);
-	if (!c)
+	if (!c && n_pos)
+		c = forget_named(a, pos, n_pos, dry_run, rows, &removed, &err);
+	else if (!c)
 		c = kt_archive_forget(a, &pol, dry_run, on_forget, rows, &removed, &err);
 	kt_archive_prune_result pr;
 	if (!c && prune && !dry_run) {

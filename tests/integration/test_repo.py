@@ -273,6 +273,34 @@ def test_forget_prune_keeps_what_snapshots_need(tmp_path):
     assert res.returncode == 2 and "no keep rule" in res.stderr
 
 
+def test_forget_named_snapshots(tmp_path):
+    """`repo forget SNAPSHOT...` looks every name up first: one unknown name
+    removes nothing; then the named ones (a prefix, latest) go and the rest
+    stay, and rules and names do not mix."""
+    src = tmp_path / "src"
+    src.mkdir()
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    ids = []
+    for i in range(3):
+        (src / f"f{i}").write_bytes(random.Random(i).randbytes(50000))
+        ids.append(json.loads(repo("backup", "--repo", r, src, "-o", "json").stdout)["id"])
+    res = repo("forget", "--repo", r, ids[0][:8], "beefbeef", check=False)
+    assert res.returncode != 0 and "no snapshot 'beefbeef'" in res.stderr, res.stderr
+    assert len(json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)) == 3
+    res = repo("forget", "--repo", r, "latest", "--keep-last", "1", check=False)
+    assert res.returncode == 2 and "not both" in res.stderr
+    gone = json.loads(repo("forget", "--repo", r, ids[0][:8], "latest", ids[0], "-o", "json",
+                           "--prune").stdout)
+    assert sorted(x["id"] for x in gone) == sorted([ids[0], ids[2]])
+    left = json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)
+    assert [x["id"] for x in left] == [ids[1]]
+    assert json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)["ok"]
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, ids[1][:8], out)
+    assert sorted(os.listdir(restored(out, src))) == ["f0", "f1"]
+
+
 def test_prune_repacks_window_by_window(tmp_path):
     """Prune holds the entries of a window of packs at a time and writes the
     new index as it grows; KT_PRUNE_WINDOW (tests only) shrinks the window to
