@@ -5,6 +5,8 @@
 #ifndef KT_ARCHIVE_INT_H
 #define KT_ARCHIVE_INT_H
 
+#include <dirent.h>
+
 #include "archive.h"
 #include "repo/repo.h"
 #include "repo/repo_int.h"
@@ -257,6 +259,41 @@ kt_code kt_treeparts_add(kt_treeparts *tp, kt_repo_node *nd, kt_error *err);
  * fits one part, else a tree index: *indexed = 1). */
 kt_code kt_treeparts_end(kt_treeparts *tp, uint8_t id_out[32], int *indexed, kt_error *err);
 void kt_treeparts_release(kt_treeparts *tp);
+
+/* ---- the names a backup walks (walknames.c) ---- */
+
+/* The given paths as a trie of their components. */
+typedef struct kt_archive_trie {
+	char *name;
+	int target;               /* a path given to back up: stored whole */
+	struct kt_archive_trie *kids;
+	size_t n, cap;
+} kt_archive_trie;
+/* Add path, made absolute, "." and empty components dropped; KT_EUSAGE for
+ * "..".  The absolute path, one '/' between components, into *norm
+ * (malloc'ed). */
+kt_code kt_archive_trie_add(kt_archive_trie *root, const char *path, char **norm,
+                            kt_error *err);
+/* Children in name order (the parent's listing is read as a merge join). */
+void kt_archive_trie_sort(kt_archive_trie *t);
+void kt_archive_trie_free(kt_archive_trie *t);
+
+/* A directory's names, sorted bytewise: one arena of NUL-terminated names
+ * and their offsets (name length + 9 bytes each). */
+typedef struct kt_archive_dirnames {
+	char *buf;
+	size_t len, cap;
+	size_t *off;
+	size_t n, cap_off;
+} kt_archive_dirnames;
+/* Every name of open directory d but "." and "..", sorted (the walker's
+ * thread only: the sort is not reentrant). */
+void kt_archive_dirnames_read(DIR *d, kt_archive_dirnames *v);
+static inline const char *kt_archive_dirnames_at(const kt_archive_dirnames *v, size_t i)
+{
+	return v->buf + v->off[i];
+}
+void kt_archive_dirnames_free(kt_archive_dirnames *v);
 
 #define KT_AAD_CONFIG "kontinuity config v1"
 #define KT_AAD_INDEX "kontinuity index v1"

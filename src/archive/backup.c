@@ -7,7 +7,13 @@
  *   walker   (the caller) walks the directories, stats and opens each
  *            entry, prefetches the small files ahead in the directory,
  *            hands regular files to the readers and builds the trees
- *            bottom-up: a directory's tree blob once its files are back.
+ *            bottom-up.  A directory's names are read and sorted first
+ *            (one arena); its entries are backed up in name order and
+ *            join its listing in that order as their readers finish
+ *            (treeparts.c): a small directory becomes one tree blob, a big
+ *            one a tree index whose parts go to the packer as they fill
+ *            (docs/repository-format.md "Tree indexes"), so only the part
+ *            being built and the files in flight are held.
  *   readers  (two per CPU, at most MAX_READERS) each take a whole file:
  *            read 1 MiB slices -> chunker (files: FastCDC; etcd databases,
  *            recognised by the bbolt magic: the etcd chunker) -> the chunk
@@ -20,7 +26,8 @@
  * every index file, then the snapshot.
  *
  * Parent snapshot: the walker reads the parent's tree of each directory it
- * enters (borrowing the store from the uploader: kt_packer_store_lock) and
+ * enters, one part at a time through cursors that advance in name order
+ * (dirtree.c; borrowing the store from the uploader: kt_packer_store_lock) and
  * takes over the content list of every regular file whose size, mtime,
  * ctime, inode and device are unchanged and whose blobs are all indexed,
  * without opening it (parent.c finds the parent, reads its trees and
@@ -569,58 +576,6 @@ static void parent_lock(void *ctx, int on)
 		kt_packer_store_unlock(ctx);
 }
 
-/* A directory's names, sorted bytewise: one arena of NUL-terminated names
- * and their offsets (name length + 9 bytes each). */
-typedef struct names {
-	char *buf;
-	size_t len, cap;
-	size_t *off;
-	size_t n, cap_off;
-} names;
-
-static const char *names_at(const names *v, size_t i)
-{
-	return v->buf + v->off[i];
-}
-
-static const char *sort_base;
-
-static int by_off(const void *x, const void *y)
-{
-	return strcmp(sort_base + *(const size_t *)x, sort_base + *(const size_t *)y);
-}
-
-static void names_read(DIR *d, names *v)
-{
-	memset(v, 0, sizeof(*v));
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		size_t n = strlen(de->d_name) + 1;
-		if (v->len + n > v->cap) {
-			v->cap = v->cap ? v->cap * 2 : 4096;
-			while (v->len + n > v->cap)
-				v->cap *= 2;
-			v->buf = realloc(v->buf, v->cap);
-			if (!v->buf)
-				abort();
-		}
-		if (v->n == v->cap_off) {
-			v->cap_off = v->cap_off ? v->cap_off * 2 : 64;
-			v->off = realloc(v->off, v->cap_off * sizeof(*v->off));
-			if (!v->off)
-				abort();
-		}
-		memcpy(v->buf + v->len, de->d_name, n);
-		v->off[v->n++] = v->len;
-		v->len += n;
-	}
-	sort_base = v->buf;   /* the walker is the one thread that sorts */
-	if (v->n)
-		qsort(v->off, v->n, sizeof(*v->off), by_off);
-}
-
 static void node_free(kt_repo_node *nd)
 {
 	free(nd->name);
@@ -690,8 +645,8 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 	if (!d)
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot read directory '%s'",
 		                    b->path);
-	names v;
-	names_read(d, &v);
+	kt_archive_dirnames v;
+	kt_archive_dirnames_read(d, &v);
 	/* Two cursors over the parent's listing: the files ahead (prefetch)
 	 * and the current one; each holds one part. */
 	kt_archive_cursor pc, pahead;
@@ -705,8 +660,8 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 	for (size_t i = 0; !c && i < v.n; i++) {
 		for (; ahead < v.n && ahead <= i + PREFETCH_AHEAD; ahead++)
 			if (ahead > i)
-				prefetch(dirfd(d), names_at(&v, ahead),
-				         kt_archive_cursor_find(&pahead, names_at(&v, ahead)));
+				prefetch(dirfd(d), kt_archive_dirnames_at(&v, ahead),
+				         kt_archive_cursor_find(&pahead, kt_archive_dirnames_at(&v, ahead)));
 		if (n_ring == SLOTS)
 			slot_take(b, &ring[head], &tp, 1, &c, err), head = (head + 1) % SLOTS, n_ring--;
 		if (c)
@@ -714,8 +669,8 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 		slot *s = &ring[(head + n_ring) % SLOTS];
 		memset(s, 0, sizeof(*s));
 		n_ring++;
-		c = backup_entry(b, plen, names_at(&v, i), &s->nd, depth + 1,
-		                 kt_archive_cursor_find(&pc, names_at(&v, i)), &s->task, err);
+		c = backup_entry(b, plen, kt_archive_dirnames_at(&v, i), &s->nd, depth + 1,
+		                 kt_archive_cursor_find(&pc, kt_archive_dirnames_at(&v, i)), &s->task, err);
 		b->path[plen] = '\0';
 		/* Whatever is done at the front joins the listing now. */
 		while (n_ring && slot_take(b, &ring[head], &tp, 0, &c, err)) {
@@ -728,8 +683,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 		slot_take(b, &ring[head], &tp, 1, &c, err);
 	kt_archive_cursor_close(&pc);
 	kt_archive_cursor_close(&pahead);
-	free(v.buf);
-	free(v.off);
+	kt_archive_dirnames_free(&v);
 	closedir(d);
 	int indexed = 0;
 	if (!c)
@@ -805,99 +759,7 @@ static kt_code backup_entry(bctx *b, size_t plen, const char *name, kt_repo_node
 	return submit(b, t, err);
 }
 
-/* ------------------------------------------------------------------ */
-/* The given paths as a trie of their components, so the snapshot holds
- * each under its absolute path and the directories above them once. */
-
-typedef struct trie {
-	char *name;
-	int target;               /* a path given to back up: stored whole */
-	struct trie *kids;
-	size_t n, cap;
-} trie;
-
-static void trie_free(trie *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		trie_free(&t->kids[i]);
-	free(t->kids);
-	free(t->name);
-}
-
-static trie *trie_child(trie *t, const char *name, size_t len)
-{
-	for (size_t i = 0; i < t->n; i++)
-		if (strlen(t->kids[i].name) == len && !memcmp(t->kids[i].name, name, len))
-			return &t->kids[i];
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 4;
-		t->kids = realloc(t->kids, t->cap * sizeof(trie));
-		if (!t->kids)
-			abort();
-	}
-	trie *k = &t->kids[t->n++];
-	memset(k, 0, sizeof(*k));
-	k->name = strndup(name, len);
-	return k;
-}
-
-static int by_trie_name(const void *x, const void *y)
-{
-	return strcmp(((const trie *)x)->name, ((const trie *)y)->name);
-}
-
-/* Children in name order: the parent's listing is read as a merge join. */
-static void trie_sort(trie *t)
-{
-	if (t->n > 1)
-		qsort(t->kids, t->n, sizeof(*t->kids), by_trie_name);
-}
-
-/* Made absolute, "." and empty components dropped; KT_EUSAGE for "..".
- * The absolute path, one '/' between components, into *norm (malloc'ed). */
-static kt_code trie_add(trie *root, const char *path, char **norm, kt_error *err)
-{
-	char abs[PATH_MAX];
-	if (path[0] == '/') {
-		if ((size_t)snprintf(abs, sizeof(abs), "%s", path) >= sizeof(abs))
-			return kt_error_set(err, KT_ELIMIT, "path too long: '%s'", path);
-	} else {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) ||
-		    (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= sizeof(abs))
-			return kt_error_set(err, KT_ELIMIT, "path too long: '%s'", path);
-	}
-	trie *t = root;
-	const char *p = abs;
-	char out[PATH_MAX];
-	size_t n_out = 0;
-	int any = 0;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		size_t len = strcspn(p, "/");
-		if (!len)
-			break;
-		if (len == 1 && p[0] == '.') {   /* "./d" or "d/.": the same place */
-			p += len;
-			continue;
-		}
-		if (len == 2 && p[0] == '.' && p[1] == '.')
-			return kt_error_set(err, KT_EUSAGE, "give '%s' without '..'", path);
-		t = trie_child(t, p, len);
-		out[n_out++] = '/';   /* fits: abs has at least as many bytes */
-		memcpy(out + n_out, p, len);
-		n_out += len;
-		p += len;
-		any = 1;
-	}
-	if (!any)
-		return kt_error_set(err, KT_EUSAGE, "cannot back up '/' as a whole; name directories");
-	out[n_out] = '\0';
-	t->target = 1;
-	*norm = kt_xstrdup(out);
-	return KT_OK;
-}
+typedef kt_archive_trie trie;
 
 /* Emit trie node t (its path is b->path[0..plen)) into nd; pnode is the
  * parent snapshot's node of the same path, or NULL. */
@@ -945,7 +807,7 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
 	kt_archive_cursor pc;
 	kt_archive_cursor_open(&pc, b->a, pnode && pnode->type == KT_NODE_DIR ? pnode->subtree
 	                       : NULL, parent_lock, b->pk);
-	trie_sort(t);
+	kt_archive_trie_sort(t);
 	size_t cap = 0;
 	kt_code c = KT_OK;
 	for (size_t i = 0; !c && i < t->n; i++) {
@@ -985,7 +847,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	char **abs = kt_xcalloc(n_paths, sizeof(char *));
 	size_t n_abs = 0;
 	for (size_t i = 0; !c && i < n_paths; i++)
-		if (!(c = trie_add(&root, paths[i], &abs[n_abs], err)))
+		if (!(c = kt_archive_trie_add(&root, paths[i], &abs[n_abs], err)))
 			n_abs++;
 	n_abs = kt_archive_paths_canon(abs, n_abs);
 	char host[256];
@@ -1015,7 +877,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	kt_archive_cursor ptop;
 	kt_archive_cursor_open(&ptop, a, !c && b.have_parent ? b.parent_root : NULL, parent_lock,
 	                       b.pk);
-	trie_sort(&root);
+	kt_archive_trie_sort(&root);
 	size_t cap = 0;
 	b.path[0] = '/';
 	b.path[1] = '\0';
@@ -1085,7 +947,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	pthread_mutex_destroy(&b.mu);
 	pthread_cond_destroy(&b.cv_task);
 	pthread_cond_destroy(&b.cv_done);
-	trie_free(&root);
+	kt_archive_trie_free(&root);
 	for (size_t i = 0; i < n_abs; i++)
 		free(abs[i]);
 	free(abs);
