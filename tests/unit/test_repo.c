@@ -420,6 +420,7 @@ static void test_tree_index(void)
 	const char *plain = "{\"nodes\":[]}";
 	kt_repo_treeidx e;
 	CHECK(kt_repo_tree_decode_any(plain, strlen(plain), &t, &e, &err) == KT_OK && !e.n);
+	kt_repo_tree_release(&t);
 	/* Parts checked against the index. */
 	kt_repo_node nodes[3] = { { .name = (char *)"a" }, { .name = (char *)"b" },
 	                          { .name = (char *)"m" } };
