@@ -712,6 +712,27 @@ def test_a_file_of_262144_pages_that_overflowed_the_tree_blob(tmp_path):
     assert backup_mib <= 64 and restore_mib <= 64, (backup_mib, restore_mib)
 
 
+def test_tree_index_cut_by_listing_size(tmp_path):
+    """Files of many inline ids (the issue's ~300 files of ~1,000 chunks)
+    make a listing big in bytes with few entries: parts are also cut at the
+    byte limit (KT_TREE_PART_BYTES lowered for the test: 40 files of 60
+    pages, ~4 KB of ids each, against 64 KiB)."""
+    knobs = {"KT_TREE_PART_BYTES": "65536"}
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        etcd_like(src / f"db-{i:02d}", 60)
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    repo("backup", "--repo", r, src, extra_env=knobs)
+    assert json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)[0]["version"] == 4
+    ck = json.loads(repo("check", "--repo", r, "--read-data", "-o", "json").stdout)
+    assert ck["ok"] and ck["trees"] >= len(src.parents) + 1 + 3, ck   # dirs, index, parts
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, "latest", out)
+    assert tree(restored(out, src)) == tree(src)
+
+
 def test_valgrind_tree_index_backup_restore_ls(tmp_path):
     """The tree index paths under valgrind (no invalid access, no leak):
     backup, a second backup taking the parent over part by part, restore and
