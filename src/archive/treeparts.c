@@ -180,6 +180,10 @@ kt_code kt_treeparts_end(kt_treeparts *tp, uint8_t id_out[32], int *indexed, kt_
 		c = store_part(tp, tp->pend.n, err);
 	if (c)
 		return c;
+	if (tp->idx.n == 1) {   /* one part that ended past the byte limit on its last entry */
+		memcpy(id_out, tp->idx.parts[0].id, 32);   /* it is the whole directory's tree */
+		return KT_OK;
+	}
 	kt_buf enc;
 	kt_buf_init(&enc, KT_REPO_MAX_BLOB);
 	c = kt_repo_treeidx_encode(&tp->idx, &enc, err);

@@ -733,6 +733,24 @@ def test_tree_index_cut_by_listing_size(tmp_path):
     assert tree(restored(out, src)) == tree(src)
 
 
+def test_a_listing_just_past_the_byte_limit_is_one_tree(tmp_path):
+    """A directory whose estimated listing passes the byte limit only on its
+    last entry makes one part: that part is the directory's tree (a tree
+    index needs two; the backup failed with 'a tree index needs two parts or
+    more')."""
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "a").write_text("x")
+    os.symlink("t" * 2000, src / "b")   # ~4.2 KB estimated: past 4,096 alone
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    repo("backup", "--repo", r, src, extra_env={"KT_TREE_PART_BYTES": "4096"})
+    assert json.loads(repo("snapshots", "--repo", r, "-o", "json").stdout)[0]["version"] == 1
+    out = tmp_path / "out"
+    repo("restore", "--repo", r, "latest", out)
+    assert tree(restored(out, src)) == tree(src)
+
+
 def test_valgrind_tree_index_backup_restore_ls(tmp_path):
     """The tree index paths under valgrind (no invalid access, no leak):
     backup, a second backup taking the parent over part by part, restore and
