@@ -276,7 +276,7 @@ kt_code kt_archive_trie_add(kt_archive_trie *root, const char *path, char **norm
                             kt_error *err);
 /* Children in name order (the parent's listing is read as a merge join). */
 void kt_archive_trie_sort(kt_archive_trie *t);
-void kt_archive_trie_free(kt_archive_trie *t);
+void kt_archive_trie_release(kt_archive_trie *t);
 
 /* A directory's names, sorted bytewise: one arena of NUL-terminated names
  * and their offsets (name length + 9 bytes each). */
@@ -286,14 +286,13 @@ typedef struct kt_archive_dirnames {
 	size_t *off;
 	size_t n, cap_off;
 } kt_archive_dirnames;
-/* Every name of open directory d but "." and "..", sorted (the walker's
- * thread only: the sort is not reentrant). */
+/* Every name of open directory d but "." and "..", sorted bytewise. */
 void kt_archive_dirnames_read(DIR *d, kt_archive_dirnames *v);
 static inline const char *kt_archive_dirnames_at(const kt_archive_dirnames *v, size_t i)
 {
 	return v->buf + v->off[i];
 }
-void kt_archive_dirnames_free(kt_archive_dirnames *v);
+void kt_archive_dirnames_release(kt_archive_dirnames *v);
 
 #define KT_AAD_CONFIG "kontinuity config v1"
 #define KT_AAD_INDEX "kontinuity index v1"

@@ -683,7 +683,7 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 		slot_take(b, &ring[head], &tp, 1, &c, err);
 	kt_archive_cursor_close(&pc);
 	kt_archive_cursor_close(&pahead);
-	kt_archive_dirnames_free(&v);
+	kt_archive_dirnames_release(&v);
 	closedir(d);
 	int indexed = 0;
 	if (!c)
@@ -947,7 +947,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	pthread_mutex_destroy(&b.mu);
 	pthread_cond_destroy(&b.cv_task);
 	pthread_cond_destroy(&b.cv_done);
-	kt_archive_trie_free(&root);
+	kt_archive_trie_release(&root);
 	for (size_t i = 0; i < n_abs; i++)
 		free(abs[i]);
 	free(abs);

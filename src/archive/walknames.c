@@ -14,11 +14,9 @@
 #include "archive_int.h"
 
 
-static const char *sort_base;
-
-static int by_off(const void *x, const void *y)
+static int by_off(const void *x, const void *y, void *base)
 {
-	return strcmp(sort_base + *(const size_t *)x, sort_base + *(const size_t *)y);
+	return strcmp((const char *)base + *(const size_t *)x, (const char *)base + *(const size_t *)y);
 }
 
 void kt_archive_dirnames_read(DIR *d, kt_archive_dirnames *v)
@@ -47,13 +45,12 @@ void kt_archive_dirnames_read(DIR *d, kt_archive_dirnames *v)
 		v->off[v->n++] = v->len;
 		v->len += n;
 	}
-	sort_base = v->buf;   /* the walker is the one thread that sorts */
 	if (v->n)
-		qsort(v->off, v->n, sizeof(*v->off), by_off);
+		qsort_r(v->off, v->n, sizeof(*v->off), by_off, v->buf);
 }
 
 
-void kt_archive_dirnames_free(kt_archive_dirnames *v)
+void kt_archive_dirnames_release(kt_archive_dirnames *v)
 {
 	free(v->buf);
 	free(v->off);
@@ -62,10 +59,10 @@ void kt_archive_dirnames_free(kt_archive_dirnames *v)
 
 typedef kt_archive_trie trie;
 
-void kt_archive_trie_free(trie *t)
+void kt_archive_trie_release(trie *t)
 {
 	for (size_t i = 0; i < t->n; i++)
-		kt_archive_trie_free(&t->kids[i]);
+		kt_archive_trie_release(&t->kids[i]);
 	free(t->kids);
 	free(t->name);
 }
