@@ -199,6 +199,10 @@ kt_code kt_archive_dir_next(kt_archive_dir *d, kt_repo_tree *t, kt_error *err);
 /* Skip the parts that sort wholly before name (the next part returned is
  * the one that would hold it). */
 void kt_archive_dir_seek(kt_archive_dir *d, const char *name);
+/* A tree index: the id of the part next would read (NULL for a plain tree
+ * or at the end), and skipping it unread (a walker that has seen it). */
+const uint8_t *kt_archive_dir_peek(const kt_archive_dir *d);
+void kt_archive_dir_skip(kt_archive_dir *d);
 void kt_archive_dir_close(kt_archive_dir *d);
 /* All nodes of directory id in one tree (lists loaded): only for
  * directories known to be small (an app writer's, bounded by its input). */

@@ -123,8 +123,19 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 	if (kt_archive_dir_open(c->a, id, 0, NULL, NULL, &dir, &err))
 		problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
 	/* A tree index: its parts one by one (each a tree blob of its own). */
-	for (int part = 0;; part++) {
+	for (;;) {
 		kt_repo_tree_release(&t);
+		/* A part another index shares (one changed name elsewhere in the
+		 * directory) was walked with it: the same blob, the same entries. */
+		const uint8_t *pid = kt_archive_dir_peek(&dir);
+		kt_loc pl;
+		if (pid && kt_archive_find(c->a, pid, &pl)) {
+			if (c->seen[pl.ord / 8] & (1u << (pl.ord % 8))) {
+				kt_archive_dir_skip(&dir);
+				continue;
+			}
+			c->seen[pl.ord / 8] |= (uint8_t)(1u << (pl.ord % 8));
+		}
 		if (kt_archive_dir_next(&dir, &t, &err)) {
 			char ph[65];
 			kt_hex(ph, dir.part_id, 32);

@@ -101,6 +101,17 @@ void kt_archive_dir_seek(kt_archive_dir *d, const char *name)
 		d->next++;
 }
 
+const uint8_t *kt_archive_dir_peek(const kt_archive_dir *d)
+{
+	return d->idx.n && d->next < d->idx.n ? d->idx.parts[d->next].id : NULL;
+}
+
+void kt_archive_dir_skip(kt_archive_dir *d)
+{
+	if (d->idx.n && d->next < d->idx.n)
+		d->next++;
+}
+
 void kt_archive_dir_close(kt_archive_dir *d)
 {
 	kt_repo_tree_release(&d->first);

@@ -211,9 +211,19 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 	kt_archive_dir dir;
 	kt_repo_tree t = { 0 };
 	kt_code c = kt_archive_dir_open(p->a, id, 1, NULL, NULL, &dir, err);   /* lists checked */
-	while (!c && !(c = kt_archive_dir_next(&dir, &t, err)) && t.n) {
-		if (dir.idx.n && kt_archive_find(p->a, dir.part_id, &l))
-			set_used(p, l.ord);   /* found: next read it */
+	for (;;) {
+		/* A part another snapshot's index shares is marked already. */
+		const uint8_t *pid = kt_archive_dir_peek(&dir);
+		kt_loc pl;
+		if (!c && pid && kt_archive_find(p->a, pid, &pl)) {
+			if (is_used(p, pl.ord)) {
+				kt_archive_dir_skip(&dir);
+				continue;
+			}
+			set_used(p, pl.ord);
+		}
+		if (c || (c = kt_archive_dir_next(&dir, &t, err)) || !t.n)
+			break;
 		c = mark_nodes(p, &t, depth, err);
 		kt_repo_tree_release(&t);
 	}
