@@ -5,8 +5,9 @@
  *
  * Invariants:
  *   1. Entries come in strictly increasing name order and are held only
- *      until their part is stored: at most one directory's worth of the
- *      single-blob limits before the first part is stored, one part after.
+ *      until their part is stored: before the first part is stored, up to
+ *      twice one blob's limits (what fit at the last cut, plus a part),
+ *      then one part.
  *   2. Cuts depend only on the entries: after an entry whose keyed name
  *      hash (HMAC with the repository's id key, low bits) hits the mask
  *      once the part has PART_MIN entries, or when the part reached the
