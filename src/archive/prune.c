@@ -9,7 +9,8 @@
  * snapshot kept by any rule stays.  Only snapshot objects are deleted.
  *
  * prune, under the exclusive lock:
- *   1. mark every blob the snapshots' trees reach;
+ *   1. mark every blob the snapshots' trees reach (a tree index: the index
+ *      and each of its parts, read one at a time, each part once);
  *   2. per indexed pack: all used -> keep; none used -> drop; partly used
  *      (or holding blobs indexed elsewhere too) -> repack: its used sealed
  *      blobs are copied as they are (a sealed blob does not depend on where
