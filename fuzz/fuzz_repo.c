@@ -7,7 +7,8 @@
  * Byte 0 picks the parser (0 header, 1 index, 2 tree, 3 snapshot, and
  * exactly 4 a content list blob body; other values by their low 2 bits);
  * the rest is its input.  List blobs: accepted exactly when they are
- * 1..KT_REPO_LIST_MAX_IDS whole ids.  Trees: decoded names are safe path components and a
+ * 1..KT_REPO_LIST_MAX_IDS whole ids.  Tree indexes (byte 2 too): safe sorted
+ * first names, and canonical re-encoding.  Trees: decoded names are safe path components and a
  * decoded tree re-encodes and decodes to the same bytes again.  Properties: a parse that
  * succeeds returns entries that obey every rule (contiguous offsets from 0,
  * known types, bounded lengths, one type per pack), and re-encoding what was
@@ -49,6 +50,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if ((data[0] & 3) == 2) {
+		/* A tree index: safe, strictly sorted first names, counts > 0, and
+		 * canonical re-encoding (writers make two parts or more). */
+		kt_repo_treeidx x, x2;
+		kt_repo_tree t0;
+		if (kt_repo_tree_decode_any((const char *)p, len, &t0, &x, &err) == KT_OK && x.n) {
+			for (size_t i = 0; i < x.n; i++)
+				if (!kt_repo_name_ok(x.parts[i].first) || !x.parts[i].count ||
+				    (i && strcmp(x.parts[i - 1].first, x.parts[i].first) >= 0))
+					abort();
+			kt_buf a, b;
+			kt_buf_init(&a, 1u << 28);
+			kt_buf_init(&b, 1u << 28);
+			if (kt_repo_treeidx_encode(&x, &a, &err) == KT_OK) {
+				if (kt_repo_tree_decode_any(a.data, a.len, &t0, &x2, &err) != KT_OK ||
+				    !x2.n || kt_repo_treeidx_encode(&x2, &b, &err) != KT_OK ||
+				    a.len != b.len || memcmp(a.data, b.data, a.len))
+					abort();
+				kt_repo_treeidx_release(&x2);
+			}
+			kt_buf_release(&a);
+			kt_buf_release(&b);
+		}
+		kt_repo_treeidx_release(&x);
+		kt_repo_tree_release(&t0);
 		kt_repo_tree t, t2;
 		if (kt_repo_tree_decode((const char *)p, len, &t, &err) == KT_OK) {
 			kt_buf a, b;

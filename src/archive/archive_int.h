@@ -5,6 +5,8 @@
 #ifndef KT_ARCHIVE_INT_H
 #define KT_ARCHIVE_INT_H
 
+#include <dirent.h>
+
 #include "archive.h"
 #include "repo/repo.h"
 #include "repo/repo_int.h"
@@ -175,6 +177,130 @@ kt_code kt_archive_list_read(kt_archive *a, const kt_repo_node *nd, size_t j, kt
 /* After decoding t: fill content of every node that has a content list,
  * reading its list blobs one at a time; counts must match "chunks". */
 kt_code kt_archive_lists_load(kt_archive *a, kt_repo_tree *t, kt_error *err);
+
+/* ---- a directory's listing, one tree blob at a time (dirtree.c) ---- */
+
+/* Called with 1 before a store read and 0 after it (NULL: no locking). */
+typedef void (*kt_archive_lock_fn)(void *ctx, int lock);
+typedef struct kt_archive_dir {
+	kt_archive *a;
+	int lists;                /* expand content lists (kt_archive_lists_load) */
+	kt_archive_lock_fn lock;
+	void *lock_ctx;
+	kt_repo_treeidx idx;      /* the parts when the directory is a tree index */
+	kt_repo_tree first;       /* the nodes when it is a plain tree, until taken */
+	size_t next;              /* the part next returns */
+	uint8_t part_id[32];      /* the blob next read last (the tree itself first) */
+} kt_archive_dir;
+/* Read directory tree id (a tree blob or a tree index).  On failure d is
+ * still closed with kt_archive_dir_close and next returns nothing. */
+kt_code kt_archive_dir_open(kt_archive *a, const uint8_t id[32], int lists,
+                            kt_archive_lock_fn lock, void *lock_ctx, kt_archive_dir *d,
+                            kt_error *err);
+/* The next part's nodes (sorted) into *t, which the caller releases; t->n
+ * is 0 at the end (a plain tree is one part; an empty directory none). */
+kt_code kt_archive_dir_next(kt_archive_dir *d, kt_repo_tree *t, kt_error *err);
+/* Skip the parts that sort wholly before name (the next part returned is
+ * the one that would hold it). */
+void kt_archive_dir_seek(kt_archive_dir *d, const char *name);
+/* A tree index: the id of the part next would read (NULL for a plain tree
+ * or at the end), and skipping it unread (a walker that has seen it). */
+const uint8_t *kt_archive_dir_peek(const kt_archive_dir *d);
+void kt_archive_dir_skip(kt_archive_dir *d);
+void kt_archive_dir_close(kt_archive_dir *d);
+/* All nodes of directory id in one tree (lists loaded): only for
+ * directories known to be small (an app writer's, bounded by its input). */
+kt_code kt_archive_dir_load_all(kt_archive *a, const uint8_t id[32], kt_repo_tree *t,
+                                kt_error *err);
+/* The entry name of directory id: the part that holds it into *t (release
+ * it; content lists loaded when lists) and *out into it, or NULL when
+ * there is none. */
+kt_code kt_archive_dir_find(kt_archive *a, const uint8_t id[32], const char *name, int lists,
+                            kt_repo_tree *t, const kt_repo_node **out, kt_error *err);
+
+/* A cursor over a directory for names asked in increasing order: holds
+ * one part.  An unreadable tree logs a warning and finds nothing (the
+ * backup's parent: its files are then read again). */
+typedef struct kt_archive_cursor {
+	kt_archive_dir d;
+	kt_repo_tree t;
+	size_t i;
+	int end;
+} kt_archive_cursor;
+void kt_archive_cursor_open(kt_archive_cursor *cu, kt_archive *a, const uint8_t *id,
+                            kt_archive_lock_fn lock, void *lock_ctx);
+const kt_repo_node *kt_archive_cursor_find(kt_archive_cursor *cu, const char *name);
+void kt_archive_cursor_close(kt_archive_cursor *cu);
+
+/* ---- writing a directory's listing in parts (treeparts.c) ---- */
+
+/* Parts hold at most KT_ARCHIVE_PART_NODES entries and about
+ * KT_ARCHIVE_PART_BYTES of JSON; a directory within both is one tree blob.
+ * For tests the environment lowers them: KT_TREE_PART_NODES (16..4096) and
+ * KT_TREE_PART_BYTES (4096..4 MiB). */
+#define KT_ARCHIVE_PART_NODES 4096u
+#define KT_ARCHIVE_PART_BYTES (4u << 20)
+/* Encode and store tree t (one part or a whole small directory). */
+typedef kt_code (*kt_tree_put_fn)(void *ctx, kt_repo_tree *t, uint8_t id_out[32],
+                                  kt_error *err);
+typedef struct kt_treeparts {
+	struct kt_blobio *io;     /* keys the hash of names that places the cuts */
+	kt_tree_put_fn put_tree;
+	kt_list_put_fn put_blob;  /* the tree index blob */
+	void *ctx;
+	kt_repo_tree pend;        /* entries not stored yet, in name order */
+	size_t cap, pend_bytes;
+	size_t since_cut, since_bytes;
+	size_t *cuts, n_cuts, cap_cuts;   /* part ends in pend, before splitting */
+	int split;                /* parts were stored: it is a tree index */
+	kt_repo_treeidx idx;
+	size_t cap_idx;
+	char *last;               /* the last name added */
+	uint64_t entries;
+} kt_treeparts;
+void kt_treeparts_init(kt_treeparts *tp, struct kt_blobio *io, kt_tree_put_fn put_tree,
+                       kt_list_put_fn put_blob, void *ctx);
+/* Add nd (its allocations are taken; nd is zeroed), names strictly
+ * increasing (KT_EUSAGE otherwise).  May store finished parts. */
+kt_code kt_treeparts_add(kt_treeparts *tp, kt_repo_node *nd, kt_error *err);
+/* Store what is left: the directory's tree blob id (a plain tree when it
+ * fits one part, else a tree index: *indexed = 1). */
+kt_code kt_treeparts_end(kt_treeparts *tp, uint8_t id_out[32], int *indexed, kt_error *err);
+void kt_treeparts_release(kt_treeparts *tp);
+
+/* ---- the names a backup walks (walknames.c) ---- */
+
+/* The given paths as a trie of their components. */
+typedef struct kt_archive_trie {
+	char *name;
+	int target;               /* a path given to back up: stored whole */
+	struct kt_archive_trie *kids;
+	size_t n, cap;
+} kt_archive_trie;
+/* Add path, made absolute, "." and empty components dropped; KT_EUSAGE for
+ * "..".  The absolute path, one '/' between components, into *norm
+ * (malloc'ed). */
+kt_code kt_archive_trie_add(kt_archive_trie *root, const char *path, char **norm,
+                            kt_error *err);
+/* Children in name order (the parent's listing is read as a merge join). */
+void kt_archive_trie_sort(kt_archive_trie *t);
+void kt_archive_trie_release(kt_archive_trie *t);
+
+/* A directory's names, sorted bytewise: one arena of NUL-terminated names
+ * and their offsets (name length + 9 bytes each). */
+typedef struct kt_archive_dirnames {
+	char *buf;
+	size_t len, cap;
+	size_t *off;
+	size_t n, cap_off;
+} kt_archive_dirnames;
+/* Every name of open directory d but "." and "..", sorted bytewise. */
+void kt_archive_dirnames_read(DIR *d, kt_archive_dirnames *v);
+static inline const char *kt_archive_dirnames_at(const kt_archive_dirnames *v, size_t i)
+{
+	return v->buf + v->off[i];
+}
+void kt_archive_dirnames_release(kt_archive_dirnames *v);
 
 #define KT_AAD_CONFIG "kontinuity config v1"
 #define KT_AAD_INDEX "kontinuity index v1"

@@ -7,7 +7,13 @@
  *   walker   (the caller) walks the directories, stats and opens each
  *            entry, prefetches the small files ahead in the directory,
  *            hands regular files to the readers and builds the trees
- *            bottom-up: a directory's tree blob once its files are back.
+ *            bottom-up.  A directory's names are read and sorted first
+ *            (one arena); its entries are backed up in name order and
+ *            join its listing in that order as their readers finish
+ *            (treeparts.c): a small directory becomes one tree blob, a big
+ *            one a tree index whose parts go to the packer as they fill
+ *            (docs/repository-format.md "Tree indexes"), so only the part
+ *            being built and the files in flight are held.
  *   readers  (two per CPU, at most MAX_READERS) each take a whole file:
  *            read 512 KiB slices -> chunker (files: FastCDC; etcd databases,
  *            recognised by the bbolt magic: the etcd chunker) -> the chunk
@@ -20,7 +26,8 @@
  * every index file, then the snapshot.
  *
  * Parent snapshot: the walker reads the parent's tree of each directory it
- * enters (borrowing the store from the uploader: kt_packer_store_lock) and
+ * enters, one part at a time through cursors that advance in name order
+ * (dirtree.c; borrowing the store from the uploader: kt_packer_store_lock) and
  * takes over the content list of every regular file whose size, mtime,
  * ctime, inode and device are unchanged and whose blobs are all indexed,
  * without opening it (parent.c finds the parent, reads its trees and
@@ -112,6 +119,7 @@ typedef struct bctx {
 	int have_parent;
 	uint8_t parent_root[32];   /* the parent snapshot's root tree */
 	int lists;                 /* under mu: a tree holds a content list (snapshot v3) */
+	int indexes;               /* under mu: a directory is a tree index (snapshot v4) */
 	reader readers[MAX_READERS];
 	int n_readers;
 	char path[PATH_MAX];       /* the walker's */
@@ -559,7 +567,76 @@ static void prefetch(int dfd, const char *name, const kt_repo_node *pnode)
 	close(fd);
 }
 
-/* psub: the parent's tree of this directory, or NULL. */
+/* The parent's trees are read with the store borrowed from the packer. */
+static void parent_lock(void *ctx, int on)
+{
+	if (on)
+		kt_packer_store_lock(ctx);
+	else
+		kt_packer_store_unlock(ctx);
+}
+
+static void node_free(kt_repo_node *nd)
+{
+	free(nd->name);
+	free(nd->content);
+	free(nd->content_list);
+	free(nd->target);
+	free(nd->delta_name);
+	memset(nd, 0, sizeof(*nd));
+}
+
+/* Store a part of a directory (or a whole small one). */
+static kt_code put_part(void *ctx, kt_repo_tree *t, uint8_t id_out[32], kt_error *err)
+{
+	return tree_blob(ctx, t, id_out, err);
+}
+
+/* Entries of a directory in name order, from the walk (done) or from a
+ * reader (task): they join the listing in that order. */
+typedef struct slot {
+	ftask *task;
+	kt_repo_node nd;
+} slot;
+
+#define SLOTS (TASKS_QUEUED + PREFETCH_AHEAD + MAX_READERS)
+
+static int task_done(bctx *b, ftask *t)
+{
+	pthread_mutex_lock(&b->mu);
+	int d = t->done;
+	pthread_mutex_unlock(&b->mu);
+	return d;
+}
+
+/* The oldest slot into the listing (waiting for its reader when wait);
+ * 0 when it is not done yet.  After a failure (*c set) nodes are freed. */
+static int slot_take(bctx *b, slot *s, kt_treeparts *tp, int wait, kt_code *c, kt_error *err)
+{
+	if (s->task) {
+		if (!wait && !*c && !task_done(b, s->task))
+			return 0;
+		kt_error werr;
+		kt_code wc = wait_task(b, s->task, &werr);
+		if (wc && !*c) {
+			*c = wc;
+			*err = werr;
+		}
+		s->nd = s->task->nd;
+		memset(&s->task->nd, 0, sizeof(s->task->nd));
+		task_free(s->task, 1);
+		s->task = NULL;
+	}
+	if (!*c && s->nd.name)
+		*c = kt_treeparts_add(tp, &s->nd, err);
+	node_free(&s->nd);
+	return 1;
+}
+
+/* psub: the parent's tree of this directory, or NULL.  The names are read
+ * and sorted first; entries are backed up in name order and join the
+ * listing (treeparts.c) in that order as their readers finish, so only
+ * the part being built and the files in flight are held. */
 static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
                           const uint8_t *psub, kt_error *err)
 {
@@ -568,83 +645,60 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 	if (!d)
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot read directory '%s'",
 		                    b->path);
-	kt_repo_tree ptree = { 0 };
-	if (psub)
-		kt_archive_parent_tree(b->a, b->pk, psub, &ptree);
-	/* The names first, so that the files ahead can be prefetched. */
-	char **names = NULL;
-	size_t n_names = 0, cap_names = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (n_names == cap_names) {
-			cap_names = cap_names ? cap_names * 2 : 64;
-			names = realloc(names, cap_names * sizeof(*names));
-			if (!names)
-				abort();
-		}
-		names[n_names++] = kt_xstrdup(de->d_name);
-	}
-	kt_repo_tree t = { 0 };
-	size_t cap = 0, ahead = 0;
-	ftask **tasks = NULL;      /* files being read, in order */
-	size_t n_tasks = 0;
+	kt_archive_dirnames v;
+	kt_archive_dirnames_read(d, &v);
+	/* Two cursors over the parent's listing: the files ahead (prefetch)
+	 * and the current one; each holds one part. */
+	kt_archive_cursor pc, pahead;
+	kt_archive_cursor_open(&pc, b->a, psub, parent_lock, b->pk);
+	kt_archive_cursor_open(&pahead, b->a, psub, parent_lock, b->pk);
+	kt_treeparts tp;
+	kt_treeparts_init(&tp, b->io, put_part, put_list, b);
+	slot ring[SLOTS];
+	size_t head = 0, n_ring = 0, ahead = 0;
 	kt_code c = KT_OK;
-	for (size_t i = 0; !c && i < n_names; i++) {
-		for (; ahead < n_names && ahead <= i + PREFETCH_AHEAD; ahead++)
+	for (size_t i = 0; !c && i < v.n; i++) {
+		for (; ahead < v.n && ahead <= i + PREFETCH_AHEAD; ahead++)
 			if (ahead > i)
-				prefetch(dirfd(d), names[ahead], kt_archive_tree_find(&ptree, names[ahead]));
-		kt_repo_node child;
-		memset(&child, 0, sizeof(child));
-		ftask *task = NULL;
-		c = backup_entry(b, plen, names[i], &child, depth + 1,
-		                 kt_archive_tree_find(&ptree, names[i]), &task, err);
+				prefetch(dirfd(d), kt_archive_dirnames_at(&v, ahead),
+				         kt_archive_cursor_find(&pahead, kt_archive_dirnames_at(&v, ahead)));
+		if (n_ring == SLOTS)
+			slot_take(b, &ring[head], &tp, 1, &c, err), head = (head + 1) % SLOTS, n_ring--;
+		if (c)
+			break;
+		slot *s = &ring[(head + n_ring) % SLOTS];
+		memset(s, 0, sizeof(*s));
+		n_ring++;
+		c = backup_entry(b, plen, kt_archive_dirnames_at(&v, i), &s->nd, depth + 1,
+		                 kt_archive_cursor_find(&pc, kt_archive_dirnames_at(&v, i)), &s->task, err);
 		b->path[plen] = '\0';
-		if (task) {
-			if (!n_tasks || !(n_tasks & (n_tasks - 1))) {   /* at 1, 2, 4, ... */
-				tasks = realloc(tasks, (n_tasks ? n_tasks * 2 : 1) * sizeof(*tasks));
-				if (!tasks)
-					abort();
-			}
-			tasks[n_tasks++] = task;
-			continue;
+		/* Whatever is done at the front joins the listing now. */
+		while (n_ring && slot_take(b, &ring[head], &tp, 0, &c, err)) {
+			head = (head + 1) % SLOTS;
+			n_ring--;
 		}
-		if (c || !child.name) {   /* failed, or skipped (a socket, a fifo) */
-			free(child.name);
-			free(child.content);
-			free(child.content_list);
-			free(child.target);
-			free(child.delta_name);
-			continue;
-		}
-		tree_add(&t, &cap, &child);
 	}
 	/* Every file handed to a reader comes back, also after a failure. */
-	for (size_t i = 0; i < n_tasks; i++) {
-		kt_error werr;
-		kt_code wc = wait_task(b, tasks[i], &werr);
-		if (wc && !c) {
-			c = wc;
-			*err = werr;
-		}
-		if (!c)
-			tree_add(&t, &cap, &tasks[i]->nd);
-		task_free(tasks[i], !c);
-	}
-	free(tasks);
-	for (size_t i = 0; i < n_names; i++)
-		free(names[i]);
-	free(names);
-	kt_repo_tree_release(&ptree);
+	for (; n_ring; n_ring--, head = (head + 1) % SLOTS)
+		slot_take(b, &ring[head], &tp, 1, &c, err);
+	kt_archive_cursor_close(&pc);
+	kt_archive_cursor_close(&pahead);
+	kt_archive_dirnames_release(&v);
 	closedir(d);
-	if (!c && (c = tree_blob(b, &t, nd->subtree, err)) == KT_ELIMIT)
-		c = kt_error_set(err, KT_ELIMIT, "directory '%s' has %zu entries: its listing exceeds "
-		                 "the %u MiB a tree blob may hold (about 100,000 entries; back up its "
-		                 "subdirectories or split it)", b->path, t.n, KT_REPO_MAX_BLOB >> 20);
-	kt_repo_tree_release(&t);
+	int indexed = 0;
 	if (!c)
+		c = kt_treeparts_end(&tp, nd->subtree, &indexed, err);
+	if (c == KT_ELIMIT)
+		c = kt_error_set(err, KT_ELIMIT, "directory '%s': a part of its listing exceeds the "
+		                 "%u MiB a tree blob may hold (%s)", b->path, KT_REPO_MAX_BLOB >> 20,
+		                 err->msg);
+	kt_treeparts_release(&tp);
+	if (!c) {
+		pthread_mutex_lock(&b->mu);
+		b->indexes |= indexed;
 		b->res->dirs++;
+		pthread_mutex_unlock(&b->mu);
+	}
 	return c;
 }
 
@@ -705,87 +759,7 @@ static kt_code backup_entry(bctx *b, size_t plen, const char *name, kt_repo_node
 	return submit(b, t, err);
 }
 
-/* ------------------------------------------------------------------ */
-/* The given paths as a trie of their components, so the snapshot holds
- * each under its absolute path and the directories above them once. */
-
-typedef struct trie {
-	char *name;
-	int target;               /* a path given to back up: stored whole */
-	struct trie *kids;
-	size_t n, cap;
-} trie;
-
-static void trie_free(trie *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		trie_free(&t->kids[i]);
-	free(t->kids);
-	free(t->name);
-}
-
-static trie *trie_child(trie *t, const char *name, size_t len)
-{
-	for (size_t i = 0; i < t->n; i++)
-		if (strlen(t->kids[i].name) == len && !memcmp(t->kids[i].name, name, len))
-			return &t->kids[i];
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 4;
-		t->kids = realloc(t->kids, t->cap * sizeof(trie));
-		if (!t->kids)
-			abort();
-	}
-	trie *k = &t->kids[t->n++];
-	memset(k, 0, sizeof(*k));
-	k->name = strndup(name, len);
-	return k;
-}
-
-/* Made absolute, "." and empty components dropped; KT_EUSAGE for "..".
- * The absolute path, one '/' between components, into *norm (malloc'ed). */
-static kt_code trie_add(trie *root, const char *path, char **norm, kt_error *err)
-{
-	char abs[PATH_MAX];
-	if (path[0] == '/') {
-		if ((size_t)snprintf(abs, sizeof(abs), "%s", path) >= sizeof(abs))
-			return kt_error_set(err, KT_ELIMIT, "path too long: '%s'", path);
-	} else {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) ||
-		    (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= sizeof(abs))
-			return kt_error_set(err, KT_ELIMIT, "path too long: '%s'", path);
-	}
-	trie *t = root;
-	const char *p = abs;
-	char out[PATH_MAX];
-	size_t n_out = 0;
-	int any = 0;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		size_t len = strcspn(p, "/");
-		if (!len)
-			break;
-		if (len == 1 && p[0] == '.') {   /* "./d" or "d/.": the same place */
-			p += len;
-			continue;
-		}
-		if (len == 2 && p[0] == '.' && p[1] == '.')
-			return kt_error_set(err, KT_EUSAGE, "give '%s' without '..'", path);
-		t = trie_child(t, p, len);
-		out[n_out++] = '/';   /* fits: abs has at least as many bytes */
-		memcpy(out + n_out, p, len);
-		n_out += len;
-		p += len;
-		any = 1;
-	}
-	if (!any)
-		return kt_error_set(err, KT_EUSAGE, "cannot back up '/' as a whole; name directories");
-	out[n_out] = '\0';
-	t->target = 1;
-	*norm = kt_xstrdup(out);
-	return KT_OK;
-}
+typedef kt_archive_trie trie;
 
 /* Emit trie node t (its path is b->path[0..plen)) into nd; pnode is the
  * parent snapshot's node of the same path, or NULL. */
@@ -829,16 +803,18 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
 	}
 	node_meta(nd, t->name, &st);
 	nd->type = KT_NODE_DIR;
-	kt_repo_tree tree = { 0 }, ptree = { 0 };
-	if (pnode && pnode->type == KT_NODE_DIR)
-		kt_archive_parent_tree(b->a, b->pk, pnode->subtree, &ptree);
+	kt_repo_tree tree = { 0 };
+	kt_archive_cursor pc;
+	kt_archive_cursor_open(&pc, b->a, pnode && pnode->type == KT_NODE_DIR ? pnode->subtree
+	                       : NULL, parent_lock, b->pk);
+	kt_archive_trie_sort(t);
 	size_t cap = 0;
 	kt_code c = KT_OK;
 	for (size_t i = 0; !c && i < t->n; i++) {
 		kt_repo_node child;
 		memset(&child, 0, sizeof(child));
 		c = emit(b, &t->kids[i], nl, &child, depth + 1,
-		         kt_archive_tree_find(&ptree, t->kids[i].name), err);
+		         kt_archive_cursor_find(&pc, t->kids[i].name), err);
 		b->path[nl] = '\0';
 		if (!c)
 			tree_add(&tree, &cap, &child);
@@ -853,7 +829,7 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
 	if (!c)
 		c = tree_blob(b, &tree, nd->subtree, err);
 	kt_repo_tree_release(&tree);
-	kt_repo_tree_release(&ptree);
+	kt_archive_cursor_close(&pc);
 	return c;
 }
 
@@ -871,7 +847,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	char **abs = kt_xcalloc(n_paths, sizeof(char *));
 	size_t n_abs = 0;
 	for (size_t i = 0; !c && i < n_paths; i++)
-		if (!(c = trie_add(&root, paths[i], &abs[n_abs], err)))
+		if (!(c = kt_archive_trie_add(&root, paths[i], &abs[n_abs], err)))
 			n_abs++;
 	n_abs = kt_archive_paths_canon(abs, n_abs);
 	char host[256];
@@ -897,17 +873,19 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	b.pk = kt_packer_start(a, level, 0);
 	b.io = kt_blobio_new(&a->keys);
 	start_readers(&b);
-	kt_repo_tree top = { 0 }, ptop = { 0 };
-	if (!c && b.have_parent)
-		kt_archive_parent_tree(a, b.pk, b.parent_root, &ptop);
+	kt_repo_tree top = { 0 };
+	kt_archive_cursor ptop;
+	kt_archive_cursor_open(&ptop, a, !c && b.have_parent ? b.parent_root : NULL, parent_lock,
+	                       b.pk);
+	kt_archive_trie_sort(&root);
 	size_t cap = 0;
 	b.path[0] = '/';
 	b.path[1] = '\0';
 	for (size_t i = 0; !c && i < root.n; i++) {
 		kt_repo_node nd;
 		memset(&nd, 0, sizeof(nd));
-		c = emit(&b, &root.kids[i], 1, &nd, 0, kt_archive_tree_find(&ptop, root.kids[i].name),
-		         err);
+		c = emit(&b, &root.kids[i], 1, &nd, 0,
+		         kt_archive_cursor_find(&ptop, root.kids[i].name), err);
 		b.path[1] = '\0';
 		if (!c)
 			tree_add(&top, &cap, &nd);
@@ -919,7 +897,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			free(nd.delta_name);
 		}
 	}
-	kt_repo_tree_release(&ptop);
+	kt_archive_cursor_close(&ptop);
 	stop_readers(&b);   /* every file is read (the walk waited for each) */
 	kt_repo_snapshot snap;
 	memset(&snap, 0, sizeof(snap));
@@ -950,8 +928,8 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 			n_tags++;
 		snap.tags = n_tags ? (char **)o->tags : NULL;
 		snap.n_tags = n_tags;
-		/* 3: trees hold content lists; 2: delta nodes (and no lists) */
-		snap.version = b.lists ? 3 : res->files_delta ? 2 : 1;
+		/* 4: a tree index; 3: trees hold content lists; 2: delta nodes */
+		snap.version = b.indexes ? 4 : b.lists ? 3 : res->files_delta ? 2 : 1;
 		snap.files = res->files;
 		snap.bytes = res->bytes;
 		snap.added_bytes = res->bytes_new;
@@ -969,7 +947,7 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 	pthread_mutex_destroy(&b.mu);
 	pthread_cond_destroy(&b.cv_task);
 	pthread_cond_destroy(&b.cv_done);
-	trie_free(&root);
+	kt_archive_trie_release(&root);
 	for (size_t i = 0; i < n_abs; i++)
 		free(abs[i]);
 	free(abs);

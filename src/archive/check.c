@@ -3,7 +3,8 @@
  *
  * Structure: every pack the index names exists and is at least as long as
  * its entries; every snapshot opens, its trees decode (depth first, each
- * tree once) and every blob they name is in the index.  With read_data
+ * tree once; a tree index part by part, each part checked against its
+ * entry) and every blob they name is in the index.  With read_data
  * every pack is downloaded: its bytes must hash to its name, its header
  * must open and agree with the index, and every blob must authenticate,
  * decompress to its length and hash to its id.  Problems are reported one
@@ -58,40 +59,15 @@ static void check_lists(cctx *c, kt_repo_tree *t, const char *snap, const char *
 	}
 }
 
-static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth)
+static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth);
+
+/* The entries of one tree blob (or one part of a tree index) of dir id. */
+static void walk_nodes(cctx *c, const kt_repo_tree *t, const uint8_t id[32], const char *hex,
+                       const char *snap, int depth)
 {
-	char hex[65];
-	kt_hex(hex, id, 32);
-	kt_loc loc, *l = &loc;
-	if (!kt_archive_find(c->a, id, &loc)) {
-		problem(c, "snapshot %.8s: tree %.16s is in no index", snap, hex);
-		return;
-	}
-	uint64_t slot = l->ord;
-	if (c->seen[slot / 8] & (1u << (slot % 8)))
-		return;
-	c->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
-	if (depth > 256) {
-		problem(c, "snapshot %.8s: trees nest deeper than 256 levels", snap);
-		return;
-	}
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
 	kt_error err;
-	kt_repo_tree t;
-	memset(&t, 0, sizeof(t));
-	if (kt_archive_read_blob(c->a, id, &raw, &err))
-		problem(c, "snapshot %.8s: tree %.16s cannot be read: %s", snap, hex, err.msg);
-	else if (l->type != KT_BLOB_TREE)
-		problem(c, "snapshot %.8s: %.16s is named as a tree but is a data blob", snap, hex);
-	else if (kt_repo_tree_decode(raw.data, raw.len, &t, &err))
-		problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
-	else
-		check_lists(c, &t, snap, hex);
-	kt_buf_release(&raw);
-	c->res->trees++;
-	for (size_t i = 0; i < t.n; i++) {
-		const kt_repo_node *nd = &t.nodes[i];
+	for (size_t i = 0; i < t->n; i++) {
+		const kt_repo_node *nd = &t->nodes[i];
 		if (nd->type == KT_NODE_DIR) {
 			walk_tree(c, nd->subtree, snap, depth + 1);
 			continue;
@@ -117,7 +93,64 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 				        hex, err.msg);
 		}
 	}
+}
+
+static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth)
+{
+	char hex[65];
+	kt_hex(hex, id, 32);
+	kt_loc loc, *l = &loc;
+	if (!kt_archive_find(c->a, id, &loc)) {
+		problem(c, "snapshot %.8s: tree %.16s is in no index", snap, hex);
+		return;
+	}
+	uint64_t slot = l->ord;
+	if (c->seen[slot / 8] & (1u << (slot % 8)))
+		return;
+	c->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	if (depth > 256) {
+		problem(c, "snapshot %.8s: trees nest deeper than 256 levels", snap);
+		return;
+	}
+	kt_error err;
+	kt_repo_tree t = { 0 };
+	kt_archive_dir dir;
+	c->res->trees++;
+	if (l->type != KT_BLOB_TREE) {
+		problem(c, "snapshot %.8s: %.16s is named as a tree but is a data blob", snap, hex);
+		return;
+	}
+	if (kt_archive_dir_open(c->a, id, 0, NULL, NULL, &dir, &err))
+		problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
+	/* A tree index: its parts one by one (each a tree blob of its own). */
+	for (;;) {
+		kt_repo_tree_release(&t);
+		/* A part another index shares (one changed name elsewhere in the
+		 * directory) was walked with it: the same blob, the same entries. */
+		const uint8_t *pid = kt_archive_dir_peek(&dir);
+		kt_loc pl;
+		if (pid && kt_archive_find(c->a, pid, &pl)) {
+			if (c->seen[pl.ord / 8] & (1u << (pl.ord % 8))) {
+				kt_archive_dir_skip(&dir);
+				continue;
+			}
+			c->seen[pl.ord / 8] |= (uint8_t)(1u << (pl.ord % 8));
+		}
+		if (kt_archive_dir_next(&dir, &t, &err)) {
+			char ph[65];
+			kt_hex(ph, dir.part_id, 32);
+			problem(c, "snapshot %.8s: tree %.16s, part %.16s: %s", snap, hex, ph, err.msg);
+			break;
+		}
+		if (!t.n)
+			break;
+		if (dir.idx.n)
+			c->res->trees++;
+		check_lists(c, &t, snap, hex);
+		walk_nodes(c, &t, id, hex, snap, depth);
+	}
 	kt_repo_tree_release(&t);
+	kt_archive_dir_close(&dir);
 }
 
 typedef struct need_acc {

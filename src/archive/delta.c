@@ -180,26 +180,16 @@ static uint32_t node_depth(const kt_repo_node *nd)
 /* ------------------------------------------------------------------ */
 /* Finding nodes. */
 
-static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, kt_error *err)
+/* Is tree id indexed as a tree?  (Errors name it, for check.) */
+static kt_code tree_known(kt_archive *a, const uint8_t id[32], kt_error *err)
 {
-	memset(t, 0, sizeof(*t));
 	kt_loc loc, *l = kt_archive_find(a, id, &loc) ? &loc : NULL;
 	char hex[65];
 	kt_hex(hex, id, 32);
 	if (!l || l->type != KT_BLOB_TREE)
 		return kt_error_set(err, KT_ECORRUPT, "delta base tree %.16s is %s (run `kontinuity "
 		                    "repo check`)", hex, l ? "a data blob" : "in no index");
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
-	kt_code c = kt_archive_read_blob(a, id, &raw, err);
-	if (!c)
-		c = kt_repo_tree_decode(raw.data, raw.len, t, err);
-	if (!c)
-		c = kt_archive_lists_load(a, t, err);
-	if (c)
-		kt_error_wrap(err, "delta base tree %.16s", hex);
-	kt_buf_release(&raw);
-	return c;
+	return KT_OK;
 }
 
 /* The base node of delta node nd, in *t (release it).  Checks what the
@@ -208,13 +198,17 @@ static kt_code find_base(kt_archive *a, const kt_repo_node *nd, kt_repo_tree *t,
                          const kt_repo_node **out, kt_error *err)
 {
 	*out = NULL;
-	kt_code c = load_tree(a, nd->delta_tree, t, err);
+	memset(t, 0, sizeof(*t));
+	kt_code c = tree_known(a, nd->delta_tree, err);
+	const kt_repo_node *b = NULL;
+	if (!c && (c = kt_archive_dir_find(a, nd->delta_tree, nd->delta_name, 1, t, &b, err))) {
+		char hex[65];
+		kt_hex(hex, nd->delta_tree, 32);
+		kt_error_wrap(err, "delta base tree %.16s", hex);
+	}
 	if (c)
 		return c;
-	for (size_t i = 0; i < t->n; i++) {
-		const kt_repo_node *b = &t->nodes[i];
-		if (strcmp(b->name, nd->delta_name))
-			continue;
+	if (b) {
 		if (b->type != KT_NODE_FILE || !b->has_sha256)
 			return kt_error_set(err, KT_ECORRUPT, "the delta base '%s' of '%s' is not a file "
 			                    "with a sha256", b->name, nd->name);
@@ -494,9 +488,21 @@ static kt_code collect(kt_archive *a, const uint8_t id[32], cands *out, int dept
 {
 	if (depth > 256)
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
-	kt_repo_tree t;
-	kt_code c = load_tree(a, id, &t, err);
-	for (size_t i = 0; !c && i < t.n; i++) {
+	kt_repo_tree t = { 0 };
+	kt_archive_dir dir;
+	kt_code c = tree_known(a, id, err);
+	if (!c)
+		c = kt_archive_dir_open(a, id, 1, NULL, NULL, &dir, err);
+	else
+		memset(&dir, 0, sizeof(dir));
+	for (size_t i = 0;; i++) {
+		if (!c && i == t.n) {   /* the next part (a tree index) */
+			kt_repo_tree_release(&t);
+			i = 0;
+			c = kt_archive_dir_next(&dir, &t, err);
+		}
+		if (c || i == t.n)
+			break;
 		kt_repo_node *nd = &t.nodes[i];
 		if (nd->type == KT_NODE_DIR) {
 			c = collect(a, nd->subtree, out, depth + 1, err);
@@ -517,6 +523,7 @@ static kt_code collect(kt_archive *a, const uint8_t id[32], cands *out, int dept
 		nd->name = kt_xstrdup(k->nd.name);   /* so the tree stays sorted for release */
 	}
 	kt_repo_tree_release(&t);
+	kt_archive_dir_close(&dir);
 	return c;
 }
 

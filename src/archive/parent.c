@@ -1,9 +1,10 @@
 /*
  * parent.c - the parent snapshot of a backup: finding it (the newest of the
- * same host and the same set of absolute paths, or the one named), reading
- * its trees while the packer owns the store, and deciding whether a file is
+ * same host and the same set of absolute paths, or the one named), and
+ * deciding whether a file is
  * unchanged since it and taking its node over (never a delta node)
- * (docs/repository-format.md, "Trees and snapshots").
+ * (docs/repository-format.md, "Trees and snapshots").  Its trees are read
+ * through cursors (dirtree.c), one part of a directory at a time.
  * A parent that cannot be read only costs reading the files again.
  */
 #include <stdlib.h>
@@ -76,40 +77,6 @@ kt_code kt_archive_find_parent(kt_archive *a, const char *spec, int force, const
 	memcpy(root, snap.tree, 32);
 	kt_repo_snapshot_release(&snap);
 	return KT_OK;
-}
-
-void kt_archive_parent_tree(kt_archive *a, kt_packer *pk, const uint8_t id[32],
-                            kt_repo_tree *out)
-{
-	memset(out, 0, sizeof(*out));
-	kt_buf plain;
-	kt_buf_init(&plain, KT_REPO_MAX_BLOB + 1);
-	kt_error err;
-	kt_packer_store_lock(pk);
-	kt_code c = kt_archive_read_blob(a, id, &plain, &err);
-	kt_packer_store_unlock(pk);
-	if (!c)
-		c = kt_repo_tree_decode(plain.data, plain.len, out, &err);
-	if (c)
-		kt_log(KT_LOG_WARN, "cannot read a tree of the parent snapshot (%s); its files are "
-		       "read again", err.msg);
-	kt_buf_release(&plain);
-}
-
-const kt_repo_node *kt_archive_tree_find(const kt_repo_tree *t, const char *name)
-{
-	size_t lo = 0, hi = t ? t->n : 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(t->nodes[mid].name, name);
-		if (!c)
-			return &t->nodes[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
 }
 
 int kt_archive_unchanged(const kt_repo_node *p, const struct stat *st)

@@ -1,6 +1,6 @@
 /*
  * parent.h - the parent snapshot of a backup (parent.c): which snapshot it
- * is, its trees, and whether a file is unchanged since it.  Internal to
+ * is, and whether a file is unchanged since it.  Internal to
  * src/archive (backup.c is its one user).
  */
 #ifndef KT_ARCHIVE_PARENT_H
@@ -29,17 +29,6 @@ size_t kt_archive_paths_canon(char **v, size_t n);
 kt_code kt_archive_find_parent(kt_archive *a, const char *spec, int force, const char *host,
                                char *const *paths, size_t n_paths, char id[65],
                                uint8_t root[32], kt_error *err);
-
-/* Decode the parent's tree blob id into *out, borrowing the store from the
- * packer pk while it reads; an empty tree (and a warning in the log) when
- * it cannot be read: the files are then read, and check says what is
- * wrong.  Release with kt_repo_tree_release. */
-void kt_archive_parent_tree(kt_archive *a, kt_packer *pk, const uint8_t id[32],
-                            kt_repo_tree *out);
-
-/* The entry named name in t (sorted by name, as decoded), or NULL; t may
- * be NULL. */
-const kt_repo_node *kt_archive_tree_find(const kt_repo_tree *t, const char *name);
 
 /* 1 when the regular file st looks as the parent's node p (NULL: no)
  * recorded it: a file node with the same size, mtime, ctime (any write or

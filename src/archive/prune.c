@@ -9,7 +9,8 @@
  * snapshot kept by any rule stays.  Only snapshot objects are deleted.
  *
  * prune, under the exclusive lock:
- *   1. mark every blob the snapshots' trees reach;
+ *   1. mark every blob the snapshots' trees reach (a tree index: the index
+ *      and each of its parts, read one at a time, each part once);
  *   2. per indexed pack: all used -> keep; none used -> drop; partly used
  *      (or holding blobs indexed elsewhere too) -> repack: its used sealed
  *      blobs are copied as they are (a sealed blob does not depend on where
@@ -165,35 +166,20 @@ static void set_used(pctx *p, uint64_t ord)
 	p->used[ord / 8] |= (uint8_t)(1u << (ord % 8));
 }
 
-static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err)
+static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err);
+
+/* The blobs the entries of one tree blob (or part) use. */
+static kt_code mark_nodes(pctx *p, const kt_repo_tree *t, int depth, kt_error *err)
 {
-	kt_loc l;
-	if (!kt_archive_find(p->a, id, &l))
-		return kt_error_set(err, KT_ECORRUPT, "a snapshot needs a tree that is in no index; "
-		                    "run `kontinuity repo check` (prune refuses to go on)");
-	if (is_used(p, l.ord))
-		return KT_OK;
-	set_used(p, l.ord);
-	if (depth > 256)
-		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
-	kt_repo_tree t;
-	memset(&t, 0, sizeof(t));
-	kt_code c = kt_archive_read_blob(p->a, id, &raw, err);
-	if (!c)
-		c = kt_repo_tree_decode(raw.data, raw.len, &t, err);
-	kt_buf_release(&raw);
-	if (!c)
-		c = kt_archive_lists_load(p->a, &t, err);   /* checks the list blobs' type */
-	for (size_t i = 0; !c && i < t.n; i++)
-		for (size_t j = 0; j < t.nodes[i].n_content_list; j++) {
+	kt_code c = KT_OK;
+	for (size_t i = 0; !c && i < t->n; i++)
+		for (size_t j = 0; j < t->nodes[i].n_content_list; j++) {
 			kt_loc d;
-			if (kt_archive_find(p->a, t.nodes[i].content_list[j], &d))
+			if (kt_archive_find(p->a, t->nodes[i].content_list[j], &d))
 				set_used(p, d.ord);   /* found: lists_load read it */
 		}
-	for (size_t i = 0; !c && i < t.n; i++) {
-		const kt_repo_node *nd = &t.nodes[i];
+	for (size_t i = 0; !c && i < t->n; i++) {
+		const kt_repo_node *nd = &t->nodes[i];
 		if (nd->type == KT_NODE_DIR) {
 			c = mark_tree(p, nd->subtree, depth + 1, err);
 			continue;
@@ -211,7 +197,42 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 		if (!c && nd->type == KT_NODE_FILE && nd->has_delta)
 			c = mark_tree(p, nd->delta_tree, depth + 1, err);
 	}
+	return c;
+}
+
+static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err)
+{
+	kt_loc l;
+	if (!kt_archive_find(p->a, id, &l))
+		return kt_error_set(err, KT_ECORRUPT, "a snapshot needs a tree that is in no index; "
+		                    "run `kontinuity repo check` (prune refuses to go on)");
+	if (is_used(p, l.ord))
+		return KT_OK;
+	set_used(p, l.ord);
+	if (depth > 256)
+		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
+	/* A tree index: every part is a used tree blob too. */
+	kt_archive_dir dir;
+	kt_repo_tree t = { 0 };
+	kt_code c = kt_archive_dir_open(p->a, id, 1, NULL, NULL, &dir, err);   /* lists checked */
+	for (;;) {
+		/* A part another snapshot's index shares is marked already. */
+		const uint8_t *pid = kt_archive_dir_peek(&dir);
+		kt_loc pl;
+		if (!c && pid && kt_archive_find(p->a, pid, &pl)) {
+			if (is_used(p, pl.ord)) {
+				kt_archive_dir_skip(&dir);
+				continue;
+			}
+			set_used(p, pl.ord);
+		}
+		if (c || (c = kt_archive_dir_next(&dir, &t, err)) || !t.n)
+			break;
+		c = mark_nodes(p, &t, depth, err);
+		kt_repo_tree_release(&t);
+	}
 	kt_repo_tree_release(&t);
+	kt_archive_dir_close(&dir);
 	return c;
 }
 

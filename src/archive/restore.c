@@ -1,7 +1,9 @@
 /*
  * restore.c - snapshots back to files: ls and restore.
  *
- * Restore walks the snapshot's trees depth first.  A file is written as
+ * Restore walks the snapshot's trees depth first, a directory one tree
+ * blob at a time (dirtree.c: a tree index's parts in name order), so a
+ * directory of any size holds one part in memory.  A file is written as
  * <dir>/.<name>.kontinuity-part (0600), blob by blob (each authenticated under
  * its id and type), made durable, given its mode and times, then
  * renamed to its name: a name only ever holds a complete file.  Directories
@@ -28,47 +30,34 @@
 /* ------------------------------------------------------------------ */
 /* Walking trees. */
 
-static kt_code load_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, kt_error *err)
-{
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
-	kt_code c = kt_archive_read_blob(a, id, &raw, err);
-	if (!c) {
-		kt_loc l;
-		if (!kt_archive_find(a, id, &l) || l.type != KT_BLOB_TREE)
-			c = kt_error_set(err, KT_ECORRUPT, "a directory names a data blob as its tree");
-		else if (!(c = kt_repo_tree_decode(raw.data, raw.len, t, err)))
-			c = kt_archive_lists_load(a, t, err);   /* big files' ids */
-	} else {
-		memset(t, 0, sizeof(*t));
-	}
-	kt_buf_release(&raw);
-	return c;
-}
-
 static kt_code ls_tree(kt_archive *a, const uint8_t id[32], char *path, size_t plen,
                        kt_archive_ls_fn fn, void *ctx, int depth, kt_error *err)
 {
 	if (depth > 256)
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
-	kt_repo_tree t;
-	kt_code c = load_tree(a, id, &t, err);
-	for (size_t i = 0; !c && i < t.n; i++) {
-		const kt_repo_node *nd = &t.nodes[i];
-		size_t n = strlen(nd->name);
-		if (plen + n + 2 >= 4096) {
-			c = kt_error_set(err, KT_ELIMIT, "path too long in snapshot");
-			break;
+	kt_archive_dir dir;
+	kt_repo_tree t = { 0 };
+	kt_code c = kt_archive_dir_open(a, id, 1, NULL, NULL, &dir, err);
+	while (!c && !(c = kt_archive_dir_next(&dir, &t, err)) && t.n) {   /* part by part */
+		for (size_t i = 0; !c && i < t.n; i++) {
+			const kt_repo_node *nd = &t.nodes[i];
+			size_t n = strlen(nd->name);
+			if (plen + n + 2 >= 4096) {
+				c = kt_error_set(err, KT_ELIMIT, "path too long in snapshot");
+				break;
+			}
+			path[plen] = '/';
+			memcpy(path + plen + 1, nd->name, n + 1);
+			fn(ctx, path, nd->type, nd->mode, nd->size, nd->mtime,
+			   nd->has_delta ? nd->delta_depth : 0);
+			if (nd->type == KT_NODE_DIR)
+				c = ls_tree(a, nd->subtree, path, plen + 1 + n, fn, ctx, depth + 1, err);
+			path[plen] = '\0';
 		}
-		path[plen] = '/';
-		memcpy(path + plen + 1, nd->name, n + 1);
-		fn(ctx, path, nd->type, nd->mode, nd->size, nd->mtime,
-		   nd->has_delta ? nd->delta_depth : 0);
-		if (nd->type == KT_NODE_DIR)
-			c = ls_tree(a, nd->subtree, path, plen + 1 + n, fn, ctx, depth + 1, err);
-		path[plen] = '\0';
+		kt_repo_tree_release(&t);
 	}
 	kt_repo_tree_release(&t);
+	kt_archive_dir_close(&dir);
 	return c;
 }
 
@@ -311,16 +300,33 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	return c;
 }
 
+/* The tree reads take the store's lock (the reader threads share it). */
+static void store_lock(void *ctx, int on)
+{
+	rctx *r = ctx;
+	if (on)
+		pthread_mutex_lock(&r->smu);
+	else
+		pthread_mutex_unlock(&r->smu);
+}
+
 static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen, int depth,
                             kt_error *err)
 {
 	if (depth > 256)
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
-	kt_repo_tree t;
-	pthread_mutex_lock(&r->smu);
-	kt_code c = load_tree(r->a, id, &t, err);
-	pthread_mutex_unlock(&r->smu);
-	for (size_t i = 0; !c && i < t.n; i++) {
+	kt_archive_dir dir;
+	kt_repo_tree t = { 0 };
+	kt_code c = kt_archive_dir_open(r->a, id, 1, store_lock, r, &dir, err);
+	size_t i = 0;
+	for (;; i++) {
+		if (!c && i == t.n) {   /* the next part of the directory (a tree index) */
+			kt_repo_tree_release(&t);
+			i = 0;
+			c = kt_archive_dir_next(&dir, &t, err);
+		}
+		if (c || i == t.n)
+			break;
 		const kt_repo_node *nd = &t.nodes[i];
 		size_t n = strlen(nd->name);
 		if (plen + n + 2 >= sizeof(r->path)) {
@@ -395,8 +401,11 @@ static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen,
 				kt_restore_dir_unref(r, sd);   /* the walk is over */
 		}
 		r->path[plen] = '\0';
+		if (c)
+			break;
 	}
 	kt_repo_tree_release(&t);
+	kt_archive_dir_close(&dir);
 	return c;
 }
 

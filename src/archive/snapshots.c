@@ -134,8 +134,6 @@ kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *pa
 	memcpy(out, root, 32);
 	*mode = 0755;
 	mtime[0] = '\0';
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
 	kt_code c = KT_OK;
 	int depth = 0;
 	for (const char *p = path; !c && *p;) {
@@ -148,20 +146,15 @@ kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *pa
 			c = kt_error_set(err, KT_ELIMIT, "path '%s' nests deeper than 256 levels", path);
 			break;
 		}
-		kt_repo_tree t;
-		kt_buf_reset(&raw);
-		c = kt_archive_read_blob(a, out, &raw, err);
-		kt_loc l;
-		if (!c && (!kt_archive_find(a, out, &l) || l.type != KT_BLOB_TREE))
-			c = kt_error_set(err, KT_ECORRUPT, "a directory names a data blob as its tree");
-		if (!c)
-			c = kt_repo_tree_decode(raw.data, raw.len, &t, err);
-		else
-			memset(&t, 0, sizeof(t));
+		/* The one part that may hold the name (a tree index's "first"). */
+		char name[KT_REPO_MAX_NAME + 1];
+		snprintf(name, sizeof(name), "%.*s", (int)(n > KT_REPO_MAX_NAME ? KT_REPO_MAX_NAME : n),
+		         p);
+		kt_repo_tree t = { 0 };
 		const kt_repo_node *nd = NULL;
-		for (size_t i = 0; !c && i < t.n && !nd; i++)
-			if (strlen(t.nodes[i].name) == n && !memcmp(t.nodes[i].name, p, n))
-				nd = &t.nodes[i];
+		c = kt_archive_dir_find(a, out, name, 0, &t, &nd, err);
+		if (nd && strlen(nd->name) != n)
+			nd = NULL;
 		if (!c && (!nd || nd->type != KT_NODE_DIR))
 			c = kt_error_set(err, KT_ENOTFOUND, "'%s' is not a directory in the snapshot "
 			                 "(see its paths with 'kontinuity repo snapshots')", path);
@@ -173,6 +166,5 @@ kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *pa
 		kt_repo_tree_release(&t);
 		p += n;
 	}
-	kt_buf_release(&raw);
 	return c;
 }

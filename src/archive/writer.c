@@ -43,6 +43,7 @@ struct kt_archive_writer {
 	wdir root;
 	int failed;
 	int lists;            /* a tree holds a content list (snapshot v3) */
+	int indexes;          /* a directory is a tree index (snapshot v4) */
 };
 
 kt_code kt_archive_writer_begin(kt_archive *a, int compression_level, kt_archive_writer **out,
@@ -198,6 +199,22 @@ static kt_code put_list(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *e
 	return c ? c : add_blob(w, KT_BLOB_TREE, id_out, err);
 }
 
+static int by_name(const void *x, const void *y)
+{
+	return strcmp(((const kt_repo_node *)x)->name, ((const kt_repo_node *)y)->name);
+}
+
+/* Encode and store one tree blob (a directory, or a part of a big one). */
+static kt_code put_part(void *ctx, kt_repo_tree *t, uint8_t id_out[32], kt_error *err)
+{
+	kt_archive_writer *w = ctx;
+	kt_code c = kt_archive_lists_make(t, put_list, w, &w->lists, err);
+	kt_buf_clear(&w->chunk);
+	if (!c)
+		c = kt_repo_tree_encode(t, &w->chunk, err);
+	return c ? c : add_blob(w, KT_BLOB_TREE, id_out, err);
+}
+
 /* Encode d's tree (its files plus a node per subdirectory) as a blob. */
 static kt_code emit(kt_archive_writer *w, wdir *d, uint8_t id_out[32], kt_error *err)
 {
@@ -216,11 +233,22 @@ static kt_code emit(kt_archive_writer *w, wdir *d, uint8_t id_out[32], kt_error 
 		tree_push(d, &nd);
 		w->res.dirs++;
 	}
-	kt_code c = kt_archive_lists_make(&d->t, put_list, w, &w->lists, err);
-	kt_buf_clear(&w->chunk);
+	/* In name order through treeparts: a directory past one blob's limits
+	 * becomes a tree index (its nodes move out of d->t). */
+	qsort(d->t.nodes, d->t.n, sizeof(*d->t.nodes), by_name);
+	kt_treeparts tp;
+	kt_treeparts_init(&tp, w->io, put_part, put_list, w);
+	kt_code c = KT_OK;
+	for (size_t i = 0; i < d->t.n; i++)
+		if (!c)
+			c = kt_treeparts_add(&tp, &d->t.nodes[i], err);
+	d->t.n = 0;   /* moved (or freed) */
+	int indexed = 0;
 	if (!c)
-		c = kt_repo_tree_encode(&d->t, &w->chunk, err);
-	return c ? c : add_blob(w, KT_BLOB_TREE, id_out, err);
+		c = kt_treeparts_end(&tp, id_out, &indexed, err);
+	kt_treeparts_release(&tp);
+	w->indexes |= indexed;
+	return c;
 }
 
 static void on_stored(void *ctx, const uint8_t pack_id[32], const kt_repo_entry *e, size_t n)
@@ -264,7 +292,8 @@ kt_code kt_archive_writer_commit(kt_archive_writer *w, const kt_archive_backup_o
 		n_tags++;
 	snap.tags = n_tags ? (char **)o->tags : NULL;
 	snap.n_tags = n_tags;
-	snap.version = w->lists ? 3 : 1;   /* 3: a tree holds a content list */
+	/* 4: a directory is a tree index; 3: a tree holds a content list */
+	snap.version = w->indexes ? 4 : w->lists ? 3 : 1;
 	snap.files = w->res.files;
 	snap.bytes = w->res.bytes;
 	snap.added_bytes = w->res.bytes_new;
@@ -310,16 +339,11 @@ void kt_archive_writer_free(kt_archive_writer *w)
 
 /* ---- reading one file back ------------------------------------------- */
 
+/* A directory of a writer's snapshot, whole (its directories are small:
+ * one per object kind; a tree index is read part by part into it). */
 static kt_code read_tree(kt_archive *a, const uint8_t id[32], kt_repo_tree *t, kt_error *err)
 {
-	kt_buf raw;
-	kt_buf_init(&raw, KT_REPO_MAX_BLOB + 1);
-	memset(t, 0, sizeof(*t));
-	kt_code c = kt_archive_read_blob(a, id, &raw, err);
-	if (!c)
-		c = kt_repo_tree_decode(raw.data, raw.len, t, err);
-	kt_buf_release(&raw);
-	return c ? c : kt_archive_lists_load(a, t, err);
+	return kt_archive_dir_load_all(a, id, t, err);
 }
 
 /* The files of one snapshot, read by path: the root tree id, and the last

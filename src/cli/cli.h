@@ -96,6 +96,22 @@ void kt_cli_print_list(json_t *rows, kt_out_format fmt, const kt_column *columns
                        size_t n_columns, const char *what, const char *ns);
 /* Print any JSON value as YAML. */
 void kt_cli_print_yaml(json_t *data);
+/* A long listing printed as its rows come, 1,024 at a time (memory stays
+ * bounded): json one array, yaml one sequence, a table with the header
+ * once and widths that grow as later rows need.  add takes row's
+ * reference; end prints what is left when print (else drops it). */
+typedef struct kt_cli_stream {
+	kt_out_format fmt;
+	const kt_column *cols;
+	size_t n_cols;
+	json_t *rows;
+	size_t *width;
+	int started;
+} kt_cli_stream;
+void kt_cli_stream_init(kt_cli_stream *st, kt_out_format fmt, const kt_column *columns,
+                        size_t n_columns);
+void kt_cli_stream_add(kt_cli_stream *st, json_t *row);
+void kt_cli_stream_end(kt_cli_stream *st, int print);
 
 /* The etcd connection flags shared by save, backup and agent. */
 #include "etcd/etcd.h"

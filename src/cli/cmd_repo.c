@@ -338,8 +338,13 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 }
 
 typedef struct ls_ctx {
-	json_t *rows;
+	kt_cli_stream st;
 } ls_ctx;
+
+static const kt_column ls_cols[] = {
+	{ "TYPE", "type" }, { "MODE", "mode" }, { "SIZE", "size" }, { "MTIME", "mtime" },
+	{ "DELTA", "delta_depth" }, { "PATH", "path" },
+};
 
 static void on_ls(void *ctx, const char *path, int type, uint32_t mode, uint64_t size,
                   const char *mtime, uint32_t delta_depth)
@@ -348,7 +353,7 @@ static void on_ls(void *ctx, const char *path, int type, uint32_t mode, uint64_t
 	static const char *const types[] = { "file", "dir", "symlink" };
 	char m[8];
 	snprintf(m, sizeof(m), "%04o", mode);
-	json_array_append_new(l->rows, json_pack("{s:o, s:s, s:s, s:I, s:s, s:I}", "path",
+	kt_cli_stream_add(&l->st, json_pack("{s:o, s:s, s:s, s:I, s:s, s:I}", "path",
 	                                         kt_cli_json_text(path), "type",
 	                                         types[type < 3 ? type : 0], "mode", m,
 	                                         "size", (json_int_t)size, "mtime", mtime,
@@ -376,7 +381,9 @@ int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g0)
 		return rc;
 	kt_error err;
 	char id[65];
-	ls_ctx l = { json_array() };
+	/* Printed as the walk goes: a listing of any length in bounded memory. */
+	ls_ctx l;
+	kt_cli_stream_init(&l.st, g.output, ls_cols, sizeof(ls_cols) / sizeof(ls_cols[0]));
 	kt_code c = n_pos != 1 ? KT_EUSAGE : kt_archive_find_snapshot(a, pos[0], id, &err);
 	if (!c)
 		c = kt_archive_ls(a, id, on_ls, &l, &err);
@@ -386,14 +393,7 @@ int kt_cmd_repo_ls(int argc, char **argv, const kt_globals *g0)
 		rc = kt_cli_usage(path_cmd, "give SNAP");
 	else if (c)
 		rc = kt_cli_fail(&err);
-	else {
-		static const kt_column cols[] = {
-			{ "TYPE", "type" }, { "MODE", "mode" }, { "SIZE", "size" }, { "MTIME", "mtime" },
-			{ "DELTA", "delta_depth" }, { "PATH", "path" },
-		};
-		kt_cli_print(l.rows, g.output, cols, sizeof(cols) / sizeof(cols[0]));
-	}
-	json_decref(l.rows);
+	kt_cli_stream_end(&l.st, n_pos == 1 && !c);
 	return rc;
 }
 

@@ -35,13 +35,16 @@ static char *cell_text(json_t *v)
 	return s ? s : kt_xstrdup("?");
 }
 
-static void print_table(json_t *rows, const kt_column *cols, size_t n_cols)
+/* Rows as a table; the widths grow to fit (width: n_cols, kept by the
+ * caller across batches); the header when header is set. */
+static void print_rows(json_t *rows, const kt_column *cols, size_t n_cols, size_t *width,
+                       int header)
 {
 	size_t n_rows = json_array_size(rows);
-	size_t *width = kt_xcalloc(n_cols, sizeof(size_t));
 	char **cells = kt_xcalloc(n_rows * n_cols + 1, sizeof(char *));
 	for (size_t c = 0; c < n_cols; c++)
-		width[c] = strlen(cols[c].header);
+		if (strlen(cols[c].header) > width[c])
+			width[c] = strlen(cols[c].header);
 	for (size_t r = 0; r < n_rows; r++)
 		for (size_t c = 0; c < n_cols; c++) {
 			char *s = cell_text(json_object_get(json_array_get(rows, r), cols[c].key));
@@ -49,7 +52,7 @@ static void print_table(json_t *rows, const kt_column *cols, size_t n_cols)
 			if (strlen(s) > width[c])
 				width[c] = strlen(s);
 		}
-	for (size_t c = 0; c < n_cols; c++)
+	for (size_t c = 0; header && c < n_cols; c++)
 		printf("%-*s%s", c + 1 < n_cols ? (int)width[c] : 0, cols[c].header,
 		       c + 1 < n_cols ? "  " : "\n");
 	for (size_t r = 0; r < n_rows; r++)
@@ -59,7 +62,81 @@ static void print_table(json_t *rows, const kt_column *cols, size_t n_cols)
 	for (size_t i = 0; i < n_rows * n_cols; i++)
 		free(cells[i]);
 	free(cells);
+}
+
+static void print_table(json_t *rows, const kt_column *cols, size_t n_cols)
+{
+	size_t *width = kt_xcalloc(n_cols, sizeof(size_t));
+	print_rows(rows, cols, n_cols, width, 1);
 	free(width);
+}
+
+/* ---- long lists, printed in batches ---- */
+
+#define STREAM_BATCH 1024
+
+static void stream_flush(kt_cli_stream *st)
+{
+	size_t n = json_array_size(st->rows);
+	if (!n)
+		return;
+	if (st->fmt == KT_OUT_JSON) {
+		for (size_t i = 0; i < n; i++) {
+			/* One row as the whole array prints it: "[\n" + row + "\n]". */
+			json_t *one = json_array();
+			json_array_append(one, json_array_get(st->rows, i));
+			char *t = json_dumps(one, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			json_decref(one);
+			if (t && strlen(t) > 4) {
+				t[strlen(t) - 2] = '\0';
+				printf("%s%s", st->started ? ",\n" : "[\n", t + 2);
+				st->started = 1;
+			}
+			free(t);
+		}
+	} else if (st->fmt == KT_OUT_YAML) {
+		kt_cli_print_yaml(st->rows);   /* block sequences: batches concatenate */
+		st->started = 1;
+	} else {
+		print_rows(st->rows, st->cols, st->n_cols, st->width, !st->started);
+		st->started = 1;
+	}
+	json_array_clear(st->rows);
+	fflush(stdout);
+}
+
+void kt_cli_stream_init(kt_cli_stream *st, kt_out_format fmt, const kt_column *columns,
+                        size_t n_columns)
+{
+	memset(st, 0, sizeof(*st));
+	st->fmt = fmt;
+	st->cols = columns;
+	st->n_cols = n_columns;
+	st->rows = json_array();
+	st->width = kt_xcalloc(n_columns ? n_columns : 1, sizeof(size_t));
+}
+
+void kt_cli_stream_add(kt_cli_stream *st, json_t *row)
+{
+	json_array_append_new(st->rows, row);
+	if (json_array_size(st->rows) >= STREAM_BATCH)
+		stream_flush(st);
+}
+
+void kt_cli_stream_end(kt_cli_stream *st, int print)
+{
+	if (print) {
+		stream_flush(st);
+		if (st->fmt == KT_OUT_JSON)
+			printf(st->started ? "\n]\n" : "[]\n");
+		else if (st->fmt == KT_OUT_YAML && !st->started)
+			printf("[]\n");
+		else if (!st->started)
+			print_rows(st->rows, st->cols, st->n_cols, st->width, 1);
+	}
+	json_decref(st->rows);
+	free(st->width);
+	memset(st, 0, sizeof(*st));
 }
 
 static int emit(yaml_emitter_t *e, yaml_event_t *ev)

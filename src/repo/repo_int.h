@@ -182,6 +182,34 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err);
 kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err);
 void kt_repo_tree_release(kt_repo_tree *t);
 
+/* A tree index: a directory too big for one tree blob, listed in parts
+ * (docs/repository-format.md "Tree indexes").  Each part is an ordinary
+ * tree blob (never an index); every name of part i sorts before every name
+ * of part i + 1; first is the first name of the part, count its entries. */
+#define KT_REPO_MAX_TREE_PARTS 100000u
+#define KT_REPO_MAX_DIR_ENTRIES 100000000u
+typedef struct kt_repo_tree_part {
+	char *first;
+	uint64_t count;
+	uint8_t id[32];
+} kt_repo_tree_part;
+typedef struct kt_repo_treeidx {
+	kt_repo_tree_part *parts;
+	size_t n;
+} kt_repo_treeidx;
+/* Canonical JSON of x (two parts or more, as writers make them). */
+kt_code kt_repo_treeidx_encode(const kt_repo_treeidx *x, kt_buf *out, kt_error *err);
+void kt_repo_treeidx_release(kt_repo_treeidx *x);
+/* Parse a tree blob that may be a tree index: *x has parts (and *t is
+ * empty) when it is one, else *t has the nodes.  Both are empty after a
+ * failure (KT_ECORRUPT naming the fault).  Release both. */
+kt_code kt_repo_tree_decode_any(const char *data, size_t len, kt_repo_tree *t,
+                                kt_repo_treeidx *x, kt_error *err);
+/* KT_OK when part t (decoded from x->parts[i].id) holds what x says:
+ * count entries, the first one first, all before the next part's first. */
+kt_code kt_repo_treeidx_check_part(const kt_repo_treeidx *x, size_t i, const kt_repo_tree *t,
+                                   kt_error *err);
+
 /* A list blob: 1..KT_REPO_LIST_MAX_IDS raw 32-byte blob ids, nothing else
  * (128 KiB at most).  Stored as a blob of pack type 1 (metadata, with the
  * trees).  KT_OK when len is a whole, non-zero number of ids within the
@@ -191,9 +219,10 @@ kt_code kt_repo_list_parse(const uint8_t *p, size_t len, const char *what, size_
                            kt_error *err);
 
 /* Snapshot format versions: 1 = trees hold plain files only; 2 = trees may
- * hold delta nodes; 3 = trees may hold content lists (and delta nodes).  A
- * reader that does not know a version must refuse it. */
-#define KT_REPO_SNAPSHOT_VERSION_MAX 3
+ * hold delta nodes; 3 = trees may hold content lists (and delta nodes);
+ * 4 = a directory may be a tree index (and all of the above).  A reader
+ * that does not know a version must refuse it. */
+#define KT_REPO_SNAPSHOT_VERSION_MAX 4
 
 typedef struct kt_repo_snapshot {
 	int version;             /* 0 (= 1) when encoding plain trees */

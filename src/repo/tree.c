@@ -19,6 +19,12 @@
  *      list blobs <= chunks <= list blobs x KT_REPO_LIST_MAX_IDS; list
  *      blob bodies are checked by kt_repo_list_parse (sizes only: what the
  *      ids name is the archive's business).
+ *   5. A tree index ("parts", docs/repository-format.md "Tree indexes")
+ *      names 1..KT_REPO_MAX_TREE_PARTS parts sorted strictly by their
+ *      safe first name, each with a count of 1..KT_REPO_MAX_TREE_NODES and
+ *      a tree id; it has no other key.  Whether a part holds what its
+ *      entry says (and is no index itself) is checked as it is read
+ *      (kt_repo_treeidx_check_part; src/archive/dirwalk.c).
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -179,22 +185,17 @@ static kt_code decode_file_extra(json_t *o, kt_repo_node *nd, const char *name, 
 	return KT_OK;
 }
 
-kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err)
+/* The nodes of a parsed tree document (doc stays the caller's). */
+static kt_code decode_nodes(json_t *doc, kt_repo_tree *out, kt_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	json_error_t jerr;
-	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	json_t *nodes = json_object_get(doc, "nodes");
-	if (!doc || !json_is_array(nodes)) {
-		json_decref(doc);
+	if (!doc || !json_is_array(nodes))
 		return kt_error_set(err, KT_ECORRUPT, "tree: not a JSON object with \"nodes\"");
-	}
 	size_t n = json_array_size(nodes);
-	if (n > KT_REPO_MAX_TREE_NODES) {
-		json_decref(doc);
+	if (n > KT_REPO_MAX_TREE_NODES)
 		return kt_error_set(err, KT_ECORRUPT, "tree: %zu entries exceed %u", n,
 		                    KT_REPO_MAX_TREE_NODES);
-	}
 	out->nodes = kt_xcalloc(n ? n : 1, sizeof(kt_repo_node));
 	kt_code c = KT_OK;
 	for (size_t i = 0; i < n && !c; i++) {
@@ -305,10 +306,123 @@ kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_
 			c = kt_error_set(err, KT_ECORRUPT, "tree: entry '%s' has unknown type", name);
 		}
 	}
-	json_decref(doc);
 	if (c)
 		kt_repo_tree_release(out);
 	return c;
+}
+
+kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	kt_code c = decode_nodes(doc, out, err);
+	json_decref(doc);
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tree indexes (a directory listed in several tree blobs). */
+
+void kt_repo_treeidx_release(kt_repo_treeidx *x)
+{
+	for (size_t i = 0; i < x->n; i++)
+		free(x->parts[i].first);
+	free(x->parts);
+	memset(x, 0, sizeof(*x));
+}
+
+kt_code kt_repo_treeidx_encode(const kt_repo_treeidx *x, kt_buf *out, kt_error *err)
+{
+	if (x->n < 2)
+		return kt_error_set(err, KT_EUSAGE, "a tree index needs two parts or more");
+	json_t *parts = json_array();
+	for (size_t i = 0; i < x->n; i++) {
+		char hex[65];
+		kt_hex(hex, x->parts[i].id, 32);
+		json_array_append_new(parts, json_pack("{s:s, s:I, s:s}", "first", x->parts[i].first,
+		                                       "count", (json_int_t)x->parts[i].count,
+		                                       "tree", hex));
+	}
+	json_t *doc = json_pack("{s:o}", "parts", parts);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(doc);
+	if (!text)
+		return kt_error_set(err, KT_EUSAGE, "a name is not valid UTF-8");
+	kt_code c = kt_buf_adds(out, text, err);
+	free(text);
+	return c;
+}
+
+static kt_code decode_parts(json_t *parts, kt_repo_treeidx *x, kt_error *err)
+{
+	size_t n = json_array_size(parts);
+	if (!json_is_array(parts) || n < 1 || n > KT_REPO_MAX_TREE_PARTS)
+		return kt_error_set(err, KT_ECORRUPT, "tree index: \"parts\" is not an array of 1..%u "
+		                    "parts", KT_REPO_MAX_TREE_PARTS);
+	x->parts = kt_xcalloc(n, sizeof(*x->parts));
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_array_get(parts, i);
+		const char *first = str(o, "first");
+		json_t *count = json_object_get(o, "count");
+		if (!json_is_object(o) || json_object_size(o) != 3 || !first ||
+		    !kt_repo_name_ok(first) ||
+		    strlen(first) != json_string_length(json_object_get(o, "first")))
+			return kt_error_set(err, KT_ECORRUPT, "tree index: part %zu has an unsafe or "
+			                    "missing first name", i);
+		x->parts[i].first = kt_xstrdup(first);
+		x->n = i + 1;
+		if (i && strcmp(x->parts[i - 1].first, first) >= 0)
+			return kt_error_set(err, KT_ECORRUPT, "tree index: parts are not sorted by first "
+			                    "name or repeat ('%s')", first);
+		if (!json_is_integer(count) || json_integer_value(count) < 1 ||
+		    json_integer_value(count) > KT_REPO_MAX_TREE_NODES)
+			return kt_error_set(err, KT_ECORRUPT, "tree index: part '%s' has a count outside "
+			                    "1..%u", first, KT_REPO_MAX_TREE_NODES);
+		x->parts[i].count = (uint64_t)json_integer_value(count);
+		total += x->parts[i].count;
+		if (kt_repo_id_parse(str(o, "tree"), x->parts[i].id))
+			return kt_error_set(err, KT_ECORRUPT, "tree index: part '%s' has a bad tree id",
+			                    first);
+	}
+	if (total > KT_REPO_MAX_DIR_ENTRIES)
+		return kt_error_set(err, KT_ECORRUPT, "tree index: %llu entries exceed %u",
+		                    (unsigned long long)total, KT_REPO_MAX_DIR_ENTRIES);
+	return KT_OK;
+}
+
+kt_code kt_repo_tree_decode_any(const char *data, size_t len, kt_repo_tree *t,
+                                kt_repo_treeidx *x, kt_error *err)
+{
+	memset(t, 0, sizeof(*t));
+	memset(x, 0, sizeof(*x));
+	json_error_t jerr;
+	json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *parts = json_object_get(doc, "parts");
+	kt_code c;
+	if (parts) {
+		c = json_object_size(doc) != 1
+		    ? kt_error_set(err, KT_ECORRUPT, "tree index: keys other than \"parts\"")
+		    : decode_parts(parts, x, err);
+		if (c)
+			kt_repo_treeidx_release(x);
+	} else {
+		c = decode_nodes(doc, t, err);
+	}
+	json_decref(doc);
+	return c;
+}
+
+kt_code kt_repo_treeidx_check_part(const kt_repo_treeidx *x, size_t i, const kt_repo_tree *t,
+                                   kt_error *err)
+{
+	const kt_repo_tree_part *p = &x->parts[i];
+	if (t->n != p->count || !t->n || strcmp(t->nodes[0].name, p->first) ||
+	    (i + 1 < x->n && strcmp(t->nodes[t->n - 1].name, x->parts[i + 1].first) >= 0))
+		return kt_error_set(err, KT_ECORRUPT, "tree index: part '%s' does not hold the %llu "
+		                    "entries from '%s' its index names (run `kontinuity repo check`)",
+		                    p->first, (unsigned long long)p->count, p->first);
+	return KT_OK;
 }
 
 kt_code kt_repo_list_parse(const uint8_t *p, size_t len, const char *what, size_t *n_out,

@@ -311,7 +311,7 @@ static void test_delta_nodes(void)
 	CHECK(kt_repo_snapshot_decode(b.data, b.len, &s2, &err) == KT_OK);
 	CHECK(s2.version == 2);
 	kt_repo_snapshot_release(&s2);
-	const char *v3 = "{\"version\":4,\"time\":\"t\",\"hostname\":\"h\",\"paths\":[],"
+	const char *v3 = "{\"version\":5,\"time\":\"t\",\"hostname\":\"h\",\"paths\":[],"
 	                 "\"tags\":[],\"tree\":\"00\"}";
 	CHECK(kt_repo_snapshot_decode(v3, strlen(v3), &s2, &err) != KT_OK);
 	CHECK_CONTAINS(err.msg, "upgrade kontinuity");
@@ -398,6 +398,74 @@ static void test_content_list(void)
 	kt_buf_release(&b2);
 }
 
+/* Tree indexes (docs/repository-format.md "Tree indexes"): canonical
+ * round trip; every malformed index is refused by what is wrong; a part
+ * must hold what its entry says. */
+static void test_tree_index(void)
+{
+	kt_error err;
+	kt_repo_tree_part parts[2] = { { (char *)"a", 2, { 1 } }, { (char *)"m", 1, { 2 } } };
+	kt_repo_treeidx x = { parts, 2 };
+	kt_buf b;
+	kt_buf_init(&b, 1 << 20);
+	CHECK(kt_repo_treeidx_encode(&x, &b, &err) == KT_OK);
+	CHECK_CONTAINS(b.data, "{\"parts\":[{\"first\":\"a\",\"count\":2,\"tree\":\"01");
+	kt_repo_tree t;
+	kt_repo_treeidx d;
+	CHECK(kt_repo_tree_decode_any(b.data, b.len, &t, &d, &err) == KT_OK);
+	CHECK(d.n == 2 && t.n == 0 && d.parts[1].count == 1 && d.parts[1].id[0] == 2);
+	if (d.n == 2)
+		CHECK_STR(d.parts[1].first, "m");
+	/* A plain tree still decodes as one. */
+	const char *plain = "{\"nodes\":[]}";
+	kt_repo_treeidx e;
+	CHECK(kt_repo_tree_decode_any(plain, strlen(plain), &t, &e, &err) == KT_OK && !e.n);
+	kt_repo_tree_release(&t);
+	/* Parts checked against the index. */
+	kt_repo_node nodes[3] = { { .name = (char *)"a" }, { .name = (char *)"b" },
+	                          { .name = (char *)"m" } };
+	kt_repo_tree p0 = { nodes, 2 }, p1 = { nodes + 2, 1 }, bad = { nodes, 3 };
+	CHECK(kt_repo_treeidx_check_part(&d, 0, &p0, &err) == KT_OK);
+	CHECK(kt_repo_treeidx_check_part(&d, 1, &p1, &err) == KT_OK);
+	CHECK(kt_repo_treeidx_check_part(&d, 0, &bad, &err) == KT_ECORRUPT);
+	CHECK_CONTAINS(err.msg, "part 'a'");
+	CHECK(kt_repo_treeidx_check_part(&d, 1, &p0, &err) == KT_ECORRUPT);
+	kt_repo_treeidx_release(&d);
+	/* One part is not written. */
+	kt_repo_treeidx one = { parts, 1 };
+	kt_buf_reset(&b);
+	CHECK(kt_repo_treeidx_encode(&one, &b, &err) == KT_EUSAGE);
+	char h[65];
+	memset(h, 'a', 64);
+	h[64] = 0;
+	struct { const char *fmt; const char *msg; } bad_docs[] = {
+		{ "{\"parts\":[]}", "1..100000 parts" },
+		{ "{\"parts\":{}}", "1..100000 parts" },
+		{ "{\"parts\":[{\"first\":\"b\",\"count\":1,\"tree\":\"%s\"},"
+		  "{\"first\":\"a\",\"count\":1,\"tree\":\"%s\"}]}", "not sorted" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":1,\"tree\":\"%s\"},"
+		  "{\"first\":\"a\",\"count\":1,\"tree\":\"%s\"}]}", "repeat" },
+		{ "{\"parts\":[{\"first\":\"..\",\"count\":1,\"tree\":\"%s\"}]}", "unsafe" },
+		{ "{\"parts\":[{\"first\":\"a/b\",\"count\":1,\"tree\":\"%s\"}]}", "unsafe" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":0,\"tree\":\"%s\"}]}", "count outside" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":1000001,\"tree\":\"%s\"}]}",
+		  "count outside" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":\"1\",\"tree\":\"%s\"}]}", "count outside" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":1,\"tree\":\"%.63s\"}]}", "bad tree id" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":1,\"tree\":\"%s\",\"x\":1}]}", "unsafe" },
+		{ "{\"parts\":[{\"first\":\"a\",\"count\":1,\"tree\":\"%s\"}],\"nodes\":[]}",
+		  "keys other" },
+	};
+	for (size_t i = 0; i < sizeof(bad_docs) / sizeof(bad_docs[0]); i++) {
+		char doc[512];
+		snprintf(doc, sizeof(doc), bad_docs[i].fmt, h, h);
+		CHECK(kt_repo_tree_decode_any(doc, strlen(doc), &t, &d, &err) == KT_ECORRUPT);
+		CHECK(!d.n && !t.n);
+		CHECK_CONTAINS(err.msg, bad_docs[i].msg);
+	}
+	kt_buf_release(&b);
+}
+
 int main(void)
 {
 	RUN(test_seal_open);
@@ -408,5 +476,6 @@ int main(void)
 	RUN(test_tree_and_snapshot);
 	RUN(test_delta_nodes);
 	RUN(test_content_list);
+	RUN(test_tree_index);
 	return unit_done();
 }
