@@ -42,48 +42,50 @@ static void problem(cctx *c, const char *fmt, ...)
 		c->fn(c->ctx, text);
 }
 
-/* Read every content list of t (each blob checked: indexed as a tree-type
- * blob, authentic, whole ids, the counts add up) and fill the nodes'
- * content; a node whose lists fail is reported and left without content. */
-static void check_lists(cctx *c, kt_repo_tree *t, const char *snap, const char *tree_hex)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		kt_repo_node *nd = &t->nodes[i];
-		if (nd->type != KT_NODE_FILE || !nd->n_content_list)
-			continue;
-		kt_repo_tree one = { nd, 1 };
-		kt_error err;
-		c->res->lists += nd->n_content_list;
-		if (kt_archive_lists_load(c->a, &one, &err))
-			problem(c, "snapshot %.8s: tree %.16s: %s", snap, tree_hex, err.msg);
-	}
-}
-
 static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth);
 
-/* The entries of one tree blob (or one part of a tree index) of dir id. */
-static void walk_nodes(cctx *c, const kt_repo_tree *t, const uint8_t id[32], const char *hex,
+/* The entries of one tree blob (or one part of a tree index) of dir id.
+ * A file's content lists are read a list blob at a time (each checked:
+ * indexed as a tree-type blob, authentic, whole ids, the counts add up),
+ * and every id they hold looked up. */
+static void walk_nodes(cctx *c, kt_repo_tree *t, const uint8_t id[32], const char *hex,
                        const char *snap, int depth)
 {
 	kt_error err;
 	for (size_t i = 0; i < t->n; i++) {
-		const kt_repo_node *nd = &t->nodes[i];
+		kt_repo_node *nd = &t->nodes[i];
 		if (nd->type == KT_NODE_DIR) {
 			walk_tree(c, nd->subtree, snap, depth + 1);
 			continue;
 		}
 		int missing = 0;
-		for (size_t j = 0; j < nd->n_content; j++) {
-			kt_loc dl, *d = kt_archive_find(c->a, nd->content[j], &dl) ? &dl : NULL;
+		c->res->lists += nd->n_content_list;
+		kt_archive_ids ids;
+		kt_archive_ids_open(&ids, c->a, nd, NULL, NULL);
+		const uint8_t *bid;
+		int more;
+		while ((more = kt_archive_ids_next(&ids, &bid, &err)) > 0) {
+			kt_loc dl, *d = kt_archive_find(c->a, bid, &dl) ? &dl : NULL;
 			if (!d || d->type != KT_BLOB_DATA) {
 				char bh[65];
-				kt_hex(bh, nd->content[j], 32);
+				kt_hex(bh, bid, 32);
 				problem(c, "snapshot %.8s: file '%s' needs data blob %.16s, which is %s", snap,
 				        nd->name, bh, d ? "a tree" : "in no index");
 				missing = 1;
 			}
 		}
+		kt_archive_ids_close(&ids);
+		if (more < 0) {
+			problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
+			missing = 1;
+		}
 		if (nd->type == KT_NODE_FILE && nd->has_delta) {
+			/* delta.c takes a frame's ids as one array. */
+			kt_repo_tree one = { nd, 1 };
+			if (!missing && kt_archive_lists_load(c->a, &one, &err)) {
+				problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
+				missing = 1;
+			}
 			/* Its base's tree keeps the chain alive: walk it like a subtree. */
 			walk_tree(c, nd->delta_tree, snap, depth + 1);
 			if (kt_delta_check_base(c->a, nd, &err))
@@ -146,7 +148,6 @@ static void walk_tree(cctx *c, const uint8_t id[32], const char *snap, int depth
 			break;
 		if (dir.idx.n)
 			c->res->trees++;
-		check_lists(c, &t, snap, hex);
 		walk_nodes(c, &t, id, hex, snap, depth);
 	}
 	kt_repo_tree_release(&t);

@@ -207,3 +207,57 @@ kt_code kt_archive_lists_load(kt_archive *a, kt_repo_tree *t, kt_error *err)
 	kt_buf_release(&raw);
 	return c;
 }
+
+void kt_archive_ids_open(kt_archive_ids *it, kt_archive *a, const kt_repo_node *nd,
+                         kt_archive_lock_fn lock, void *lock_ctx)
+{
+	memset(it, 0, sizeof(*it));
+	it->a = a;
+	it->nd = nd;
+	it->lock = lock;
+	it->lock_ctx = lock_ctx;
+	kt_buf_init(&it->list, KT_REPO_MAX_BLOB + 1);
+}
+
+int kt_archive_ids_next(kt_archive_ids *it, const uint8_t **id, kt_error *err)
+{
+	const kt_repo_node *nd = it->nd;
+	if (!nd->n_content_list || nd->n_content) {   /* inline, or already expanded */
+		if (it->k >= nd->n_content)
+			return 0;
+		*id = nd->content[it->k++];
+		return 1;
+	}
+	while (it->k == it->n) {
+		if (it->next_list == nd->n_content_list) {
+			if (it->seen == nd->list_chunks)
+				return 0;
+			kt_error_set(err, KT_ECORRUPT, "file '%s': its content lists hold %llu of its "
+			             "%llu chunks (run `kontinuity repo check`)", nd->name,
+			             (unsigned long long)it->seen, (unsigned long long)nd->list_chunks);
+			return -1;
+		}
+		if (it->lock)
+			it->lock(it->lock_ctx, 1);
+		kt_code c = kt_archive_list_read(it->a, nd, it->next_list++, &it->list, &it->n, err);
+		if (it->lock)
+			it->lock(it->lock_ctx, 0);
+		if (c)
+			return -1;
+		it->k = 0;
+		it->seen += it->n;
+		if (it->seen > nd->list_chunks) {
+			kt_error_set(err, KT_ECORRUPT, "file '%s': its content lists hold more than its "
+			             "%llu chunks (run `kontinuity repo check`)", nd->name,
+			             (unsigned long long)nd->list_chunks);
+			return -1;
+		}
+	}
+	*id = (const uint8_t *)it->list.data + 32 * it->k++;
+	return 1;
+}
+
+void kt_archive_ids_close(kt_archive_ids *it)
+{
+	kt_buf_release(&it->list);
+}

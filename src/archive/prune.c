@@ -172,27 +172,34 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 static kt_code mark_nodes(pctx *p, const kt_repo_tree *t, int depth, kt_error *err)
 {
 	kt_code c = KT_OK;
-	for (size_t i = 0; !c && i < t->n; i++)
-		for (size_t j = 0; j < t->nodes[i].n_content_list; j++) {
-			kt_loc d;
-			if (kt_archive_find(p->a, t->nodes[i].content_list[j], &d))
-				set_used(p, d.ord);   /* found: lists_load read it */
-		}
 	for (size_t i = 0; !c && i < t->n; i++) {
 		const kt_repo_node *nd = &t->nodes[i];
 		if (nd->type == KT_NODE_DIR) {
 			c = mark_tree(p, nd->subtree, depth + 1, err);
 			continue;
 		}
-		for (size_t j = 0; j < nd->n_content; j++) {
+		for (size_t j = 0; j < nd->n_content_list; j++) {
 			kt_loc d;
-			if (!kt_archive_find(p->a, nd->content[j], &d)) {
+			if (kt_archive_find(p->a, nd->content_list[j], &d))
+				set_used(p, d.ord);   /* (the ids loop reads and checks it) */
+		}
+		/* Its ids a list blob at a time: a big file's are never held whole. */
+		kt_archive_ids ids;
+		kt_archive_ids_open(&ids, p->a, nd, NULL, NULL);
+		const uint8_t *id;
+		int more;
+		while ((more = kt_archive_ids_next(&ids, &id, err)) > 0) {
+			kt_loc d;
+			if (!kt_archive_find(p->a, id, &d)) {
 				c = kt_error_set(err, KT_ECORRUPT, "a snapshot needs data that is in no index; "
 				                 "run `kontinuity repo check` (prune refuses to go on)");
 				break;
 			}
 			set_used(p, d.ord);
 		}
+		kt_archive_ids_close(&ids);
+		if (!c && more < 0)
+			c = KT_ECORRUPT;
 		/* A delta keeps its base's tree (and so the whole chain) alive. */
 		if (!c && nd->type == KT_NODE_FILE && nd->has_delta)
 			c = mark_tree(p, nd->delta_tree, depth + 1, err);
@@ -214,7 +221,7 @@ static kt_code mark_tree(pctx *p, const uint8_t id[32], int depth, kt_error *err
 	/* A tree index: every part is a used tree blob too. */
 	kt_archive_dir dir;
 	kt_repo_tree t = { 0 };
-	kt_code c = kt_archive_dir_open(p->a, id, 1, NULL, NULL, &dir, err);   /* lists checked */
+	kt_code c = kt_archive_dir_open(p->a, id, 0, NULL, NULL, &dir, err);
 	for (;;) {
 		/* A part another snapshot's index shares is marked already. */
 		const uint8_t *pid = kt_archive_dir_peek(&dir);

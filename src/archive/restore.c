@@ -37,7 +37,7 @@ static kt_code ls_tree(kt_archive *a, const uint8_t id[32], char *path, size_t p
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
 	kt_archive_dir dir;
 	kt_repo_tree t = { 0 };
-	kt_code c = kt_archive_dir_open(a, id, 1, NULL, NULL, &dir, err);
+	kt_code c = kt_archive_dir_open(a, id, 0, NULL, NULL, &dir, err);   /* (no ids needed) */
 	while (!c && !(c = kt_archive_dir_next(&dir, &t, err)) && t.n) {   /* part by part */
 		for (size_t i = 0; !c && i < t.n; i++) {
 			const kt_repo_node *nd = &t.nodes[i];
@@ -196,13 +196,26 @@ static kt_code take_job(rctx *r, const kt_loc *l, kt_error *err)
 	return KT_OK;
 }
 
+/* Tree and content list reads take the store's lock (the reader threads share it). */
+static void store_lock(void *ctx, int on)
+{
+	rctx *r = ctx;
+	if (on)
+		pthread_mutex_lock(&r->smu);
+	else
+		pthread_mutex_unlock(&r->smu);
+}
+
 /* Queue the blobs of nd for writing into a new .part file in d. */
 static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *err)
 {
-	/* Every blob indexed, and they add up to the size the tree records. */
+	/* Every blob indexed, and they add up to the size the tree records:
+	 * checked first for inline content; a file with content lists is
+	 * checked as its lists are read, a list blob at a time (restore must
+	 * not hold a big file's ids whole), and fails before it is named. */
 	kt_archive *a = r->a;
-	uint64_t total = 0;
-	for (size_t i = 0; i < nd->n_content; i++) {
+	uint64_t total = nd->n_content_list ? nd->size : 0;
+	for (size_t i = 0; !nd->n_content_list && i < nd->n_content; i++) {
 		kt_loc loc, *l = &loc;
 		if (!kt_archive_find(a, nd->content[i], &loc) || l->pack >= a->n_packs) {
 			char hex[65];
@@ -219,7 +232,7 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	rfile *f = kt_xcalloc(1, sizeof(*f));
 	snprintf(f->part, sizeof(f->part), ".%s.kontinuity-part", nd->name);
 	f->fd = -1;
-	if (!nd->n_content) {   /* no job will make it: an empty file, made here */
+	if (!nd->n_content && !nd->n_content_list) {   /* no job will make it: made here */
 		f->fd = openat(d->fd, f->part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		               0600);
 		if (f->fd < 0) {
@@ -247,11 +260,23 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 
 	kt_code c = KT_OK;
 	uint64_t file_off = 0;
-	for (size_t i = 0; i < nd->n_content; i++) {
+	kt_archive_ids ids;
+	kt_archive_ids_open(&ids, a, nd, store_lock, r);
+	const uint8_t *id;
+	int more;
+	while ((more = kt_archive_ids_next(&ids, &id, err)) > 0) {
 		if ((c = canceled(r, err)))
 			break;
 		kt_loc loc, *l = &loc;
-		kt_archive_find(a, nd->content[i], &loc);   /* found above */
+		if (!kt_archive_find(a, id, &loc) || l->pack >= a->n_packs) {   /* (lists only) */
+			char hex[65];
+			kt_hex(hex, id, 32);
+			c = kt_error_set(err, KT_ECORRUPT, "blob %.16s is in no index (the repository "
+			                 "is missing data; run `kontinuity repo check`)", hex);
+			break;
+		}
+		if (file_off + l->raw_length > total)
+			break;   /* more than the tree says: below */
 		if (!fits(r, l) && ((c = flush_pending(r, err)) || (c = take_job(r, l, err))))
 			break;
 		rjob *job = &r->jobs[r->pend];
@@ -282,6 +307,13 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 			pthread_mutex_unlock(&r->mu);
 		}
 	}
+	if (!c && more < 0)
+		c = KT_ECORRUPT;   /* (err says which list) */
+	else if (!c && (more > 0 || file_off != total))
+		c = kt_error_set(err, KT_ECORRUPT, "'%s': its blobs hold %s%llu bytes, the tree says "
+		                 "%llu", r->path, more > 0 ? "more than " : "",
+		                 (unsigned long long)file_off, (unsigned long long)total);
+	kt_archive_ids_close(&ids);
 	pthread_mutex_lock(&r->mu);
 	/* A file with a blob missing must never get its name (its other jobs
 	 * may still finish): stop everything, before a worker can see the file
@@ -300,16 +332,6 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	return c;
 }
 
-/* The tree reads take the store's lock (the reader threads share it). */
-static void store_lock(void *ctx, int on)
-{
-	rctx *r = ctx;
-	if (on)
-		pthread_mutex_lock(&r->smu);
-	else
-		pthread_mutex_unlock(&r->smu);
-}
-
 static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen, int depth,
                             kt_error *err)
 {
@@ -317,7 +339,8 @@ static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen,
 		return kt_error_set(err, KT_ECORRUPT, "trees nest deeper than 256 levels");
 	kt_archive_dir dir;
 	kt_repo_tree t = { 0 };
-	kt_code c = kt_archive_dir_open(r->a, id, 1, store_lock, r, &dir, err);
+	/* Content lists stay unread here: restore_file reads them as it plans. */
+	kt_code c = kt_archive_dir_open(r->a, id, 0, store_lock, r, &dir, err);
 	size_t i = 0;
 	for (;; i++) {
 		if (!c && i == t.n) {   /* the next part of the directory (a tree index) */
@@ -336,9 +359,13 @@ static kt_code restore_tree(rctx *r, rdir *d, const uint8_t id[32], size_t plen,
 		r->path[plen] = '/';
 		memcpy(r->path + plen + 1, nd->name, n + 1);
 		if (nd->type == KT_NODE_FILE && nd->has_delta) {
-			/* Decoded here, whole, under the store's lock (delta.c). */
+			/* Decoded here, whole, under the store's lock (delta.c),
+			 * which takes the frame's ids as one array. */
+			kt_repo_tree one = { &t.nodes[i], 1 };
 			pthread_mutex_lock(&r->smu);
-			c = kt_delta_restore(r->a, d->fd, nd, r->path, r->o && r->o->owners, err);
+			c = kt_archive_lists_load(r->a, &one, err);
+			if (!c)
+				c = kt_delta_restore(r->a, d->fd, nd, r->path, r->o && r->o->owners, err);
 			pthread_mutex_unlock(&r->smu);
 			if (!c) {
 				pthread_mutex_lock(&r->mu);
