@@ -31,6 +31,13 @@ typedef struct kt_ient {
 /* An unlinked 0600 temp file in $TMPDIR (default /tmp), read and written
  * with pread/pwrite; -1 with errno on failure (index.c). */
 int kt_archive_temp_open(void);
+/* All n bytes at off, through EINTR and short transfers; -1 (errno) on
+ * failure, also at end of file (index.c). */
+int kt_archive_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+int kt_archive_pread_all(int fd, void *buf, size_t n, uint64_t off);
+/* A test knob from the environment (KT_INDEX_MEM_MAX, KT_PRUNE_WINDOW,
+ * ...): its number when it is one within [lo, hi], else dflt (index.c). */
+size_t kt_archive_knob(const char *name, size_t dflt, size_t lo, size_t hi);
 
 /* A sorted run in an unlinked temp file (index.c). */
 typedef struct kt_irun {

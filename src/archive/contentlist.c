@@ -24,23 +24,16 @@
 #include "archive_int.h"
 #include "blobio.h"
 
-/* Knobs for tests (like KT_INDEX_MEM_MAX): a number in [lo, hi] or dflt. */
-static size_t knob(const char *name, size_t dflt, size_t lo, size_t hi)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long long m = v && *v ? strtoull(v, &end, 10) : 0;
-	return v && *v && !*end && m >= lo && m <= hi ? (size_t)m : dflt;
-}
-
 /* Read once per process (a reader asks after every chunk); constant after. */
 static pthread_once_t knobs_once = PTHREAD_ONCE_INIT;
 static size_t knob_min, knob_ids;
 
 static void knobs_read(void)
 {
-	knob_min = knob("KT_CONTENT_LIST_MIN", KT_ARCHIVE_LIST_MIN, 1, KT_REPO_MAX_FILE_BLOBS);
-	knob_ids = knob("KT_CONTENT_LIST_IDS", KT_ARCHIVE_LIST_IDS, 1, KT_REPO_LIST_MAX_IDS);
+	knob_min = kt_archive_knob("KT_CONTENT_LIST_MIN", KT_ARCHIVE_LIST_MIN, 1,
+	                           KT_REPO_MAX_FILE_BLOBS);
+	knob_ids = kt_archive_knob("KT_CONTENT_LIST_IDS", KT_ARCHIVE_LIST_IDS, 1,
+	                           KT_REPO_LIST_MAX_IDS);
 }
 
 size_t kt_archive_list_threshold(void)

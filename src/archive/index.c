@@ -77,10 +77,7 @@ static size_t index_max(kt_index *x)
 {
 	if (!x->max) {
 		/* For tests (docs/index-memory.md): a tiny table forces the runs. */
-		const char *v = getenv("KT_INDEX_MEM_MAX");
-		char *end;
-		unsigned long long m = v ? strtoull(v, &end, 10) : 0;
-		x->max = v && *v && !*end && m >= 16 && m < (1ull << 31) ? (size_t)m : DEFAULT_MAX;
+		x->max = kt_archive_knob("KT_INDEX_MEM_MAX", DEFAULT_MAX, 16, (1u << 31) - 1);
 	}
 	return x->max;
 }
@@ -116,34 +113,44 @@ int kt_archive_temp_open(void)
 	return fd;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
+int kt_archive_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
 {
+	const char *p = buf;
 	while (n) {
-		ssize_t w = pwrite(fd, p, n, off);
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			return -1;
 		p += w;
 		n -= (size_t)w;
-		off += w;
+		off += (uint64_t)w;
 	}
 	return 0;
 }
 
-static int read_all(int fd, uint8_t *p, size_t n, off_t off)
+int kt_archive_pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
+	char *p = buf;
 	while (n) {
-		ssize_t r = pread(fd, p, n, off);
+		ssize_t r = pread(fd, p, n, (off_t)off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			return -1;
 		p += r;
 		n -= (size_t)r;
-		off += r;
+		off += (uint64_t)r;
 	}
 	return 0;
+}
+
+size_t kt_archive_knob(const char *name, size_t dflt, size_t lo, size_t hi)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long m = v && *v ? strtoull(v, &end, 10) : 0;
+	return v && *v && !*end && m >= lo && m <= hi ? (size_t)m : dflt;
 }
 
 /* Writes records in id order into a new run, IO_PAGES pages at a time. */
@@ -169,7 +176,7 @@ static int writer_start(run_writer *w)
 static void writer_flush(run_writer *w, size_t pages)
 {
 	off_t off = (off_t)(w->run.n_pages - pages) * PAGE;
-	if (!w->failed && write_all(w->run.fd, w->buf, pages * PAGE, off))
+	if (!w->failed && kt_archive_pwrite_all(w->run.fd, w->buf, pages * PAGE, (uint64_t)off))
 		w->failed = 1;
 	memset(w->buf, 0, IO_PAGES * PAGE);
 	w->page = 0;
@@ -249,7 +256,7 @@ static void cursor_next(run_cursor *c)
 		uint64_t left_pages = c->run->n_pages - c->next_page;
 		c->pages = left_pages < IO_PAGES ? (size_t)left_pages : IO_PAGES;
 		if (!c->pages ||
-		    read_all(c->run->fd, c->buf, c->pages * PAGE, (off_t)c->next_page * PAGE)) {
+		    kt_archive_pread_all(c->run->fd, c->buf, c->pages * PAGE, c->next_page * PAGE)) {
 			c->failed = 1;
 			c->cur = NULL;
 			c->left = 0;
@@ -425,7 +432,7 @@ static int run_find(const kt_irun *r, const uint8_t id[32], kt_ient *out, uint64
 	for (size_t p = lo ? lo - 1 : 0; p < r->n_pages; p++) {
 		if (p >= lo && r->first[p] > key)
 			break;
-		if (read_all(r->fd, page, PAGE, (off_t)p * PAGE))
+		if (kt_archive_pread_all(r->fd, page, PAGE, (uint64_t)p * PAGE))
 			return 0;
 		uint64_t in = p + 1 < r->n_pages ? PER_PAGE : r->n - (uint64_t)p * PER_PAGE;
 		const kt_ient *e = (const kt_ient *)page;

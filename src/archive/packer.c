@@ -247,38 +247,6 @@ static void *worker_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* The uploader. */
 
-static int write_all(int fd, const void *buf, size_t n, uint64_t off)
-{
-	const char *q = buf;
-	while (n) {
-		ssize_t w = pwrite(fd, q, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		q += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t n, uint64_t off)
-{
-	char *q = buf;
-	while (n) {
-		ssize_t r = pread(fd, q, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		q += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
 /* The uploader's: a pack named by a stored index file goes to stored[] or,
  * past STORED_MEM entries, to the temp file.  ip's entries are taken over
  * or freed, also on failure. */
@@ -297,9 +265,9 @@ static kt_code keep_stored(kt_packer *p, kt_repo_index_pack *ip, kt_error *err)
 	if (p->spill_fd < 0)
 		p->spill_fd = kt_archive_temp_open();
 	uint32_t n = (uint32_t)ip->n;
-	int bad = p->spill_fd < 0 || write_all(p->spill_fd, ip->pack_id, 32, off) ||
-	          write_all(p->spill_fd, &n, 4, off + 32) ||
-	          write_all(p->spill_fd, ip->entries, ip->n * sizeof(*ip->entries), off + 36);
+	int bad = p->spill_fd < 0 || kt_archive_pwrite_all(p->spill_fd, ip->pack_id, 32, off) ||
+	          kt_archive_pwrite_all(p->spill_fd, &n, 4, off + 32) ||
+	          kt_archive_pwrite_all(p->spill_fd, ip->entries, ip->n * sizeof(*ip->entries), off + 36);
 	int e = errno;
 	free(ip->entries);
 	ip->entries = NULL;
@@ -553,9 +521,10 @@ kt_code kt_packer_drain(kt_packer *p, kt_packer_stored_fn fn, void *ctx, kt_erro
 		uint8_t id[32];
 		uint32_t k;
 		uint64_t off = p->spill_read;
-		if (read_all(p->spill_fd, id, 32, off) || read_all(p->spill_fd, &k, 4, off + 32) ||
+		if (kt_archive_pread_all(p->spill_fd, id, 32, off) ||
+		    kt_archive_pread_all(p->spill_fd, &k, 4, off + 32) ||
 		    !(e = realloc(e, (k ? k : 1) * sizeof(*e))) ||
-		    read_all(p->spill_fd, e, k * sizeof(*e), off + 36)) {
+		    kt_archive_pread_all(p->spill_fd, e, k * sizeof(*e), off + 36)) {
 			int en = errno;
 			free(e);
 			return kt_error_sys(err, KT_EIO, en, "cannot read the backup's temp file in "

@@ -411,13 +411,7 @@ static int by_offset(const void *x, const void *y)
  * least 1) makes it smaller, so that small repositories take many. */
 #define PRUNE_WINDOW 131072u
 
-static uint64_t prune_window_max(void)
-{
-	const char *v = getenv("KT_PRUNE_WINDOW");
-	char *end;
-	unsigned long long m = v ? strtoull(v, &end, 10) : 0;
-	return v && *v && !*end && m >= 1 && m <= PRUNE_WINDOW ? m : PRUNE_WINDOW;
-}
+
 /* Repacked tree packs end here, as the packer's (packer.c). */
 #define PRUNE_TREE_PACK (4u << 20)
 
@@ -559,7 +553,7 @@ kt_code kt_archive_prune(kt_archive *a, int dry_run, kt_archive_prune_result *re
 	 * packs at a time (PRUNE_WINDOW entries, one pass over the index
 	 * each), so memory does not grow with the repository. */
 	pp.per = kt_xcalloc(a->n_packs ? a->n_packs : 1, sizeof(*pp.per));
-	uint64_t window = prune_window_max();
+	uint64_t window = kt_archive_knob("KT_PRUNE_WINDOW", PRUNE_WINDOW, 1, PRUNE_WINDOW);
 	for (uint32_t lo = 0; change && !c && lo < a->n_packs; lo = pp.hi) {
 		uint64_t sum = 0;
 		uint32_t hi = lo;

@@ -23,21 +23,15 @@
 #include "archive_int.h"
 #include "blobio.h"
 
-static size_t knob(const char *name, size_t dflt, size_t lo, size_t hi)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long long m = v && *v ? strtoull(v, &end, 10) : 0;
-	return v && *v && !*end && m >= lo && m <= hi ? (size_t)m : dflt;
-}
-
 static pthread_once_t knobs_once = PTHREAD_ONCE_INIT;
 static size_t max_nodes, max_bytes, min_nodes, mask;
 
 static void knobs_read(void)
 {
-	max_nodes = knob("KT_TREE_PART_NODES", KT_ARCHIVE_PART_NODES, 16, KT_ARCHIVE_PART_NODES);
-	max_bytes = knob("KT_TREE_PART_BYTES", KT_ARCHIVE_PART_BYTES, 4096, KT_ARCHIVE_PART_BYTES);
+	max_nodes = kt_archive_knob("KT_TREE_PART_NODES", KT_ARCHIVE_PART_NODES, 16,
+	                            KT_ARCHIVE_PART_NODES);
+	max_bytes = kt_archive_knob("KT_TREE_PART_BYTES", KT_ARCHIVE_PART_BYTES, 4096,
+	                            KT_ARCHIVE_PART_BYTES);
 	/* ~1/4 of the limit on average (1,024 of 4,096), none shorter than 1/64. */
 	size_t avg = 1;
 	while (avg * 2 <= max_nodes / 4)
