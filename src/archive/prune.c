@@ -405,7 +405,7 @@ static int by_offset(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-/* The entries a window of step 2 holds at most (49 bytes each, 6 MiB): a
+/* The entries a window of step 2 holds at most (52 bytes each, 6.5 MiB): a
  * repository of more blobs takes one more pass over its index per window
  * instead of memory.  KT_PRUNE_WINDOW (environment, for tests only: at
  * least 1) makes it smaller, so that small repositories take many. */
