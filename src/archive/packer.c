@@ -444,7 +444,11 @@ kt_packer *kt_packer_start(kt_archive *a, int level, int n_workers)
 		kt_buf_init(b, (size_t)a->pack_size + KT_REPO_MAX_BLOB + (4u << 20));
 		p->bufs[i].type = i < NBUF - 1 ? KT_BLOB_DATA : KT_BLOB_TREE;
 		if (i < NBUF - 1) {
-			b->data = kt_xmalloc(room);
+			/* Page-aligned: the local store writes it with O_DIRECT. */
+			room = (room + 4095) & ~(size_t)4095;
+			b->data = aligned_alloc(4096, room);
+			if (!b->data)
+				abort();
 			b->cap = room;
 			b->data[0] = '\0';
 			p->spare[KT_BLOB_DATA][p->n_spare[KT_BLOB_DATA]++] = &p->bufs[i];

@@ -251,6 +251,19 @@ static void case_put_get(suite *t)
 	rc = kt_store_put(t->s, "small/binary", bin, sizeof(bin), &e);
 	EXPECT_RC(t, rc, KT_OK, e);
 	EXPECT_CONTENT(t, "small/binary", bin, sizeof(bin));
+	/* Big objects from a page-aligned buffer (the local store writes the
+	 * aligned part with O_DIRECT, the tail as usual) and from one that is
+	 * not: the same bytes either way. */
+	size_t big_n = 3 * MIB + 123;
+	char *big = aligned_alloc(4096, 4 * MIB);
+	fill(big, big_n + 1, 7);
+	rc = kt_store_put(t->s, "big/aligned", big, big_n, &e);
+	EXPECT_RC(t, rc, KT_OK, e);
+	EXPECT_CONTENT(t, "big/aligned", big, big_n);
+	rc = kt_store_put(t->s, "big/unaligned", big + 1, big_n, &e);
+	EXPECT_RC(t, rc, KT_OK, e);
+	EXPECT_CONTENT(t, "big/unaligned", big + 1, big_n);
+	free(big);
 	/* Every allowed character, and dots inside segments. */
 	const char *odd = "chars/AZaz09._-/.hidden/x..y/-lead_.tail.";
 	rc = put_str(t, odd, "odd", &e);
