@@ -494,12 +494,8 @@ static kt_code wait_task(bctx *b, ftask *t, kt_error *err)
 
 static void task_free(ftask *t, int keep_node)
 {
-	if (!keep_node) {
-		free(t->nd.name);
-		free(t->nd.content);
-		free(t->nd.content_list);
-		free(t->nd.delta_name);
-	}
+	if (!keep_node)
+		kt_repo_node_release(&t->nd);
 	free(t->path);
 	free(t);
 }
@@ -576,16 +572,6 @@ static void parent_lock(void *ctx, int on)
 		kt_packer_store_unlock(ctx);
 }
 
-static void node_free(kt_repo_node *nd)
-{
-	free(nd->name);
-	free(nd->content);
-	free(nd->content_list);
-	free(nd->target);
-	free(nd->delta_name);
-	memset(nd, 0, sizeof(*nd));
-}
-
 /* Store a part of a directory (or a whole small one). */
 static kt_code put_part(void *ctx, kt_repo_tree *t, uint8_t id_out[32], kt_error *err)
 {
@@ -629,7 +615,7 @@ static int slot_take(bctx *b, slot *s, kt_treeparts *tp, int wait, kt_code *c, k
 	}
 	if (!*c && s->nd.name)
 		*c = kt_treeparts_add(tp, &s->nd, err);
-	node_free(&s->nd);
+	kt_repo_node_release(&s->nd);
 	return 1;
 }
 
@@ -818,13 +804,8 @@ static kt_code emit(bctx *b, trie *t, size_t plen, kt_repo_node *nd, int depth,
 		b->path[nl] = '\0';
 		if (!c)
 			tree_add(&tree, &cap, &child);
-		else {
-			free(child.name);
-			free(child.content);
-			free(child.content_list);
-			free(child.target);
-			free(child.delta_name);
-		}
+		else
+			kt_repo_node_release(&child);
 	}
 	if (!c)
 		c = tree_blob(b, &tree, nd->subtree, err);
@@ -889,13 +870,8 @@ kt_code kt_archive_backup(kt_archive *a, const char *const *paths, size_t n_path
 		b.path[1] = '\0';
 		if (!c)
 			tree_add(&top, &cap, &nd);
-		else {
-			free(nd.name);
-			free(nd.content);
-			free(nd.content_list);
-			free(nd.target);
-			free(nd.delta_name);
-		}
+		else
+			kt_repo_node_release(&nd);
 	}
 	kt_archive_cursor_close(&ptop);
 	stop_readers(&b);   /* every file is read (the walk waited for each) */

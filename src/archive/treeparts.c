@@ -60,15 +60,6 @@ void kt_treeparts_init(kt_treeparts *tp, kt_blobio *io, kt_tree_put_fn put_tree,
 	tp->ctx = ctx;
 }
 
-static void node_free(kt_repo_node *nd)
-{
-	free(nd->name);
-	free(nd->target);
-	free(nd->content);
-	free(nd->content_list);
-	free(nd->delta_name);
-}
-
 /* Store pend's first k entries as a part and drop them. */
 static kt_code store_part(kt_treeparts *tp, size_t k, kt_error *err)
 {
@@ -92,7 +83,7 @@ static kt_code store_part(kt_treeparts *tp, size_t k, kt_error *err)
 	memcpy(p->id, id, 32);
 	tp->pend_bytes -= bytes;
 	for (size_t i = 0; i < k; i++)
-		node_free(&tp->pend.nodes[i]);
+		kt_repo_node_release(&tp->pend.nodes[i]);
 	memmove(tp->pend.nodes, tp->pend.nodes + k, (tp->pend.n - k) * sizeof(*tp->pend.nodes));
 	tp->pend.n -= k;
 	for (size_t i = 0; i < tp->n_cuts; i++)
@@ -117,8 +108,7 @@ kt_code kt_treeparts_add(kt_treeparts *tp, kt_repo_node *nd, kt_error *err)
 	if (tp->last && strcmp(tp->last, nd->name) >= 0) {
 		kt_code c = kt_error_set(err, KT_EUSAGE, "two entries named '%s' in one directory "
 		                         "(or not in name order)", nd->name);
-		node_free(nd);
-		memset(nd, 0, sizeof(*nd));
+		kt_repo_node_release(nd);
 		return c;
 	}
 	free(tp->last);
@@ -193,7 +183,7 @@ kt_code kt_treeparts_end(kt_treeparts *tp, uint8_t id_out[32], int *indexed, kt_
 void kt_treeparts_release(kt_treeparts *tp)
 {
 	for (size_t i = 0; i < tp->pend.n; i++)
-		node_free(&tp->pend.nodes[i]);
+		kt_repo_node_release(&tp->pend.nodes[i]);
 	free(tp->pend.nodes);
 	free(tp->cuts);
 	free(tp->last);

@@ -181,6 +181,8 @@ kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err);
  * with kt_repo_tree_release (also after failure: it is then empty). */
 kt_code kt_repo_tree_decode(const char *data, size_t len, kt_repo_tree *out, kt_error *err);
 void kt_repo_tree_release(kt_repo_tree *t);
+/* Free one node's strings and arrays and zero it. */
+void kt_repo_node_release(kt_repo_node *nd);
 
 /* A tree index: a directory too big for one tree blob, listed in parts
  * (docs/repository-format.md "Tree indexes").  Each part is an ordinary

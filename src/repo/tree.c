@@ -58,15 +58,20 @@ int kt_repo_name_ok(const char *name)
 	return strchr(name, '/') == NULL;
 }
 
+void kt_repo_node_release(kt_repo_node *nd)
+{
+	free(nd->name);
+	free(nd->target);
+	free(nd->content);
+	free(nd->content_list);
+	free(nd->delta_name);
+	memset(nd, 0, sizeof(*nd));
+}
+
 void kt_repo_tree_release(kt_repo_tree *t)
 {
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->nodes[i].name);
-		free(t->nodes[i].target);
-		free(t->nodes[i].content);
-		free(t->nodes[i].content_list);
-		free(t->nodes[i].delta_name);
-	}
+	for (size_t i = 0; i < t->n; i++)
+		kt_repo_node_release(&t->nodes[i]);
 	free(t->nodes);
 	memset(t, 0, sizeof(*t));
 }
