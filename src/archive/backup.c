@@ -648,8 +648,11 @@ static kt_code backup_dir(bctx *b, size_t plen, kt_repo_node *nd, int depth,
 			if (ahead > i)
 				prefetch(dirfd(d), kt_archive_dirnames_at(&v, ahead),
 				         kt_archive_cursor_find(&pahead, kt_archive_dirnames_at(&v, ahead)));
-		if (n_ring == SLOTS)
-			slot_take(b, &ring[head], &tp, 1, &c, err), head = (head + 1) % SLOTS, n_ring--;
+		if (n_ring == SLOTS) {   /* the ring is full: wait for its oldest */
+			slot_take(b, &ring[head], &tp, 1, &c, err);
+			head = (head + 1) % SLOTS;
+			n_ring--;
+		}
 		if (c)
 			break;
 		slot *s = &ring[(head + n_ring) % SLOTS];

@@ -58,13 +58,18 @@ static void walk_nodes(cctx *c, kt_repo_tree *t, const uint8_t id[32], const cha
 			walk_tree(c, nd->subtree, snap, depth + 1);
 			continue;
 		}
-		int missing = 0;
+		int missing = 0, more = 0, bad = 0;
 		c->res->lists += nd->n_content_list;
+		/* delta.c takes a delta frame's ids as one array: those are read
+		 * whole first (and the loop below walks them without reading the
+		 * lists again); other files' a list blob at a time. */
+		kt_repo_tree one = { nd, 1 };
+		if (nd->type == KT_NODE_FILE && nd->has_delta && kt_archive_lists_load(c->a, &one, &err))
+			bad = 1;
 		kt_archive_ids ids;
 		kt_archive_ids_open(&ids, c->a, nd, NULL, NULL);
 		const uint8_t *bid;
-		int more;
-		while ((more = kt_archive_ids_next(&ids, &bid, &err)) > 0) {
+		while (!bad && (more = kt_archive_ids_next(&ids, &bid, &err)) > 0) {
 			kt_loc dl, *d = kt_archive_find(c->a, bid, &dl) ? &dl : NULL;
 			if (!d || d->type != KT_BLOB_DATA) {
 				char bh[65];
@@ -75,17 +80,11 @@ static void walk_nodes(cctx *c, kt_repo_tree *t, const uint8_t id[32], const cha
 			}
 		}
 		kt_archive_ids_close(&ids);
-		if (more < 0) {
+		if (bad || more < 0) {
 			problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
 			missing = 1;
 		}
 		if (nd->type == KT_NODE_FILE && nd->has_delta) {
-			/* delta.c takes a frame's ids as one array. */
-			kt_repo_tree one = { nd, 1 };
-			if (!missing && kt_archive_lists_load(c->a, &one, &err)) {
-				problem(c, "snapshot %.8s: tree %.16s: %s", snap, hex, err.msg);
-				missing = 1;
-			}
 			/* Its base's tree keeps the chain alive: walk it like a subtree. */
 			walk_tree(c, nd->delta_tree, snap, depth + 1);
 			if (kt_delta_check_base(c->a, nd, &err))

@@ -491,8 +491,8 @@ static kt_code collect(kt_archive *a, const uint8_t id[32], cands *out, int dept
 	kt_repo_tree t = { 0 };
 	kt_archive_dir dir;
 	kt_code c = tree_known(a, id, err);
-	if (!c)
-		c = kt_archive_dir_open(a, id, 1, NULL, NULL, &dir, err);
+	if (!c)   /* (content lists unread: only the base picked needs its ids) */
+		c = kt_archive_dir_open(a, id, 0, NULL, NULL, &dir, err);
 	else
 		memset(&dir, 0, sizeof(dir));
 	for (size_t i = 0;; i++) {
@@ -529,13 +529,8 @@ static kt_code collect(kt_archive *a, const uint8_t id[32], cands *out, int dept
 
 static void cands_free(cands *cs)
 {
-	for (size_t i = 0; i < cs->n; i++) {
-		free(cs->v[i].nd.name);
-		free(cs->v[i].nd.content);
-		free(cs->v[i].nd.content_list);
-		free(cs->v[i].nd.delta_name);
-		free(cs->v[i].nd.target);
-	}
+	for (size_t i = 0; i < cs->n; i++)
+		kt_repo_node_release(&cs->v[i].nd);
 	free(cs->v);
 }
 
@@ -603,7 +598,7 @@ kt_code kt_delta_prepare(kt_archive *a, const kt_archive_backup_opts *o,
 		return kt_error_wrap(err, "delta parent %.8s", id);
 	}
 	/* Same name as a given path's last component, else the only one. */
-	const cand *pick = NULL;
+	cand *pick = NULL;
 	for (size_t i = 0; !pick && i < cs.n; i++)
 		for (size_t j = 0; !pick && j < n_paths; j++) {
 			const char *slash = strrchr(paths[j], '/');
@@ -641,7 +636,9 @@ kt_code kt_delta_prepare(kt_archive *a, const kt_archive_backup_opts *o,
 		int dirfd = open_tmpdir(&e);
 		if (dirfd >= 0) {
 			b->fd = temp_file(dirfd, &e);
-			if (b->fd >= 0 && materialize(a, &pick->nd, b->fd, dirfd, NULL, &e)) {
+			kt_repo_tree one = { &pick->nd, 1 };   /* its ids, read only now */
+			if (b->fd >= 0 && (kt_archive_lists_load(a, &one, &e) ||
+			                   materialize(a, &pick->nd, b->fd, dirfd, NULL, &e))) {
 				close(b->fd);
 				b->fd = -1;
 			}

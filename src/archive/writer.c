@@ -199,11 +199,6 @@ static kt_code put_list(void *ctx, kt_buf *blob, uint8_t id_out[32], kt_error *e
 	return c ? c : add_blob(w, KT_BLOB_TREE, id_out, err);
 }
 
-static int by_name(const void *x, const void *y)
-{
-	return strcmp(((const kt_repo_node *)x)->name, ((const kt_repo_node *)y)->name);
-}
-
 /* Encode and store one tree blob (a directory, or a part of a big one). */
 static kt_code put_part(void *ctx, kt_repo_tree *t, uint8_t id_out[32], kt_error *err)
 {
@@ -235,7 +230,7 @@ static kt_code emit(kt_archive_writer *w, wdir *d, uint8_t id_out[32], kt_error 
 	}
 	/* In name order through treeparts: a directory past one blob's limits
 	 * becomes a tree index (its nodes move out of d->t). */
-	qsort(d->t.nodes, d->t.n, sizeof(*d->t.nodes), by_name);
+	kt_repo_tree_sort(&d->t);
 	kt_treeparts tp;
 	kt_treeparts_init(&tp, w->io, put_part, put_list, w);
 	kt_code c = KT_OK;

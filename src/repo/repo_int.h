@@ -175,6 +175,8 @@ typedef struct kt_repo_tree {
 int kt_repo_id_parse(const char *hex, uint8_t out[32]);
 /* 1 when name is a safe single path component. */
 int kt_repo_name_ok(const char *name);
+/* Sort t->nodes by name (bytewise), the order of a tree blob. */
+void kt_repo_tree_sort(kt_repo_tree *t);
 /* Canonical JSON of t (sorts t->nodes by name) appended to out. */
 kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err);
 /* Parse a tree blob: KT_ECORRUPT naming the entry on any fault; release

@@ -83,9 +83,14 @@ static int by_name(const void *a, const void *b)
 
 static const char *const type_names[] = { "file", "dir", "symlink" };
 
-kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
+void kt_repo_tree_sort(kt_repo_tree *t)
 {
 	qsort(t->nodes, t->n, sizeof(*t->nodes), by_name);
+}
+
+kt_code kt_repo_tree_encode(kt_repo_tree *t, kt_buf *out, kt_error *err)
+{
+	kt_repo_tree_sort(t);
 	json_t *nodes = json_array();
 	for (size_t i = 0; i < t->n; i++) {
 		const kt_repo_node *nd = &t->nodes[i];
