@@ -17,13 +17,15 @@ Steps, each measured per tool (wall, CPU user+sys and peak RSS of the
 child, through bench/spawn.c):
   backup1 cold   first backup after `sync; echo 3 > /proc/sys/vm/drop_caches`
   backup1 warm   first backup into a fresh repository, data in the page
-                 cache; BENCH_REPO_ROUNDS times, order rotated, median
+                 cache (read again before every run: borg evicts its input
+                 files); BENCH_REPO_ROUNDS times, order rotated, median
   backup2 cold   second backup after the mutation, into the repository of
                  backup1 cold, caches dropped first
   backup2 warm   the same backup into a copy of that repository taken before
                  backup2 cold, data in the page cache
   restore cold   the second snapshot into an empty directory, caches dropped
-  restore warm   the same, repository in the page cache; ROUNDS times, median
+  restore warm   the same, repository in the page cache (read again before
+                 every run); ROUNDS times, median
   restore ... +sync  the same restores plus a `sync` right after each: until
                  the files are on disk (ours are before it returns; restic
                  and borg leave that to the kernel after they exit)
@@ -538,13 +540,16 @@ def main():
                             repos[t.name], work, "b1c")
             rec("backup1 cold", t, r, nbytes)
             sizes[(t.name, "b1")] = tree_size(repos[t.name])
-        # 1b. first backup, warm, fresh repositories
-        warm(data)
+        # 1b. first backup, warm, fresh repositories.  The data is read
+        # again before every run: borg drops its input files from the page
+        # cache (posix_fadvise DONTNEED), so whoever ran after it would
+        # otherwise read them cold.
         for rnd in range(rounds):
             order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
             for t in order:
                 w = work / f"warm-{t.name}"
                 run_step(t, "init", t.init(w), w, work, "initw")
+                warm(data)
                 r, _ = run_step(t, "backup1 warm", t.backup(w, data, "b1"), w, work, "b1w")
                 rec("backup1 warm", t, r, nbytes)
                 t.remove_repo(w)
@@ -580,9 +585,9 @@ def main():
                               f"{j.get('filesReused')} unchanged since the parent snapshot "
                               f"not read ({(j.get('bytesReused') or 0) / MIB:.1f} MiB)")
                 log("  " + reuse_note)
-        warm(data)
         for t in tools:
             c = work / f"copy-{t.name}"
+            warm(data)
             r, _ = run_step(t, "backup2 warm", t.backup(c, data, "b2"), c, work, "b2w")
             rec("backup2 warm", t, r, nbytes2)
             t.remove_repo(c)
@@ -604,14 +609,13 @@ def main():
             rec("restore cold +sync", t, durable(r), nbytes2)
             if verify_restore(t, target, data, want):
                 log(f"  {t.name}: restored tree equals the data (content, modes, mtimes)")
-        for t in tools:
-            warm(repos[t.name])
         for rnd in range(rounds):
             order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
             for t in order:
                 target = work / f"restore-{t.name}-{rnd}"
                 target.mkdir()
                 targets.append(target)
+                warm(repos[t.name])
                 r, _ = run_step(t, "restore warm", t.restore(repos[t.name], target),
                                 repos[t.name], work, "rw")
                 rec("restore warm", t, r, nbytes2)
@@ -621,6 +625,7 @@ def main():
 
         # 4. check every byte
         for t in tools:
+            warm(repos[t.name])
             r, _ = run_step(t, "check", t.check(repos[t.name]), repos[t.name], work, "check")
             rec("check", t, r, nbytes2)
 
