@@ -27,7 +27,8 @@ if [ "$mode" = test ]; then
 	# checks.  (etcd 3.4 from Debian is a test peer: scripts/peers.sh
 	# installs it with its service kept off.)
 	# python3-yaml: the kubelet stand-in and the DR tests read static pod manifests.
-	pkgs+=(clang libclang-rt-14-dev python3 python3-pip python3-yaml util-linux valgrind)
+	# strace: a restore test sees which files were written with O_DIRECT.
+	pkgs+=(clang libclang-rt-14-dev python3 python3-pip python3-yaml strace util-linux valgrind)
 fi
 
 missing=()

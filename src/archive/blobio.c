@@ -165,8 +165,12 @@ kt_code kt_blobio_seal(kt_blobio *io, kt_blob_type type, const uint8_t id[32], c
 /* ------------------------------------------------------------------ */
 /* Opening. */
 
-kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
-                       const uint8_t **plain, kt_error *err)
+/* Authenticate and decrypt the sealed blob of e at sealed: into out when
+ * out is given (only for a blob stored uncompressed: out-of-place costs
+ * no more than in place), else in place.  *ct and *clen: the plaintext
+ * (compressed or not). */
+static kt_code unseal(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed, uint8_t *out,
+                      uint8_t **ct_out, size_t *clen_out, kt_error *err)
 {
 	size_t n = e->length;
 	if (n < KT_REPO_SEAL_OVERHEAD)
@@ -177,25 +181,48 @@ kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
 	uint8_t aad[64];
 	size_t aad_len = kt_repo_blob_aad((kt_blob_type)e->type, e->id, aad);
 	uint8_t *ct = sealed + KT_REPO_NONCE;
+	uint8_t *pt = out ? out : ct;
 	size_t clen = n - KT_REPO_SEAL_OVERHEAD;
 	uint8_t tag[KT_REPO_TAG];
 	memcpy(tag, sealed + n - KT_REPO_TAG, KT_REPO_TAG);
 	int len = 0;
 	int ok = EVP_DecryptInit_ex(io->dec, NULL, NULL, NULL, sealed) &&
 	         EVP_DecryptUpdate(io->dec, NULL, &len, aad, (int)aad_len) &&
-	         EVP_DecryptUpdate(io->dec, ct, &len, ct, (int)clen) &&
+	         EVP_DecryptUpdate(io->dec, pt, &len, ct, (int)clen) &&
 	         EVP_CIPHER_CTX_ctrl(io->dec, EVP_CTRL_GCM_SET_TAG, KT_REPO_TAG, tag) &&
-	         EVP_DecryptFinal_ex(io->dec, ct + len, &len) > 0;
+	         EVP_DecryptFinal_ex(io->dec, pt + len, &len) > 0;
 	if (!ok) {
-		OPENSSL_cleanse(ct, clen);
+		OPENSSL_cleanse(pt, clen);
 		return kt_error_set(err, KT_ECORRUPT, "authentication failed (the data was changed, "
 		                    "or belongs elsewhere)");
 	}
-	const uint8_t *p = ct;
-	size_t got = clen;
+	*ct_out = pt;
+	*clen_out = clen;
+	return KT_OK;
+}
+
+/* Decompress the clen bytes at ct into dst (room for e->raw_length). */
+static kt_code inflate(kt_blobio *io, const kt_repo_entry *e, const uint8_t *ct, size_t clen,
+                       uint8_t *dst, kt_error *err)
+{
+	if (!io->zd && !(io->zd = ZSTD_createDCtx()))
+		return kt_error_set(err, KT_ENOMEM, "out of memory for a zstd context");
+	size_t got = ZSTD_decompressDCtx(io->zd, dst, e->raw_length, ct, clen);
+	if (ZSTD_isError(got) || got != e->raw_length)
+		return kt_error_set(err, KT_ECORRUPT, "blob does not decompress to its %u bytes",
+		                    e->raw_length);
+	return KT_OK;
+}
+
+kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
+                       const uint8_t **plain, kt_error *err)
+{
+	uint8_t *ct;
+	size_t clen;
+	kt_code c = unseal(io, e, sealed, NULL, &ct, &clen, err);
+	if (c)
+		return c;
 	if (e->compression) {
-		if (!io->zd && !(io->zd = ZSTD_createDCtx()))
-			return kt_error_set(err, KT_ENOMEM, "out of memory for a zstd context");
 		if (e->raw_length > KT_REPO_MAX_BLOB)
 			return kt_error_set(err, KT_ECORRUPT, "blob does not decompress to its %u bytes",
 			                    e->raw_length);
@@ -204,15 +231,30 @@ kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
 			io->rawcap = e->raw_length > (256u << 10) ? e->raw_length : (256u << 10);
 			io->raw = kt_xmalloc(io->rawcap);
 		}
-		got = ZSTD_decompressDCtx(io->zd, io->raw, e->raw_length, ct, clen);
-		if (ZSTD_isError(got) || got != e->raw_length)
-			return kt_error_set(err, KT_ECORRUPT, "blob does not decompress to its %u bytes",
-			                    e->raw_length);
-		p = io->raw;
+		if ((c = inflate(io, e, ct, clen, io->raw, err)))
+			return c;
+		*plain = io->raw;
+		return KT_OK;
 	}
-	if (got != e->raw_length)
-		return kt_error_set(err, KT_ECORRUPT, "blob has %zu bytes, its entry says %u", got,
+	if (clen != e->raw_length)
+		return kt_error_set(err, KT_ECORRUPT, "blob has %zu bytes, its entry says %u", clen,
 		                    e->raw_length);
-	*plain = p;
+	*plain = ct;
 	return KT_OK;
+}
+
+kt_code kt_blobio_open_into(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed, uint8_t *dst,
+                            kt_error *err)
+{
+	/* The length first: dst has room for raw_length bytes, no more. */
+	if (!e->compression && e->length != (uint64_t)e->raw_length + KT_REPO_SEAL_OVERHEAD)
+		return kt_error_set(err, KT_ECORRUPT, "blob has %llu bytes, its entry says %u",
+		                    (unsigned long long)(e->length < KT_REPO_SEAL_OVERHEAD ? 0 :
+		                    e->length - KT_REPO_SEAL_OVERHEAD), e->raw_length);
+	uint8_t *ct;
+	size_t clen;
+	kt_code c = unseal(io, e, sealed, e->compression ? NULL : dst, &ct, &clen, err);
+	if (c || !e->compression)
+		return c;
+	return inflate(io, e, ct, clen, dst, err);
 }

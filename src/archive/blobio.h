@@ -62,4 +62,15 @@ kt_code kt_blobio_seal(kt_blobio *io, kt_blob_type type, const uint8_t id[32], c
 kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
                        const uint8_t **plain, kt_error *err);
 
+/*
+ * As kt_blobio_open, but the raw_length bytes go to dst (room for exactly
+ * raw_length bytes, any alignment): decrypted straight into it when the
+ * blob is stored uncompressed, decompressed into it otherwise (sealed is
+ * then decrypted in place).  For restore's O_DIRECT writes, which need the
+ * bytes at an aligned address.  On failure dst holds no plaintext of a
+ * blob that did not authenticate.
+ */
+kt_code kt_blobio_open_into(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed, uint8_t *dst,
+                            kt_error *err);
+
 #endif

@@ -21,8 +21,11 @@
  *            files, as often as they compute)
  *            the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
- *            decompress, check length: kt_blobio_open, in place) and
- *            pwrite it at its place in the file; the one that writes a
+ *            decompress, check length) and pwrite it at its place in
+ *            the file: a run of one file's bytes of DIO_MIN_RUN or more
+ *            through a stage with O_DIRECT (whole blocks; the ends of the
+ *            run through the page cache), smaller runs through the page
+ *            cache (kt_blobio_open, in place); the one that writes a
  *            file's last bytes gives it its mode, owner and times, closes
  *            it, starts its write-back (sync_file_range) and hands it to
  *            the namer.
@@ -44,6 +47,15 @@
  */
 
 #define RANGE_MAX (2u << 20)
+/* O_DIRECT writes (restore_write.c, write_run_direct): runs of one file's
+ * bytes of at least DIO_MIN_RUN whose blobs are at most DIO_PIECE_MAX go
+ * through a worker's stage of STAGE_CAP bytes, written in whole blocks of
+ * DIO_ALIGN (the page size: no page is written both directly and through
+ * the page cache).  Smaller runs (small files) go through the page cache. */
+#define DIO_ALIGN 4096u
+#define DIO_MIN_RUN (256u << 10)
+#define DIO_PIECE_MAX (1u << 20)
+#define STAGE_CAP ((2u << 20) + 2 * DIO_ALIGN)
 #define N_JOBS 12
 #define N_WORKERS_MAX 8
 #define BATCH_FILES 512
@@ -124,6 +136,7 @@ typedef struct rctx {
 	size_t n_dirs;
 	pthread_t workers[N_WORKERS_MAX], namer, reader;
 	int n_workers, running;
+	int no_direct;                       /* atomic: O_DIRECT is off (see DIO_ALIGN) */
 } rctx;
 
 /* utimensat with a tree node's mtime (ignored when malformed). */

@@ -3,7 +3,8 @@
  * pipeline): the reader gets the planned spans of packs from the store,
  * workers create the .part files (0600, O_EXCL, O_NOFOLLOW), open every
  * blob (authenticated under its id, decompressed) and pwrite it
- * at its offset, and give finished files their mode, owner and times; the
+ * at its offset (big runs with O_DIRECT: write_run_direct), and give
+ * finished files their mode, owner and times; the
  * namer makes each batch durable (syncfs) before renaming its files.
  * Shared state is rctx's, under r->mu; a job slot, a file's descriptor
  * and its .part belong to whoever took them under mu.
@@ -155,49 +156,190 @@ static kt_code make_file(rctx *r, rfile *f, kt_error *err)
 	return c;
 }
 
-/* Open every blob of job j and write it at its place in its file. */
-static kt_code write_job(rctx *r, rjob *j, kt_blobio *io, kt_error *err)
+/* A worker's own: its blob contexts and its stage for O_DIRECT writes. */
+typedef struct wstate {
+	kt_blobio *io;
+	uint8_t *stage;          /* STAGE_CAP bytes at a DIO_ALIGN address, or NULL */
+} wstate;
+
+/* Write n bytes at off of f through fd (f->fd or the O_DIRECT one). */
+static kt_code write_at(int fd, const rfile *f, const uint8_t *p, size_t n, uint64_t off,
+                        kt_error *err)
 {
-	uint64_t run_off = 0, run_len = 0;   /* bytes of one file written back to back */
-	for (size_t i = 0; i < j->n; i++) {
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
+			                    f->path);
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return KT_OK;
+}
+
+static kt_code blob_failed(rctx *r, const rjob *j, const kt_repo_entry *e, kt_error *err)
+{
+	char name[80];
+	kt_archive_pack_name(r->a->packs[j->pack], name);
+	return kt_error_wrap(err, "pack %s at offset %u", name, e->offset);
+}
+
+/* Pieces [i, k) of job j, one file's bytes back to back, through the page
+ * cache: each blob opened and written where it goes. */
+static kt_code write_run_buffered(rctx *r, rjob *j, size_t i, size_t k, wstate *w, kt_error *err)
+{
+	rfile *f = j->p[i].f;
+	for (size_t m = i; m < k; m++) {
+		const kt_repo_entry *e = &j->p[m].e;
+		const uint8_t *p;
+		kt_code c = kt_blobio_open(w->io, e, (uint8_t *)j->sealed.data + (e->offset - j->base),
+		                           &p, err);
+		if (c)
+			return blob_failed(r, j, e, err);
+		if ((c = write_at(f->fd, f, p, e->raw_length, j->p[m].file_off, err)))
+			return c;
+	}
+	uint64_t off = j->p[i].file_off;
+	uint64_t len = j->p[k - 1].file_off + j->p[k - 1].e.raw_length - off;
+	/* Start writing big runs back now, so the namer's syncfs finds little
+	 * left to do. */
+	if (len >= (1u << 20))
+		sync_file_range(f->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	return KT_OK;
+}
+
+/* Write stage[from, to) (file bytes from base) of f: whole DIO_ALIGN
+ * blocks through dfd, a block only partly ours (the first, when from is
+ * not aligned, and the last, when to is not) through the page cache.  The
+ * blocks written directly are never in any other run, so no page is
+ * written both ways.  Without final (then to >= DIO_ALIGN), the
+ * part-block at the end stays for the next call: *moved says how far
+ * stage and base moved. */
+static kt_code flush_stage(rctx *r, rfile *f, int *dfd, uint8_t *stage, uint64_t base,
+                           size_t from, size_t to, int final, size_t *moved, kt_error *err)
+{
+	kt_code c = KT_OK;
+	size_t d0 = from, d1 = to & ~(size_t)(DIO_ALIGN - 1);
+	if (from % DIO_ALIGN) {
+		size_t head_end = from - from % DIO_ALIGN + DIO_ALIGN;
+		if (head_end > to)
+			head_end = to;
+		if ((c = write_at(f->fd, f, stage + from, head_end - from, base + from, err)))
+			return c;
+		d0 = head_end;
+	}
+	if (d1 > d0) {
+		size_t done = 0;
+		while (*dfd >= 0 && done < d1 - d0) {
+			ssize_t n = pwrite(*dfd, stage + d0 + done, d1 - d0 - done, (off_t)(base + d0 + done));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno != EINVAL && errno != EOPNOTSUPP)
+				return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
+				                    f->path);
+			if (n < 0) {
+				/* The file system wants another alignment: the page
+				 * cache from here on, for every file. */
+				__atomic_store_n(&r->no_direct, 1, __ATOMIC_RELAXED);
+				close(*dfd);
+				*dfd = -1;
+				break;
+			}
+			done += (size_t)n;
+			if (!n || n % DIO_ALIGN)
+				break;   /* short and not whole blocks: the rest as below */
+		}
+		if (done < d1 - d0 &&
+		    (c = write_at(f->fd, f, stage + d0 + done, d1 - d0 - done, base + d0 + done, err)))
+			return c;
+		d0 = d1;
+	}
+	if (final) {
+		if (to > d0)
+			c = write_at(f->fd, f, stage + d0, to - d0, base + d0, err);
+		*moved = 0;
+		return c;
+	}
+	/* Keep the part-block at the end (to >= DIO_ALIGN, so d1 is past any
+	 * head): it is written with what follows. */
+	memmove(stage, stage + d1, to - d1);
+	*moved = d1;
+	return KT_OK;
+}
+
+/* Pieces [i, k) of job j (one file's bytes back to back, at least
+ * DIO_MIN_RUN, no blob over DIO_PIECE_MAX): each blob opened straight into
+ * the stage at its offset modulo DIO_ALIGN, the stage written with
+ * O_DIRECT.  That skips copying the bytes into the page cache and the
+ * kernel's write-back of them: less CPU, and several workers' writes in
+ * flight at once. */
+static kt_code write_run_direct(rctx *r, rjob *j, size_t i, size_t k, wstate *w, kt_error *err)
+{
+	rfile *f = j->p[i].f;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", f->fd);
+	/* The same open file's inode again (not its name: that could have been
+	 * replaced), for O_DIRECT; the other descriptor writes part-blocks. */
+	int dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (dfd < 0) {
+		if (errno == EINVAL)
+			__atomic_store_n(&r->no_direct, 1, __ATOMIC_RELAXED);
+		return write_run_buffered(r, j, i, k, w, err);
+	}
+	uint64_t off0 = j->p[i].file_off;
+	uint64_t base = off0 - off0 % DIO_ALIGN;   /* file offset of stage[0] */
+	size_t from = (size_t)(off0 % DIO_ALIGN), pos = from;
+	kt_code c = KT_OK;
+	for (size_t m = i; m < k && !c; m++) {
+		const kt_repo_entry *e = &j->p[m].e;
+		if (pos + e->raw_length > STAGE_CAP) {
+			size_t moved;
+			if ((c = flush_stage(r, f, &dfd, w->stage, base, from, pos, 0, &moved, err)))
+				break;
+			base += moved;
+			pos -= moved;
+			from = 0;
+		}
+		c = kt_blobio_open_into(w->io, e, (uint8_t *)j->sealed.data + (e->offset - j->base),
+		                        w->stage + pos, err);
+		if (c)
+			c = blob_failed(r, j, e, err);
+		pos += e->raw_length;
+	}
+	size_t moved;
+	if (!c)
+		c = flush_stage(r, f, &dfd, w->stage, base, from, pos, 1, &moved, err);
+	if (dfd >= 0)
+		close(dfd);
+	return c;
+}
+
+/* Open every blob of job j and write it at its place in its file, a run
+ * (one file's bytes back to back) at a time. */
+static kt_code write_job(rctx *r, rjob *j, wstate *w, kt_error *err)
+{
+	for (size_t i = 0, k; i < j->n; i = k) {
 		const rpiece *pc = &j->p[i];
-		const kt_repo_entry *e = &pc->e;
-		int first = !i || j->p[i - 1].f != pc->f;
-		if (first) {
+		if (!i || j->p[i - 1].f != pc->f) {
 			kt_code c = make_file(r, pc->f, err);
 			if (c)
 				return c;
 		}
-		const uint8_t *p;
-		kt_code c = kt_blobio_open(io, e, (uint8_t *)j->sealed.data + (e->offset - j->base), &p,
-		                           err);
-		if (c) {
-			char name[80];
-			kt_archive_pack_name(r->a->packs[j->pack], name);
-			return kt_error_wrap(err, "pack %s at offset %u", name, e->offset);
+		uint64_t end = pc->file_off + pc->e.raw_length;
+		int direct = pc->e.raw_length <= DIO_PIECE_MAX;
+		for (k = i + 1; k < j->n && j->p[k].f == pc->f && j->p[k].file_off == end; k++) {
+			end += j->p[k].e.raw_length;
+			direct &= j->p[k].e.raw_length <= DIO_PIECE_MAX;
 		}
-		uint64_t off = pc->file_off;
-		size_t left = e->raw_length;
-		while (left) {
-			ssize_t w = pwrite(pc->f->fd, p, left, (off_t)off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0)
-				return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
-				                    pc->f->path);
-			p += w;
-			left -= (size_t)w;
-			off += (uint64_t)w;
-		}
-		if (first || run_off + run_len != pc->file_off) {
-			run_off = pc->file_off;
-			run_len = 0;
-		}
-		run_len += e->raw_length;
-		/* Start writing big pieces back now, so the namer's syncfs finds
-		 * little left to do. */
-		if ((i + 1 == j->n || j->p[i + 1].f != pc->f) && run_len >= (1u << 20))
-			sync_file_range(pc->f->fd, (off_t)run_off, (off_t)run_len, SYNC_FILE_RANGE_WRITE);
+		direct &= end - pc->file_off >= DIO_MIN_RUN && w->stage &&
+		          !__atomic_load_n(&r->no_direct, __ATOMIC_RELAXED);
+		kt_code c = direct ? write_run_direct(r, j, i, k, w, err)
+		                   : write_run_buffered(r, j, i, k, w, err);
+		if (c)
+			return c;
 	}
 	return KT_OK;
 }
@@ -248,7 +390,10 @@ static void *reader_main(void *arg)
 static void *worker_main(void *arg)
 {
 	rctx *r = arg;
-	kt_blobio *io = kt_blobio_new(&r->a->keys);
+	wstate w = { kt_blobio_new(&r->a->keys), NULL };
+	if (!__atomic_load_n(&r->no_direct, __ATOMIC_RELAXED) &&
+	    posix_memalign((void **)&w.stage, DIO_ALIGN, STAGE_CAP) != 0)
+		w.stage = NULL;   /* page cache only */
 	rfile **done = NULL;   /* files a job finished */
 	size_t cap_done = 0;
 	pthread_mutex_lock(&r->mu);
@@ -265,7 +410,7 @@ static void *worker_main(void *arg)
 
 		rjob *j = &r->jobs[s];
 		kt_error err;
-		kt_code c = write_job(r, j, io, &err);
+		kt_code c = write_job(r, j, &w, &err);
 
 		pthread_mutex_lock(&r->mu);
 		size_t n_done = 0;
@@ -299,7 +444,8 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&r->mu);
 	free(done);
-	kt_blobio_free(io);
+	free(w.stage);
+	kt_blobio_free(w.io);
 	return NULL;
 }
 
@@ -364,6 +510,9 @@ static void *namer_main(void *arg)
 
 void kt_restore_start(rctx *r)
 {
+	/* KT_RESTORE_DIRECT=0: the page cache for every file (tests compare). */
+	r->no_direct = sysconf(_SC_PAGESIZE) != DIO_ALIGN ||
+	               !kt_archive_knob("KT_RESTORE_DIRECT", 1, 0, 1);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv_job, NULL);
 	pthread_cond_init(&r->cv_free, NULL);

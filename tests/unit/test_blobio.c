@@ -90,12 +90,23 @@ static void test_seal_and_open_interoperate(void)
 			CHECK(kt_repo_blob_open(&k, &e, (const uint8_t *)pack.data + 6, &out, &err) == KT_OK);
 			CHECK(out.len == n && memcmp(out.data, d, n) == 0);
 
+			uint8_t *sealed = malloc(refpack.len);   /* opening decrypts in place */
+			memcpy(sealed, refpack.data, refpack.len);
 			const uint8_t *plain = NULL;
 			CHECK(kt_blobio_open(io, &ref, (uint8_t *)refpack.data, &plain, &err) == KT_OK);
 			CHECK(plain && memcmp(plain, d, n) == 0);
 			/* The same context again, on the other blob. */
 			CHECK(kt_blobio_open(io, &e, (uint8_t *)pack.data + 6, &plain, &err) == KT_OK);
 			CHECK(plain && memcmp(plain, d, n) == 0);
+			/* Into a buffer of the caller's, at an odd address (restore's
+			 * stage puts a blob at its file offset modulo 4096). */
+			uint8_t *room = malloc(n + 3);
+			memset(room, 0xee, n + 3);
+			CHECK(kt_blobio_open_into(io, &ref, sealed, room + 3, &err) == KT_OK);
+			CHECK(memcmp(room + 3, d, n) == 0);
+			CHECK(room[0] == 0xee && room[2] == 0xee);
+			free(room);
+			free(sealed);
 			kt_buf_release(&out);
 			kt_buf_release(&pack);
 			kt_buf_release(&refpack);
@@ -148,6 +159,28 @@ static void test_open_refuses_what_the_reference_refuses(void)
 		other = e;
 		other.length = KT_REPO_SEAL_OVERHEAD - 1;
 		CHECK(kt_blobio_open(io, &other, copy, &plain, &err) == KT_ECORRUPT);
+
+		/* kt_blobio_open_into refuses the same, and a flipped byte leaves
+		 * no plaintext in the caller's buffer; a raw length shorter than
+		 * the blob never writes past it. */
+		uint8_t *room = malloc(n);
+		memcpy(copy, pack.data, pack.len);
+		copy[pack.len / 2] ^= 1;
+		CHECK(kt_blobio_open_into(io, &e, copy, room, &err) == KT_ECORRUPT);
+		CHECK_CONTAINS(err.msg, "authentication failed");
+		CHECK(memcmp(room, d, 64) != 0);
+		other = e;
+		other.raw_length = (uint32_t)n - 1;
+		memcpy(copy, pack.data, pack.len);
+		CHECK(kt_blobio_open_into(io, &other, copy, room, &err) == KT_ECORRUPT);
+		CHECK_CONTAINS(err.msg, kind == 0 ? "does not decompress" : "its entry says");
+		other = e;
+		other.length = KT_REPO_SEAL_OVERHEAD - 1;
+		CHECK(kt_blobio_open_into(io, &other, copy, room, &err) == KT_ECORRUPT);
+		memcpy(copy, pack.data, pack.len);
+		CHECK(kt_blobio_open_into(io, &e, copy, room, &err) == KT_OK);
+		CHECK(memcmp(room, d, n) == 0);
+		free(room);
 
 		/* And the intact blob still opens with the same context. */
 		memcpy(copy, pack.data, pack.len);
