@@ -22,10 +22,11 @@
  *            the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
  *            decompress, check length) and pwrite it at its place in
- *            the file: a run of one file's bytes of DIO_MIN_RUN or more
- *            through a stage with O_DIRECT (whole blocks; the ends of the
- *            run through the page cache), smaller runs through the page
- *            cache (kt_blobio_open, in place); the one that writes a
+ *            the file: the runs of a file of DIO_MIN_RUN or more through
+ *            a stage with O_DIRECT (whole blocks; the part-blocks at the
+ *            ends of a run kept back until the file is complete), smaller
+ *            files through the page cache (kt_blobio_open, in place); the
+ *            one that writes a
  *            file's last bytes gives it its mode, owner and times, closes
  *            it, starts its write-back (sync_file_range) and hands it to
  *            the namer.
@@ -47,15 +48,21 @@
  */
 
 #define RANGE_MAX (2u << 20)
-/* O_DIRECT writes (restore_write.c, write_run_direct): runs of one file's
- * bytes of at least DIO_MIN_RUN whose blobs are at most DIO_PIECE_MAX go
- * through a worker's stage of STAGE_CAP bytes, written in whole blocks of
- * DIO_ALIGN (the page size: no page is written both directly and through
- * the page cache).  Smaller runs (small files) go through the page cache. */
+/* O_DIRECT writes (restore_write.c, write_run_direct): the runs of one
+ * file's bytes of a file of at least DIO_MIN_RUN whose blobs are at most
+ * DIO_PIECE_MAX go through a worker's stage of STAGE_CAP bytes, written in
+ * whole blocks of DIO_ALIGN (the page size: no page is written both
+ * directly and through the page cache).  Smaller files go through the page
+ * cache. */
 #define DIO_ALIGN 4096u
 #define DIO_MIN_RUN (256u << 10)
 #define DIO_PIECE_MAX (1u << 20)
 #define STAGE_CAP ((2u << 20) + 2 * DIO_ALIGN)
+/* The part-blocks at the ends of a file's direct runs are kept back (up to
+ * FRAG_MAX bytes a file) and written through the page cache when the file
+ * is complete: a buffered write takes the inode's lock exclusively, so it
+ * waits for every O_DIRECT write of that file in flight, and they for it. */
+#define FRAG_MAX (256u << 10)
 #define N_JOBS 12
 #define N_WORKERS_MAX 8
 #define BATCH_FILES 512
@@ -83,6 +90,8 @@ typedef struct rfile {
 	uint64_t size;
 	int jobs, submitted;                 /* under mu */
 	int made, making;                    /* under mu: the .part exists / is being made */
+	uint8_t *frag;                       /* under mu: part-blocks kept back (see FRAG_MAX) */
+	size_t frag_len;
 } rfile;
 
 /* One blob of a job: where its sealed bytes are, and where they go. */
@@ -137,6 +146,7 @@ typedef struct rctx {
 	pthread_t workers[N_WORKERS_MAX], namer, reader;
 	int n_workers, running;
 	int no_direct;                       /* atomic: O_DIRECT is off (see DIO_ALIGN) */
+	size_t frag_max;                     /* FRAG_MAX but for tests */
 } rctx;
 
 /* utimensat with a tree node's mtime (ignored when malformed). */

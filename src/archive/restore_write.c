@@ -87,10 +87,82 @@ void kt_restore_dir_unref(rctx *r, rdir *d)
 	}
 }
 
+/* Write n bytes at off of f through fd (f->fd or the O_DIRECT one). */
+static kt_code write_at(int fd, const rfile *f, const uint8_t *p, size_t n, uint64_t off,
+                        kt_error *err)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
+			                    f->path);
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return KT_OK;
+}
+
+/* Write the kept-back part-blocks buf[0, len) of f: records of an 8-byte
+ * offset, a 2-byte length and the bytes. */
+static kt_code write_frags(const rfile *f, const uint8_t *buf, size_t len, kt_error *err)
+{
+	for (size_t i = 0; i < len;) {
+		uint64_t off;
+		uint16_t n;
+		memcpy(&off, buf + i, 8);
+		memcpy(&n, buf + i + 8, 2);
+		kt_code c = write_at(f->fd, f, buf + i + 10, n, off, err);
+		if (c)
+			return c;
+		i += 10 + (size_t)n;
+	}
+	return KT_OK;
+}
+
+/* Keep back n (< DIO_ALIGN) bytes at off of f; when r->frag_max is
+ * reached, write what was kept so far now. */
+static kt_code keep_frag(rctx *r, rfile *f, const uint8_t *p, size_t n, uint64_t off,
+                         kt_error *err)
+{
+	uint8_t *full = NULL;
+	size_t full_len = 0;
+	pthread_mutex_lock(&r->mu);
+	if (f->frag_len + 10 + n > r->frag_max) {
+		full = f->frag;
+		full_len = f->frag_len;
+		f->frag = NULL;
+		f->frag_len = 0;
+	}
+	if (!f->frag)
+		f->frag = kt_xmalloc(r->frag_max);
+	uint16_t n16 = (uint16_t)n;
+	memcpy(f->frag + f->frag_len, &off, 8);
+	memcpy(f->frag + f->frag_len + 8, &n16, 2);
+	memcpy(f->frag + f->frag_len + 10, p, n);
+	f->frag_len += 10 + n;
+	pthread_mutex_unlock(&r->mu);
+	kt_code c = full ? write_frags(f, full, full_len, err) : KT_OK;
+	free(full);
+	return c;
+}
+
 /* The file's bytes are all written: mode, owner, times; then to the namer. */
 kt_code kt_restore_file_done(rctx *r, rfile *f, kt_error *err)
 {
-	kt_code c = KT_OK;
+	/* Every job of f is over: no other thread touches f->frag now. */
+	kt_code c = f->frag ? write_frags(f, f->frag, f->frag_len, err) : KT_OK;
+	free(f->frag);
+	f->frag = NULL;
+	f->frag_len = 0;
+	if (c) {
+		pthread_mutex_lock(&r->mu);
+		kt_restore_fail_locked(r, c, err);
+		pthread_mutex_unlock(&r->mu);
+		return c;
+	}
 	fchmod(f->fd, f->mode & 07777);
 	if (r->o && r->o->owners && fchown(f->fd, f->uid, f->gid) != 0)
 		c = kt_error_sys(err, KT_EPERM, errno, "cannot give '%s' its owner", f->path);
@@ -145,6 +217,19 @@ static kt_code make_file(rctx *r, rfile *f, kt_error *err)
 	kt_code c = KT_OK;
 	if (fd < 0)
 		c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'", f->path);
+	/* A file that may get O_DIRECT writes gets its blocks (unwritten) and
+	 * its size first: an aligned O_DIRECT write that allocates or extends
+	 * holds the inode's lock until the disk answers, one at a time; into
+	 * allocated blocks below the size, ext4 lets them run side by side.
+	 * Where fallocate is not supported, the writes allocate as before. */
+	if (!c && f->size >= DIO_MIN_RUN && !__atomic_load_n(&r->no_direct, __ATOMIC_RELAXED) &&
+	    fallocate(fd, 0, 0, (off_t)f->size) != 0 && errno != EOPNOTSUPP && errno != ENOSYS) {
+		c = kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot allocate the %llu bytes "
+		                 "of '%s'", (unsigned long long)f->size, f->path);
+		close(fd);
+		unlinkat(f->dir->fd, f->part, 0);
+		fd = -1;
+	}
 	pthread_mutex_lock(&r->mu);
 	f->making = 0;
 	if (!c) {
@@ -161,24 +246,6 @@ typedef struct wstate {
 	kt_blobio *io;
 	uint8_t *stage;          /* STAGE_CAP bytes at a DIO_ALIGN address, or NULL */
 } wstate;
-
-/* Write n bytes at off of f through fd (f->fd or the O_DIRECT one). */
-static kt_code write_at(int fd, const rfile *f, const uint8_t *p, size_t n, uint64_t off,
-                        kt_error *err)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
-			                    f->path);
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return KT_OK;
-}
 
 static kt_code blob_failed(rctx *r, const rjob *j, const kt_repo_entry *e, kt_error *err)
 {
@@ -227,7 +294,7 @@ static kt_code flush_stage(rctx *r, rfile *f, int *dfd, uint8_t *stage, uint64_t
 		size_t head_end = from - from % DIO_ALIGN + DIO_ALIGN;
 		if (head_end > to)
 			head_end = to;
-		if ((c = write_at(f->fd, f, stage + from, head_end - from, base + from, err)))
+		if ((c = keep_frag(r, f, stage + from, head_end - from, base + from, err)))
 			return c;
 		d0 = head_end;
 	}
@@ -259,7 +326,7 @@ static kt_code flush_stage(rctx *r, rfile *f, int *dfd, uint8_t *stage, uint64_t
 	}
 	if (final) {
 		if (to > d0)
-			c = write_at(f->fd, f, stage + d0, to - d0, base + d0, err);
+			c = keep_frag(r, f, stage + d0, to - d0, base + d0, err);
 		*moved = 0;
 		return c;
 	}
@@ -270,8 +337,8 @@ static kt_code flush_stage(rctx *r, rfile *f, int *dfd, uint8_t *stage, uint64_t
 	return KT_OK;
 }
 
-/* Pieces [i, k) of job j (one file's bytes back to back, at least
- * DIO_MIN_RUN, no blob over DIO_PIECE_MAX): each blob opened straight into
+/* Pieces [i, k) of job j (one file's bytes back to back, of a file of at
+ * least DIO_MIN_RUN, no blob over DIO_PIECE_MAX): each blob opened straight into
  * the stage at its offset modulo DIO_ALIGN, the stage written with
  * O_DIRECT.  That skips copying the bytes into the page cache and the
  * kernel's write-back of them: less CPU, and several workers' writes in
@@ -334,7 +401,9 @@ static kt_code write_job(rctx *r, rjob *j, wstate *w, kt_error *err)
 			end += j->p[k].e.raw_length;
 			direct &= j->p[k].e.raw_length <= DIO_PIECE_MAX;
 		}
-		direct &= end - pc->file_off >= DIO_MIN_RUN && w->stage &&
+		/* Every run of a big file, so that no other write of it takes the
+		 * inode's lock while its O_DIRECT writes are in flight. */
+		direct &= pc->f->size >= DIO_MIN_RUN && w->stage &&
 		          !__atomic_load_n(&r->no_direct, __ATOMIC_RELAXED);
 		kt_code c = direct ? write_run_direct(r, j, i, k, w, err)
 		                   : write_run_buffered(r, j, i, k, w, err);
@@ -513,6 +582,9 @@ void kt_restore_start(rctx *r)
 	/* KT_RESTORE_DIRECT=0: the page cache for every file (tests compare). */
 	r->no_direct = sysconf(_SC_PAGESIZE) != DIO_ALIGN ||
 	               !kt_archive_knob("KT_RESTORE_DIRECT", 1, 0, 1);
+	/* KT_RESTORE_FRAG_MAX: smaller, so that tests write kept-back
+	 * part-blocks before their file is complete (one record fits). */
+	r->frag_max = kt_archive_knob("KT_RESTORE_FRAG_MAX", FRAG_MAX, 10 + DIO_ALIGN, FRAG_MAX);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv_job, NULL);
 	pthread_cond_init(&r->cv_free, NULL);
@@ -570,6 +642,7 @@ void kt_restore_stop(rctx *r, int stop)
 		next = f->next;
 		if (f->fd >= 0)
 			close(f->fd);
+		free(f->frag);
 		if (f->made)
 			unlinkat(f->dir->fd, f->part, 0);
 		free(f->name);

@@ -115,10 +115,11 @@ def test_backup_restore_roundtrip_and_dedup(tmp_path):
 
 
 def test_restore_writes_big_runs_directly_with_the_same_bytes(tmp_path):
-    """Runs of a file's bytes of 256 KiB or more are written with O_DIRECT
-    from a 2 MiB stage in whole 4 KiB blocks, their unaligned ends through
-    the page cache (restore_write.c).  Sizes around every edge of that
-    restore byte-identical both ways, and the O_DIRECT writes happen."""
+    """The files of 256 KiB or more are written with O_DIRECT from a 2 MiB
+    stage in whole 4 KiB blocks, the part-blocks at the ends of each run
+    kept back and written through the page cache (restore_write.c).  Sizes
+    around every edge of that restore byte-identical every way, and the
+    O_DIRECT writes happen."""
     src = tmp_path / "src"
     src.mkdir()
     rnd = random.Random(7)
@@ -137,18 +138,20 @@ def test_restore_writes_big_runs_directly_with_the_same_bytes(tmp_path):
     repo("init", "--repo", r)
     repo("backup", "--repo", r, src)
     want = tree(src)
-    for mode in ("1", "0"):
+    # "frag": the part-blocks kept back at the ends of the direct runs
+    # are written whenever one more would not fit, not only at the end.
+    for mode, knobs in (("1", {}), ("frag", {"KT_RESTORE_FRAG_MAX": "4106"}),
+                        ("0", {"KT_RESTORE_DIRECT": "0"})):
         out = tmp_path / f"out{mode}"
         log = tmp_path / f"strace{mode}.log"
         cmd = ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", str(log),
                str(KT), "repo", "restore", "--repo", str(r), "latest", str(out)]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                           env=env({"KT_RESTORE_DIRECT": mode}))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env(knobs))
         assert p.returncode == 0, p.stderr
         assert tree(restored(out, src)) == want
         direct = [line for line in log.read_text().splitlines()
                   if "/proc/self/fd/" in line and "O_DIRECT" in line]
-        assert bool(direct) == (mode == "1"), direct[:3]
+        assert bool(direct) == (mode != "0"), direct[:3]
         assert not [p for p in out.rglob("*") if "kontinuity-part" in p.name]
 
 
