@@ -44,8 +44,9 @@ Environment:
   BENCH_COLD          0: skip dropping the page cache (cold steps are then warm)
   BENCH_RESTIC, BENCH_BORG   the peers (default: restic, borg on PATH)
   BENCH_DIR           parent of the scratch directory (default /tmp; needs
-                      ~16 GiB free at the default size: the restored trees
-                      stay until the restore step ends); removed at the end
+                      ~24 GiB free at the default size: the restored trees
+                      stay until the restore step ends, the warm backups'
+                      repositories until the end); removed at the end
   BENCH_REPO_OUT      markdown report (default bench/out/repo-latest.md)
   BENCH_KT_LABEL      what the report says the kontinuity binary is (default:
                       the commit of this tree, noting uncommitted changes)
@@ -220,12 +221,6 @@ class Tool:
         st = self.state(repo)
         if st and st.exists():
             shutil.copytree(st, self.state(dst), symlinks=True)
-
-    def remove_repo(self, repo):
-        shutil.rmtree(repo, ignore_errors=True)
-        st = self.state(repo)
-        if st:
-            shutil.rmtree(st, ignore_errors=True)
 
     def added_reported(self, out_text):
         return None
@@ -547,12 +542,13 @@ def main():
         for rnd in range(rounds):
             order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
             for t in order:
-                w = work / f"warm-{t.name}"
+                # A fresh repository each round, kept until the end: see
+                # the restores below for why nothing is deleted midway.
+                w = work / f"warm-{t.name}-{rnd}"
                 run_step(t, "init", t.init(w), w, work, "initw")
                 warm(data)
                 r, _ = run_step(t, "backup1 warm", t.backup(w, data, "b1"), w, work, "b1w")
                 rec("backup1 warm", t, r, nbytes)
-                t.remove_repo(w)
 
         # 2. the mutation, then the second backup
         ch = repo_data.mutate(data)
@@ -590,10 +586,10 @@ def main():
             warm(data)
             r, _ = run_step(t, "backup2 warm", t.backup(c, data, "b2"), c, work, "b2w")
             rec("backup2 warm", t, r, nbytes2)
-            t.remove_repo(c)
 
         # 3. restore the second snapshot.  The restored trees stay until
-        # the end of this step: creating 10,000 files right after deleting
+        # the end of this step, and the repositories of the warm backups
+        # until the end of the run: creating 10,000 files right after deleting
         # 10,000 is much slower on ext4 (its inode allocator skips the
         # recently deleted inodes one by one), whoever comes next.
         want = manifest(data)
