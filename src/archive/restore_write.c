@@ -279,10 +279,11 @@ static kt_code write_run_buffered(rctx *r, rjob *j, size_t i, size_t k, wstate *
 }
 
 /* Write stage[from, to) (file bytes from base) of f: whole DIO_ALIGN
- * blocks through dfd, a block only partly ours (the first, when from is
- * not aligned, and the last, when to is not) through the page cache.  The
- * blocks written directly are never in any other run, so no page is
- * written both ways.  Without final (then to >= DIO_ALIGN), the
+ * blocks through dfd; a block only partly ours (the first, when from is
+ * not aligned, and the last, when to is not) is kept back (keep_frag) and
+ * goes through the page cache once the file is complete.  The blocks
+ * written directly are never in any other run, so no page is written both
+ * ways.  Without final (then to >= DIO_ALIGN), the
  * part-block at the end stays for the next call: *moved says how far
  * stage and base moved. */
 static kt_code flush_stage(rctx *r, rfile *f, int *dfd, uint8_t *stage, uint64_t base,
@@ -352,8 +353,9 @@ static kt_code write_run_direct(rctx *r, rjob *j, size_t i, size_t k, wstate *w,
 	 * replaced), for O_DIRECT; the other descriptor writes part-blocks. */
 	int dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	if (dfd < 0) {
-		if (errno == EINVAL)
-			__atomic_store_n(&r->no_direct, 1, __ATOMIC_RELAXED);
+		/* No O_DIRECT here (EINVAL), no /proc, no descriptor left: the
+		 * page cache from here on. */
+		__atomic_store_n(&r->no_direct, 1, __ATOMIC_RELAXED);
 		return write_run_buffered(r, j, i, k, w, err);
 	}
 	uint64_t off0 = j->p[i].file_off;
