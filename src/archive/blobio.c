@@ -166,9 +166,10 @@ kt_code kt_blobio_seal(kt_blobio *io, kt_blob_type type, const uint8_t id[32], c
 /* Opening. */
 
 /* Authenticate and decrypt the sealed blob of e at sealed: into out when
- * out is given (only for a blob stored uncompressed: out-of-place costs
- * no more than in place), else in place.  *ct and *clen: the plaintext
- * (compressed or not). */
+ * out is given (only for a blob stored uncompressed, whose length is
+ * checked against raw_length first: out-of-place costs no more than in
+ * place), else in place.  *ct and *clen: the plaintext (compressed or
+ * not). */
 static kt_code unseal(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed, uint8_t *out,
                       uint8_t **ct_out, size_t *clen_out, kt_error *err)
 {
@@ -176,6 +177,10 @@ static kt_code unseal(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed, ui
 	if (n < KT_REPO_SEAL_OVERHEAD)
 		return kt_error_set(err, KT_ECORRUPT, "sealed message of %zu bytes is shorter than its "
 		                    "nonce and tag", n);
+	/* Checked before decrypting: out has room for raw_length bytes. */
+	if (!e->compression && n - KT_REPO_SEAL_OVERHEAD != e->raw_length)
+		return kt_error_set(err, KT_ECORRUPT, "blob has %zu bytes, its entry says %u",
+		                    n - KT_REPO_SEAL_OVERHEAD, e->raw_length);
 	if (!io->dec && !(io->dec = gcm_new(io->k, 0)))
 		return kt_error_set(err, KT_EIO, "AES-256-GCM decryption failed");
 	uint8_t aad[64];
@@ -236,9 +241,6 @@ kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
 		*plain = io->raw;
 		return KT_OK;
 	}
-	if (clen != e->raw_length)
-		return kt_error_set(err, KT_ECORRUPT, "blob has %zu bytes, its entry says %u", clen,
-		                    e->raw_length);
 	*plain = ct;
 	return KT_OK;
 }
@@ -246,11 +248,6 @@ kt_code kt_blobio_open(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed,
 kt_code kt_blobio_open_into(kt_blobio *io, const kt_repo_entry *e, uint8_t *sealed, uint8_t *dst,
                             kt_error *err)
 {
-	/* The length first: dst has room for raw_length bytes, no more. */
-	if (!e->compression && e->length != (uint64_t)e->raw_length + KT_REPO_SEAL_OVERHEAD)
-		return kt_error_set(err, KT_ECORRUPT, "blob has %llu bytes, its entry says %u",
-		                    (unsigned long long)(e->length < KT_REPO_SEAL_OVERHEAD ? 0 :
-		                    e->length - KT_REPO_SEAL_OVERHEAD), e->raw_length);
 	uint8_t *ct;
 	size_t clen;
 	kt_code c = unseal(io, e, sealed, e->compression ? NULL : dst, &ct, &clen, err);

@@ -87,21 +87,11 @@ void kt_restore_dir_unref(rctx *r, rdir *d)
 	}
 }
 
-/* Write n bytes at off of f through fd (f->fd or the O_DIRECT one). */
-static kt_code write_at(int fd, const rfile *f, const uint8_t *p, size_t n, uint64_t off,
-                        kt_error *err)
+/* Write n bytes at off of f through the page cache. */
+static kt_code write_at(const rfile *f, const uint8_t *p, size_t n, uint64_t off, kt_error *err)
 {
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'",
-			                    f->path);
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
+	if (kt_archive_pwrite_all(f->fd, p, n, off))
+		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot write '%s'", f->path);
 	return KT_OK;
 }
 
@@ -114,7 +104,7 @@ static kt_code write_frags(const rfile *f, const uint8_t *buf, size_t len, kt_er
 		uint16_t n;
 		memcpy(&off, buf + i, 8);
 		memcpy(&n, buf + i + 8, 2);
-		kt_code c = write_at(f->fd, f, buf + i + 10, n, off, err);
+		kt_code c = write_at(f, buf + i + 10, n, off, err);
 		if (c)
 			return c;
 		i += 10 + (size_t)n;
@@ -266,7 +256,7 @@ static kt_code write_run_buffered(rctx *r, rjob *j, size_t i, size_t k, wstate *
 		                           &p, err);
 		if (c)
 			return blob_failed(r, j, e, err);
-		if ((c = write_at(f->fd, f, p, e->raw_length, j->p[m].file_off, err)))
+		if ((c = write_at(f, p, e->raw_length, j->p[m].file_off, err)))
 			return c;
 	}
 	uint64_t off = j->p[i].file_off;
@@ -321,7 +311,7 @@ static kt_code flush_stage(rctx *r, rfile *f, int *dfd, uint8_t *stage, uint64_t
 				break;   /* short and not whole blocks: the rest as below */
 		}
 		if (done < d1 - d0 &&
-		    (c = write_at(f->fd, f, stage + d0 + done, d1 - d0 - done, base + d0 + done, err)))
+		    (c = write_at(f, stage + d0 + done, d1 - d0 - done, base + d0 + done, err)))
 			return c;
 		d0 = d1;
 	}
