@@ -5,8 +5,9 @@
 # loads it with Kubernetes-like keys, takes a snapshot with kontinuity,
 # prints kontinuity's status beside etcdutl's, verifies the file, proves it
 # restores (a drill into a throwaway etcd), restores it into a data directory,
-# and stops the etcd it started (also on error or Ctrl-C).
-# Usage: scripts/demo.sh PATH/TO/kontinuity
+# and stops the etcd it started (also on error or Ctrl-C).  Its temp dir goes
+# too, unless KT_DEMO_KEEP=1 keeps the snapshot and data dirs to look at.
+# Usage: [KT_DEMO_KEEP=1] scripts/demo.sh PATH/TO/kontinuity
 set -euo pipefail
 
 kt=$(realpath "$1")
@@ -19,6 +20,12 @@ stop() {
 		kill "$etcd_pid" 2>/dev/null || true
 		wait "$etcd_pid" 2>/dev/null || true
 		echo "demo: stopped etcd (pid $etcd_pid)"
+	fi
+	if [ "${KT_DEMO_KEEP:-0}" = 1 ]; then
+		echo "demo: kept $work"
+	else
+		rm -rf "$work"
+		echo "demo: removed $work (KT_DEMO_KEEP=1 keeps it)"
 	fi
 }
 trap stop EXIT
@@ -99,6 +106,6 @@ restored="$work/restored"
 echo "\$ kontinuity etcd restore --from $snap --data-dir $restored --manifest ''"
 "$kt" etcd restore --from "$snap" --data-dir "$restored" --manifest '' --etcdutl "$KT_ETCDUTL_BIN"
 echo
-echo "demo: the snapshot is $snap ($(stat -c '%s bytes, mode %a' "$snap"))"
-echo "demo: the restored data directory is $restored; for a control-plane node see"
+echo "demo: the snapshot was $snap ($(stat -c '%s bytes, mode %a' "$snap"))"
+echo "demo: the restored data directory was $restored; for a control-plane node see"
 echo "      kontinuity etcd recover --help and docs/disaster-recovery.md"

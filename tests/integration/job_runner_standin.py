@@ -12,7 +12,8 @@ For each Job (any namespace) with no Complete/Failed condition yet, once:
 - else the pod is "scheduled" when every persistentVolumeClaim volume of the
   template resolves PVC -> bound PV -> CSI volumeHandle -> volume_dir(handle)
   (a local directory the CSI stand-in keeps per volume); an emptyDir is a fresh
-  temporary directory. Until then the Job waits (as a pod Pending on its PVC).
+  directory under LOG_DIR, removed when the pod ends (as the kubelet does).
+  Until then the Job waits (as a pod Pending on its PVC).
 - the first container runs as a process: command[0] is replaced by the binary
   the image maps to (an unknown image fails the Job with ImagePullBackOff, as
   the kubelet would never start it), prefixed by wrapper (valgrind); every
@@ -34,6 +35,7 @@ import base64
 import datetime
 import pathlib
 import shlex
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -115,7 +117,12 @@ class JobRunnerStandin:
         if dirs is None:
             return                      # a PVC is not bound yet: "Pending"
         self._seen.add(key)
-        self._run(job, pod, dirs)
+        try:
+            self._run(job, pod, dirs)
+        finally:
+            for v in pod.get("volumes") or []:
+                if "emptyDir" in v:
+                    shutil.rmtree(dirs[v["name"]], ignore_errors=True)
 
     def _volumes(self, ns, pod):
         """{volume name: local dir}, or None while a PVC is not bound."""
@@ -129,8 +136,10 @@ class JobRunnerStandin:
                     return None
                 pv = self.api.get(f"/api/v1/persistentvolumes/{pv_name}")
                 dirs[v["name"]] = self.volume_dir(pv["spec"]["csi"]["volumeHandle"])
-            elif "emptyDir" in v:
-                dirs[v["name"]] = pathlib.Path(tempfile.mkdtemp(prefix="emptydir-"))
+        for v in pod.get("volumes") or []:
+            if "emptyDir" in v:
+                dirs[v["name"]] = pathlib.Path(tempfile.mkdtemp(prefix="emptydir-",
+                                                                dir=self.log_dir))
         return dirs
 
     def _env(self, ns, container):
