@@ -11,8 +11,9 @@
  * trees, which refuse anything but single safe path components, and every
  * open uses O_NOFOLLOW relative to a directory descriptor, so a snapshot
  * cannot write outside the target.  This file walks the trees and plans
- * the work; restore_write.c has the threads that do it (restore_int.h: the
- * pipeline).  (Listing and resolving snapshots: snapshots.c.)
+ * the work (big files on a planner thread of its own); restore_write.c has
+ * the threads that do it (restore_int.h: the pipeline).  (Listing and
+ * resolving snapshots: snapshots.c.)
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -98,23 +99,21 @@ int kt_archive_parse_time(const char *s, struct timespec *ts)
 	ts->tv_nsec = ns;
 	return 0;
 }
-static kt_code flush_pending(rctx *r, kt_error *err);
+static void flush_pending(rctx *r, rplan *p);
 
-/* Wait until every queued job is written and every finished file named;
- * the first error of any thread, if there was one. */
+/* Wait until every big file is planned, every queued job written and every
+ * finished file named; the first error of any thread, if there was one. */
 static kt_code wait_idle(rctx *r, kt_error *err)
 {
-	kt_code c = flush_pending(r, err);
-	if (c)
-		return c;
+	flush_pending(r, &r->walk);
 	pthread_mutex_lock(&r->mu);
 	r->flush = 1;
 	pthread_cond_signal(&r->cv_fin);
-	while (!r->stop && (r->n_planned || r->reading || r->n_ready || r->busy || r->n_fin ||
-	                    r->naming))
+	while (!r->stop && (r->n_bq || r->bq_busy || r->n_planned || r->reading || r->n_ready ||
+	                    r->busy || r->n_fin || r->naming))
 		pthread_cond_wait(&r->cv_free, &r->mu);
 	r->flush = 0;
-	c = r->err_code;
+	kt_code c = r->err_code;
 	if (c)
 		*err = r->err;
 	pthread_mutex_unlock(&r->mu);
@@ -138,20 +137,26 @@ static kt_code canceled(rctx *r, kt_error *err)
 	return KT_OK;
 }
 
-/* Does the blob at l go into the pending job: the same pack, the span
- * still at most RANGE_MAX bytes, and not there already (a blob that recurs
+/* Does the blob at l go into p's pending job: the same pack, the span
+ * still at most RANGE_MAX bytes, no gap of more than GAP_MAX before or
+ * after it, and not there already (a blob that recurs
  * takes a new job: its bytes are decrypted in place, once)?  Backups seal
  * on several threads and files side by side, so a file's blobs lie near
  * each other in a pack, not always in order or back to back; the gaps are
  * read too. */
-static int fits(rctx *r, const kt_loc *l)
+static int fits(rctx *r, const rplan *p, const kt_loc *l)
 {
-	if (r->pend < 0)
+	if (p->pend < 0)
 		return 0;
-	const rjob *j = &r->jobs[r->pend];
+	const rjob *j = &r->jobs[p->pend];
 	uint64_t lo = l->offset < j->base ? l->offset : j->base;
 	uint64_t hi = l->offset + l->length > j->end ? l->offset + l->length : j->end;
 	if (l->pack != j->pack || hi - lo > RANGE_MAX)
+		return 0;
+	/* Nor a gap of more than GAP_MAX, which would be read for nothing. */
+	if (l->offset >= j->end ? l->offset - j->end > GAP_MAX
+	                        : l->offset + l->length < j->base &&
+	                          j->base - (l->offset + l->length) > GAP_MAX)
 		return 0;
 	if (l->offset < j->end && l->offset + l->length > j->base)
 		for (size_t k = 0; k < j->n; k++)
@@ -160,35 +165,53 @@ static int fits(rctx *r, const kt_loc *l)
 	return 1;
 }
 
-/* Hand the pending job to the reader thread. */
-static kt_code flush_pending(rctx *r, kt_error *err)
+/* Hand p's pending job to the reader thread. */
+static void flush_pending(rctx *r, rplan *p)
 {
-	(void)err;
-	if (r->pend < 0)
-		return KT_OK;
+	if (p->pend < 0)
+		return;
 	pthread_mutex_lock(&r->mu);
-	r->planned[(r->p_head + r->n_planned++) % N_JOBS] = r->pend;
-	r->pend = -1;
+	r->planned[(r->p_head + r->n_planned++) % N_JOBS] = p->pend;
+	p->pend = -1;
 	pthread_cond_signal(&r->cv_io);
 	pthread_mutex_unlock(&r->mu);
-	return KT_OK;
 }
 
-/* Take a free job (waiting for one) as the pending job, starting at l. */
-static kt_code take_job(rctx *r, const kt_loc *l, kt_error *err)
+/* Under mu, once stopped: the first error (the caller's own may not be
+ * there: then "interrupted"). */
+static kt_code stopped_locked(rctx *r, kt_error *err)
+{
+	if (!r->err_code)
+		return kt_error_set(err, KT_ECANCELED, "interrupted");
+	*err = r->err;
+	return r->err_code;
+}
+
+/* Under mu: may p take one more job?  While the planner has work, it
+ * holds at most BIG_SHARE jobs and the walk WALK_SHARE, so neither waits
+ * behind the other's backlog. */
+static int may_take(const rctx *r, const rplan *p)
+{
+	int share = p == &r->big ? BIG_SHARE : r->n_bq || r->bq_busy ? WALK_SHARE : N_JOBS;
+	return r->n_free && p->jobs < share;
+}
+
+/* Take a free job (waiting for one) as p's pending job, starting at l. */
+static kt_code take_job(rctx *r, rplan *p, const kt_loc *l, kt_error *err)
 {
 	pthread_mutex_lock(&r->mu);
-	while (!r->n_free && !r->stop)
+	while (!may_take(r, p) && !r->stop)
 		pthread_cond_wait(&r->cv_free, &r->mu);
 	if (r->stop) {
-		kt_code c = r->err_code;
-		*err = r->err;
+		kt_code c = stopped_locked(r, err);
 		pthread_mutex_unlock(&r->mu);
 		return c;
 	}
-	r->pend = r->free_jobs[--r->n_free];
+	p->pend = r->free_jobs[--r->n_free];
+	p->jobs++;
 	pthread_mutex_unlock(&r->mu);
-	rjob *j = &r->jobs[r->pend];
+	rjob *j = &r->jobs[p->pend];
+	j->plan = p;
 	j->pack = l->pack;
 	j->base = l->offset;
 	j->end = l->offset + l->length;
@@ -206,11 +229,12 @@ static void store_lock(void *ctx, int on)
 		pthread_mutex_unlock(&r->smu);
 }
 
-/* Queue the blobs of nd for writing into a new .part file in d. */
-static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *err)
+/* A new file for node nd in d (its .part made here when it has no
+ * blobs), counted in d's references. */
+static kt_code new_file(rctx *r, rdir *d, const kt_repo_node *nd, rfile **out, kt_error *err)
 {
 	/* Every blob indexed, and they add up to the size the tree records:
-	 * checked first for inline content; a file with content lists is
+	 * checked here for inline content; a file with content lists is
 	 * checked as its lists are read, a list blob at a time (restore must
 	 * not hold a big file's ids whole), and fails before it is named. */
 	kt_archive *a = r->a;
@@ -257,63 +281,112 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 		r->files->prev = f;
 	r->files = f;
 	pthread_mutex_unlock(&r->mu);
+	*out = f;
+	return KT_OK;
+}
 
-	kt_code c = KT_OK;
-	uint64_t file_off = 0;
+/* A file being planned: its blob ids in order, and the next blob. */
+typedef struct rstream {
+	rfile *f;
 	kt_archive_ids ids;
-	kt_archive_ids_open(&ids, a, nd, store_lock, r);
+	uint64_t off;                /* where head goes in the file */
+	kt_loc head;
+} rstream;
+
+/* Move s to its next blob: 1 (in s->head), 0 at its end, -1 on an error
+ * (*c, err). */
+static int stream_next(rctx *r, rstream *s, kt_code *c, kt_error *err)
+{
 	const uint8_t *id;
-	int more;
-	while ((more = kt_archive_ids_next(&ids, &id, err)) > 0) {
-		if ((c = canceled(r, err)))
-			break;
-		kt_loc loc, *l = &loc;
-		if (!kt_archive_find(a, id, &loc) || l->pack >= a->n_packs) {   /* (lists only) */
-			char hex[65];
-			kt_hex(hex, id, 32);
-			c = kt_error_set(err, KT_ECORRUPT, "blob %.16s is in no index (the repository "
-			                 "is missing data; run `kontinuity repo check`)", hex);
-			break;
-		}
-		if (file_off + l->raw_length > total)
-			break;   /* more than the tree says: below */
-		if (!fits(r, l) && ((c = flush_pending(r, err)) || (c = take_job(r, l, err))))
-			break;
-		rjob *job = &r->jobs[r->pend];
-		if (job->n == job->cap) {
-			job->cap = job->cap ? job->cap * 2 : 64;
-			job->p = realloc(job->p, job->cap * sizeof(*job->p));
-			if (!job->p)
-				abort();
-		}
-		int counted = job->n && job->p[job->n - 1].f == f;
-		rpiece *pc = &job->p[job->n++];
-		pc->e.type = l->type;
-		pc->e.compression = l->compression;
-		pc->e.offset = l->offset;
-		pc->e.length = l->length;
-		pc->e.raw_length = l->raw_length;
-		memcpy(pc->e.id, l->id, 32);
-		pc->f = f;
-		pc->file_off = file_off;
-		if (l->offset < job->base)
-			job->base = l->offset;
-		if (l->offset + l->length > job->end)
-			job->end = l->offset + l->length;
-		file_off += l->raw_length;
-		if (!counted) {
-			pthread_mutex_lock(&r->mu);
-			f->jobs++;
-			pthread_mutex_unlock(&r->mu);
-		}
+	int more = kt_archive_ids_next(&s->ids, &id, err);
+	if (more < 0) {
+		*c = KT_ECORRUPT;   /* (err says which list) */
+		return -1;
 	}
-	if (!c && more < 0)
-		c = KT_ECORRUPT;   /* (err says which list) */
-	else if (!c && (more > 0 || file_off != total))
-		c = kt_error_set(err, KT_ECORRUPT, "'%s': its blobs hold %s%llu bytes, the tree says "
-		                 "%llu", r->path, more > 0 ? "more than " : "",
-		                 (unsigned long long)file_off, (unsigned long long)total);
-	kt_archive_ids_close(&ids);
+	if (!more) {
+		if (s->off == s->f->size)
+			return 0;
+		*c = kt_error_set(err, KT_ECORRUPT, "'%s': its blobs hold %llu bytes, the tree says "
+		                  "%llu", s->f->path, (unsigned long long)s->off,
+		                  (unsigned long long)s->f->size);
+		return -1;
+	}
+	if ((*c = canceled(r, err)))
+		return -1;
+	if (!kt_archive_find(r->a, id, &s->head) || s->head.pack >= r->a->n_packs) {   /* (lists) */
+		char hex[65];
+		kt_hex(hex, id, 32);
+		*c = kt_error_set(err, KT_ECORRUPT, "blob %.16s is in no index (the repository is "
+		                  "missing data; run `kontinuity repo check`)", hex);
+		return -1;
+	}
+	if (s->off + s->head.raw_length > s->f->size) {
+		*c = kt_error_set(err, KT_ECORRUPT, "'%s': its blobs hold more than %llu bytes, the "
+		                  "tree says %llu", s->f->path, (unsigned long long)s->off,
+		                  (unsigned long long)s->f->size);
+		return -1;
+	}
+	return 1;
+}
+
+/* Start s on file f (node nd, which must outlive s): as stream_next. */
+static int stream_open(rctx *r, rstream *s, rfile *f, const kt_repo_node *nd, kt_code *c,
+                       kt_error *err)
+{
+	s->f = f;
+	s->off = 0;
+	kt_archive_ids_open(&s->ids, r->a, nd, store_lock, r);
+	return stream_next(r, s, c, err);
+}
+
+/* Put s's next blob into p's pending job (a new one when it does not fit). */
+static kt_code plan_blob(rctx *r, rplan *p, rstream *s, kt_error *err)
+{
+	const kt_loc *l = &s->head;
+	if (!fits(r, p, l)) {
+		flush_pending(r, p);
+		kt_code c = take_job(r, p, l, err);
+		if (c)
+			return c;
+	}
+	rjob *job = &r->jobs[p->pend];
+	if (job->n == job->cap) {
+		job->cap = job->cap ? job->cap * 2 : 64;
+		job->p = realloc(job->p, job->cap * sizeof(*job->p));
+		if (!job->p)
+			abort();
+	}
+	/* f->jobs counts runs: pieces of f back to back in a job (a worker
+	 * counts them down the same way). */
+	int counted = job->n && job->p[job->n - 1].f == s->f;
+	rpiece *pc = &job->p[job->n++];
+	pc->e.type = l->type;
+	pc->e.compression = l->compression;
+	pc->e.offset = l->offset;
+	pc->e.length = l->length;
+	pc->e.raw_length = l->raw_length;
+	memcpy(pc->e.id, l->id, 32);
+	pc->f = s->f;
+	pc->file_off = s->off;
+	if (l->offset < job->base)
+		job->base = l->offset;
+	if (l->offset + l->length > job->end)
+		job->end = l->offset + l->length;
+	s->off += l->raw_length;
+	if (!counted) {
+		pthread_mutex_lock(&r->mu);
+		s->f->jobs++;
+		pthread_mutex_unlock(&r->mu);
+	}
+	return KT_OK;
+}
+
+/* s is planned (c: or failed): the file is done at once when its jobs
+ * were all written before its planning ended. */
+static kt_code stream_close(rctx *r, rstream *s, kt_code c, kt_error *err)
+{
+	rfile *f = s->f;
+	kt_archive_ids_close(&s->ids);
 	pthread_mutex_lock(&r->mu);
 	/* A file with a blob missing must never get its name (its other jobs
 	 * may still finish): stop everything, before a worker can see the file
@@ -321,12 +394,144 @@ static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *
 	if (c)
 		kt_restore_fail_locked(r, c, err);
 	else
-		r->res->bytes += total;
+		r->res->bytes += f->size;
 	f->submitted = 1;
 	int done = !c && !r->stop && f->jobs == 0;
 	pthread_mutex_unlock(&r->mu);
 	if (done)
 		c = kt_restore_file_done(r, f, err);
+	return c;
+}
+
+/* Plan the jobs of f (node nd) on the walk's stream, blob after blob. */
+static kt_code plan_file(rctx *r, rfile *f, const kt_repo_node *nd, kt_error *err)
+{
+	rstream s;
+	kt_code c = KT_OK;
+	int more = stream_open(r, &s, f, nd, &c, err);
+	while (more > 0 && !(c = plan_blob(r, &r->walk, &s, err)))
+		more = stream_next(r, &s, &c, err);
+	return stream_close(r, &s, c, err);
+}
+
+/* Hand big file f (node nd, copied) to the planner, waiting for room. */
+static kt_code hand_over(rctx *r, rfile *f, const kt_repo_node *nd, kt_error *err)
+{
+	rbig b = { f, *nd };
+	b.nd.name = kt_xstrdup(nd->name);
+	b.nd.target = b.nd.delta_name = NULL;
+	b.nd.content = b.nd.content_list = NULL;
+	if (nd->n_content) {
+		b.nd.content = kt_xmalloc(nd->n_content * 32);
+		memcpy(b.nd.content, nd->content, nd->n_content * 32);
+	}
+	if (nd->n_content_list) {
+		b.nd.content_list = kt_xmalloc(nd->n_content_list * 32);
+		memcpy(b.nd.content_list, nd->content_list, nd->n_content_list * 32);
+	}
+	pthread_mutex_lock(&r->mu);
+	while (r->n_bq == BIG_QUEUE && !r->stop)
+		pthread_cond_wait(&r->cv_free, &r->mu);
+	if (r->stop) {
+		kt_code c = stopped_locked(r, err);
+		pthread_mutex_unlock(&r->mu);
+		kt_repo_node_release(&b.nd);
+		return c;
+	}
+	r->bq[(r->bq_head + r->n_bq++) % BIG_QUEUE] = b;
+	pthread_cond_signal(&r->cv_bq);
+	pthread_mutex_unlock(&r->mu);
+	return KT_OK;
+}
+
+/* The planner: up to BIG_ACTIVE big files at once, merged by where their
+ * blobs lie (pack, offset).  Backups seal big files side by side, so their
+ * blobs interleave in the packs: planned one file at a time, each job read
+ * the other files' blobs in its span too, and read them again for their
+ * own jobs (2.3 times the bytes in the benchmark).  Merged, a job takes
+ * every blob of its span that an active file needs. */
+void *kt_restore_planner_main(void *arg)
+{
+	rctx *r = arg;
+	/* Each on the heap: its ids iterator points at its node. */
+	struct active { rbig b; rstream s; } *act[BIG_ACTIVE];
+	size_t n = 0;
+	kt_code c = KT_OK;
+	kt_error err;
+	for (;;) {
+		if (!n)
+			flush_pending(r, &r->big);   /* nothing more can join its last job */
+		pthread_mutex_lock(&r->mu);
+		if (!n) {
+			r->bq_busy = 0;
+			pthread_cond_broadcast(&r->cv_free);   /* idle (wait_idle), the walk's share */
+			while (!r->n_bq && !r->stop && !r->closing)
+				pthread_cond_wait(&r->cv_bq, &r->mu);
+		}
+		if (r->stop || (!n && !r->n_bq)) {
+			pthread_mutex_unlock(&r->mu);
+			break;
+		}
+		size_t first_new = n;
+		for (; n < BIG_ACTIVE && r->n_bq; n++) {
+			act[n] = kt_xcalloc(1, sizeof(*act[n]));
+			act[n]->b = r->bq[r->bq_head];
+			r->bq_head = (r->bq_head + 1) % BIG_QUEUE;
+			r->n_bq--;
+			r->bq_busy = 1;
+		}
+		if (n > first_new)
+			pthread_cond_broadcast(&r->cv_free);   /* room in the queue */
+		pthread_mutex_unlock(&r->mu);
+
+		for (size_t i = first_new; i < n && !c;) {
+			struct active *x = act[i];
+			if (stream_open(r, &x->s, x->b.f, &x->b.nd, &c, &err) > 0) {
+				i++;
+				continue;
+			}
+			c = stream_close(r, &x->s, c, &err);   /* no blobs (done), or failed */
+			kt_repo_node_release(&x->b.nd);
+			free(x);
+			act[i] = act[--n];
+		}
+		if (c || !n)
+			continue;   /* (failed: stopped) */
+		size_t k = 0;
+		for (size_t i = 1; i < n; i++) {
+			const kt_loc *h = &act[i]->s.head, *best = &act[k]->s.head;
+			if (h->pack < best->pack || (h->pack == best->pack && h->offset < best->offset))
+				k = i;
+		}
+		int more = (c = plan_blob(r, &r->big, &act[k]->s, &err)) ? -1
+		           : stream_next(r, &act[k]->s, &c, &err);
+		if (more <= 0) {
+			c = stream_close(r, &act[k]->s, c, &err);
+			kt_repo_node_release(&act[k]->b.nd);
+			free(act[k]);
+			act[k] = act[--n];
+		}
+	}
+	/* Stopped: the files stay on r->files for kt_restore_stop. */
+	for (size_t i = 0; i < n; i++) {
+		if (act[i]->s.f)   /* (opened) */
+			kt_archive_ids_close(&act[i]->s.ids);
+		kt_repo_node_release(&act[i]->b.nd);
+		free(act[i]);
+	}
+	return NULL;
+}
+
+/* The file of node nd in d: its jobs planned here, or by the planner. */
+static kt_code restore_file(rctx *r, rdir *d, const kt_repo_node *nd, kt_error *err)
+{
+	rfile *f = NULL;
+	kt_code c = new_file(r, d, nd, &f, err);
+	if (c)
+		return c;
+	if (r->big_file && nd->size >= r->big_file)
+		return hand_over(r, f, nd, err);
+	c = plan_file(r, f, nd, err);
 	if (!c)
 		progress(r);
 	return c;

@@ -1,6 +1,7 @@
 /*
- * restore_int.h - shared by restore.c (the walker: plans the jobs) and
- * restore_write.c (the reader, worker and namer threads) only.
+ * restore_int.h - shared by restore.c (the walker and the planner: plan
+ * the jobs) and restore_write.c (the reader, worker and namer threads)
+ * only.
  */
 #ifndef KT_ARCHIVE_RESTORE_INT_H
 #define KT_ARCHIVE_RESTORE_INT_H
@@ -15,6 +16,14 @@
  *   caller   walks the trees depth first; makes directories and links;
  *            plans jobs[]: a job is a span of at most RANGE_MAX bytes of
  *            one pack with the blobs of one or more files that lie in it.
+ *   planner  plans the jobs of the files of BIG_FILE or more, which the
+ *            caller hands it (at most BIG_QUEUE waiting), BIG_ACTIVE at
+ *            a time merged by where their blobs lie, so that their
+ *            jobs (bound by the disk: cold pack reads, O_DIRECT writes)
+ *            run beside the small files' (bound by the CPU: create,
+ *            write, rename) instead of before or after them.  While
+ *            the planner has work, it holds at most BIG_SHARE jobs and
+ *            the walk WALK_SHARE.
  *   reader   reads each planned job's span from the store.  It and the
  *            caller (reading trees) take turns on the store (smu).
  *   workers  (two per CPU: they block in the kernel, creating and writing
@@ -38,8 +47,11 @@
  * everything in it has its name (rdir.refs counts the walk, the files not
  * yet named and the subdirectories not yet finished); renaming into it
  * later would change its time.  One syncfs() after the threads ended makes
- * the names, directories and times durable before restore returns.  Memory: N_JOBS ranges of at most
- * RANGE_MAX (or one blob) and a blob buffer per worker.  Descriptors: the
+ * the names, directories and times durable before restore returns.
+ * Memory: N_JOBS ranges of at most RANGE_MAX (or one blob), a blob buffer
+ * and a stage per worker, and the nodes of the big files handed to the
+ * planner (BIG_QUEUE + BIG_ACTIVE, with their inline ids and the content
+ * list blob being read of each).  Descriptors: the
  * directories still waiting for files (at most MAX_OPEN_DIRS, else the
  * caller waits for the namer) and the files being written.
  *
@@ -48,6 +60,12 @@
  */
 
 #define RANGE_MAX (2u << 20)
+/* A job's span has no gap (bytes of blobs it does not need) of more than
+ * GAP_MAX next to a blob it needs: reading more costs about what another
+ * read does (~0.25 ms at 1 GB/s from a local disk; a request to S3 at
+ * 100 MB/s), and the gap is often another file's blobs, read again for
+ * it. */
+#define GAP_MAX (256u << 10)
 /* O_DIRECT writes (restore_write.c, write_run_direct): the runs of one
  * file's bytes of a file of at least DIO_MIN_RUN whose blobs are at most
  * DIO_PIECE_MAX go through a worker's stage of STAGE_CAP bytes, written in
@@ -64,6 +82,15 @@
  * waits for every O_DIRECT write of that file in flight, and they for it. */
 #define FRAG_MAX (256u << 10)
 #define N_JOBS 12
+/* Big files' jobs wait for the disk (cold pack reads, O_DIRECT writes) and
+ * need many in flight; the walk's jobs each hold dozens of small files and
+ * keep the CPU busy with few (cold, on the bench data: 10/4 a little
+ * ahead of 8/8). */
+#define BIG_SHARE 10
+#define WALK_SHARE 4
+#define BIG_FILE (4u << 20)
+#define BIG_QUEUE 16
+#define BIG_ACTIVE 8
 #define N_WORKERS_MAX 8
 #define BATCH_FILES 512
 #define BATCH_BYTES (64u << 20)
@@ -101,9 +128,22 @@ typedef struct rpiece {
 	uint64_t file_off;
 } rpiece;
 
+/* A planning stream: the caller's walk, or the planner's big files. */
+typedef struct rplan {
+	int pend;                            /* the job being filled, or -1 */
+	int jobs;                            /* under mu: its jobs taken and not free again */
+} rplan;
+
+/* A big file handed to the planner, with a copy of its node. */
+typedef struct rbig {
+	rfile *f;
+	kt_repo_node nd;
+} rbig;
+
 /* One read of the store: a span of one pack with the blobs of one or more
  * files in it (in file order per file). */
 typedef struct rjob {
+	rplan *plan;                         /* who took it */
 	uint32_t pack;                       /* number in a->packs */
 	uint64_t base, end;                  /* the span of the pack: sealed.data[0] is base */
 	rpiece *p;
@@ -128,7 +168,12 @@ typedef struct rctx {
 	int ready[N_JOBS];
 	size_t r_head, n_ready;
 	int busy;
-	int pend;                            /* the caller's job being filled, or -1 */
+	rplan walk, big;                     /* the caller's, the planner's */
+	rbig bq[BIG_QUEUE];                  /* under mu: big files for the planner */
+	size_t bq_head, n_bq;
+	int bq_busy;                         /* under mu: the planner has a file or a job pending */
+	size_t big_file;                     /* BIG_FILE but for tests (0: no planner) */
+	pthread_cond_t cv_bq;                /* planner: a big file, or stop/close */
 	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
 	size_t p_head, n_planned;
 	int reading;                         /* the reader has a job */
@@ -143,7 +188,7 @@ typedef struct rctx {
 	rfile *files;
 	rdir *dirs;
 	size_t n_dirs;
-	pthread_t workers[N_WORKERS_MAX], namer, reader;
+	pthread_t workers[N_WORKERS_MAX], namer, reader, planner;
 	int n_workers, running;
 	int no_direct;                       /* atomic: O_DIRECT is off (see DIO_ALIGN) */
 	size_t frag_max;                     /* FRAG_MAX but for tests */
@@ -157,6 +202,10 @@ void kt_restore_fail_locked(rctx *r, kt_code c, const kt_error *err);
 void kt_restore_dir_unref(rctx *r, rdir *d);
 /* f's bytes are all written: mode, owner, times, write-back; to the namer. */
 kt_code kt_restore_file_done(rctx *r, rfile *f, kt_error *err);
+/* The planner thread (restore.c). */
+void *kt_restore_planner_main(void *arg);
+/* Under mu: a job slot s is free again. */
+void kt_restore_free_job_locked(rctx *r, int s);
 /* Start the threads; end them (at once when stop) and remove what an
  * error left (.part files, descriptors). */
 void kt_restore_start(rctx *r);

@@ -41,17 +41,27 @@ void kt_restore_fail_locked(rctx *r, kt_code c, const kt_error *err)
 	pthread_cond_broadcast(&r->cv_fin);
 	pthread_cond_broadcast(&r->cv_made);
 	pthread_cond_broadcast(&r->cv_io);
+	pthread_cond_broadcast(&r->cv_bq);
 }
 
-/* Under mu: wake the caller when it may be waiting for what changed: a
- * free job slot (take_job), or anything at all while it waits for the
- * threads to be idle (wait_idle, r->flush).  The caller is cv_free's only
- * waiter; waking it for every read or batch it does not wait for only
- * preempted the workers. */
+/* Under mu: wake the caller and the planner when they may be waiting for
+ * what changed: a free job slot (take_job), or anything at all while the
+ * caller waits for the threads to be idle (wait_idle, r->flush).  They are
+ * cv_free's only waiters; waking them for every read or batch they do not
+ * wait for only preempted the workers. */
 static void wake_caller_locked(rctx *r, int slot_freed)
 {
 	if (slot_freed || r->flush)
-		pthread_cond_signal(&r->cv_free);
+		pthread_cond_broadcast(&r->cv_free);
+}
+
+void kt_restore_free_job_locked(rctx *r, int s)
+{
+	rjob *j = &r->jobs[s];
+	j->n = 0;
+	j->plan->jobs--;
+	r->free_jobs[r->n_free++] = s;
+	wake_caller_locked(r, 1);
 }
 
 /* Drop one reference to d; the last one finishes it (mode, owner,
@@ -436,8 +446,7 @@ static void *reader_main(void *arg)
 		if (c) {
 			/* Its files will never complete: stop before any could be named. */
 			kt_restore_fail_locked(r, c, &err);
-			j->n = 0;
-			r->free_jobs[r->n_free++] = s;
+			kt_restore_free_job_locked(r, s);
 		} else {
 			r->ready[(r->r_head + r->n_ready++) % N_JOBS] = s;
 			pthread_cond_signal(&r->cv_job);
@@ -490,9 +499,7 @@ static void *worker_main(void *arg)
 					done[n_done++] = f;
 				}
 			}
-		j->n = 0;
-		r->free_jobs[r->n_free++] = s;
-		wake_caller_locked(r, 1);
+		kt_restore_free_job_locked(r, s);
 		if (n_done && !r->stop) {
 			/* Still busy: wait_idle must not see these files in no list. */
 			pthread_mutex_unlock(&r->mu);
@@ -577,6 +584,9 @@ void kt_restore_start(rctx *r)
 	/* KT_RESTORE_FRAG_MAX: smaller, so that tests write kept-back
 	 * part-blocks before their file is complete (one record fits). */
 	r->frag_max = kt_archive_knob("KT_RESTORE_FRAG_MAX", FRAG_MAX, 10 + DIO_ALIGN, FRAG_MAX);
+	/* KT_RESTORE_BIG_FILE: smaller, so that tests plan every file on the
+	 * planner; 0: none (the walk plans every file). */
+	r->big_file = kt_archive_knob("KT_RESTORE_BIG_FILE", BIG_FILE, 0, SIZE_MAX);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv_job, NULL);
 	pthread_cond_init(&r->cv_free, NULL);
@@ -584,7 +594,8 @@ void kt_restore_start(rctx *r)
 	pthread_cond_init(&r->cv_made, NULL);
 	pthread_mutex_init(&r->smu, NULL);
 	pthread_cond_init(&r->cv_io, NULL);
-	r->pend = -1;
+	pthread_cond_init(&r->cv_bq, NULL);
+	r->walk.pend = r->big.pend = -1;
 	for (int i = 0; i < N_JOBS; i++) {
 		kt_buf *b = &r->jobs[i].sealed;
 		kt_buf_init(b, KT_REPO_MAX_BLOB + RANGE_MAX + 1024);
@@ -607,7 +618,8 @@ void kt_restore_start(rctx *r)
 		r->n_workers++;
 	}
 	if (pthread_create(&r->namer, NULL, namer_main, r) != 0 ||
-	    pthread_create(&r->reader, NULL, reader_main, r) != 0)
+	    pthread_create(&r->reader, NULL, reader_main, r) != 0 ||
+	    pthread_create(&r->planner, NULL, kt_restore_planner_main, r) != 0)
 		abort();
 	r->running = 1;
 }
@@ -623,13 +635,17 @@ void kt_restore_stop(rctx *r, int stop)
 	pthread_cond_broadcast(&r->cv_job);
 	pthread_cond_broadcast(&r->cv_free);
 	pthread_cond_broadcast(&r->cv_fin);
+	pthread_cond_broadcast(&r->cv_bq);
 	pthread_mutex_unlock(&r->mu);
 	pthread_cond_broadcast(&r->cv_io);
+	pthread_join(r->planner, NULL);   /* first: it plans for the others */
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i], NULL);
 	pthread_join(r->namer, NULL);
 	pthread_join(r->reader, NULL);
 	r->running = 0;
+	for (; r->n_bq; r->n_bq--, r->bq_head = (r->bq_head + 1) % BIG_QUEUE)
+		kt_repo_node_release(&r->bq[r->bq_head].nd);
 	for (rfile *f = r->files, *next; f; f = next) {
 		next = f->next;
 		if (f->fd >= 0)
@@ -657,5 +673,6 @@ void kt_restore_stop(rctx *r, int stop)
 	pthread_cond_destroy(&r->cv_fin);
 	pthread_cond_destroy(&r->cv_made);
 	pthread_cond_destroy(&r->cv_io);
+	pthread_cond_destroy(&r->cv_bq);
 	pthread_mutex_destroy(&r->smu);
 }
