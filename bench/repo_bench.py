@@ -23,7 +23,9 @@ child, through bench/spawn.c):
                  backup1 cold, caches dropped first
   backup2 warm   the same backup into a copy of that repository taken before
                  backup2 cold, data in the page cache
-  restore cold   the second snapshot into an empty directory, caches dropped
+  restore cold   the second snapshot into an empty directory, caches dropped;
+                 ROUNDS times, order rotated, median (one cold run of either
+                 tool varied by 20 % here)
   restore warm   the same, repository in the page cache (read again before
                  every run); ROUNDS times, median
   restore ... +sync  the same restores plus a `sync` right after each: until
@@ -39,12 +41,12 @@ the write-back of another's files.
 
 Environment:
   BENCH_REPO_MIB      data set size, MiB (default 1024; 64 for a quick trial)
-  BENCH_REPO_ROUNDS   warm rounds of backup1 and restore (default 3)
+  BENCH_REPO_ROUNDS   rounds of backup1 warm and restore (default 3)
   BENCH_REPO_TOOLS    comma list of kontinuity,restic,borg (default all three)
   BENCH_COLD          0: skip dropping the page cache (cold steps are then warm)
   BENCH_RESTIC, BENCH_BORG   the peers (default: restic, borg on PATH)
   BENCH_DIR           parent of the scratch directory (default /tmp; needs
-                      ~24 GiB free at the default size: the restored trees
+                      ~27 GiB free at the default size: the restored trees
                       stay until the restore step ends, the warm backups'
                       repositories until the end); removed at the end
   BENCH_REPO_OUT      markdown report (default bench/out/repo-latest.md)
@@ -594,17 +596,19 @@ def main():
         # recently deleted inodes one by one), whoever comes next.
         want = manifest(data)
         targets = []
-        for t in tools:
-            target = work / f"restore-{t.name}-cold"
-            target.mkdir()
-            targets.append(target)
-            drop_caches()
-            r, _ = run_step(t, "restore cold", t.restore(repos[t.name], target),
-                            repos[t.name], work, "rc")
-            rec("restore cold", t, r, nbytes2)
-            rec("restore cold +sync", t, durable(r), nbytes2)
-            if verify_restore(t, target, data, want):
-                log(f"  {t.name}: restored tree equals the data (content, modes, mtimes)")
+        for rnd in range(rounds):
+            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
+            for t in order:
+                target = work / f"restore-{t.name}-cold-{rnd}"
+                target.mkdir()
+                targets.append(target)
+                drop_caches()
+                r, _ = run_step(t, "restore cold", t.restore(repos[t.name], target),
+                                repos[t.name], work, "rc")
+                rec("restore cold", t, r, nbytes2)
+                rec("restore cold +sync", t, durable(r), nbytes2)
+                if rnd == 0 and verify_restore(t, target, data, want):
+                    log(f"  {t.name}: restored tree equals the data (content, modes, mtimes)")
         for rnd in range(rounds):
             order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
             for t in order:
@@ -670,7 +674,8 @@ def main():
                               f"removed, {ch['files_added']} ({ch['added'] / MIB:.1f} MiB) added"),
                  ("cold", "page cache dropped before each cold step" if _cold_ok
                           else "NOT cold: the page cache could not be dropped"),
-                 ("rounds", f"backup1 warm and restore warm: {rounds} (median); others once"),
+                 ("rounds", f"backup1 warm, restore cold and warm: {rounds} (median); "
+                            "others once"),
                  ("load avg", f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
                               "(1-minute; other work on the machine skews the times)")]
         print()
