@@ -187,12 +187,13 @@ static kt_code stopped_locked(rctx *r, kt_error *err)
 	return r->err_code;
 }
 
-/* Under mu: may p take one more job?  While the planner has work, it
- * holds at most BIG_SHARE jobs and the walk WALK_SHARE, so neither waits
- * behind the other's backlog. */
+/* Under mu: may p take one more job?  While the planner has work, the
+ * walk holds at most walk_share jobs and the planner the others, so
+ * neither waits behind the other's backlog. */
 static int may_take(const rctx *r, const rplan *p)
 {
-	int share = p == &r->big ? BIG_SHARE : r->n_bq || r->bq_busy ? WALK_SHARE : N_JOBS;
+	int share = p == &r->big ? N_JOBS - r->walk_share
+	            : r->n_bq || r->bq_busy ? r->walk_share : N_JOBS;
 	return r->n_free && p->jobs < share;
 }
 

@@ -22,12 +22,14 @@
  *            jobs (bound by the disk: cold pack reads, O_DIRECT writes)
  *            run beside the small files' (bound by the CPU: create,
  *            write, rename) instead of before or after them.  While
- *            the planner has work, it holds at most BIG_SHARE jobs and
- *            the walk WALK_SHARE.
+ *            the planner has work, the walk holds at most walk_share
+ *            jobs: big files' jobs wait for the disk and need many in
+ *            flight, the walk's each hold dozens of small files and keep
+ *            a CPU busy.
  *   reader   reads each planned job's span from the store.  It and the
  *            caller (reading trees) take turns on the store (smu).
- *   workers  (two per CPU: they block in the kernel, creating and writing
- *            files, as often as they compute)
+ *   workers  (three per CPU: they block in the kernel, creating and
+ *            writing files, as often as they compute)
  *            the first job of a file creates it as .<name>.kontinuity-part;
  *            open every blob of a job (authenticate with its id,
  *            decompress, check length) and pwrite it at its place in
@@ -82,12 +84,6 @@
  * waits for every O_DIRECT write of that file in flight, and they for it. */
 #define FRAG_MAX (256u << 10)
 #define N_JOBS 12
-/* Big files' jobs wait for the disk (cold pack reads, O_DIRECT writes) and
- * need many in flight; the walk's jobs each hold dozens of small files and
- * keep the CPU busy with few (cold, on the bench data: 10/4 a little
- * ahead of 8/8). */
-#define BIG_SHARE 10
-#define WALK_SHARE 4
 #define BIG_FILE (4u << 20)
 #define BIG_QUEUE 16
 #define BIG_ACTIVE 8
@@ -173,6 +169,7 @@ typedef struct rctx {
 	size_t bq_head, n_bq;
 	int bq_busy;                         /* under mu: the planner has a file or a job pending */
 	size_t big_file;                     /* BIG_FILE but for tests (0: no planner) */
+	int walk_share;                      /* the walk's jobs while the planner works */
 	pthread_cond_t cv_bq;                /* planner: a big file, or stop/close */
 	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
 	size_t p_head, n_planned;
