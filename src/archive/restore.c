@@ -138,11 +138,11 @@ static kt_code canceled(rctx *r, kt_error *err)
 }
 
 /* Does the blob at l go into p's pending job: the same pack, the span
- * still at most RANGE_MAX bytes, no gap of more than GAP_MAX before or
- * after it, and not there already (a blob that recurs
- * takes a new job: its bytes are decrypted in place, once)?  Backups seal
- * on several threads and files side by side, so a file's blobs lie near
- * each other in a pack, not always in order or back to back; the gaps are
+ * still at most RANGE_MAX bytes, no gap of more than GAP_MAX between it
+ * and the span, and not there already (a blob that recurs takes a new
+ * job: its bytes are decrypted in place, once)?  Backups seal on several
+ * threads and files side by side, so a file's blobs lie near each other
+ * in a pack, not always in order or back to back; the smaller gaps are
  * read too. */
 static int fits(rctx *r, const rplan *p, const kt_loc *l)
 {
@@ -153,7 +153,6 @@ static int fits(rctx *r, const rplan *p, const kt_loc *l)
 	uint64_t hi = l->offset + l->length > j->end ? l->offset + l->length : j->end;
 	if (l->pack != j->pack || hi - lo > RANGE_MAX)
 		return 0;
-	/* Nor a gap of more than GAP_MAX, which would be read for nothing. */
 	if (l->offset >= j->end ? l->offset - j->end > GAP_MAX
 	                        : l->offset + l->length < j->base &&
 	                          j->base - (l->offset + l->length) > GAP_MAX)
