@@ -15,7 +15,9 @@ leaves the repository ~1 % larger than level 3 did for ~10 % less CPU).
 
 Steps, each measured per tool (wall, CPU user+sys and peak RSS of the
 child, through bench/spawn.c):
-  backup1 cold   first backup after `sync; echo 3 > /proc/sys/vm/drop_caches`
+  backup1 cold   first backup after `sync; echo 3 > /proc/sys/vm/drop_caches`;
+                 ROUNDS times (the first into the repository the later steps
+                 use, the others into fresh ones), order rotated, median
   backup1 warm   first backup into a fresh repository, data in the page
                  cache (read again before every run: borg evicts its input
                  files); BENCH_REPO_ROUNDS times, order rotated, median
@@ -41,14 +43,15 @@ the write-back of another's files.
 
 Environment:
   BENCH_REPO_MIB      data set size, MiB (default 1024; 64 for a quick trial)
-  BENCH_REPO_ROUNDS   rounds of backup1 warm and restore (default 3)
+  BENCH_REPO_ROUNDS   rounds of backup1 and restore, cold and warm (default 3)
   BENCH_REPO_TOOLS    comma list of kontinuity,restic,borg (default all three)
   BENCH_COLD          0: skip dropping the page cache (cold steps are then warm)
   BENCH_RESTIC, BENCH_BORG   the peers (default: restic, borg on PATH)
   BENCH_DIR           parent of the scratch directory (default /tmp; needs
-                      ~27 GiB free at the default size: the restored trees
-                      stay until the restore step ends, the warm backups'
-                      repositories until the end); removed at the end
+                      ~31 GiB free at the default size: the restored trees
+                      stay until the restore step ends, the repositories
+                      of the extra backup1 rounds until the end); removed
+                      at the end
   BENCH_REPO_OUT      markdown report (default bench/out/repo-latest.md)
   BENCH_KT_LABEL      what the report says the kontinuity binary is (default:
                       the commit of this tree, noting uncommitted changes)
@@ -530,13 +533,20 @@ def main():
         for t in tools:
             run_step(t, "init", t.init(repos[t.name]), repos[t.name], work, "init")
 
-        # 1. first backup, cold, into the repository the later steps use
-        for t in tools:
-            drop_caches()
-            r, _ = run_step(t, "backup1 cold", t.backup(repos[t.name], data, "b1"),
-                            repos[t.name], work, "b1c")
-            rec("backup1 cold", t, r, nbytes)
-            sizes[(t.name, "b1")] = tree_size(repos[t.name])
+        # 1. first backup, cold: round 0 into the repository the later
+        # steps use, the other rounds into fresh ones (kept to the end)
+        for rnd in range(rounds):
+            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
+            for t in order:
+                repo = repos[t.name] if rnd == 0 else work / f"cold-{t.name}-{rnd}"
+                if rnd:
+                    run_step(t, "init", t.init(repo), repo, work, "initc")
+                drop_caches()
+                r, _ = run_step(t, "backup1 cold", t.backup(repo, data, "b1"), repo, work,
+                                "b1c")
+                rec("backup1 cold", t, r, nbytes)
+                if rnd == 0:
+                    sizes[(t.name, "b1")] = tree_size(repo)
         # 1b. first backup, warm, fresh repositories.  The data is read
         # again before every run: borg drops its input files from the page
         # cache (posix_fadvise DONTNEED), so whoever ran after it would
@@ -674,8 +684,8 @@ def main():
                               f"removed, {ch['files_added']} ({ch['added'] / MIB:.1f} MiB) added"),
                  ("cold", "page cache dropped before each cold step" if _cold_ok
                           else "NOT cold: the page cache could not be dropped"),
-                 ("rounds", f"backup1 warm, restore cold and warm: {rounds} (median); "
-                            "others once"),
+                 ("rounds", f"backup1 and restore, cold and warm: {rounds} (median); "
+                            "backup2 and check once"),
                  ("load avg", f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
                               "(1-minute; other work on the machine skews the times)")]
         print()
