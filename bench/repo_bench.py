@@ -385,6 +385,12 @@ class Result:
         return self.nbytes / MIB / self.wall
 
 
+def rotated(tools, rnd):
+    """The tools in round rnd's order: each goes first in turn."""
+    k = rnd % len(tools)
+    return tools[k:] + tools[:k]
+
+
 def run_step(tool, step, argv_cwd, repo, work, tag):
     argv, cwd = argv_cwd
     out = work / f"{tool.name}-{tag}.out"
@@ -536,8 +542,7 @@ def main():
         # 1. first backup, cold: round 0 into the repository the later
         # steps use, the other rounds into fresh ones (kept to the end)
         for rnd in range(rounds):
-            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
-            for t in order:
+            for t in rotated(tools, rnd):
                 repo = repos[t.name] if rnd == 0 else work / f"cold-{t.name}-{rnd}"
                 if rnd:
                     run_step(t, "init", t.init(repo), repo, work, "initc")
@@ -552,8 +557,7 @@ def main():
         # cache (posix_fadvise DONTNEED), so whoever ran after it would
         # otherwise read them cold.
         for rnd in range(rounds):
-            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
-            for t in order:
+            for t in rotated(tools, rnd):
                 # A fresh repository each round, kept until the end: see
                 # the restores below for why nothing is deleted midway.
                 w = work / f"warm-{t.name}-{rnd}"
@@ -606,30 +610,23 @@ def main():
         # recently deleted inodes one by one), whoever comes next.
         want = manifest(data)
         targets = []
-        for rnd in range(rounds):
-            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
-            for t in order:
-                target = work / f"restore-{t.name}-cold-{rnd}"
-                target.mkdir()
-                targets.append(target)
-                drop_caches()
-                r, _ = run_step(t, "restore cold", t.restore(repos[t.name], target),
-                                repos[t.name], work, "rc")
-                rec("restore cold", t, r, nbytes2)
-                rec("restore cold +sync", t, durable(r), nbytes2)
-                if rnd == 0 and verify_restore(t, target, data, want):
-                    log(f"  {t.name}: restored tree equals the data (content, modes, mtimes)")
-        for rnd in range(rounds):
-            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
-            for t in order:
-                target = work / f"restore-{t.name}-{rnd}"
-                target.mkdir()
-                targets.append(target)
-                warm(repos[t.name])
-                r, _ = run_step(t, "restore warm", t.restore(repos[t.name], target),
-                                repos[t.name], work, "rw")
-                rec("restore warm", t, r, nbytes2)
-                rec("restore warm +sync", t, durable(r), nbytes2)
+        for kind in ("cold", "warm"):
+            for rnd in range(rounds):
+                for t in rotated(tools, rnd):
+                    target = work / f"restore-{t.name}-{kind}-{rnd}"
+                    target.mkdir()
+                    targets.append(target)
+                    if kind == "cold":
+                        drop_caches()
+                    else:
+                        warm(repos[t.name])
+                    r, _ = run_step(t, f"restore {kind}", t.restore(repos[t.name], target),
+                                    repos[t.name], work, "r" + kind[0])
+                    rec(f"restore {kind}", t, r, nbytes2)
+                    rec(f"restore {kind} +sync", t, durable(r), nbytes2)
+                    if kind == "cold" and rnd == 0 and verify_restore(t, target, data, want):
+                        log(f"  {t.name}: restored tree equals the data (content, modes, "
+                            "mtimes)")
         for target in targets:
             shutil.rmtree(target)
 
