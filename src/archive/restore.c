@@ -651,6 +651,15 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 	kt_code c = kt_archive_load_snapshot(a, id, &s, err);
 	if (c)
 		return c;
+	/* The subtree first: a path that is not there leaves no target. */
+	uint8_t tree[32];
+	uint32_t mode;
+	char mtime[40];
+	if ((c = kt_archive_subtree(a, s.tree, o && o->subtree ? o->subtree : "", tree, &mode,
+	                            mtime, err))) {
+		kt_repo_snapshot_release(&s);
+		return c;
+	}
 	if (mkdir(target, 0700) != 0 && errno != EEXIST) {
 		kt_repo_snapshot_release(&s);
 		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot create '%s'",
@@ -677,15 +686,6 @@ kt_code kt_archive_restore(kt_archive *a, const char *id, const char *target,
 		kt_repo_snapshot_release(&s);
 		return kt_error_set(err, KT_EEXIST, "'%s' is not empty; restore into a new directory",
 		                    target);
-	}
-	uint8_t tree[32];
-	uint32_t mode;
-	char mtime[40];
-	if ((c = kt_archive_subtree(a, s.tree, o && o->subtree ? o->subtree : "", tree, &mode,
-	                            mtime, err))) {
-		close(dirfd);
-		kt_repo_snapshot_release(&s);
-		return c;
 	}
 	rctx *r = kt_xcalloc(1, sizeof(*r));
 	r->a = a;

@@ -157,7 +157,7 @@ kt_code kt_archive_subtree(kt_archive *a, const uint8_t root[32], const char *pa
 			nd = NULL;
 		if (!c && (!nd || nd->type != KT_NODE_DIR))
 			c = kt_error_set(err, KT_ENOTFOUND, "'%s' is not a directory in the snapshot "
-			                 "(see its paths with 'kontinuity repo snapshots')", path);
+			                 "(see what it holds with 'kontinuity repo ls')", path);
 		if (!c) {
 			memcpy(out, nd->subtree, 32);
 			*mode = nd->mode;

@@ -281,20 +281,29 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 	kt_globals g = *g0;
 	kt_cli_repo_flags rf;
 	int owners = 0;
-	kt_opt opts[14];
+	const char *path = NULL;
+	kt_opt opts[15];
 	kt_opt *o = kt_cli_repo_opts(&rf, opts);
 	o[0] = (kt_opt){ "owners", 0, NULL, "give files their recorded owner and group (as root)",
 	                 NULL, &owners };
-	memset(o + 1, 0, sizeof(kt_opt));
-	char help[1536];
+	o[1] = (kt_opt){ "path", 0, "DIR", "restore only directory DIR of the snapshot (a path "
+	                 "as 'repo ls' shows it): its contents go straight into TARGET", &path,
+	                 NULL };
+	memset(o + 2, 0, sizeof(kt_opt));
+	char help[2048];
 	snprintf(help, sizeof(help),
 	         "Restore snapshot SNAP (an id prefix of at least 4 hex digits, or latest)\n"
 	         "into the directory TARGET, which must be empty or absent.  Files are\n"
 	         "byte-identical (every chunk is authenticated and checked), with their\n"
-	         "modes and modification times; each appears only once complete.\n%s\n"
+	         "modes and modification times; each appears only once complete.  The\n"
+	         "whole snapshot goes below TARGET by its absolute paths (/srv/data as\n"
+	         "TARGET/srv/data); with --path DIR only that directory is restored, as\n"
+	         "TARGET itself.\n%s\n"
 	         "Examples:\n"
 	         "  kontinuity repo restore latest /tmp/restored\n"
-	         "  kontinuity repo restore 1a2b3c4d /srv/restore --owners\n", kt_cli_repo_help_tail);
+	         "  kontinuity repo restore 1a2b3c4d /srv/restore --owners\n"
+	         "  kontinuity repo restore latest /tmp/etc --path /etc/kubernetes\n",
+	         kt_cli_repo_help_tail);
 	char *pos[2];
 	int n_pos, done;
 	kt_store *s = NULL;
@@ -310,7 +319,8 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 	if (!c)
 		c = kt_archive_lock(a, 0, &err);
 	if (!c) {
-		kt_archive_restore_opts ro = { .owners = owners, .cancel = &kt_cli_cancel };
+		kt_archive_restore_opts ro = { .owners = owners, .subtree = path,
+		                               .cancel = &kt_cli_cancel };
 		c = kt_archive_restore(a, id, pos[1], &ro, &res, &err);
 	}
 	kt_archive_free(a);
@@ -321,13 +331,16 @@ int kt_cmd_repo_restore(int argc, char **argv, const kt_globals *g0)
 		return kt_cli_fail(&err);
 	if (g.output == KT_OUT_TABLE) {
 		char b[32];
-		printf("restored snapshot %.8s into %s: %llu files, %llu dirs, %llu links, %s in %.1fs\n",
-		       id, pos[1], (unsigned long long)res.files, (unsigned long long)res.dirs,
+		printf("restored %s%ssnapshot %.8s into %s: %llu files, %llu dirs, %llu links, %s in "
+		       "%.1fs\n", path ? path : "", path ? " of " : "", id, pos[1],
+		       (unsigned long long)res.files, (unsigned long long)res.dirs,
 		       (unsigned long long)res.links, kt_human_bytes(res.bytes, b),
 		       (double)res.duration_ms / 1000.0);
 	} else {
-		json_t *j = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:f}", "id", id, "target",
-		                      kt_cli_json_text(pos[1]), "files", (json_int_t)res.files,
+		json_t *j = json_pack("{s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:f}", "id", id, "target",
+		                      kt_cli_json_text(pos[1]), "path",
+		                      path ? kt_cli_json_text(path) : json_null(),
+		                      "files", (json_int_t)res.files,
 		                      "dirs", (json_int_t)res.dirs, "links", (json_int_t)res.links,
 		                      "bytes", (json_int_t)res.bytes,
 		                      "seconds", (double)res.duration_ms / 1000.0);

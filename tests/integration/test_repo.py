@@ -910,6 +910,46 @@ def test_a_file_of_262144_pages_that_overflowed_the_tree_blob(tmp_path):
     assert backup_mib <= 64 and restore_mib <= 64, (backup_mib, restore_mib)
 
 
+def test_restore_one_directory_of_a_split_directory(tmp_path):
+    """`repo restore --path DIR`: only that directory, as TARGET itself
+    (its contents, its mode and mtime), also when DIR sits in a directory
+    whose listing is split into parts (KT_TREE_PART_NODES, a test knob: the
+    lookup reads the one part that may hold the name).  A path that is not
+    a directory of the snapshot is a clear error and makes no TARGET."""
+    knobs = {"KT_TREE_PART_NODES": "16"}
+    data = tmp_path / "data"
+    flat = data / "flat"
+    flat.mkdir(parents=True)
+    for i in range(200):
+        (flat / f"f-{i:04d}").write_text(f"{i}\n")
+    inner = flat / "m-inner"                    # in the middle of the split listing
+    (inner / "deeper").mkdir(parents=True)
+    (inner / "a.txt").write_text("a\n")
+    (inner / "deeper" / "b.bin").write_bytes(random.Random(5).randbytes(5 << 20))
+    os.chmod(inner, 0o750)
+    os.utime(inner, ns=(1_600_000_000_111_222_333, 1_600_000_000_111_222_333))
+    r = tmp_path / "repo"
+    repo("init", "--repo", r)
+    repo("backup", "--repo", r, data, extra_env=knobs)
+    out = tmp_path / "out"
+    res = json.loads(repo("restore", "--repo", r, "latest", out, "--path", inner,
+                          "-o", "json").stdout)
+    assert res["path"] == str(inner) and res["files"] == 2, res
+    got, want = tree(out), tree(inner)
+    assert got == want
+    st = os.stat(out)
+    assert st.st_mode & 0o7777 == 0o750 and st.st_mtime_ns == 1_600_000_000_111_222_333
+    out2 = tmp_path / "out2"
+    repo("restore", "--repo", r, "latest", out2, "--path", str(flat) + "/")
+    assert tree(out2) == tree(flat)
+    for bad in (flat / "f-0007", flat / "nope", "/no/such/dir"):
+        res = repo("restore", "--repo", r, "latest", tmp_path / "bad", "--path", bad,
+                   check=False)
+        assert res.returncode == 1 and "is not a directory in the snapshot" in res.stderr, \
+            res.stderr
+        assert not (tmp_path / "bad").exists()
+
+
 def test_tree_index_cut_by_listing_size(tmp_path):
     """Files of many inline ids (the issue's ~300 files of ~1,000 chunks)
     make a listing big in bytes with few entries: parts are also cut at the
