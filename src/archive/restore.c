@@ -356,10 +356,24 @@ static kt_code plan_blob(rctx *r, rplan *p, rstream *s, kt_error *err)
 		if (!job->p)
 			abort();
 	}
-	/* f->jobs counts runs: pieces of f back to back in a job (a worker
-	 * counts them down the same way). */
-	int counted = job->n && job->p[job->n - 1].f == s->f;
-	rpiece *pc = &job->p[job->n++];
+	/* A job keeps each file's pieces back to back (they are consecutive
+	 * blobs of the file): the planner interleaves several files' blobs in
+	 * pack order, and a worker writes a file's run as one O_DIRECT write
+	 * where blob by blob would be many small ones.  f->jobs counts the
+	 * jobs f is in (a worker counts them down the same way). */
+	size_t at = job->n;
+	if (s->f->in_job == job && (!job->n || job->p[job->n - 1].f != s->f))
+		for (size_t k = job->n; k-- > 0;)
+			if (job->p[k].f == s->f) {
+				at = k + 1;
+				break;
+			}
+	int counted = at && job->p[at - 1].f == s->f;
+	if (at < job->n)
+		memmove(&job->p[at + 1], &job->p[at], (job->n - at) * sizeof(*job->p));
+	job->n++;
+	s->f->in_job = job;
+	rpiece *pc = &job->p[at];
 	pc->e.type = l->type;
 	pc->e.compression = l->compression;
 	pc->e.offset = l->offset;
@@ -444,18 +458,43 @@ static kt_code hand_over(rctx *r, rfile *f, const kt_repo_node *nd, kt_error *er
 	return KT_OK;
 }
 
+/* A big file being planned, on the heap: its ids iterator points at its node. */
+typedef struct plactive {
+	rbig b;
+	rstream s;
+} plactive;
+
+/* Of the n active files, the one whose next blob is of kind (1: compressed)
+ * and lies first (pack, offset); n when none is. */
+static size_t first_of_kind(plactive *const *act, size_t n, int kind)
+{
+	size_t k = n;
+	for (size_t i = 0; i < n; i++) {
+		const kt_loc *h = &act[i]->s.head;
+		if ((h->compression != 0) != kind)
+			continue;
+		if (k == n || h->pack < act[k]->s.head.pack ||
+		    (h->pack == act[k]->s.head.pack && h->offset < act[k]->s.head.offset))
+			k = i;
+	}
+	return k;
+}
+
 /* The planner: up to BIG_ACTIVE big files at once, merged by where their
  * blobs lie (pack, offset).  Backups seal big files side by side, so their
  * blobs interleave in the packs: planned one file at a time, each job read
  * the other files' blobs in its span too, and read them again for their
  * own jobs (2.3 times the bytes in the benchmark).  Merged, a job takes
- * every blob of its span that an active file needs. */
+ * every blob of its span that an active file needs.  Compressed blobs and
+ * the others are merged apart and planned in turn (see AHEAD_MAX), so that
+ * the CPU-bound and the disk-bound files finish together. */
 void *kt_restore_planner_main(void *arg)
 {
 	rctx *r = arg;
-	/* Each on the heap: its ids iterator points at its node. */
-	struct active { rbig b; rstream s; } *act[BIG_ACTIVE];
+	plactive *act[BIG_ACTIVE];
 	size_t n = 0;
+	int kind = 0;         /* the kind of blob being planned (1: compressed) */
+	int64_t ahead = 0;    /* raw bytes planned of compressed blobs minus the others */
 	kt_code c = KT_OK;
 	kt_error err;
 	for (;;) {
@@ -485,7 +524,7 @@ void *kt_restore_planner_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 
 		for (size_t i = first_new; i < n && !c;) {
-			struct active *x = act[i];
+			plactive *x = act[i];
 			if (stream_open(r, &x->s, x->b.f, &x->b.nd, &c, &err) > 0) {
 				i++;
 				continue;
@@ -497,12 +536,19 @@ void *kt_restore_planner_main(void *arg)
 		}
 		if (c || !n)
 			continue;   /* (failed: stopped) */
-		size_t k = 0;
-		for (size_t i = 1; i < n; i++) {
-			const kt_loc *h = &act[i]->s.head, *best = &act[k]->s.head;
-			if (h->pack < best->pack || (h->pack == best->pack && h->offset < best->offset))
-				k = i;
+		/* Stay with the current kind while its next blob joins the
+		 * pending job; at a job's end take the kind that is behind. */
+		size_t k = first_of_kind(act, n, kind);
+		if (k == n || !fits(r, &r->big, &act[k]->s.head)) {
+			int other = first_of_kind(act, n, !kind) < n;
+			if (other && (k == n || (kind ? ahead > 0 : ahead < 0)))
+				kind = !kind;
+			k = first_of_kind(act, n, kind);
 		}
+		const kt_loc *h = &act[k]->s.head;
+		ahead += (kind ? 1 : -1) * (int64_t)h->raw_length;
+		if (ahead > AHEAD_MAX || ahead < -AHEAD_MAX)
+			ahead = ahead > 0 ? AHEAD_MAX : -AHEAD_MAX;
 		int more = (c = plan_blob(r, &r->big, &act[k]->s, &err)) ? -1
 		           : stream_next(r, &act[k]->s, &c, &err);
 		if (more <= 0) {

@@ -15,10 +15,12 @@
  *
  *   caller   walks the trees depth first; makes directories and links;
  *            plans jobs[]: a job is a span of at most RANGE_MAX bytes of
- *            one pack with the blobs of one or more files that lie in it.
+ *            one pack with the blobs of one or more files that lie in it,
+ *            each file's pieces back to back (one run, one write).
  *   planner  plans the jobs of the files of BIG_FILE or more, which the
  *            caller hands it (at most BIG_QUEUE waiting), BIG_ACTIVE at
- *            a time merged by where their blobs lie, so that their
+ *            a time merged by where their blobs lie (compressed blobs
+ *            and the others in turn), so that their
  *            jobs (bound by the disk: cold pack reads, O_DIRECT writes)
  *            run beside the small files' (bound by the CPU: create,
  *            write, rename) instead of before or after them.  While
@@ -87,6 +89,13 @@
 #define BIG_FILE (4u << 20)
 #define BIG_QUEUE 16
 #define BIG_ACTIVE 8
+/* The planner alternates between compressed blobs (bound by the CPU:
+ * decompression) and the others (bound by the disk: as many bytes read as
+ * written), a job at a time, so that neither waits for the other at the
+ * end; the kind that is behind in raw bytes planned goes next, and neither
+ * gets more than AHEAD_MAX ahead (a kind that was missing for a while
+ * catches up that much, not all of it). */
+#define AHEAD_MAX ((int64_t)16 << 20)
 #define N_WORKERS_MAX 8
 #define BATCH_FILES 512
 #define BATCH_BYTES (64u << 20)
@@ -112,6 +121,7 @@ typedef struct rfile {
 	char mtime[40];
 	uint64_t size;
 	int jobs, submitted;                 /* under mu */
+	const struct rjob *in_job;           /* planning: the job it last went into */
 	int made, making;                    /* under mu: the .part exists / is being made */
 	uint8_t *frag;                       /* under mu: part-blocks kept back (see FRAG_MAX) */
 	size_t frag_len;
