@@ -39,7 +39,10 @@ Every cold restore is compared with the data (content, mode, mtime of
 every file; outside the measurement).  "added" is how much the repository
 directory grew with backup2 (sum of file sizes).  Before every run the
 page cache is synced (outside the measurement), so that no tool pays for
-the write-back of another's files.
+the write-back of another's files.  On an ext4 without a journal, start a
+run at least 6 minutes after deleting many files there (the last run's
+scratch directory, `make check`'s temporary trees): until then every
+file created steps over the deleted inodes (docs/benchmarks.md, "Steps").
 
 Environment:
   BENCH_REPO_MIB      data set size, MiB (default 1024; 64 for a quick trial)
