@@ -164,7 +164,7 @@ static int fits(rctx *r, const rplan *p, const kt_loc *l)
 	return 1;
 }
 
-/* Hand p's pending job to the reader thread. */
+/* Hand p's pending job to the readers. */
 static void flush_pending(rctx *r, rplan *p)
 {
 	if (p->pend < 0)
@@ -219,7 +219,9 @@ static kt_code take_job(rctx *r, rplan *p, const kt_loc *l, kt_error *err)
 	return KT_OK;
 }
 
-/* Tree and content list reads take the store's lock (the reader threads share it). */
+/* Tree and content list reads take the lock of the archive's store (the
+ * walk and the planner share it; so does a reader without a handle of its
+ * own). */
 static void store_lock(void *ctx, int on)
 {
 	rctx *r = ctx;

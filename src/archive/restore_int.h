@@ -28,8 +28,10 @@
  *            jobs: big files' jobs wait for the disk and need many in
  *            flight, the walk's each hold dozens of small files and keep
  *            a CPU busy.
- *   reader   reads each planned job's span from the store.  It and the
- *            caller (reading trees) take turns on the store (smu).
+ *   readers  read the planned jobs' spans from the store, N_READERS at
+ *            once, each through a handle of its own (kt_store_clone); the
+ *            caller and the planner read trees and content lists through
+ *            the archive's, taking turns (smu).
  *   workers  (three per CPU: they block in the kernel, creating and
  *            writing files, as often as they compute)
  *            the first job of a file creates it as .<name>.kontinuity-part;
@@ -53,7 +55,7 @@
  * later would change its time.  One syncfs() after the threads ended makes
  * the names, directories and times durable before restore returns.
  * Memory: N_JOBS ranges of at most RANGE_MAX (or one blob), a blob buffer
- * and a stage per worker, and the nodes of the big files handed to the
+ * and a stage per worker, a store handle per reader (S3: a connection), and the nodes of the big files handed to the
  * planner (BIG_QUEUE + BIG_ACTIVE, with their inline ids and the content
  * list blob being read of each).  Descriptors: the
  * directories still waiting for files (at most MAX_OPEN_DIRS, else the
@@ -97,6 +99,11 @@
  * catches up that much, not all of it). */
 #define AHEAD_MAX ((int64_t)16 << 20)
 #define N_WORKERS_MAX 8
+/* Readers, each with a handle of its own on the store (kt_store_clone), so
+ * that a store with a latency per request (S3: a connection each) has
+ * several reads in flight. */
+#define N_READERS 4
+#define N_READERS_MAX 8
 #define BATCH_FILES 512
 #define BATCH_BYTES (64u << 20)
 #define MAX_OPEN_DIRS 256
@@ -139,6 +146,14 @@ typedef struct rplan {
 	int pend;                            /* the job being filled, or -1 */
 	int jobs;                            /* under mu: its jobs taken and not free again */
 } rplan;
+
+/* A reader thread and its own handle on the store (NULL: it shares the
+ * archive's, under smu). */
+typedef struct rreader {
+	struct rctx *r;
+	kt_store *s;
+	pthread_t th;
+} rreader;
 
 /* A big file handed to the planner, with a copy of its node. */
 typedef struct rbig {
@@ -183,8 +198,10 @@ typedef struct rctx {
 	pthread_cond_t cv_bq;                /* planner: a big file, or stop/close */
 	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
 	size_t p_head, n_planned;
-	int reading;                         /* the reader has a job */
-	pthread_mutex_t smu;                 /* the store: the caller's tree reads, the reader's */
+	int reading;                         /* readers with a job */
+	pthread_mutex_t smu;                 /* the archive's store: tree and list reads (the
+	                                        caller's, the planner's), a reader without
+	                                        a handle of its own */
 	pthread_cond_t cv_io;                /* reader: a job is planned, or stop/close */
 	rfile *fin_head, *fin_tail;
 	size_t n_fin;
@@ -195,8 +212,9 @@ typedef struct rctx {
 	rfile *files;
 	rdir *dirs;
 	size_t n_dirs;
-	pthread_t workers[N_WORKERS_MAX], namer, reader, planner;
-	int n_workers, running;
+	pthread_t workers[N_WORKERS_MAX], namer, planner;
+	rreader readers[N_READERS_MAX];
+	int n_workers, n_readers, running;
 	int no_direct;                       /* atomic: O_DIRECT is off (see DIO_ALIGN) */
 	size_t frag_max;                     /* FRAG_MAX but for tests */
 } rctx;

@@ -1,6 +1,7 @@
 /*
  * restore_write.c - the threads of a restore (restore_int.h has the
- * pipeline): the reader gets the planned spans of packs from the store,
+ * pipeline): the readers get the planned spans of packs from the store
+ * (several at once, each through a handle of its own),
  * workers create the .part files (0600, O_EXCL, O_NOFOLLOW), open every
  * blob (authenticated under its id, decompressed) and pwrite it
  * at its offset (big runs with O_DIRECT: write_run_direct), and give
@@ -420,7 +421,8 @@ static kt_code write_job(rctx *r, rjob *j, wstate *w, kt_error *err)
  * this thread waits for the store. */
 static void *reader_main(void *arg)
 {
-	rctx *r = arg;
+	rreader *me = arg;
+	rctx *r = me->r;
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		while (!r->n_planned && !r->stop && !r->closing)
@@ -430,19 +432,24 @@ static void *reader_main(void *arg)
 		int s = r->planned[r->p_head];
 		r->p_head = (r->p_head + 1) % N_JOBS;
 		r->n_planned--;
-		r->reading = 1;
+		r->reading++;
 		pthread_mutex_unlock(&r->mu);
 
 		rjob *j = &r->jobs[s];
 		char name[80];
 		kt_archive_pack_name(r->a->packs[j->pack], name);
 		kt_error err;
-		pthread_mutex_lock(&r->smu);
-		kt_code c = kt_store_get(r->a->s, name, j->base, j->end - j->base, &j->sealed, &err);
-		pthread_mutex_unlock(&r->smu);
+		kt_code c;
+		if (me->s) {
+			c = kt_store_get(me->s, name, j->base, j->end - j->base, &j->sealed, &err);
+		} else {
+			pthread_mutex_lock(&r->smu);
+			c = kt_store_get(r->a->s, name, j->base, j->end - j->base, &j->sealed, &err);
+			pthread_mutex_unlock(&r->smu);
+		}
 
 		pthread_mutex_lock(&r->mu);
-		r->reading = 0;
+		r->reading--;
 		if (c) {
 			/* Its files will never complete: stop before any could be named. */
 			kt_restore_fail_locked(r, c, &err);
@@ -625,8 +632,26 @@ void kt_restore_start(rctx *r)
 			abort();
 		r->n_workers++;
 	}
+	/* Readers: as many as get a handle of their own on the store; if none
+	 * does, one that shares the archive's.  KT_RESTORE_READERS: how many
+	 * (0: that one reader, for tests). */
+	int want = (int)kt_archive_knob("KT_RESTORE_READERS", N_READERS, 0, N_READERS_MAX);
+	for (int i = 0; i < want || !r->n_readers; i++) {
+		kt_error e;
+		rreader *rd = &r->readers[r->n_readers];
+		rd->r = r;
+		rd->s = NULL;
+		if (want && kt_store_clone(r->a->s, &rd->s, &e) != KT_OK) {
+			kt_log(KT_LOG_DEBUG, "restore: %d of %d readers (%s)", i, want, e.msg);
+			rd->s = NULL;
+			if (i)
+				break;
+		}
+		if (pthread_create(&rd->th, NULL, reader_main, rd) != 0)
+			abort();
+		r->n_readers++;
+	}
 	if (pthread_create(&r->namer, NULL, namer_main, r) != 0 ||
-	    pthread_create(&r->reader, NULL, reader_main, r) != 0 ||
 	    pthread_create(&r->planner, NULL, kt_restore_planner_main, r) != 0)
 		abort();
 	r->running = 1;
@@ -650,7 +675,11 @@ void kt_restore_stop(rctx *r, int stop)
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i], NULL);
 	pthread_join(r->namer, NULL);
-	pthread_join(r->reader, NULL);
+	for (int i = 0; i < r->n_readers; i++) {
+		pthread_join(r->readers[i].th, NULL);
+		kt_store_free(r->readers[i].s);
+	}
+	r->n_readers = 0;
 	r->running = 0;
 	for (; r->n_bq; r->n_bq--, r->bq_head = (r->bq_head + 1) % BIG_QUEUE)
 		kt_repo_node_release(&r->bq[r->bq_head].nd);

@@ -222,6 +222,11 @@ kt_code kt_s3_new(kt_s3 **out, const kt_s3_config *cfg, kt_error *err)
 	return KT_OK;
 }
 
+kt_code kt_s3_clone(const kt_s3 *s, kt_s3 **out, kt_error *err)
+{
+	return kt_s3_new(out, &s->cfg, err);   /* cfg points at s's own copies */
+}
+
 void kt_s3_free(kt_s3 *s)
 {
 	if (!s)

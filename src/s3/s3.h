@@ -97,6 +97,9 @@ const char *kt_s3_object_meta(const kt_s3_object_info *info, const char *name);
  * bad endpoint (message names the field).  Free with kt_s3_free.
  */
 kt_code kt_s3_new(kt_s3 **out, const kt_s3_config *cfg, kt_error *err);
+/* A second client with s's settings and credentials and a connection of its
+ * own, for another thread (rule 6). */
+kt_code kt_s3_clone(const kt_s3 *s, kt_s3 **out, kt_error *err);
 void kt_s3_free(kt_s3 *s);
 
 /* The addressing style in use (never AUTO) and the endpoint's origin. */

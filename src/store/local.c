@@ -552,6 +552,25 @@ static void local_free(kt_store *s)
 	free(l);
 }
 
+static const kt_store_vtable local_vt;
+
+static kt_code local_clone(kt_store *s, kt_store **out, kt_error *err)
+{
+	local_store *l = (local_store *)s;
+	int fd = fcntl(l->dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return kt_error_sys(err, kt_code_from_errno(errno), errno, "cannot open %s again",
+		                    s->desc);
+	local_store *c = kt_xcalloc(1, sizeof(*c));
+	c->base.vt = &local_vt;
+	c->base.cancel = s->cancel;
+	c->base.desc = kt_xstrdup(s->desc);
+	c->dirfd = fd;
+	c->root = kt_xstrdup(l->root);
+	*out = &c->base;
+	return KT_OK;
+}
+
 static const kt_store_vtable local_vt = {
 	.kind = "local",
 	.put = local_put,
@@ -560,6 +579,7 @@ static const kt_store_vtable local_vt = {
 	.stat = local_stat,
 	.list = local_list,
 	.remove = local_remove,
+	.clone = local_clone,
 	.free = local_free,
 };
 

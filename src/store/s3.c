@@ -187,6 +187,27 @@ static void s3_free(kt_store *s)
 	free(b);
 }
 
+static const kt_store_vtable s3_vt;
+
+static kt_code s3_clone(kt_store *s, kt_store **out, kt_error *err)
+{
+	s3_store *b = (s3_store *)s;
+	kt_s3 *s3 = NULL;
+	kt_code rc = kt_s3_clone(b->s3, &s3, err);
+	if (rc)
+		return rc;
+	s3_store *c = kt_xcalloc(1, sizeof(*c));
+	c->base.vt = &s3_vt;
+	c->base.cancel = s->cancel;
+	c->base.desc = kt_xstrdup(s->desc);
+	c->s3 = s3;
+	c->prefix = kt_xstrdup(b->prefix);
+	c->prefix_len = b->prefix_len;
+	c->lock_days = b->lock_days;
+	*out = &c->base;
+	return KT_OK;
+}
+
 static const kt_store_vtable s3_vt = {
 	.kind = "s3",
 	.put = s3_put,
@@ -195,6 +216,7 @@ static const kt_store_vtable s3_vt = {
 	.stat = s3_stat,
 	.list = s3_list,
 	.remove = s3_remove,
+	.clone = s3_clone,
 	.free = s3_free,
 };
 

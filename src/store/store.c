@@ -134,6 +134,13 @@ kt_code kt_store_open(const char *url, const kt_store_opts *o, kt_store **out, k
 	return kt_store_local_open(path, o, out, err);
 }
 
+kt_code kt_store_clone(kt_store *s, kt_store **out, kt_error *err)
+{
+	if (!s->vt->clone)
+		return kt_error_set(err, KT_EUSAGE, "%s cannot be opened a second time", s->desc);
+	return s->vt->clone(s, out, err);
+}
+
 void kt_store_free(kt_store *s)
 {
 	if (!s)

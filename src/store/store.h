@@ -82,6 +82,13 @@ typedef struct kt_store_opts {
  */
 kt_code kt_store_open(const char *url, const kt_store_opts *o, kt_store **out, kt_error *err);
 
+/*
+ * Another handle on the store s, for another thread (rule 7): the same
+ * backend, place, settings and credentials (and wrappers), its own
+ * descriptor or connection.  Free it with kt_store_free; s stays usable.
+ */
+kt_code kt_store_clone(kt_store *s, kt_store **out, kt_error *err);
+
 /* Close and free s (and the store it wraps, for wrappers).  NULL is a no-op. */
 void kt_store_free(kt_store *s);
 

@@ -31,6 +31,9 @@ typedef struct kt_store_vtable {
 	kt_code (*list)(kt_store *s, const char *prefix, kt_store_list_fn fn, void *ctx,
 	                kt_error *err);
 	kt_code (*remove)(kt_store *s, const char *name, kt_error *err);
+	/* Another handle on the same store (kt_store_clone); desc and cancel
+	 * filled by the backend as in its open.  NULL: it has none. */
+	kt_code (*clone)(kt_store *s, kt_store **out, kt_error *err);
 	void (*free)(kt_store *s);   /* free the backend's own fields and s itself */
 } kt_store_vtable;
 

@@ -300,6 +300,16 @@ static void retry_free(kt_store *s)
 	free(r);
 }
 
+static kt_code retry_clone(kt_store *s, kt_store **out, kt_error *err)
+{
+	retry_store *r = (retry_store *)s;
+	kt_store *inner;
+	kt_code rc = kt_store_clone(r->inner, &inner, err);
+	if (!rc)
+		*out = kt_store_retry_wrap(inner, r->attempts, r->base_ms);
+	return rc;
+}
+
 static const kt_store_vtable retry_vt = {
 	.kind = "retry",
 	.put = retry_put,
@@ -308,6 +318,7 @@ static const kt_store_vtable retry_vt = {
 	.stat = retry_stat,
 	.list = retry_list,
 	.remove = retry_remove,
+	.clone = retry_clone,
 	.free = retry_free,
 };
 
@@ -500,6 +511,17 @@ static void faulty_free(kt_store *s)
 	free(f);
 }
 
+/* The clone draws its own faults: from the next number of s's sequence. */
+static kt_code faulty_clone(kt_store *s, kt_store **out, kt_error *err)
+{
+	faulty_store *f = (faulty_store *)s;
+	kt_store *inner;
+	kt_code rc = kt_store_clone(f->inner, &inner, err);
+	if (!rc)
+		*out = kt_store_faulty_wrap(inner, splitmix64(&f->rng), f->rate, f->kinds);
+	return rc;
+}
+
 static const kt_store_vtable faulty_vt = {
 	.kind = "faulty",
 	.put = faulty_put,
@@ -508,6 +530,7 @@ static const kt_store_vtable faulty_vt = {
 	.stat = faulty_stat,
 	.list = faulty_list,
 	.remove = faulty_remove,
+	.clone = faulty_clone,
 	.free = faulty_free,
 };
 

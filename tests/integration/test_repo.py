@@ -141,9 +141,11 @@ def test_restore_writes_big_runs_directly_with_the_same_bytes(tmp_path):
     # "frag": the part-blocks kept back at the ends of the direct runs
     # are written whenever one more would not fit, not only at the end.
     # "planner": every file planned by the planner thread (restore.c), whose
-    # jobs hold the blobs of several files.
+    # jobs hold the blobs of several files.  "shared": one reader, on the
+    # archive's own store handle (what a store that cannot be cloned gets).
     for mode, knobs in (("1", {}), ("frag", {"KT_RESTORE_FRAG_MAX": "4106"}),
                         ("planner", {"KT_RESTORE_BIG_FILE": "1"}),
+                        ("shared", {"KT_RESTORE_READERS": "0"}),
                         ("0", {"KT_RESTORE_DIRECT": "0"})):
         out = tmp_path / f"out{mode}"
         log = tmp_path / f"strace{mode}.log"

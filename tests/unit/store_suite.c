@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -520,6 +521,57 @@ typedef struct suite_case {
 	void (*fn)(suite *t);
 } suite_case;
 
+/* Rule 7: a clone is the same store, used from another thread at once. */
+typedef struct clone_run {
+	kt_store *s;
+	kt_code put_rc, get_rc;
+	kt_error e;
+	kt_buf got;
+} clone_run;
+
+static void *clone_thread(void *arg)
+{
+	clone_run *c = arg;
+	kt_error_clear(&c->e);
+	c->put_rc = kt_store_put(c->s, "clone/from-clone", "by the clone", 12, &c->e);
+	for (int i = 0; i < 20 && !c->put_rc && !c->get_rc; i++)
+		c->get_rc = kt_store_get(c->s, "clone/from-original", 0, 0, &c->got, &c->e);
+	return NULL;
+}
+
+static void case_clone(suite *t)
+{
+	kt_error e;
+	kt_error_clear(&e);
+	kt_code rc = put_str(t, "clone/from-original", "by the original", &e);
+	EXPECT_RC(t, rc, KT_OK, e);
+	clone_run c = { 0 };
+	kt_buf_init(&c.got, MIB);
+	rc = kt_store_clone(t->s, &c.s, &e);
+	EXPECT_RC(t, rc, KT_OK, e);
+	if (rc) {
+		kt_buf_release(&c.got);
+		return;
+	}
+	EXPECT(t, !strcmp(kt_store_describe(c.s), kt_store_describe(t->s)),
+	       "the same description, got '%s'", kt_store_describe(c.s));
+	pthread_t th;
+	if (pthread_create(&th, NULL, clone_thread, &c) != 0)
+		abort();
+	/* The original works meanwhile, on this thread. */
+	for (int i = 0; i < 20; i++)
+		EXPECT_CONTENT(t, "clone/from-original", "by the original", 15);
+	pthread_join(th, NULL);
+	EXPECT_RC(t, c.put_rc, KT_OK, c.e);
+	EXPECT_RC(t, c.get_rc, KT_OK, c.e);
+	EXPECT(t, c.got.len == 15 && !memcmp(c.got.data, "by the original", 15),
+	       "the clone reads the original's object");
+	kt_store_free(c.s);
+	kt_buf_release(&c.got);
+	/* Freeing the clone leaves the original open. */
+	EXPECT_CONTENT(t, "clone/from-clone", "by the clone", 12);
+}
+
 static const suite_case cases[] = {
 	{ "an empty store lists nothing", case_empty_store },
 	{ "bad names and prefixes are refused before any backend call", case_bad_names },
@@ -530,6 +582,7 @@ static const suite_case cases[] = {
 	{ "list: many names, byte prefixes, ascending order, callback stop", case_list_many },
 	{ "remove: gone from get, stat and list; the name can be reused", case_remove },
 	{ "put_file: a big object (multipart on S3) reads back identical", case_big_file },
+	{ "clone: a second handle on another thread sees the same objects", case_clone },
 };
 
 int store_suite_run(kt_store *s, const store_suite_opts *o, int *n_passed)

@@ -409,7 +409,7 @@ static void sc_free(kt_store *s)
 }
 
 static const kt_store_vtable scripted_vt = {
-	"scripted", sc_put, sc_put_file, sc_get, sc_stat, sc_list, sc_remove, sc_free,
+	"scripted", sc_put, sc_put_file, sc_get, sc_stat, sc_list, sc_remove, NULL, sc_free,
 };
 
 static scripted *make_scripted(volatile sig_atomic_t *cancel)
