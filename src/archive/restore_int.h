@@ -55,9 +55,10 @@
  * later would change its time.  One syncfs() after the threads ended makes
  * the names, directories and times durable before restore returns.
  * Memory: N_JOBS ranges of at most RANGE_MAX (or one blob), a blob buffer
- * and a stage per worker, a store handle per reader (S3: a connection), and the nodes of the big files handed to the
- * planner (BIG_QUEUE + BIG_ACTIVE, with their inline ids and the content
- * list blob being read of each).  Descriptors: the
+ * and a stage per worker, a store handle per reader (S3: a connection),
+ * and the nodes of the big files handed to the planner (BIG_QUEUE +
+ * BIG_ACTIVE, with their inline ids and the content list blob being read
+ * of each).  Descriptors: the
  * directories still waiting for files (at most MAX_OPEN_DIRS, else the
  * caller waits for the namer) and the files being written.
  *
@@ -196,13 +197,13 @@ typedef struct rctx {
 	size_t big_file;                     /* BIG_FILE but for tests (0: no planner) */
 	int walk_share;                      /* the walk's jobs while the planner works */
 	pthread_cond_t cv_bq;                /* planner: a big file, or stop/close */
-	int planned[N_JOBS];                 /* jobs filled, waiting for the reader (FIFO) */
+	int planned[N_JOBS];                 /* jobs filled, waiting for a reader (FIFO) */
 	size_t p_head, n_planned;
 	int reading;                         /* readers with a job */
 	pthread_mutex_t smu;                 /* the archive's store: tree and list reads (the
 	                                        caller's, the planner's), a reader without
 	                                        a handle of its own */
-	pthread_cond_t cv_io;                /* reader: a job is planned, or stop/close */
+	pthread_cond_t cv_io;                /* readers: a job is planned, or stop/close */
 	rfile *fin_head, *fin_tail;
 	size_t n_fin;
 	uint64_t fin_bytes;

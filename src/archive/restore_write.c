@@ -643,7 +643,6 @@ void kt_restore_start(rctx *r)
 		rd->s = NULL;
 		if (want && kt_store_clone(r->a->s, &rd->s, &e) != KT_OK) {
 			kt_log(KT_LOG_DEBUG, "restore: %d of %d readers (%s)", i, want, e.msg);
-			rd->s = NULL;
 			if (i)
 				break;
 		}
